@@ -1,0 +1,60 @@
+"""The ``edgelearn`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the module adds its parser and sets
+``func`` to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import EdgelearnError
+
+# module name -> (import path). Order is the order shown in --help.
+SUBCOMMAND_MODULES = [
+    "edgelearn.commands.train",
+    "edgelearn.commands.simulate",
+    "edgelearn.commands.data",
+    "edgelearn.commands.info",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgelearn",
+        description="On-chip learning toolchain: float reference, bit-accurate fixed-point engine, HLS and RTL.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgelearn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a subcommand whose module is not present in this build
+            if exc.name == name:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgelearnError as exc:
+        print(f"edgelearn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgelearn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Datasets: MNIST (IDX), CIFAR-10/100 (pickle batches, restricted unpickling), scikit-learn digits, and the
+generated tasks of the DRTP and LDFA papers; plus a checksum-verifying downloader (:mod:`.download`).
+
+>>> from edgelearn.data import load_dataset
+>>> ds = load_dataset("digits", seed=0)
+>>> ds.x_train.shape, ds.output_dim
+((1437, 1, 8, 8), 10)
+"""
+from .dataset import Dataset
+from .registry import DATASET_NAMES, FILE_DATASETS, dataset_params, load_dataset
+
+__all__ = ["Dataset", "DATASET_NAMES", "FILE_DATASETS", "dataset_params", "load_dataset"]

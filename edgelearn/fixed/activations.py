@@ -1,0 +1,183 @@
+"""Hardware-exact activations on raw fixed-point values (docs/arithmetic.md §10).
+
+* hard-tanh: exact clamp of the input to [-1, 1], then an ordinary assignment (round + overflow) to the
+  output format.  Derivative mask: 1 when ``-1 < z < 1`` (open interval, as PyTorch), else 0.
+* ReLU: ``max(z, 0)`` then assignment; derivative mask ``z > 0``.
+* tanh / sigmoid: lookup tables of ``N = 2**table_bits`` entries (default 1024) covering the input range
+  ``[-2**range_bits, 2**range_bits)`` (default [-8, 8)); bin width ``2**(range_bits + 1 - table_bits)``
+  (default 2**-6).  Index = ``clamp((r >> (F_in - (table_bits - range_bits - 1))) + N/2, 0, N-1)`` --
+  an arithmetic shift (floor) of the raw input, so inputs below/above the range use the first/last
+  entry.  Entry ``i`` = ``f`` evaluated (in IEEE double) at the bin *centre*
+  ``c_i = (i - N/2 + 1/2) * 2**(range_bits + 1 - table_bits)``, converted to the table's output format
+  with round-to-nearest-ties-up (AP_RND) and AP_SAT, i.e. ``ap_fixed<W,I,AP_RND,AP_SAT>(f(c_i))``.
+* tanh' = 1 - t^2 from the table output ``t`` (exact, ``2*F_t`` fractional bits) and sigmoid' =
+  s * (1 - s) (exact, ``2*F_s`` fractional bits), then an ordinary assignment to the derivative format.
+* step(z) = 1 if z > 0 else 0; sign(z) in {-1, 0, +1} with sign(0) = 0 (DRTP / sign-DFA).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from edgelearn.errors import FormatError
+from edgelearn.fixed.arith import convert
+from edgelearn.fixed.formats import FixedFormat, parse_format
+
+#: default table size exponent: N = 2**10 = 1024 entries (as hls4ml's default table_size)
+TABLE_BITS = 10
+#: default input range exponent: inputs in [-2**3, 2**3) = [-8, 8)
+RANGE_BITS = 3
+
+__all__ = [
+    "TABLE_BITS", "RANGE_BITS",
+    "table_centres", "tanh_table", "sigmoid_table", "lut_index", "lut_lookup", "lut_apply_array",
+    "tanh_deriv", "sigmoid_deriv",
+    "hard_tanh", "hard_tanh_deriv_mask", "relu", "relu_deriv_mask", "step", "sign",
+]
+
+
+def _check_table(table_bits: int, range_bits: int) -> tuple[int, int]:
+    table_bits, range_bits = int(table_bits), int(range_bits)
+    if not 1 <= table_bits <= 20:
+        raise FormatError(f"table_bits must be 1..20, got {table_bits}")
+    if not -16 <= range_bits <= 16:
+        raise FormatError(f"range_bits must be -16..16, got {range_bits}")
+    return table_bits, range_bits
+
+
+def table_centres(table_bits: int = TABLE_BITS, range_bits: int = RANGE_BITS) -> np.ndarray:
+    """Bin centres ``c_i = (i - N/2 + 1/2) * 2**(range_bits + 1 - table_bits)`` (exact doubles)."""
+    table_bits, range_bits = _check_table(table_bits, range_bits)
+    n = 1 << table_bits
+    i = np.arange(n, dtype=np.float64)
+    return np.ldexp(i - n / 2 + 0.5, range_bits + 1 - table_bits)
+
+
+def _entry_format(out_fmt) -> FixedFormat:
+    f = parse_format(out_fmt)
+    return f.with_(rounding="RND", overflow="SAT")
+
+
+def tanh_table(out_fmt, table_bits: int = TABLE_BITS, range_bits: int = RANGE_BITS) -> np.ndarray:
+    """Raw int64 tanh table in ``out_fmt`` (its W, I, signedness; entries rounded RND, saturated SAT)."""
+    return _entry_format(out_fmt).quantize(np.tanh(table_centres(table_bits, range_bits)))
+
+
+def sigmoid_table(out_fmt, table_bits: int = TABLE_BITS, range_bits: int = RANGE_BITS) -> np.ndarray:
+    """Raw int64 sigmoid table, ``1 / (1 + exp(-c))`` in double, same rules as :func:`tanh_table`."""
+    c = table_centres(table_bits, range_bits)
+    return _entry_format(out_fmt).quantize(1.0 / (1.0 + np.exp(-c)))
+
+
+@numba.njit(cache=True)
+def lut_index(r, in_frac, table_bits, range_bits):
+    """Table index of raw input ``r`` (``in_frac`` fractional bits): floor(z / bin) + N/2, clamped."""
+    n = np.int64(1) << table_bits
+    sh = np.int64(in_frac) - (np.int64(table_bits) - np.int64(range_bits) - 1)
+    r = np.int64(r)
+    if sh >= 0:
+        idx = r >> (sh if sh < 63 else 63)
+    else:
+        # left shift; saturate first so it cannot leave int64 (anything beyond +-n is clamped anyway)
+        if r > n:
+            r = n
+        elif r < -n:
+            r = -n
+        idx = r << (-sh if -sh < 40 else 40)
+    idx = idx + (n >> 1)
+    if idx < 0:
+        return np.int64(0)
+    if idx > n - 1:
+        return n - 1
+    return idx
+
+
+@numba.njit(cache=True)
+def lut_lookup(r, in_frac, table, table_bits, range_bits):
+    """Table output (raw, in the table's format) for raw input ``r``."""
+    return table[lut_index(r, in_frac, table_bits, range_bits)]
+
+
+@numba.njit(cache=True)
+def lut_apply_array(raw, in_frac, table, table_bits, range_bits):
+    """Element-wise :func:`lut_lookup` over an int64 array (any shape)."""
+    flat = raw.ravel()
+    out = np.empty(flat.size, dtype=np.int64)
+    for i in range(flat.size):
+        out[i] = table[lut_index(flat[i], in_frac, table_bits, range_bits)]
+    return out.reshape(raw.shape)
+
+
+@numba.njit(cache=True)
+def tanh_deriv(t, t_frac, width, frac, signed, rmode, omode, rnd):
+    """``1 - t*t`` computed exactly with ``2*t_frac`` fractional bits from the tanh output ``t``
+    (``t_frac >= 0``), then assigned to the derivative format."""
+    one = np.int64(1) << (2 * t_frac)
+    d = one - np.int64(t) * np.int64(t)
+    return convert(d, 2 * t_frac, width, frac, signed, rmode, omode, rnd)
+
+
+@numba.njit(cache=True)
+def sigmoid_deriv(s, s_frac, width, frac, signed, rmode, omode, rnd):
+    """``s * (1 - s)`` computed exactly with ``2*s_frac`` fractional bits from the sigmoid output ``s``
+    (``s_frac >= 0``), then assigned to the derivative format."""
+    one = np.int64(1) << s_frac
+    d = np.int64(s) * (one - np.int64(s))
+    return convert(d, 2 * s_frac, width, frac, signed, rmode, omode, rnd)
+
+
+@numba.njit(cache=True, inline="always")
+def _one_threshold(frac):
+    # smallest raw r with r * 2**-frac >= 1
+    if frac >= 0:
+        return np.int64(1) << frac
+    return np.int64(1)
+
+
+@numba.njit(cache=True)
+def hard_tanh(r, in_frac, width, frac, signed, rmode, omode, rnd):
+    """``clamp(z, -1, 1)`` (exact) assigned to the output format (width, frac, signed, modes)."""
+    t = _one_threshold(in_frac)
+    if r >= t:
+        return convert(np.int64(1), 0, width, frac, signed, rmode, omode, rnd)
+    if r <= -t:
+        return convert(np.int64(-1), 0, width, frac, signed, rmode, omode, rnd)
+    return convert(r, in_frac, width, frac, signed, rmode, omode, rnd)
+
+
+@numba.njit(cache=True)
+def hard_tanh_deriv_mask(r, in_frac):
+    """1 when ``-1 < z < 1`` (strict, 0 at the boundaries), else 0."""
+    t = _one_threshold(in_frac)
+    return np.int64(1) if (-t < r < t) else np.int64(0)
+
+
+@numba.njit(cache=True)
+def relu(r, in_frac, width, frac, signed, rmode, omode, rnd):
+    """``max(z, 0)`` assigned to the output format."""
+    if r < 0:
+        return np.int64(0)
+    return convert(r, in_frac, width, frac, signed, rmode, omode, rnd)
+
+
+@numba.njit(cache=True)
+def relu_deriv_mask(r):
+    """1 when ``z > 0`` else 0 (0 at z = 0, as PyTorch)."""
+    return np.int64(1) if r > 0 else np.int64(0)
+
+
+@numba.njit(cache=True)
+def step(r):
+    """Heaviside step: 1 when ``z > 0`` else 0."""
+    return np.int64(1) if r > 0 else np.int64(0)
+
+
+@numba.njit(cache=True)
+def sign(r):
+    """-1, 0 or +1 (sign(0) = 0).  As a value in a format with F >= 0 fractional bits: ``sign(r) << F``."""
+    if r > 0:
+        return np.int64(1)
+    if r < 0:
+        return np.int64(-1)
+    return np.int64(0)

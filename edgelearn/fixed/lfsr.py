@@ -1,0 +1,251 @@
+"""The one pseudo-random generator of the fixed-point engine, HLS kernel and RTL (docs/arithmetic.md §7).
+
+* 32-bit **Galois** LFSR, right-shifting, characteristic polynomial ``x^32 + x^22 + x^2 + x + 1``
+  (maximal length, period ``2**32 - 1``), toggle mask ``TAPS = 0x80200003``::
+
+      step(s):  out = s & 1;  s = s >> 1;  if out: s ^= 0x80200003
+
+* Seeding: ``state = seed mod 2**32``; a zero state (the LFSR's lock-up state) is replaced by
+  ``DEFAULT_SEED = 0xACE1ACE1``.
+* ``k`` random bits (one *draw*): ``k`` steps; each step's output bit ``out`` is shifted into the draw
+  from the right, so the first output bit ends up as the draw's most significant bit::
+
+      bits = 0; repeat k: bits = (bits << 1) | (s & 1); s = step(s)
+
+  Successive draws are therefore disjoint windows of one m-sequence.  A 32-bit draw is never 0.
+* Feedback matrices (no storage): ``lfsr_matrix(seed, rows, cols, width)`` fills ``B`` in row-major order,
+  one ``width``-bit draw per entry, interpreted as a two's-complement (sign-extended) raw value; the
+  entry's value is ``raw * 2**-F`` in whatever fixed-point format the caller chose (e.g. ``fixed<W,1>``
+  gives uniform values in ``[-1, 1)``).  ``lfsr_sign_matrix`` gives ``+-1`` entries from one bit each
+  (bit 1 -> -1, bit 0 -> +1).
+
+The hardware may unroll ``k`` steps into a constant XOR network: :func:`lfsr_step_masks` and
+:func:`lfsr_draw_masks` give, per output bit, the mask of old-state bits to XOR.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from edgelearn.errors import FormatError
+
+#: Galois toggle mask of x^32 + x^22 + x^2 + x + 1
+TAPS = 0x80200003
+#: state used when the seed is 0 mod 2**32
+DEFAULT_SEED = 0xACE1ACE1
+#: state width in bits
+STATE_BITS = 32
+_MASK32 = 0xFFFFFFFF
+#: 2**32 - 1 = 3 * 5 * 17 * 257 * 65537
+PERIOD = 2**32 - 1
+
+__all__ = [
+    "TAPS", "DEFAULT_SEED", "STATE_BITS", "PERIOD",
+    "seed_state", "derive_seed", "lfsr_next", "lfsr_bits", "lfsr_draw_into",
+    "lfsr_matrix", "lfsr_sign_matrix", "lfsr_next_taps",
+    "py_lfsr_next", "py_lfsr_bits", "py_lfsr_matrix",
+    "lfsr_jump", "feedback_value", "lfsr_step_masks", "lfsr_draw_masks",
+]
+
+
+def seed_state(seed: int) -> int:
+    """Initial LFSR state for ``seed``: ``seed mod 2**32``, with 0 replaced by :data:`DEFAULT_SEED`."""
+    try:
+        s = int(seed) & _MASK32
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"LFSR seed must be an integer, got {seed!r}") from exc
+    return s if s != 0 else DEFAULT_SEED
+
+
+def derive_seed(base: int, stream: int) -> int:
+    """Seed of an independent stream number ``stream`` (e.g. one per layer's feedback matrix) from a base
+    seed: ``seed_state(base + 0x9E3779B9 * stream)``."""
+    return seed_state((int(base) + 0x9E3779B9 * int(stream)) & _MASK32)
+
+
+@numba.njit(cache=True, inline="always")
+def lfsr_next_taps(state, taps):
+    """One step of a right-shifting Galois LFSR with toggle mask ``taps`` (any width <= 62)."""
+    lsb = state & 1
+    state = state >> 1
+    if lsb != 0:
+        state = state ^ taps
+    return state
+
+
+@numba.njit(cache=True, inline="always")
+def lfsr_next(state):
+    """One step of the 32-bit LFSR (state is a non-negative int < 2**32)."""
+    return lfsr_next_taps(state, np.int64(TAPS))
+
+
+@numba.njit(cache=True)
+def lfsr_bits(state, k):
+    """Draw ``k`` bits (``0 <= k <= 62``): returns ``(new_state, bits)``; first output bit is the MSB."""
+    s = np.int64(state) & _MASK32
+    bits = np.int64(0)
+    for _ in range(k):
+        bits = (bits << 1) | (s & 1)
+        s = lfsr_next(s)
+    return s, bits
+
+
+@numba.njit(cache=True)
+def lfsr_draw_into(state_arr, k):
+    """Draw ``k`` bits using/updating ``state_arr[0]`` in place (for njit loops); returns the bits."""
+    s, bits = lfsr_bits(state_arr[0], k)
+    state_arr[0] = s
+    return bits
+
+
+@numba.njit(cache=True)
+def _lfsr_matrix(state, rows, cols, width):
+    out = np.empty((rows, cols), dtype=np.int64)
+    s = np.int64(state)
+    sign = np.int64(1) << (width - 1)
+    for i in range(rows):
+        for j in range(cols):
+            s, bits = lfsr_bits(s, width)
+            out[i, j] = (bits ^ sign) - sign
+    return out
+
+
+def _check_width(width: int) -> int:
+    width = int(width)
+    if not 2 <= width <= 32:
+        raise FormatError(f"feedback entry width must be 2..32 bits, got {width}")
+    return width
+
+
+def _check_shape(rows: int, cols: int) -> tuple[int, int]:
+    rows, cols = int(rows), int(cols)
+    if rows < 0 or cols < 0:
+        raise FormatError(f"feedback matrix shape must be non-negative, got ({rows}, {cols})")
+    return rows, cols
+
+
+def lfsr_matrix(seed: int, rows: int, cols: int, width: int) -> np.ndarray:
+    """Feedback matrix of raw ``width``-bit two's-complement values, shape ``(rows, cols)``, row-major draws.
+
+    Entry ``(i, j)`` is draw number ``i*cols + j`` (``width`` bits each) from ``seed_state(seed)``,
+    sign-extended.
+    """
+    rows, cols = _check_shape(rows, cols)
+    return _lfsr_matrix(np.int64(seed_state(seed)), rows, cols, np.int64(_check_width(width)))
+
+
+@numba.njit(cache=True)
+def _lfsr_sign_matrix(state, rows, cols):
+    out = np.empty((rows, cols), dtype=np.int64)
+    s = np.int64(state)
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = -1 if (s & 1) != 0 else 1
+            s = lfsr_next(s)
+    return out
+
+
+def lfsr_sign_matrix(seed: int, rows: int, cols: int) -> np.ndarray:
+    """``+-1`` feedback matrix: one bit per entry in row-major order, bit 1 -> -1, bit 0 -> +1."""
+    rows, cols = _check_shape(rows, cols)
+    return _lfsr_sign_matrix(np.int64(seed_state(seed)), rows, cols)
+
+
+# ----------------------------------------------------------------------------------------------------
+# pure-Python reference (the definition, readable; tests compare the njit kernels with it)
+
+
+def py_lfsr_next(state: int) -> int:
+    out = state & 1
+    state >>= 1
+    if out:
+        state ^= TAPS
+    return state
+
+
+def py_lfsr_bits(state: int, k: int) -> tuple[int, int]:
+    bits = 0
+    for _ in range(k):
+        bits = (bits << 1) | (state & 1)
+        state = py_lfsr_next(state)
+    return state, bits
+
+
+def py_lfsr_matrix(seed: int, rows: int, cols: int, width: int) -> list[list[int]]:
+    s = seed_state(seed)
+    out = []
+    for _ in range(rows):
+        row = []
+        for _ in range(cols):
+            s, b = py_lfsr_bits(s, width)
+            row.append(b - (1 << width) if b >> (width - 1) else b)
+        out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# linear-algebra helpers over GF(2): random access and unrolled hardware steps
+
+
+def _step_matrix_cols() -> list[int]:
+    """Column j = image of basis state 1<<j under one step (the step is linear over GF(2))."""
+    return [py_lfsr_next(1 << j) for j in range(STATE_BITS)]
+
+
+def _apply(cols: list[int], state: int) -> int:
+    out = 0
+    j = 0
+    while state:
+        if state & 1:
+            out ^= cols[j]
+        state >>= 1
+        j += 1
+    return out
+
+
+def _compose(a: list[int], b: list[int]) -> list[int]:
+    """Matrix of ``a(b(x))``."""
+    return [_apply(a, c) for c in b]
+
+
+def lfsr_jump(state: int, n: int) -> int:
+    """State after ``n`` steps, in O(32^2 log n) (square-and-multiply of the GF(2) step matrix)."""
+    n = int(n) % PERIOD
+    mat = _step_matrix_cols()
+    s = int(state) & _MASK32
+    while n:
+        if n & 1:
+            s = _apply(mat, s)
+        mat = _compose(mat, mat)
+        n >>= 1
+    return s
+
+
+def feedback_value(seed: int, row: int, col: int, cols: int, width: int) -> int:
+    """Random access to ``lfsr_matrix(seed, rows, cols, width)[row, col]`` without generating the rest."""
+    width = _check_width(width)
+    s = lfsr_jump(seed_state(seed), (int(row) * int(cols) + int(col)) * width)
+    _, b = py_lfsr_bits(s, width)
+    return b - (1 << width) if b >> (width - 1) else b
+
+
+def lfsr_step_masks(k: int) -> list[int]:
+    """For the state after ``k`` steps: element ``i`` is the mask of old-state bits whose XOR is new bit ``i``."""
+    cols = _step_matrix_cols()
+    m = [1 << j for j in range(STATE_BITS)]  # identity, column form
+    for _ in range(int(k)):
+        m = _compose(cols, m)
+    # m[j] = image of basis j; transpose to rows
+    return [sum(((m[j] >> i) & 1) << j for j in range(STATE_BITS)) for i in range(STATE_BITS)]
+
+
+def lfsr_draw_masks(k: int) -> list[int]:
+    """For a ``k``-bit draw: element ``i`` is the mask of state bits whose XOR is draw bit ``i`` (bit 0 = LSB)."""
+    k = int(k)
+    masks = []
+    for i in range(k):
+        # draw bit i is the output of step number (k-1-i), i.e. bit 0 of the state after k-1-i steps
+        rows = lfsr_step_masks(k - 1 - i)
+        masks.append(rows[0])
+    return masks

@@ -1,0 +1,7 @@
+"""The float PyTorch reference of every learning rule (CPU or CUDA)."""
+from .build import build_model
+from .learner import LocalLearner, Site, StepResult, convert, convert_network, effective_rank
+from .rules import RULE_CLASSES, Rule, register
+
+__all__ = ["build_model", "convert", "convert_network", "LocalLearner", "Site", "StepResult", "Rule",
+           "RULE_CLASSES", "register", "effective_rank"]

@@ -1,0 +1,163 @@
+"""Build a standard torch model from a network description.
+
+The result is a plain ``nn.Sequential`` of standard modules (plus small ViT pieces whose projections are
+``nn.Linear``), so any torch tooling applies to it; learning rules are attached afterwards by
+:func:`edgelearn.torch_ref.convert`, never by building a different model per rule.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..network import LayerSpec, NetworkSpec
+
+
+def activation(name: str) -> nn.Module | None:
+    return {
+        "none": None,
+        "tanh": nn.Tanh(),
+        "sigmoid": nn.Sigmoid(),
+        "relu": nn.ReLU(),
+        "hardtanh": nn.Hardtanh(),
+        "gelu": nn.GELU(),
+        "leaky_relu": nn.LeakyReLU(0.01),
+    }[name]
+
+
+class PatchEmbed(nn.Module):
+    """Image -> tokens: a strided conv per patch, an optional class token, learned positions."""
+
+    def __init__(self, in_ch: int, dim: int, patch: int, n_patches: int, cls_token: bool = True):
+        super().__init__()
+        self.proj = nn.Conv2d(in_ch, dim, kernel_size=patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
+        self.pos = nn.Parameter(torch.randn(1, n_patches + (1 if cls_token else 0), dim) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x).flatten(2).transpose(1, 2)  # (N, T, dim)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return x + self.pos
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with separate q/k/v/out ``nn.Linear`` projections (rules apply to each)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        h = self.heads
+
+        def split(z: torch.Tensor) -> torch.Tensor:
+            return z.view(n, t, h, d // h).transpose(1, 2)
+
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        att = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=self.drop.p if self.training else 0.0)
+        return self.drop(self.out(att.transpose(1, 2).reshape(n, t, d)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(LN(x)); x + mlp(LN(x)). The MLP is a Sequential(Linear, GELU, Dropout, Linear, Dropout)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        hidden = int(round(dim * mlp_ratio))
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TokenPool(nn.Module):
+    def __init__(self, mode: str = "cls"):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] if self.mode == "cls" else x.mean(dim=1)
+
+
+def he_uniform_(weight: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """He (Kaiming) uniform init, U(-sqrt(6/fan_in), sqrt(6/fan_in)), as in the DRTP paper."""
+    fan_in = weight[0].numel()
+    bound = math.sqrt(6.0 / fan_in)
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound, generator=generator)
+
+
+def _layer_modules(layer: LayerSpec) -> list[nn.Module]:
+    t, p = layer.type, layer.params
+    if t == "linear":
+        mods: list[nn.Module] = [nn.Linear(int(layer.in_shape[-1]), int(p["out"]), bias=bool(p["bias"]))]
+    elif t == "conv2d":
+        mods = [nn.Conv2d(int(layer.in_shape[0]), int(p["out"]), int(p["kernel"]), int(p["stride"]), int(p["padding"]), bias=bool(p["bias"]))]
+    elif t == "maxpool":
+        return [nn.MaxPool2d(int(p["kernel"]), int(p["stride"] or p["kernel"]))]
+    elif t == "avgpool":
+        return [nn.AvgPool2d(int(p["kernel"]), int(p["stride"] or p["kernel"]))]
+    elif t == "flatten":
+        return [nn.Flatten()]
+    elif t == "act":
+        act = activation(p["fn"])
+        return [act] if act is not None else [nn.Identity()]
+    elif t == "dropout":
+        return [nn.Dropout(float(p["p"]))]
+    elif t == "batchnorm":
+        return [nn.BatchNorm2d(layer.in_shape[0]) if len(layer.in_shape) == 3 else nn.BatchNorm1d(layer.in_shape[0])]
+    elif t == "layernorm":
+        return [nn.LayerNorm(layer.in_shape[-1])]
+    elif t == "patch_embed":
+        c, h, w = layer.in_shape
+        patch = int(p["patch"])
+        return [PatchEmbed(c, int(p["dim"]), patch, (h // patch) * (w // patch), bool(p["cls_token"]))]
+    elif t == "transformer":
+        return [TransformerBlock(int(layer.in_shape[-1]), int(p["heads"]), float(p["mlp_ratio"]), float(p["dropout"]))]
+    elif t == "token_pool":
+        return [TokenPool(p["mode"])]
+    else:  # pragma: no cover - the description was validated
+        raise AssertionError(t)
+    act = activation(p.get("act", "none"))
+    return mods + ([act] if act is not None else [])
+
+
+def build_model(spec: NetworkSpec, seed: int | None = None, init: str | None = None) -> nn.Sequential:
+    """Build the torch model of ``spec``; weights use He-uniform init (DRTP paper) unless ``init='torch'``.
+
+    Module names in the Sequential are the layer names of the description, so ``model.fc1`` is layer ``fc1``.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    init = init or spec.train.get("init", "he_uniform")
+    model = nn.Sequential()
+    for layer in spec.layers:
+        mods = _layer_modules(layer)
+        if len(mods) == 1:
+            model.add_module(layer.name, mods[0])
+        else:  # trainable layer with its fused activation: name the layer itself, then its activation
+            model.add_module(layer.name, mods[0])
+            model.add_module(f"{layer.name}_act", mods[1])
+    if init == "he_uniform":
+        for layer in spec.trainable_layers:
+            mod = getattr(model, layer.name)
+            he_uniform_(mod.weight)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+    elif init != "torch":
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown init {init!r}; use 'he_uniform' or 'torch'")
+    return model

@@ -1,0 +1,453 @@
+"""The converter: attach learning rules to a standard torch model, in place, without copying it.
+
+``convert(model, rule="drtp", ...)`` finds every trainable layer (``nn.Linear`` on inputs of any rank, ``nn.Conv2d``,
+the projections inside attention blocks), traces one forward pass to learn the execution order and the shape of
+each layer's *output point*, and attaches the rule of each layer through forward hooks and buffers on the layer
+itself -- the model's ``state_dict`` keys do not change, only feedback buffers are added.
+
+The output point of a layer is the output of its *segment*: the layer plus the parameter-free or normalising
+modules that follow it inside the same ``nn.Sequential`` (activation, dropout, batch norm, pooling, flatten), so
+DRTP/DFA signals are delivered after the activation and pooling as in the DRTP paper, and the activation's derivative
+comes from autograd on the segment alone. For the direct rules the graph is cut at that point: the layers downstream
+compute on a detached tensor, and the backward pass of a step is one local backward per segment -- no BP backward is
+ever computed (see ``benchmarks/bench_graph_cut.py``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RuleError
+from .rules import RULE_CLASSES, Rule
+
+TRAINABLE = (nn.Linear, nn.Conv2d)
+# modules absorbed into the segment of the trainable layer they follow in an nn.Sequential
+SEGMENT_TAIL = (nn.Tanh, nn.Sigmoid, nn.ReLU, nn.GELU, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity,
+                nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten)
+
+
+def _load_extra_rules() -> None:
+    # the low-rank and SVD-space rules live in their own modules and register themselves on import
+    import importlib
+
+    for mod in ("edgelearn.torch_ref.ldfa", "edgelearn.torch_ref.ssa"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+@dataclass
+class Site:
+    """A trainable layer with its rule."""
+
+    name: str
+    module: nn.Module
+    end: nn.Module  # the module whose output is the site's output point
+    index: int = -1  # execution order
+    point_shape: tuple[int, ...] = ()
+    is_output: bool = False
+    rule: Rule | None = None
+
+
+@dataclass
+class Context:
+    """State of one training step shared by the hooks."""
+
+    mode: str | None = None  # None (plain model), "train", "probe_bp", "probe_rule"
+    target: torch.Tensor | None = None
+    onehot: torch.Tensor | None = None
+    batch_size: int = 1
+    error: torch.Tensor | None = None  # e = dL/dz_out, flattened to (N, C)
+    points: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    output_z: torch.Tensor | None = None
+    trace: list[tuple[nn.Module, tuple[int, ...]]] | None = None
+
+
+@dataclass
+class StepResult:
+    loss: float
+    output: torch.Tensor
+
+
+def _loss_fn(kind: str):
+    if kind == "bce":
+        return lambda out, tgt, onehot: F.binary_cross_entropy_with_logits(out, onehot)
+    if kind == "ce":
+        return lambda out, tgt, onehot: F.cross_entropy(out, tgt)
+    if kind == "mse":
+        return lambda out, tgt, onehot: F.mse_loss(out, tgt)
+    raise RuleError(f"unknown loss {kind!r}")
+
+
+def _angle(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    na, nb = a.norm(), b.norm()
+    if na == 0 or nb == 0:
+        return float("nan")
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (na * nb))))))
+
+
+def effective_rank(signal: torch.Tensor) -> float:
+    """Effective rank (Roy & Vetterli) of a batch of signals, rows = samples: exp of the entropy of the normalised
+    singular values. 1 for a rank-one batch, up to min(N, n)."""
+    m = signal.detach().reshape(signal.shape[0], -1).double()
+    s = torch.linalg.svdvals(m)
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+class LocalLearner:
+    """A model with learning rules attached. Use like an optimiser-agnostic training step::
+
+        learner = convert(model, rule="drtp", num_classes=10, example_input=x[:2])
+        opt = torch.optim.Adam(learner.parameters(), lr=1.5e-4)
+        for x, y in loader:
+            opt.zero_grad()
+            learner.train_step(x, y)      # forward + the rule's backward; gradients land in .grad
+            opt.step()
+    """
+
+    def __init__(self, model: nn.Module, rule: str = "bp", rules: dict[str | int, str] | None = None, *,
+                 example_input: torch.Tensor, task: str = "classification", num_classes: int | None = None,
+                 output_dim: int | None = None, loss: str = "bce", seed: int = 0,
+                 rule_params: dict[str, Any] | None = None):
+        _load_extra_rules()
+        self.model = model
+        self.task = task
+        self.num_classes = num_classes
+        self.output_dim = int(num_classes if task == "classification" else output_dim)
+        self.loss_kind = loss
+        self._loss = _loss_fn(loss)
+        self.rule_params = dict(rule_params or {})
+        self.ctx = Context()
+        self.sites = self._find_sites(model)
+        if not self.sites:
+            raise RuleError("the model has no trainable layer (nn.Linear or nn.Conv2d)")
+        self._trace(example_input)
+        self._assign_rules(rule, rules or {})
+        gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+        for site in self.sites:
+            site.rule.setup(gen)
+        self._hooks = []
+        self._install_hooks()
+        self.rule = rule
+        self.rules = dict(rules or {})
+
+    # -- discovery -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _find_sites(model: nn.Module) -> list[Site]:
+        sites: list[Site] = []
+        ends: dict[int, nn.Module] = {}
+        for parent in model.modules():
+            if isinstance(parent, nn.Sequential):
+                children = list(parent.children())
+                for i, child in enumerate(children):
+                    if isinstance(child, TRAINABLE):
+                        end = child
+                        for nxt in children[i + 1:]:
+                            if isinstance(nxt, SEGMENT_TAIL):
+                                end = nxt
+                            else:
+                                break
+                        ends[id(child)] = end
+        for name, mod in model.named_modules():
+            if isinstance(mod, TRAINABLE):
+                sites.append(Site(name=name, module=mod, end=ends.get(id(mod), mod)))
+        return sites
+
+    def _trace(self, example_input: torch.Tensor) -> None:
+        """One forward pass (no grad, eval mode) to learn execution order and point shapes."""
+        order: list[Site] = []
+        shapes: dict[int, tuple[int, ...]] = {}
+        by_module = {id(s.module): s for s in self.sites}
+        by_end = {id(s.end): s for s in self.sites}
+        handles = []
+
+        def on_layer(mod, inp, out):
+            site = by_module[id(mod)]
+            if site not in order:
+                order.append(site)
+
+        def on_end(mod, inp, out):
+            site = by_end[id(mod)]
+            shapes[id(site.module)] = tuple(out.shape[1:])
+
+        for s in self.sites:
+            handles.append(s.module.register_forward_hook(on_layer))
+            handles.append(s.end.register_forward_hook(on_end))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(example_input)
+        finally:
+            self.model.train(was_training)
+            for h in handles:
+                h.remove()
+        unused = [s.name for s in self.sites if s not in order]
+        if unused:
+            raise RuleError(f"trainable layer(s) not used in the forward pass: {', '.join(unused)}")
+        for i, s in enumerate(order):
+            s.index = i
+            s.point_shape = shapes[id(s.module)]
+        self.sites = order
+        self.sites[-1].is_output = True
+        if tuple(out.shape[1:]) != (self.output_dim,):
+            raise RuleError(f"the model outputs shape {list(out.shape[1:])}, expected ({self.output_dim},)")
+
+    def _assign_rules(self, default: str, overrides: dict[str | int, str]) -> None:
+        names = {s.name: s for s in self.sites}
+        assigned: dict[int, str] = {}
+        for key, rule in overrides.items():
+            if isinstance(key, int) or str(key).lstrip("-").isdigit():
+                idx = int(key)
+                if not -len(self.sites) <= idx < len(self.sites):
+                    raise RuleError(f"rule override for layer index {idx}: the model has {len(self.sites)} trainable layers")
+                assigned[idx % len(self.sites)] = rule
+            elif key in names:
+                assigned[names[key].index] = rule
+            else:
+                raise RuleError(f"rule override names layer {key!r}, which is not a trainable layer ({', '.join(names)})")
+        for s in self.sites:
+            name = assigned.get(s.index, default)
+            cls = RULE_CLASSES.get(name)
+            if cls is None:
+                raise RuleError(f"unknown rule {name!r}; choose one of {', '.join(sorted(RULE_CLASSES))}")
+            if s.is_output and name in ("dfa", "sdfa", "drtp", "shallow"):
+                if s.index in assigned and name == "shallow":
+                    raise RuleError(f"rule 'shallow' freezes hidden layers; {s.name!r} is the output layer, which is always trained")
+                name, cls = "bp", RULE_CLASSES["bp"]  # the output layer learns from its own loss gradient
+            s.rule = cls(self, s)
+
+    # -- hooks ---------------------------------------------------------------------------------------------------
+    def _install_hooks(self) -> None:
+        for site in self.sites:
+            if site.rule.patch_forward():
+                self._patch_forward(site)
+            if site.is_output:
+                self._hooks.append(site.module.register_forward_hook(self._make_output_hook(site)))
+            else:
+                self._hooks.append(site.end.register_forward_hook(self._make_point_hook(site)))
+
+    def _patch_forward(self, site: Site) -> None:
+        original = type(site.module).forward
+        module, rule, ctx = site.module, site.rule, self.ctx
+
+        def forward(x):
+            if ctx.mode in ("train", "probe_rule"):
+                return rule.forward(x)
+            return original(module, x)
+
+        module.forward = forward  # instance attribute: state_dict and class untouched
+
+    def _make_point_hook(self, site: Site):
+        ctx, rule = self.ctx, site.rule
+
+        def hook(mod, inp, out):
+            mode = ctx.mode
+            if mode is None or not torch.is_tensor(out):
+                return None
+            if mode == "probe_bp" or (mode == "probe_rule" and not rule.cuts):
+                if out.requires_grad:
+                    ctx.points.setdefault(site.index, []).append(out)
+                return None
+            if not rule.cuts:
+                return None
+            if mode == "train" and out.requires_grad:
+                if rule.immediate:
+                    grad = rule.signal(ctx, out)
+                    if grad is not None:
+                        # the layer learns now. retain_graph: sibling layers (q/k/v) may share the graph upstream of
+                        # this layer's input; this layer's own graph is freed as soon as `out` goes out of scope.
+                        torch.autograd.backward(out, grad, retain_graph=True)
+                else:
+                    ctx.points.setdefault(site.index, []).append(out)
+            elif mode == "probe_rule":
+                ctx.points.setdefault(site.index, []).append(out)
+            return out.detach()
+
+        return hook
+
+    def _make_output_hook(self, site: Site):
+        ctx = self.ctx
+
+        def hook(mod, inp, out):
+            if ctx.mode is None or not out.requires_grad:
+                return None
+            ctx.output_z = out
+            if ctx.mode == "train" and any(s.rule.needs_error for s in self.sites):
+                def grab(g):
+                    ctx.error = g.reshape(g.shape[0], -1) if g.dim() > 1 else g
+                out.register_hook(grab)
+            return None
+
+        return hook
+
+    def remove(self) -> None:
+        """Detach the rules from the model (feedback buffers stay in the modules)."""
+        for h in self._hooks:
+            h.remove()
+        for s in self.sites:
+            if "forward" in s.module.__dict__:
+                del s.module.forward
+        self._hooks = []
+
+    # -- training ------------------------------------------------------------------------------------------------
+    def parameters(self) -> Iterable[nn.Parameter]:
+        """Trainable parameters: the model's (frozen ones excluded) and trainable feedback (KP, LDFA)."""
+        seen = set()
+        for p in self.model.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                yield p
+        for s in self.sites:
+            for p in s.rule.feedback_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+
+    def _begin(self, mode: str, target: torch.Tensor) -> None:
+        ctx = self.ctx
+        ctx.mode, ctx.target, ctx.error, ctx.output_z = mode, target, None, None
+        ctx.points = {}
+        ctx.batch_size = int(target.shape[0])
+        if self.task == "classification":
+            ctx.onehot = F.one_hot(target.long(), self.output_dim).to(torch.get_default_dtype())
+        else:
+            ctx.onehot = None
+
+    def _end(self) -> None:
+        ctx = self.ctx
+        ctx.mode, ctx.points, ctx.output_z = None, {}, None
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(target.long(), self.output_dim).to(output.dtype) if self.task == "classification" else None
+        return self._loss(output, target, onehot)
+
+    def train_step(self, x: torch.Tensor, target: torch.Tensor) -> StepResult:
+        """Forward pass with every rule's backward; gradients accumulate in ``.grad`` (call ``opt.step()`` after)."""
+        self._begin("train", target)
+        ctx = self.ctx
+        try:
+            out = self.model(x)
+            ctx.onehot = ctx.onehot.to(out.dtype) if ctx.onehot is not None else None
+            loss = self._loss(out, target, ctx.onehot)
+            if loss.requires_grad:
+                loss.backward()
+            pending = [(p, self.sites[i].rule) for i, pts in ctx.points.items() for p in pts]
+            if pending:
+                grads = [rule.signal(ctx, p) for p, rule in pending]
+                torch.autograd.backward([p for p, _ in pending], grads)
+            for s in self.sites:
+                s.rule.after_backward(ctx)
+        finally:
+            self._end()
+        return StepResult(loss=float(loss.detach()), output=out.detach())
+
+    # -- metrics -------------------------------------------------------------------------------------------------
+    def _saved_buffers(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.model.named_buffers() if not k.endswith("el_feedback")}
+
+    def probe(self, x: torch.Tensor, target: torch.Tensor) -> list[dict[str, Any]]:
+        """Per hidden layer: angle (degrees) between the rule's modulatory signal and BP's at the layer's output
+        point, the effective rank of the delivered signal over the batch, and the weight-vs-feedback alignment angle.
+
+        Two extra forward passes on the same model (no copy); parameter gradients and buffers are left untouched.
+        """
+        buffers = self._saved_buffers()
+        try:
+            # BP's signals at every point
+            self._begin("probe_bp", target)
+            out = self.model(x)
+            loss = self._loss(out, target, self.ctx.onehot.to(out.dtype) if self.ctx.onehot is not None else None)
+            idx = sorted(self.ctx.points)
+            pts = [self.ctx.points[i][0] for i in idx]
+            grads = torch.autograd.grad(loss, pts + [self.ctx.output_z], allow_unused=True)
+            bp = dict(zip(idx, grads[:-1]))
+            self._end()
+            # the rule's signals
+            self._begin("probe_rule", target)
+            ctx = self.ctx
+            out = self.model(x)
+            ctx.onehot = ctx.onehot.to(out.dtype) if ctx.onehot is not None else None
+            loss = self._loss(out, target, ctx.onehot)
+            e = torch.autograd.grad(loss, [ctx.output_z], retain_graph=True)[0]
+            ctx.error = e.reshape(e.shape[0], -1)
+            ours: dict[int, torch.Tensor | None] = {}
+            uncut = [(i, pts[0]) for i, pts in ctx.points.items() if not self.sites[i].rule.cuts]
+            if uncut:
+                g = torch.autograd.grad(loss, [p for _, p in uncut], allow_unused=True)
+                ours.update({i: gi for (i, _), gi in zip(uncut, g)})
+            for i, pts in ctx.points.items():
+                if self.sites[i].rule.cuts:
+                    ours[i] = self.sites[i].rule.signal(ctx, pts[0])
+            self._end()
+        finally:
+            self._end()
+            with torch.no_grad():
+                named = dict(self.model.named_buffers())
+                for k, v in buffers.items():
+                    named[k].copy_(v)
+        report = []
+        for s in self.sites:
+            if s.is_output:
+                continue
+            sig, ref = ours.get(s.index), bp.get(s.index)
+            report.append({
+                "layer": s.name,
+                "rule": s.rule.name,
+                "angle_to_bp": _angle(sig, ref) if sig is not None and ref is not None else None,
+                "effective_rank": effective_rank(sig) if sig is not None else None,
+                "feedback_alignment": self.feedback_alignment(s),
+            })
+        return report
+
+    def feedback_alignment(self, site: Site) -> float | None:
+        """Weight-vs-feedback angle: FA/KP: angle(W, B). Direct rules on a chain of linear layers:
+        angle(B_k, W_K ... W_{k+1}), the matrix BP would use in place of B_k (DRTP's -B^T y* and BP's
+        M^T (y - y*) share the -y* direction, so the same angle applies)."""
+        B = site.rule.feedback_matrix()
+        if B is None:
+            return None
+        if site.rule.name in ("fa", "kp"):
+            return _angle(site.module.weight, B)
+        down = [s for s in self.sites if s.index > site.index]
+        if not all(isinstance(s.module, nn.Linear) for s in down):
+            return None
+        M = None
+        for s in down:
+            W = s.module.weight.detach()
+            M = W if M is None else W @ M
+        if M is None or M.shape != B.shape:
+            return None
+        return _angle(B, M)
+
+
+def convert(model: nn.Module, rule: str = "bp", rules: dict[str | int, str] | None = None, *,
+            example_input: torch.Tensor | None = None, input_shape: tuple[int, ...] | None = None,
+            **kwargs) -> LocalLearner:
+    """Attach learning rules to ``model`` in place and return the :class:`LocalLearner` that trains it."""
+    if example_input is None:
+        if input_shape is None:
+            raise RuleError("convert() needs example_input or input_shape to trace the model")
+        p = next(model.parameters())
+        example_input = torch.zeros((2, *input_shape), dtype=p.dtype, device=p.device)
+    return LocalLearner(model, rule, rules, example_input=example_input, **kwargs)
+
+
+def convert_network(model: nn.Module, spec, rule: str | None = None, rules: dict | None = None, seed: int = 0) -> LocalLearner:
+    """Convert a model built from a :class:`~edgelearn.network.NetworkSpec` with the spec's rules."""
+    return convert(model, rule or spec.rule, spec.rules if rules is None else rules, input_shape=spec.input_shape,
+                   task=spec.task, num_classes=spec.num_classes, output_dim=spec.output_dim, loss=spec.loss,
+                   seed=seed, rule_params=spec.rule_params)
