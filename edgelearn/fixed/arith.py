@@ -148,31 +148,37 @@ def _wrap(r, width, signed):
     return v
 
 
-@numba.njit(cache=True)
-def overflow_counted(r, width, signed, mode, counters):
-    """:func:`overflow`, also incrementing ``counters[0]`` when the value was out of range (or, for
-    SAT_SYM signed, equal to the excluded minimum)."""
-    r = np.int64(r)
+@numba.njit(cache=True, inline="always")
+def _overflow_core(r, width, signed, mode):
+    """Returns ``(value, event)``; ``event`` is True when the overflow mode had to act."""
     if signed and width >= 64:
-        if mode == SAT_SYM and r == -(np.int64(1) << 62) * 2:  # int64 min
-            counters[0] += 1
-            return r + 1
-        return r
+        if mode == SAT_SYM and r == np.int64(-9223372036854775807) - 1:
+            return r + 1, True
+        return r, False
     lo = raw_min(width, signed)
     hi = raw_max(width, signed)
     sym = mode == SAT_SYM and signed
     if r > hi or r < lo or (sym and r == lo):
-        counters[0] += 1
         if mode == WRAP:
-            return _wrap(r, width, signed)
+            return _wrap(r, width, signed), True
         if mode == SAT_ZERO:
-            return np.int64(0)
+            return np.int64(0), True
         if r > hi:
-            return hi
+            return hi, True
         if sym:
-            return -hi
-        return lo
-    return r
+            return -hi, True
+        return lo, True
+    return r, False
+
+
+@numba.njit(cache=True)
+def overflow_counted(r, width, signed, mode, counters):
+    """:func:`overflow`, also incrementing ``counters[0]`` when the value was out of range (or, for
+    SAT_SYM signed, equal to the excluded minimum)."""
+    v, ev = _overflow_core(np.int64(r), width, signed, mode)
+    if ev:
+        counters[0] += 1
+    return v
 
 
 @numba.njit(cache=True)
@@ -183,8 +189,7 @@ def overflow(r, width, signed, mode):
     SAT_SYM: signed clamp to [-max, max] (the in-range value min is also mapped to -max, as Xilinx does),
     unsigned: as SAT.
     """
-    dummy = np.zeros(2, dtype=np.int64)
-    return overflow_counted(r, width, signed, mode, dummy)
+    return _overflow_core(np.int64(r), width, signed, mode)[0]
 
 
 @numba.njit(cache=True, inline="always")
@@ -197,6 +202,29 @@ def shift_left_fits(r, n):
     return ((r << n) >> n) == r
 
 
+@numba.njit(cache=True, inline="always")
+def _convert_core(r, src_frac, width, frac, signed, rmode, omode, rnd):
+    """Returns ``(value, overflow_event, nonzero_became_zero)``."""
+    s = np.int64(src_frac) - np.int64(frac)
+    if s < 0 and not shift_left_fits(r, -s):
+        # exact value outside int64: certainly outside any destination range
+        if omode == WRAP:
+            if -s >= 64:
+                return np.int64(0), True, True
+            v = _wrap(r << (-s), width, signed)
+            return v, True, v == 0
+        if omode == SAT_ZERO:
+            return np.int64(0), True, True
+        if r > 0:
+            return raw_max(width, signed), True, False
+        if signed and omode == SAT_SYM:
+            return -raw_max(width, signed), True, False
+        return raw_min(width, signed), True, raw_min(width, signed) == 0
+    v = round_shift(r, s, rmode, rnd)
+    out, ev = _overflow_core(v, width, signed, omode)
+    return out, ev, (r != 0 and out == 0)
+
+
 @numba.njit(cache=True)
 def convert_counted(r, src_frac, width, frac, signed, rmode, omode, rnd, counters):
     """:func:`convert`, also counting events into ``counters`` (int64 array, length >= 2):
@@ -204,27 +232,12 @@ def convert_counted(r, src_frac, width, frac, signed, rmode, omode, rnd, counter
     ``counters[0] += 1`` when the rounded value overflowed the destination (any overflow mode, also
     WRAP; for signed SAT_SYM also the value min), ``counters[1] += 1`` when a non-zero input became 0.
     """
-    r = np.int64(r)
-    s = np.int64(src_frac) - np.int64(frac)
-    if s < 0 and not shift_left_fits(r, -s):
-        # exact value outside int64: certainly outside any destination range
+    v, ev, zeroed = _convert_core(np.int64(r), src_frac, width, frac, signed, rmode, omode, rnd)
+    if ev:
         counters[0] += 1
-        if omode == WRAP:
-            if -s >= 64:
-                return np.int64(0)
-            return _wrap(r << (-s), width, signed)
-        if omode == SAT_ZERO:
-            return np.int64(0)
-        if r > 0:
-            return raw_max(width, signed)
-        if signed and omode == SAT_SYM:
-            return -raw_max(width, signed)
-        return raw_min(width, signed)
-    v = round_shift(r, s, rmode, rnd)
-    out = overflow_counted(v, width, signed, omode, counters)
-    if r != 0 and out == 0:
+    if zeroed:
         counters[1] += 1
-    return out
+    return v
 
 
 @numba.njit(cache=True)
@@ -235,8 +248,7 @@ def convert(r, src_frac, width, frac, signed, rmode, omode, rnd):
     (``round_shift`` by ``src_frac - frac``), then overflow ``omode``.  ``rnd``: 32-bit draw for STOCH.
     This is exactly the Xilinx ``ap_fixed`` assignment ``dst = src``.
     """
-    dummy = np.zeros(2, dtype=np.int64)
-    return convert_counted(r, src_frac, width, frac, signed, rmode, omode, rnd, dummy)
+    return _convert_core(np.int64(r), src_frac, width, frac, signed, rmode, omode, rnd)[0]
 
 
 @numba.njit(cache=True, inline="always")
@@ -261,13 +273,16 @@ def accumulate_counted(acc, p, p_frac, width, frac, signed, rmode, omode, rnd, c
 @numba.njit(cache=True)
 def accumulate(acc, p, p_frac, width, frac, signed, rmode, omode, rnd):
     """See :func:`accumulate_counted`."""
-    dummy = np.zeros(2, dtype=np.int64)
-    return accumulate_counted(acc, p, p_frac, width, frac, signed, rmode, omode, rnd, dummy)
+    acc = np.int64(acc)
+    p = np.int64(p)
+    if p_frac > frac:
+        return convert((acc << (p_frac - frac)) + p, p_frac, width, frac, signed, rmode, omode, rnd)
+    return convert(acc + (p << (frac - p_frac)), frac, width, frac, signed, rmode, omode, rnd)
 
 
 @numba.njit(cache=True)
 def update_weight_counted(w, u, u_frac, lr_shift, width, frac, signed, rmode, omode, rnd, counters):
-    """Weight update ``w_new = w + round(u * 2**-lr_shift)`` (docs/arithmetic.md section 9).
+    """Weight update ``w_new = w + round(u * 2**-lr_shift)`` (docs/arithmetic.md section 12).
 
     ``u`` is the exact signed increment term (already carrying the descent sign) with ``u_frac``
     fractional bits; the learning rate is ``2**-lr_shift``.  The increment is first rounded to the
@@ -285,8 +300,9 @@ def update_weight_counted(w, u, u_frac, lr_shift, width, frac, signed, rmode, om
 @numba.njit(cache=True)
 def update_weight(w, u, u_frac, lr_shift, width, frac, signed, rmode, omode, rnd):
     """See :func:`update_weight_counted`."""
-    dummy = np.zeros(2, dtype=np.int64)
-    return update_weight_counted(w, u, u_frac, lr_shift, width, frac, signed, rmode, omode, rnd, dummy)
+    s = np.int64(u_frac) + np.int64(lr_shift) - np.int64(frac)
+    d = round_shift(u, s, rmode, rnd)
+    return overflow(np.int64(w) + d, width, signed, omode)
 
 
 @numba.njit(cache=True)
@@ -309,5 +325,5 @@ def convert_array_counted(raw, src_frac, width, frac, signed, rmode, omode, lfsr
 @numba.njit(cache=True)
 def convert_array(raw, src_frac, width, frac, signed, rmode, omode, lfsr_state):
     """Element-wise :func:`convert` over an array; see :func:`convert_array_counted`."""
-    dummy = np.zeros(2, dtype=np.int64)
-    return convert_array_counted(raw, src_frac, width, frac, signed, rmode, omode, lfsr_state, dummy)
+    counters = np.zeros(2, dtype=np.int64)
+    return convert_array_counted(raw, src_frac, width, frac, signed, rmode, omode, lfsr_state, counters)

@@ -42,7 +42,7 @@ PERIOD = 2**32 - 1
 
 __all__ = [
     "TAPS", "DEFAULT_SEED", "STATE_BITS", "PERIOD",
-    "seed_state", "derive_seed", "lfsr_next", "lfsr_bits", "lfsr_draw_into",
+    "seed_state", "derive_seed", "lfsr_next", "lfsr_bits", "lfsr_draw32", "lfsr_draw_into",
     "lfsr_matrix", "lfsr_sign_matrix", "lfsr_next_taps",
     "py_lfsr_next", "py_lfsr_bits", "py_lfsr_matrix",
     "lfsr_jump", "feedback_value", "lfsr_step_masks", "lfsr_draw_masks",
@@ -91,18 +91,81 @@ def lfsr_bits(state, k):
     return s, bits
 
 
+def _byte_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Byte-sliced tables of the 32-step map (linear over GF(2)): for byte b and value v,
+    ``STEP32[b, v]`` / ``DRAW32[b, v]`` are the state after 32 steps / the 32-bit draw from the state
+    ``v << 8b``; the results for a full state are the XOR over its four bytes."""
+    step = np.zeros((4, 256), dtype=np.int64)
+    draw = np.zeros((4, 256), dtype=np.int64)
+    img_s, img_d = [], []
+    for j in range(STATE_BITS):
+        st, bits = 1 << j, 0
+        for _ in range(32):
+            bits = (bits << 1) | (st & 1)
+            out = st & 1
+            st >>= 1
+            if out:
+                st ^= TAPS
+        img_s.append(st)
+        img_d.append(bits)
+    for b in range(4):
+        for v in range(256):
+            a = d = 0
+            for j in range(8):
+                if (v >> j) & 1:
+                    a ^= img_s[8 * b + j]
+                    d ^= img_d[8 * b + j]
+            step[b, v] = a
+            draw[b, v] = d
+    return step, draw
+
+
+_STEP32, _DRAW32 = _byte_tables()
+
+
+@numba.njit(cache=True, inline="always")
+def lfsr_draw32(state):
+    """``lfsr_bits(state, 32)`` computed with byte tables (same result, ~8 lookups): ``(new_state, bits)``."""
+    s = np.int64(state) & _MASK32
+    b0 = s & 0xFF
+    b1 = (s >> 8) & 0xFF
+    b2 = (s >> 16) & 0xFF
+    b3 = (s >> 24) & 0xFF
+    ns = _STEP32[0, b0] ^ _STEP32[1, b1] ^ _STEP32[2, b2] ^ _STEP32[3, b3]
+    bits = _DRAW32[0, b0] ^ _DRAW32[1, b1] ^ _DRAW32[2, b2] ^ _DRAW32[3, b3]
+    return ns, bits
+
+
 @numba.njit(cache=True)
 def lfsr_draw_into(state_arr, k):
     """Draw ``k`` bits using/updating ``state_arr[0]`` in place (for njit loops); returns the bits."""
-    s, bits = lfsr_bits(state_arr[0], k)
+    if k == 32:
+        s, bits = lfsr_draw32(state_arr[0])
+    else:
+        s, bits = lfsr_bits(state_arr[0], k)
     state_arr[0] = s
     return bits
 
 
+@numba.njit(cache=True, inline="always")
+def _nb_seed_state(seed):
+    s = np.int64(seed) & _MASK32
+    return s if s != 0 else np.int64(DEFAULT_SEED)
+
+
 @numba.njit(cache=True)
-def _lfsr_matrix(state, rows, cols, width):
+def lfsr_matrix(seed, rows, cols, width):
+    """Feedback matrix of raw ``width``-bit two's-complement values, shape ``(rows, cols)`` (njit).
+
+    Entry ``(i, j)`` is draw number ``i*cols + j`` (``width`` bits each, ``2 <= width <= 32``) from
+    ``seed_state(seed)``, sign-extended.
+    """
+    if width < 2 or width > 32:
+        raise FormatError("feedback entry width must be 2..32 bits")
+    if rows < 0 or cols < 0:
+        raise FormatError("feedback matrix shape must be non-negative")
     out = np.empty((rows, cols), dtype=np.int64)
-    s = np.int64(state)
+    s = _nb_seed_state(seed)
     sign = np.int64(1) << (width - 1)
     for i in range(rows):
         for j in range(cols):
@@ -111,34 +174,13 @@ def _lfsr_matrix(state, rows, cols, width):
     return out
 
 
-def _check_width(width: int) -> int:
-    width = int(width)
-    if not 2 <= width <= 32:
-        raise FormatError(f"feedback entry width must be 2..32 bits, got {width}")
-    return width
-
-
-def _check_shape(rows: int, cols: int) -> tuple[int, int]:
-    rows, cols = int(rows), int(cols)
-    if rows < 0 or cols < 0:
-        raise FormatError(f"feedback matrix shape must be non-negative, got ({rows}, {cols})")
-    return rows, cols
-
-
-def lfsr_matrix(seed: int, rows: int, cols: int, width: int) -> np.ndarray:
-    """Feedback matrix of raw ``width``-bit two's-complement values, shape ``(rows, cols)``, row-major draws.
-
-    Entry ``(i, j)`` is draw number ``i*cols + j`` (``width`` bits each) from ``seed_state(seed)``,
-    sign-extended.
-    """
-    rows, cols = _check_shape(rows, cols)
-    return _lfsr_matrix(np.int64(seed_state(seed)), rows, cols, np.int64(_check_width(width)))
-
-
 @numba.njit(cache=True)
-def _lfsr_sign_matrix(state, rows, cols):
+def lfsr_sign_matrix(seed, rows, cols):
+    """``+-1`` feedback matrix (njit): one bit per entry in row-major order, bit 1 -> -1, bit 0 -> +1."""
+    if rows < 0 or cols < 0:
+        raise FormatError("feedback matrix shape must be non-negative")
     out = np.empty((rows, cols), dtype=np.int64)
-    s = np.int64(state)
+    s = _nb_seed_state(seed)
     for i in range(rows):
         for j in range(cols):
             out[i, j] = -1 if (s & 1) != 0 else 1
@@ -146,10 +188,11 @@ def _lfsr_sign_matrix(state, rows, cols):
     return out
 
 
-def lfsr_sign_matrix(seed: int, rows: int, cols: int) -> np.ndarray:
-    """``+-1`` feedback matrix: one bit per entry in row-major order, bit 1 -> -1, bit 0 -> +1."""
-    rows, cols = _check_shape(rows, cols)
-    return _lfsr_sign_matrix(np.int64(seed_state(seed)), rows, cols)
+def _check_width(width: int) -> int:
+    width = int(width)
+    if not 2 <= width <= 32:
+        raise FormatError(f"feedback entry width must be 2..32 bits, got {width}")
+    return width
 
 
 # ----------------------------------------------------------------------------------------------------

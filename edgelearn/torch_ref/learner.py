@@ -162,6 +162,10 @@ class LocalLearner:
                                 break
                         ends[id(child)] = end
         for name, mod in model.named_modules():
+            if isinstance(mod, nn.MultiheadAttention):
+                raise RuleError(f"layer {name!r} is an nn.MultiheadAttention, which computes its projections "
+                                "functionally; build attention from nn.Linear projections "
+                                "(edgelearn.torch_ref.build.Attention) so rules can apply to them")
             if isinstance(mod, TRAINABLE):
                 sites.append(Site(name=name, module=mod, end=ends.get(id(mod), mod)))
         return sites
@@ -355,6 +359,14 @@ class LocalLearner:
             self._end()
         return StepResult(loss=float(loss.detach()), output=out.detach())
 
+    def end_epoch(self, epoch: int, epochs: int) -> None:
+        """Tell the rules that epoch ``epoch`` (0-based) of ``epochs`` ended (after its last ``opt.step()``); rules
+        with a schedule act on it (SSA's rank schedule). Rules without an ``end_epoch`` method ignore it."""
+        for s in self.sites:
+            hook = getattr(s.rule, "end_epoch", None)
+            if hook is not None:
+                hook(epoch, epochs)
+
     # -- metrics -------------------------------------------------------------------------------------------------
     def _saved_buffers(self) -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in self.model.named_buffers() if not k.endswith("el_feedback")}
@@ -420,7 +432,7 @@ class LocalLearner:
         B = site.rule.feedback_matrix()
         if B is None:
             return None
-        if site.rule.name in ("fa", "kp"):
+        if site.rule.name in ("fa", "kp", "ldfa"):
             return _angle(site.module.weight, B)
         down = [s for s in self.sites if s.index > site.index]
         if not all(isinstance(s.module, nn.Linear) for s in down):

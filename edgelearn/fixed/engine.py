@@ -1,0 +1,550 @@
+"""The bit-accurate fixed-point learning engine for MLPs (Numba).
+
+    from edgelearn.fixed.engine import FixedEngine
+    eng = FixedEngine(spec, bits=8, seed=0)          # spec: a NetworkSpec (default: the embedded digits MLP)
+    eng.fit(x_train, y_train, epochs=1, mode="online")
+    eng.evaluate(x_test, y_test)                      # accuracy in [0, 1]
+    eng.counters                                      # {layer: {tensor: {"overflow": n, "zero": n}}}
+    eng.save("weights.npz")                           # raw ints + formats + network (engine_io.py)
+    twin = eng.float_twin()                           # the same algorithm in float64 (twin.py), same init
+
+Everything the engine computes is defined by docs/arithmetic.md (primitives) and docs/engine.md (order of
+operations, draw schedule, learning rule per layer).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numba
+import numpy as np
+from numba.typed import List
+
+from ..errors import ConfigError, DataError, FormatError, RuleError
+from . import engine_kernels as K
+from .activations import sigmoid_table, tanh_table
+from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat
+from .lfsr import derive_seed, lfsr_matrix, seed_state
+from .precision import Precision, bits_for, max_abs_raw, resolve_precision
+
+SUPPORTED_RULES = ("drtp", "sdfa", "dfa", "fa", "bp", "shallow")
+RULE_CODES = {"bp": K.R_BP, "fa": K.R_FA, "dfa": K.R_DFA, "sdfa": K.R_SDFA, "drtp": K.R_DRTP, "shallow": K.R_SHALLOW}
+ACT_CODES = {"none": K.ACT_NONE, "tanh": K.ACT_TANH, "sigmoid": K.ACT_SIGMOID, "hardtanh": K.ACT_HARDTANH,
+             "relu": K.ACT_RELU}
+TENSOR_NAMES = ("input", "weight", "bias", "accum", "act", "deriv", "error", "update")
+#: LFSR stream numbers (derive_seed(seed, stream)): feedback matrix of layer k, stochastic rounding of layer k
+FEEDBACK_STREAM, ROUNDING_STREAM = 16, 32
+INT64_LIMIT = (1 << 63) - 1
+
+
+def check_spec(spec) -> None:
+    """Raise ConfigError/RuleError if the engine cannot run this network."""
+    if not spec.is_mlp():
+        kinds = sorted({layer.type for layer in spec.layers if layer.type not in ("linear", "flatten")})
+        raise ConfigError(f"{spec.name}: the fixed-point engine runs MLPs (flatten + linear layers); "
+                          f"this network has {', '.join(kinds) or 'a non-linear last layer'}")
+    if spec.task != "classification":
+        raise ConfigError(f"{spec.name}: the fixed-point engine runs classification networks (task is {spec.task})")
+    if spec.loss not in ("bce", "mse"):
+        raise ConfigError(f"{spec.name}: loss {spec.loss!r} is not supported by the fixed-point engine "
+                          f"(bce with sigmoid outputs, or mse)")
+    lin = spec.trainable_layers
+    for k, layer in enumerate(lin):
+        act = layer.params.get("act", "none")
+        if act not in ACT_CODES:
+            raise ConfigError(f"{spec.name}: layer {layer.name}: activation {act!r} is not supported by the "
+                              f"fixed-point engine ({', '.join(ACT_CODES)})")
+        rule = spec.layer_rule(layer)
+        if rule not in SUPPORTED_RULES:
+            raise RuleError(f"rule {rule!r} (layer {layer.name}) is not supported by the fixed-point engine; "
+                            f"choose one of {', '.join(SUPPORTED_RULES)}")
+        if rule == "shallow" and k == len(lin) - 1:
+            raise RuleError(f"rule 'shallow' freezes hidden layers; {layer.name!r} is the output layer, "
+                            f"which is always trained")
+
+
+def sample_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """The order samples are visited in epoch ``epoch`` (shared by the engine and its float twin)."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5EED, int(epoch)]).permutation(n).astype(np.int64)
+
+
+def _storage_dtype(fmts: list[FixedFormat]):
+    lo = min(-(1 << (f.width - 1)) if f.signed else 0 for f in fmts)
+    hi = max((1 << (f.width - 1)) - 1 if f.signed else (1 << f.width) - 1 for f in fmts)
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    return np.int64  # pragma: no cover
+
+
+def _fmt_cols(f: FixedFormat) -> list[int]:
+    return [f.width, f.frac, int(f.signed), ROUNDING[f.rounding], OVERFLOW[f.overflow]]
+
+
+class FixedEngine:
+    """Bit-accurate fixed-point MLP learner (see module docstring)."""
+
+    def __init__(self, spec=None, *, bits: int | None = None, seed: int = 0, rule: str | None = None,
+                 formats: dict[str, str] | None = None, rounding=None, overflow=None, lr_shift: int | None = None,
+                 feedback: str | None = None, batch_size: int = 1, threads: int | None = None,
+                 precision: Precision | None = None):
+        if spec is None:
+            from ..network import default_network
+            spec = default_network()
+        if rule is not None:
+            spec = spec.with_rule(rule)
+        check_spec(spec)
+        self.spec = spec
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        self.seed = int(seed)
+        self.precision = precision or resolve_precision(spec, bits=bits, formats=formats, rounding=rounding,
+                                                        overflow=overflow, lr_shift=lr_shift, feedback_mode=feedback)
+        self.bits = self.precision.bits
+        self.sizes = spec.mlp_sizes()
+        self.layer_names = [layer.name for layer in spec.trainable_layers]
+        self.rules = [spec.layer_rule(layer) for layer in spec.trainable_layers]
+        self.acts = [layer.params.get("act", "none") for layer in spec.trainable_layers]
+        if spec.loss == "bce":
+            self.acts[-1] = "sigmoid"
+        self.num_classes = self.sizes[-1]
+        self.batch_size = self._check_batch(batch_size)
+        self.threads = max(1, int(threads or numba.get_num_threads()))
+        self._build_params()
+        self._init_state()
+        self.epochs_done = 0
+        self.samples_seen = 0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------------------------
+    # construction
+
+    @staticmethod
+    def _check_batch(batch_size) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        return int(batch_size)
+
+    @property
+    def batch_shift(self) -> int:
+        """Extra right shift of a minibatch update: ceil(log2(batch_size)) (the mean for powers of two)."""
+        return max(0, math.ceil(math.log2(self.batch_size))) if self.batch_size > 1 else 0
+
+    def _build_params(self) -> None:
+        prec = self.precision
+        L = len(prec.layers)
+        P = np.zeros((L, K.NPARAM), dtype=np.int64)
+        acc32 = True
+        self._fb_shapes: list[tuple[int, int] | None] = []
+        for k, lp in enumerate(prec.layers):
+            where = f"layer {lp.name}"
+            rule = self.rules[k]
+            P[k, K.N_IN], P[k, K.N_OUT], P[k, K.F_X] = lp.n_in, lp.n_out, lp.input.frac
+            P[k, K.W_W:K.O_W + 1] = _fmt_cols(lp.weight)
+            P[k, K.W_B:K.O_B + 1] = _fmt_cols(lp.bias)
+            P[k, K.W_A:K.O_A + 1] = _fmt_cols(lp.accum)
+            P[k, K.W_Y:K.O_Y + 1] = _fmt_cols(lp.act)
+            P[k, K.ACT] = ACT_CODES[self.acts[k]]
+            P[k, K.W_G:K.O_G + 1] = _fmt_cols(lp.deriv)
+            P[k, K.W_E:K.O_E + 1] = _fmt_cols(lp.error)
+            if lp.update is not None:
+                P[k, K.HAS_U] = 1
+                P[k, K.W_U:K.O_U + 1] = _fmt_cols(lp.update)
+            P[k, K.LR] = lp.lr_shift
+            P[k, K.M_RAW], P[k, K.F_M] = (lp.lr_mult_raw, lp.lr_mult_frac) if lp.lr_mult is not None else (0, 0)
+            P[k, K.RULE] = RULE_CODES[rule]
+            P[k, K.W_FB], P[k, K.F_FB] = lp.feedback.width, lp.feedback.frac
+            P[k, K.IS_OUT] = int(lp.is_output)
+            P[k, K.TB], P[k, K.RB] = prec.table_bits, prec.range_bits
+            P[k, K.LOSS] = 0 if self.spec.loss == "bce" else 1
+            P[k, K.PROP_B] = int(rule == "fa" and k > 0)
+            stoch = any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update))
+            P[k, K.STOCH_ANY] = int(stoch)
+            direct = (not lp.is_output) and rule in ("drtp", "sdfa", "dfa")
+            P[k, K.FB_LFSR] = int(direct and prec.feedback_mode == "lfsr")
+            if direct:
+                self._fb_shapes.append((self.num_classes, lp.n_out))
+            elif rule == "fa" and k > 0:
+                self._fb_shapes.append((lp.n_in, lp.n_out))
+            else:
+                self._fb_shapes.append(None)
+            # ---- accumulation path and worst cases (docs/engine.md "Range checks")
+            path, shift, fits32 = self._acc_path(lp, where)
+            P[k, K.ACC_PATH], P[k, K.ACC_SHIFT] = path, shift
+            acc32 &= fits32
+            self._check_ranges(k, lp, where)
+        # fast weight/bias update eligibility (online, no update format)
+        for k, lp in enumerate(prec.layers):
+            s = lp.error.frac + (lp.lr_mult_frac if lp.lr_mult is not None else 0) + lp.input.frac + lp.lr_shift \
+                - lp.weight.frac
+            P[k, K.FAST_W] = int(lp.update is None and lp.weight.rounding in ("TRN", "RND", "STOCH")
+                                 and lp.weight.overflow in ("WRAP", "SAT") and s <= 32)
+        self.P = P
+        self.acc_dtype = np.int32 if acc32 else np.int64
+        self.w_dtype = _storage_dtype([lp.weight for lp in prec.layers])
+        fin = prec.layers[0].input
+        self.x_dtype = np.int32 if (fin.width < 32 or (fin.width == 32 and fin.signed)) else np.int64
+
+    def _acc_path(self, lp, where: str) -> tuple[int, int, bool]:
+        fp = lp.weight.frac + lp.input.frac
+        fa = lp.accum.frac
+        pmax = max_abs_raw(lp.weight) * max_abs_raw(lp.input)
+        bmax = max_abs_raw(lp.bias)
+        bconv = bmax << (fa - lp.bias.frac) if fa >= lp.bias.frac else (bmax >> (lp.bias.frac - fa)) + 1
+        hi = (1 << (lp.accum.width - 1)) - 1 if lp.accum.signed else (1 << lp.accum.width) - 1
+        n = lp.n_in
+        if lp.accum.signed or True:
+            if fa >= fp:
+                total = bconv + n * (pmax << (fa - fp))
+                if total <= hi and lp.accum.signed:
+                    return K.ACC_EXACT, 0, n * pmax < (1 << 31)
+            elif lp.accum.rounding in ("TRN", "RND") and lp.accum.signed:
+                s = fp - fa
+                per = (pmax >> s) + 1
+                total = bconv + n * per
+                if total <= hi and pmax < (1 << 62):
+                    mode = K.ACC_SHIFT_TRN if lp.accum.rounding == "TRN" else K.ACC_SHIFT_RND
+                    return mode, s, n * per < (1 << 31)
+        # general path: every acc += p assignment through arith.accumulate_counted; its exact intermediate must fit
+        amax = max(hi, (1 << (lp.accum.width - 1)))
+        need = (amax << (fp - fa)) + pmax if fp > fa else amax + (pmax << (fa - fp))
+        if need > INT64_LIMIT or pmax > INT64_LIMIT:
+            raise FormatError(
+                f"{where}: the accumulator could overflow int64: an exact intermediate needs {bits_for(need)} bits "
+                f"(weight {lp.weight} x input {lp.input}, {n} terms, accumulator {lp.accum}); use narrower "
+                f"formats or an accumulator with fewer fractional bits")
+        return K.ACC_GENERAL, 0, False
+
+    def _check_ranges(self, k: int, lp, where: str) -> None:
+        prec = self.precision
+        lay = prec.layers
+
+        def need(v: int, what: str) -> None:
+            if v > INT64_LIMIT >> 1:
+                raise FormatError(f"{where}: {what} could overflow int64 (needs {bits_for(v)} bits); "
+                                  f"use narrower formats")
+
+        act = self.acts[k]
+        gmax = max_abs_raw(lp.deriv) if act in ("tanh", "sigmoid") else 1
+        if act in ("tanh", "sigmoid") and (not lp.is_output or self.spec.loss == "mse"):
+            if lp.act.frac < 0:
+                raise FormatError(f"{where}: activation format {lp.act} needs F >= 0 for the table derivative")
+            need(max(1 << (2 * lp.act.frac), max_abs_raw(lp.act) ** 2), f"the derivative of {act} ({lp.act})")
+        emax = max_abs_raw(lp.error)
+        if lp.is_output:
+            need(((1 << max(lp.act.frac, 0)) + max_abs_raw(lp.act)) * gmax, "the output error")
+        else:
+            rule = self.rules[k]
+            C = self.num_classes
+            fb = max_abs_raw(lp.feedback)
+            out = lay[-1]
+            if rule == "drtp":
+                p = fb
+            elif rule == "sdfa":
+                p = C * fb
+            elif rule == "dfa":
+                p = C * fb * max_abs_raw(out.error)
+            elif rule in ("bp", "fa"):
+                up = lay[k + 1]
+                m = max_abs_raw(up.feedback) if self.rules[k + 1] == "fa" else max_abs_raw(up.weight)
+                p = up.n_out * m * max_abs_raw(up.error)
+            else:
+                p = 0
+            need(p * gmax, f"the modulatory signal of rule {rule}")
+        mult = lp.lr_mult_raw if lp.lr_mult is not None else 1
+        umax = emax * mult * max_abs_raw(lp.input) * self.batch_size
+        need(umax, "the weight increment")
+        ubias = emax * mult * self.batch_size
+        for what, u, f_src, f in (("weight", umax, lp.error.frac + lp.input.frac, lp.weight),
+                                  ("bias", ubias, lp.error.frac, lp.bias)):
+            s = f_src + (lp.lr_mult_frac if lp.lr_mult is not None else 0) + lp.lr_shift - f.frac
+            if s < 0:
+                need(u << (-s), f"the {what} increment aligned to the {what} LSB")
+            if lp.update is not None:
+                need((max_abs_raw(f) << max(0, lp.update.frac - f.frac)) + (max_abs_raw(lp.update) << max(0, f.frac - lp.update.frac)),
+                     f"the {what} + update sum")
+
+    def _init_state(self) -> None:
+        prec = self.precision
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x1417])
+        self.W: list[np.ndarray] = []
+        self.b: list[np.ndarray] = []
+        self.B: list[np.ndarray] = []
+        self.fb_states: list[np.ndarray] = []
+        self.tables: list[np.ndarray] = []
+        for k, lp in enumerate(prec.layers):
+            bound = math.sqrt(6.0 / lp.n_in)
+            w0 = rng.uniform(-bound, bound, size=(lp.n_in, lp.n_out))
+            init_fmt = lp.weight.with_(rounding="RND", overflow="SAT")
+            self.W.append(init_fmt.quantize(w0).astype(self.w_dtype))
+            self.b.append(np.zeros(lp.n_out, dtype=np.int64))
+            shape = self._fb_shapes[k]
+            fseed = derive_seed(self.seed, FEEDBACK_STREAM + k)
+            if shape is None:
+                self.B.append(np.zeros((1, 1), dtype=np.int64))
+                self.fb_states.append(np.zeros(1, dtype=np.int64))
+            else:
+                self.B.append(np.ascontiguousarray(lfsr_matrix(fseed, shape[0], shape[1], lp.feedback.width),
+                                                   dtype=np.int64))
+                self.fb_states.append(K.row_states(np.int64(seed_state(fseed)), shape[0], shape[1],
+                                                   lp.feedback.width))
+            if self.acts[k] == "tanh":
+                self.tables.append(tanh_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64))
+            elif self.acts[k] == "sigmoid":
+                self.tables.append(sigmoid_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64))
+            else:
+                self.tables.append(np.zeros(1, dtype=np.int64))
+        self.rnd_state = np.array([seed_state(derive_seed(self.seed, ROUNDING_STREAM + k))
+                                   for k in range(len(prec.layers))], dtype=np.int64)
+        self.cnt = np.zeros((len(prec.layers), K.NTENSORS, 2), dtype=np.int64)
+        self._alloc_work()
+
+    def _alloc_work(self) -> None:
+        sizes = self.sizes
+        L = len(sizes) - 1
+        self._acts = List([np.zeros(n, dtype=np.int64) for n in sizes])
+        self._zs = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
+        self._gs = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
+        self._ds = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
+        self._ps = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
+        self._bufs = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
+        self._nzs = List([np.zeros(n, dtype=np.int64) for n in sizes[:-1]])
+        self._accs = List([np.zeros(n, dtype=self.acc_dtype) for n in sizes[1:]])
+        if self.batch_size > 1:
+            self._Us = List([np.zeros((sizes[k], sizes[k + 1]), dtype=np.int64) for k in range(L)])
+        else:
+            self._Us = List([np.zeros((1, 1), dtype=np.int64) for k in range(L)])
+        self._Ubs = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
+        self._touched = List([np.zeros(n, dtype=np.int64) for n in sizes[:-1]])
+        self._in_batch = np.zeros(1, dtype=np.int64)
+        self._refresh_lists()
+
+    def _refresh_lists(self) -> None:
+        self._Ws = List(self.W)
+        self._bs = List(self.b)
+        self._Bs = List(self.B)
+        self._fbst = List(self.fb_states)
+        self._tables = List(self.tables)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # data
+
+    def quantize_inputs(self, x, count: bool = True) -> np.ndarray:
+        """Float inputs (N, *input_shape) -> raw ints of the input format (N, n_in); NaN/Inf raise DataError."""
+        arr = np.asarray(x)
+        if arr.ndim < 1:
+            raise DataError("inputs must be an array of samples")
+        n_in = self.sizes[0]
+        if arr.ndim == 1:
+            arr = arr[None]
+        flat = arr.reshape(arr.shape[0], -1)
+        if flat.shape[1] != n_in:
+            raise DataError(f"inputs have {flat.shape[1]} features per sample, the network expects {n_in}")
+        if not np.issubdtype(flat.dtype, np.number):
+            raise DataError(f"inputs must be numeric, got dtype {flat.dtype}")
+        flat = flat.astype(np.float64, copy=False)
+        if not np.isfinite(flat).all():
+            bad = int((~np.isfinite(flat)).sum())
+            raise DataError(f"inputs contain {bad} NaN/Inf value(s); the fixed-point engine needs finite data")
+        fmt = self.precision.layers[0].input
+        raw = fmt.quantize(flat)
+        if count:
+            wide = AccumulatorFormat(min(fmt.width + 16, 64), fmt.integer + 16 - max(0, fmt.width + 16 - 64),
+                                     fmt.signed, fmt.rounding, "SAT")
+            rw = wide.quantize(flat)
+            self.cnt[0, K.T_INPUT, 0] += int((rw != raw).sum())
+            self.cnt[0, K.T_INPUT, 1] += int(((flat != 0) & (raw == 0)).sum())
+        return np.ascontiguousarray(raw, dtype=self.x_dtype)
+
+    def _labels(self, y, n: int) -> np.ndarray:
+        lab = np.asarray(y)
+        if lab.shape != (n,):
+            raise DataError(f"labels must have shape ({n},), got {lab.shape}")
+        if not np.issubdtype(lab.dtype, np.integer):
+            if np.issubdtype(lab.dtype, np.floating) and np.all(np.isfinite(lab)) and np.all(lab == np.round(lab)):
+                lab = lab.astype(np.int64)
+            else:
+                raise DataError("labels must be integer class indices")
+        if n and (lab.min() < 0 or lab.max() >= self.num_classes):
+            raise DataError(f"labels must be in 0..{self.num_classes - 1}, got {lab.min()}..{lab.max()}")
+        return lab.astype(np.int64)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # training
+
+    def _run(self, X: np.ndarray, labels: np.ndarray, order: np.ndarray, start: int, stop: int) -> int:
+        nblk = self.threads if self.threads > 1 else 1
+        return int(K.train_samples(
+            X, labels, order, start, stop, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
+            self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,
+            self._Ubs, self._touched, self.rnd_state, self.cnt, nblk, self.batch_size, self.batch_shift,
+            self._in_batch))
+
+    def flush(self) -> None:
+        """Apply a partly accumulated minibatch (called at the end of every epoch in batch mode)."""
+        if self.batch_size > 1 and self._in_batch[0] > 0:
+            K.apply_batch(self.P, self._Ws, self._bs, self._Us, self._Ubs, self._touched, self._nzs,
+                          self.batch_shift, self.rnd_state, self.cnt)
+            self._in_batch[0] = 0
+
+    def set_mode(self, mode: str = "online", batch_size: int | None = None) -> None:
+        if mode not in ("online", "batch"):
+            raise ConfigError(f"mode must be 'online' or 'batch', got {mode!r}")
+        bsz = 1 if mode == "online" else self._check_batch(batch_size or self.spec.train.get("batch_size", 32))
+        if bsz != self.batch_size:
+            self.flush()
+            self.batch_size = bsz
+            for k, lp in enumerate(self.precision.layers):
+                self._check_ranges(k, lp, f"layer {lp.name}")
+            self._alloc_work()
+
+    def fit(self, x, y, epochs: int = 1, mode: str = "online", batch_size: int | None = None, shuffle: bool = True,
+            callback: Callable[[int], None] | None = None, chunk: int = 2000) -> list[dict[str, Any]]:
+        """Train for ``epochs`` passes over (x, y); ``callback(n_samples_done)`` after every chunk."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+        self.set_mode(mode, batch_size)
+        X = self.quantize_inputs(x)
+        labels = self._labels(y, X.shape[0])
+        return self.fit_raw(X, labels, epochs, shuffle, callback, chunk)
+
+    def fit_raw(self, X: np.ndarray, labels: np.ndarray, epochs: int = 1, shuffle: bool = True,
+                callback: Callable[[int], None] | None = None, chunk: int = 2000) -> list[dict[str, Any]]:
+        X = np.ascontiguousarray(X, dtype=self.x_dtype)
+        N = X.shape[0]
+        out = []
+        for _ in range(epochs):
+            order = sample_order(self.seed, self.epochs_done, N, shuffle)
+            correct = 0
+            for start in range(0, N, chunk):
+                stop = min(N, start + chunk)
+                correct += self._run(X, labels, order, start, stop)
+                if callback is not None:
+                    callback(stop - start)
+            self.flush()
+            self.epochs_done += 1
+            self.samples_seen += N
+            rec = {"epoch": self.epochs_done, "train_accuracy_online": correct / max(N, 1)}
+            self.history.append(rec)
+            out.append(rec)
+        return out
+
+    def step(self, x_raw, label: int) -> None:
+        """One online update on one sample given as raw ints of the input format (shape (n_in,))."""
+        X = np.ascontiguousarray(np.asarray(x_raw, dtype=np.int64).reshape(1, -1), dtype=self.x_dtype)
+        if X.shape[1] != self.sizes[0]:
+            raise DataError(f"step: the sample has {X.shape[1]} inputs, the network expects {self.sizes[0]}")
+        if self.batch_size != 1:
+            self.set_mode("online")
+        lab = self._labels(np.array([label]), 1)
+        self._run(X, lab, np.zeros(1, dtype=np.int64), 0, 1)
+        self.samples_seen += 1
+
+    # ------------------------------------------------------------------------------------------------------------
+    # inference
+
+    def output_raw(self, X_raw: np.ndarray) -> np.ndarray:
+        """Raw output pre-activations (accumulator format of the output layer) for raw inputs."""
+        X = np.ascontiguousarray(X_raw, dtype=self.x_dtype)
+        out = np.zeros((X.shape[0], self.sizes[-1]), dtype=np.int64)
+        if X.shape[0]:
+            K.predict(X, self.P, self._Ws, self._bs, self._tables, out)
+        return out
+
+    def predict(self, x) -> np.ndarray:
+        """Predicted classes (argmax of the output pre-activation; ties -> lowest index)."""
+        return np.argmax(self.output_raw(self.quantize_inputs(x, count=False)), axis=1)
+
+    def evaluate(self, x, y) -> float:
+        pred = self.predict(x)
+        lab = self._labels(y, pred.shape[0])
+        return float((pred == lab).mean()) if len(lab) else float("nan")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # state, counters, twin
+
+    @property
+    def counters(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per layer, per tensor: ``overflow`` (saturation/wrap events) and ``zero`` (non-zero values -- for
+        weight/bias: non-zero increments -- that rounded to 0)."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for k, name in enumerate(self.layer_names):
+            d = {}
+            for t, tname in enumerate(TENSOR_NAMES):
+                if tname == "input" and k > 0:
+                    continue
+                if tname == "update" and self.precision.layers[k].update is None:
+                    continue
+                d[tname] = {"overflow": int(self.cnt[k, t, 0]), "zero": int(self.cnt[k, t, 1])}
+            out[name] = d
+        return out
+
+    def reset_counters(self) -> None:
+        self.cnt[:] = 0
+
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        """Raw weights per layer: ``W`` (n_in, n_out) int64 and ``b`` (n_out,) int64 (copies)."""
+        return [{"W": W.astype(np.int64), "b": b.copy()} for W, b in zip(self.W, self.b)]
+
+    def weights_float(self) -> list[dict[str, np.ndarray]]:
+        out = []
+        for lp, W, b in zip(self.precision.layers, self.W, self.b):
+            out.append({"W": lp.weight.to_float(W.astype(np.int64)), "b": lp.bias.to_float(b)})
+        return out
+
+    def feedback_float(self) -> list[np.ndarray | None]:
+        return [None if shape is None else lp.feedback.to_float(B)
+                for lp, B, shape in zip(self.precision.layers, self.B, self._fb_shapes)]
+
+    def set_weights(self, k: int, W_raw, b_raw=None) -> None:
+        """Overwrite layer k's raw weights (n_in, n_out) and biases (checked against the formats)."""
+        lp = self.precision.layers[k]
+        W_raw = np.asarray(W_raw)
+        if W_raw.shape != (lp.n_in, lp.n_out):
+            raise DataError(f"layer {lp.name}: weights must have shape {(lp.n_in, lp.n_out)}, got {W_raw.shape}")
+        for arr, f, what in ((W_raw, lp.weight, "weights"), (b_raw, lp.bias, "biases")):
+            if arr is None:
+                continue
+            arr = np.asarray(arr)
+            if arr.size and (arr.min() < f.min_raw or arr.max() > f.max_raw):
+                raise DataError(f"layer {lp.name}: {what} out of range of {f}")
+        self.W[k][...] = W_raw.astype(self.w_dtype)
+        if b_raw is not None:
+            self.b[k][...] = np.asarray(b_raw, dtype=np.int64).reshape(lp.n_out)
+
+    def set_feedback(self, k: int, B_raw) -> None:
+        """Replace layer k's stored feedback matrix (raw, in the feedback format); stored mode only."""
+        shape = self._fb_shapes[k]
+        if shape is None:
+            raise ConfigError(f"layer {self.layer_names[k]} has no feedback matrix under rule {self.rules[k]}")
+        if self.P[k, K.FB_LFSR]:
+            raise ConfigError("set_feedback needs feedback_mode 'stored' (lfsr regenerates B from its seed)")
+        B_raw = np.asarray(B_raw, dtype=np.int64)
+        if B_raw.shape != shape:
+            raise DataError(f"feedback of layer {self.layer_names[k]} must have shape {shape}, got {B_raw.shape}")
+        self.B[k][...] = B_raw
+
+    def float_twin(self):
+        """A float64 twin of this engine in its *current* state (same weights, B, learning rates, order)."""
+        from .twin import FloatTwin
+        return FloatTwin.from_engine(self)
+
+    def formats(self) -> dict[str, Any]:
+        return self.precision.to_dict()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "network": self.spec.name, "sizes": self.sizes, "rules": dict(zip(self.layer_names, self.rules)),
+            "bits": self.bits, "seed": self.seed, "batch_size": self.batch_size,
+            "feedback_mode": self.precision.feedback_mode, "formats": self.formats(),
+            "accumulation": {name: ["exact", "shift-trn", "shift-rnd", "general"][int(self.P[k, K.ACC_PATH])]
+                             for k, name in enumerate(self.layer_names)},
+            "storage": {"weights": np.dtype(self.w_dtype).name, "accumulator": np.dtype(self.acc_dtype).name},
+        }
+
+    def save(self, path) -> None:
+        from .engine_io import save_weights
+        save_weights(self, path)

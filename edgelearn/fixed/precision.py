@@ -1,0 +1,331 @@
+"""Per-tensor, per-layer fixed-point formats of the engine, resolved from a network's ``precision:`` block.
+
+YAML (every key optional; formats in hls4ml syntax, docs/engine.md)::
+
+    precision:
+      preset: 8              # or bits: 8 -- start from the --bits preset (presets.py); default 8
+      input:   "ufixed<8,0,RND,SAT>"     # network input (first layer only)
+      weight:  "fixed<8,2,STOCH,SAT>"    # stored weights (and the increment's rounding, arithmetic.md §12)
+      bias:    "fixed<8,2,STOCH,SAT>"
+      accum:   auto                      # MAC accumulator = pre-activation z; 'auto' or a format (<= 64 bits)
+      act:     "fixed<8,1,RND,SAT>"      # hidden activations y_k (tanh/sigmoid table output, hard-tanh...)
+      out_act: "ufixed<8,0,RND,SAT>"     # output activation (sigmoid for loss bce)
+      deriv:   "ufixed<8,1,RND,SAT>"     # f'(z) of table activations (tanh: 1-t^2, sigmoid: s(1-s))
+      error:   "fixed<8,1,RND,SAT>"      # modulatory signal: e = y* - y (output), delta_k (hidden)
+      update:  null                      # optional: format of the increment before it is added (§engine)
+      feedback: "fixed<8,1>"             # B entries (raw LFSR draws of W bits)
+      feedback_mode: stored              # stored | lfsr (regenerated from the seed, same values)
+      lr_shift: 6                        # eta = 2**-lr_shift
+      lr_mult: null                      # optional fixed-point multiplier m: eta = m * 2**-lr_shift
+      lr_mult_format: "ufixed<8,1,RND,SAT>"
+      table_bits: 10                     # tanh/sigmoid tables: 2**table_bits entries on [-2**range_bits, ...)
+      range_bits: 3
+      per_layer:                         # overrides for one layer (by name), same keys except input/tables
+        fc1: {weight: "fixed<8,1,STOCH,SAT>", lr_shift: 7}
+
+Overrides from the command line (``--format TENSOR=FMT`` with TENSOR ``weight`` or ``fc1.weight``,
+``--rounding [TENSOR=]MODE``, ``--overflow [TENSOR=]MODE``, ``--lr-shift``) are applied on top.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, FormatError
+from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat, parse_format
+from .presets import DEFAULT_BITS, preset
+
+#: every tensor that has a format
+TENSORS = ("input", "weight", "bias", "accum", "act", "out_act", "deriv", "error", "update", "feedback")
+#: tensors whose rounding may be STOCH (their assignments consume LFSR draws, docs/engine.md)
+STOCH_TENSORS = ("weight", "bias", "update")
+LAYER_SETTINGS = ("lr_shift", "lr_mult")
+GLOBAL_SETTINGS = ("preset", "bits", "feedback_mode", "lr_mult_format", "table_bits", "range_bits", "per_layer",
+                   "lr_shift", "lr_mult")
+FEEDBACK_MODES = ("stored", "lfsr")
+
+
+@dataclass
+class LayerPrecision:
+    """Resolved formats of one trainable layer (``None`` = tensor not used / exact)."""
+
+    name: str
+    index: int
+    n_in: int
+    n_out: int
+    is_output: bool
+    input: FixedFormat  # format of this layer's input (network input or previous layer's act)
+    weight: FixedFormat
+    bias: FixedFormat
+    accum: AccumulatorFormat
+    act: FixedFormat
+    deriv: FixedFormat
+    error: FixedFormat
+    update: FixedFormat | None
+    feedback: FixedFormat
+    lr_shift: int
+    lr_mult: float | None
+    lr_mult_raw: int = 0
+    lr_mult_frac: int = 0
+    accum_auto: bool = False
+
+    def formats(self) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for t in ("input", "weight", "bias", "accum", "act", "deriv", "error", "update", "feedback"):
+            f = getattr(self, t)
+            out[t] = None if f is None else str(f)
+        return out
+
+
+@dataclass
+class Precision:
+    """Resolved precision of a whole MLP."""
+
+    layers: list[LayerPrecision]
+    bits: int | None
+    feedback_mode: str = "stored"
+    table_bits: int = 10
+    range_bits: int = 3
+    lr_mult_format: FixedFormat | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the merged mapping (for results.json)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits,
+            "feedback_mode": self.feedback_mode,
+            "table_bits": self.table_bits,
+            "range_bits": self.range_bits,
+            "layers": {lp.name: {**lp.formats(), "lr_shift": lp.lr_shift, "lr_mult": lp.lr_mult} for lp in self.layers},
+        }
+
+
+def _fmt(value: Any, what: str, accumulator: bool = False) -> FixedFormat:
+    try:
+        return parse_format(value, accumulator=accumulator)
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
+
+
+def _int_setting(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{what} must be an integer in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
+def _apply_modes(mapping: dict[str, Any], modes: list[tuple[str | None, str]], kind: str, layer: str) -> None:
+    """Set the rounding/overflow of formats in ``mapping`` (one layer's) in place, ``kind`` 'rounding' or
+    'overflow'.  A mode without a target applies to every tensor except the accumulator (a global STOCH only
+    to the tensors that support it); ``weight=MODE`` to that tensor of every layer; ``fc1.weight=MODE`` to one."""
+    for target, mode in modes:
+        if target is None:
+            names = [t for t in TENSORS if t != "accum"]
+            if kind == "rounding" and mode == "STOCH":
+                names = [t for t in names if t in STOCH_TENSORS]
+        else:
+            lname, _, tname = target.rpartition(".")
+            if lname and lname != layer:
+                continue
+            names = [tname]
+        for t in names:
+            v = mapping.get(t)
+            if v is None or v == "auto":
+                continue
+            f = _fmt(v, f"precision.{t}", accumulator=(t == "accum"))
+            try:
+                mapping[t] = f.with_(**{kind: mode})
+            except FormatError as exc:
+                raise FormatError(f"--{kind} {mode}: {exc}") from None
+
+
+def parse_mode_overrides(items: list[str] | None, kind: str) -> list[tuple[str | None, str]]:
+    """``['RND', 'weight=STOCH', 'fc1.error=TRN']`` -> [(None,'RND'), ('weight','STOCH'), ...] (validated)."""
+    table = ROUNDING if kind == "rounding" else OVERFLOW
+    out: list[tuple[str | None, str]] = []
+    for item in items or []:
+        target, sep, mode = str(item).rpartition("=")
+        target = target.strip() if sep else None
+        m = mode.strip().upper()
+        if m.startswith("AP_"):
+            m = m[3:]
+        if m not in table:
+            raise FormatError(f"unknown {kind} mode {mode!r} (expected one of {', '.join(table)})")
+        if target is not None:
+            _check_tensor_target(target, f"--{kind} {item}")
+        out.append((target, m))
+    return out
+
+
+def _check_tensor_target(target: str, what: str) -> None:
+    tname = target.rpartition(".")[2]
+    if tname not in TENSORS:
+        raise ConfigError(f"{what}: unknown tensor {tname!r} (known: {', '.join(TENSORS)})")
+
+
+def parse_format_overrides(items: list[str] | None) -> dict[str, str]:
+    """``['weight=fixed<8,2>', 'fc1.act=fixed<8,1>']`` -> mapping (validated syntax)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        target, sep, fmt = str(item).partition("=")
+        if not sep or not target.strip() or not fmt.strip():
+            raise ConfigError(f"--format expects TENSOR=FORMAT (e.g. weight=fixed<8,2,STOCH,SAT>), got {item!r}")
+        target = target.strip()
+        _check_tensor_target(target, f"--format {item}")
+        tname = target.rpartition(".")[2]
+        if not (tname == "accum" and fmt.strip() == "auto"):
+            _fmt(fmt.strip(), f"--format {target}", accumulator=(tname == "accum"))
+        out[target] = fmt.strip()
+    return out
+
+
+def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | None = None,
+                      rounding: list[tuple[str | None, str]] | None = None,
+                      overflow: list[tuple[str | None, str]] | None = None,
+                      lr_shift: int | None = None, feedback_mode: str | None = None) -> Precision:
+    """Merge preset, ``spec.precision`` and overrides into per-layer formats (validated)."""
+    raw = copy.deepcopy(spec.precision or {})
+    if not isinstance(raw, dict):
+        raise ConfigError("precision must be a mapping")
+    unknown = set(raw) - set(TENSORS) - set(GLOBAL_SETTINGS)
+    if unknown:
+        raise ConfigError(f"{spec.source}: precision: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(TENSORS + GLOBAL_SETTINGS)}")
+    if bits is None:
+        b = raw.get("bits", raw.get("preset", DEFAULT_BITS))
+        if isinstance(b, str) and b.lower().rstrip("bit").isdigit():
+            b = int(b.lower().rstrip("bit"))
+        bits = b
+    base = preset(bits)
+    merged: dict[str, Any] = dict(base)
+    # with an explicit --bits the network's own formats still apply unless the command line overrides them
+    for k, v in raw.items():
+        if k in TENSORS or k in ("lr_shift", "lr_mult"):
+            merged[k] = v
+    per_layer = raw.get("per_layer") or {}
+    if not isinstance(per_layer, dict):
+        raise ConfigError(f"{spec.source}: precision.per_layer must be a mapping layer-name -> settings")
+    names = [layer.name for layer in spec.trainable_layers]
+    for lname, sub in per_layer.items():
+        if lname not in names:
+            raise ConfigError(f"{spec.source}: precision.per_layer names {lname!r}, not a trainable layer "
+                              f"({', '.join(names)})")
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{spec.source}: precision.per_layer.{lname} must be a mapping")
+        bad = set(sub) - (set(TENSORS) - {"input"}) - set(LAYER_SETTINGS)
+        if bad:
+            raise ConfigError(f"{spec.source}: precision.per_layer.{lname}: unknown key(s) {', '.join(sorted(bad))}")
+    cli_global: dict[str, str] = {}
+    cli_layer: dict[str, dict[str, str]] = {}
+    for target, fmt in (formats or {}).items():
+        lname, _, tname = target.rpartition(".")
+        if lname:
+            if lname not in names:
+                raise ConfigError(f"--format {target}: no trainable layer {lname!r} ({', '.join(names)})")
+            cli_layer.setdefault(lname, {})[tname] = fmt
+        else:
+            cli_global[tname] = fmt
+    merged.update(cli_global)
+    if lr_shift is not None:
+        merged["lr_shift"] = lr_shift
+    fb_mode = feedback_mode or raw.get("feedback_mode", "stored")
+    if fb_mode not in FEEDBACK_MODES:
+        raise ConfigError(f"feedback_mode must be one of {', '.join(FEEDBACK_MODES)}, got {fb_mode!r}")
+    table_bits = _int_setting(raw.get("table_bits", 10), "precision.table_bits", 1, 20)
+    range_bits = _int_setting(raw.get("range_bits", 3), "precision.range_bits", -16, 16)
+    mult_fmt = _fmt(raw.get("lr_mult_format", "ufixed<8,1,RND,SAT>"), "precision.lr_mult_format")
+    sizes = spec.mlp_sizes()
+    layers: list[LayerPrecision] = []
+    prev_act: FixedFormat | None = None
+    K = len(names)
+    for k, lname in enumerate(names):
+        m = dict(merged)
+        m.update(per_layer.get(lname, {}))
+        m.update(cli_layer.get(lname, {}))
+        if lr_shift is not None and "lr_shift" not in cli_layer.get(lname, {}):
+            m["lr_shift"] = lr_shift
+        is_out = k == K - 1
+        own = set(per_layer.get(lname, {})) | set(cli_layer.get(lname, {}))
+        if is_out and "act" not in own:
+            m["act"] = m.get("out_act")  # the output layer's activation format is out_act unless set per layer
+        for kind, modes in (("rounding", rounding), ("overflow", overflow)):
+            if modes:
+                _apply_modes(m, modes, kind, lname)
+        where = f"layer {lname}"
+        f = {}
+        for t in ("input", "weight", "bias", "act", "deriv", "error", "feedback"):
+            if m.get(t) is None:
+                raise ConfigError(f"{where}: precision.{t} is not set")
+            f[t] = _fmt(m[t], f"{where}: precision.{t}")
+        upd = None if m.get("update") in (None, "none", "null") else _fmt(m["update"], f"{where}: precision.update")
+        for t in ("input", "act", "deriv", "error", "feedback"):
+            if f[t].rounding == "STOCH":
+                raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
+                                  f"not for {t} ({f[t]})")
+        in_fmt = f["input"] if k == 0 else prev_act
+        sh = _int_setting(m.get("lr_shift"), f"{where}: lr_shift", -16, 62)
+        mult = m.get("lr_mult")
+        mult_raw, mult_frac = 0, 0
+        if mult is not None:
+            if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not math.isfinite(mult) or mult <= 0:
+                raise ConfigError(f"{where}: lr_mult must be a positive number, got {mult!r}")
+            mult_raw = int(mult_fmt.quantize(float(mult)))
+            mult_frac = mult_fmt.frac
+            if mult_raw <= 0:
+                raise FormatError(f"{where}: lr_mult {mult} is 0 in {mult_fmt}")
+        acc_v = m.get("accum", "auto")
+        lp = LayerPrecision(
+            name=lname, index=k, n_in=sizes[k], n_out=sizes[k + 1], is_output=is_out,
+            input=in_fmt, weight=f["weight"], bias=f["bias"], accum=None, act=f["act"], deriv=f["deriv"],
+            error=f["error"], update=upd, feedback=f["feedback"], lr_shift=sh,
+            lr_mult=None if mult is None else float(mult), lr_mult_raw=mult_raw, lr_mult_frac=mult_frac,
+        )
+        if acc_v in (None, "auto"):
+            lp.accum = auto_accumulator(lp)
+            lp.accum_auto = True
+        else:
+            lp.accum = _fmt(acc_v, f"{where}: precision.accum", accumulator=True)
+            if lp.accum.rounding == "STOCH":
+                raise FormatError(f"{where}: STOCH rounding is not supported for the accumulator")
+        layers.append(lp)
+        prev_act = f["act"]
+    cfg = {k: (str(v) if isinstance(v, FixedFormat) else v) for k, v in merged.items()}
+    cfg["feedback_mode"] = fb_mode
+    if per_layer:
+        cfg["per_layer"] = copy.deepcopy(per_layer)
+    return Precision(layers=layers, bits=bits, feedback_mode=fb_mode, table_bits=table_bits,
+                     range_bits=range_bits, lr_mult_format=mult_fmt, config=cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# worst-case magnitudes (raw) and the automatic accumulator
+
+
+def max_abs_raw(f: FixedFormat) -> int:
+    """Largest |raw| a format can hold."""
+    return (1 << (f.width - 1)) if f.signed else (1 << f.width) - 1
+
+
+def bits_for(v: int) -> int:
+    """Signed two's-complement width needed to hold every integer in [-v, v]."""
+    return int(v).bit_length() + 1
+
+
+def auto_accumulator(lp: LayerPrecision) -> AccumulatorFormat:
+    """Smallest accumulator with F_acc = F_w + F_x that cannot overflow (bias + n_in products), if that fits
+    int64 (<= 62 bits plus sign); otherwise fewer fractional bits (products then truncate, TRN)."""
+    fp = lp.weight.frac + lp.input.frac
+    pmax = max_abs_raw(lp.weight) * max_abs_raw(lp.input)
+    fa = max(fp, lp.bias.frac)
+    total = lp.n_in * (pmax << (fa - fp)) + (max_abs_raw(lp.bias) << (fa - lp.bias.frac))
+    w = bits_for(total)
+    if w > 63:
+        drop = w - 63
+        fa -= drop
+        total = lp.n_in * ((pmax >> max(0, fp - fa)) + 1) + (max_abs_raw(lp.bias) >> max(0, lp.bias.frac - fa)) + 1
+        w = bits_for(total)
+        while w > 63:
+            fa -= 1
+            total = lp.n_in * ((pmax >> max(0, fp - fa)) + 1) + (max_abs_raw(lp.bias) >> max(0, lp.bias.frac - fa)) + 1
+            w = bits_for(total)
+    return AccumulatorFormat(w, w - fa, True, "TRN", "SAT")
