@@ -16,6 +16,15 @@ from edgelearn.torch_ref import build_model, convert, convert_network
 from edgelearn.torch_ref.ldfa import normalized_covariance, oja_grad, semi_orthogonal
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one thread is faster than two, and immune to a busy machine's oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def mlp(sizes=(20, 16, 12, 5), act=nn.Tanh, seed=0):
     torch.manual_seed(seed)
     layers = []
@@ -170,13 +179,13 @@ def _lowrank_teacher(seed: int, p: int):
         return x, x @ (v.t() @ u).t() + torch.randn(p, 64, generator=g)
 
 
-def _train_linear_net(x, y, train_p: bool, steps: int = 2000, seed: int = 0):
+def _train_linear_net(x, y, train_p: bool, steps: int = 500, seed: int = 0):
     torch.manual_seed(100 + seed)
     model = nn.Sequential(nn.Linear(128, 64, bias=False), nn.Linear(64, 64, bias=False))  # n=128, k=64, m=64
     # W2 is the LDFA layer: W1 receives the error through B = QP (rank 8) instead of W2^T
     learner = convert(model, rule="bp", rules={1: "ldfa"}, example_input=x[:2], task="regression", output_dim=64,
                       loss="mse", seed=seed, rule_params={"rank": 8, "ldfa_train_p": train_p})
-    opt = torch.optim.SGD(learner.parameters(), lr=0.01)
+    opt = torch.optim.SGD(learner.parameters(), lr=0.04)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (32,), generator=g)
@@ -210,7 +219,8 @@ def test_fig2_top_modes_align_only_when_P_is_trained():
         result[train_p] = dict(modes=modes, right=float(right), left=float(left), p_cos=float(p_cos))
     tr, fx = result[True], result[False]
     msg = {k: {n: (v.tolist() if torch.is_tensor(v) else v) for n, v in d.items()} for k, d in result.items()}
-    # measured (seed 0): trained modes 0.95..1.00 (mean 0.98), P aligned 1.00; fixed P: modes 0.30..0.84, P 0.25
+    # measured (seed 0, float32): trained modes 0.944..1.001 (mean 0.967), right-subspace cosine 0.987, P 0.999;
+    # P fixed: modes 0.223..0.827 (mean 0.519), right-subspace cosine 0.876, P 0.247
     assert tr["modes"].min() > 0.85, msg
     assert tr["modes"].mean() > 0.93, msg
     assert fx["modes"].min() < 0.5, msg
@@ -321,7 +331,7 @@ def test_rank_per_token_and_per_pixel():
     learner.train_step(x, y)
     h.remove()
     g = captured["g"]
-    assert g.dim() == 3 and torch.linalg.matrix_rank(g.reshape(-1, g.shape[-1]).double()) <= r
+    assert g.dim() == 3 and torch.linalg.matrix_rank(g.reshape(-1, g.shape[-1]), rtol=1e-4) <= r
 
     conv = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 16, 5))
     xc, yc = torch.randn(4, 3, 4, 4), torch.arange(4)
@@ -331,7 +341,7 @@ def test_rank_per_token_and_per_pixel():
     lc.train_step(xc, yc)
     h.remove()
     g = captured["g"].permute(0, 2, 3, 1).reshape(-1, 8)
-    assert torch.linalg.matrix_rank(g.double()) <= r
+    assert torch.linalg.matrix_rank(g, rtol=1e-4) <= r
 
     spec = _spec("small-vit", rank=r)
     model = build_model(spec, seed=0)

@@ -28,8 +28,13 @@ checkpoint carries them):
 Updates go through the optimiser: each step the rules leave ``.grad`` of ``Qt`` and ``P`` equal to *minus* the
 paper's update (the gradient-descent convention of the rest of the reference), so the optimiser that trains ``W``
 applies them with the same learning rate -- as the paper does ("the same learning rate eta and weight decay lambda
-for all components"; its PyTorch implementation returns the Algorithm 1 updates as gradients to Adam). The decay
-``lambda`` is added to the gradients of ``W``, ``Qt`` and ``P`` after the backward pass, as for ``kp``.
+for all components"; Algorithm 1 is a modified backward pass that outputs dQ, dP and dW beside grad_input, and every
+experiment trains with Adam). The decay ``lambda`` is added to the gradients of ``W``, ``Qt`` and ``P`` after the
+backward pass, as for ``kp``.
+
+Initialisation: ``Qt`` He-uniform with the fan-in of ``W`` (ldfa) or of the point (dldfa), like the ``B`` of fa/dfa;
+``P`` a random matrix with orthonormal rows (the manifold Oja's rule converges to). With ``r = m`` and ``P = I`` the
+rules are exactly fa / dfa with ``B = Qt`` (tested).
 
 ``rule_params`` (see docs/rules/ldfa.md): ``rank`` (int, or mapping layer name -> int, ``default`` key allowed;
 default: the number of classes / outputs), ``ldfa_decay`` (1e-4), ``ldfa_train_q`` (true), ``ldfa_train_p`` (true),
@@ -204,6 +209,7 @@ def rank_for(learner, site) -> int:
     spec = learner.rule_params.get("rank")
     default = int(learner.output_dim)
     if isinstance(spec, dict):
+        spec = {str(k): v for k, v in spec.items()}  # YAML may give Sequential indices as ints
         names = {s.name for s in learner.sites}
         unknown = [str(k) for k in spec if k != "default" and k not in names]
         if unknown:

@@ -350,9 +350,10 @@ class LocalLearner:
             if loss.requires_grad:
                 loss.backward()
             pending = [(p, self.sites[i].rule) for i, pts in ctx.points.items() for p in pts]
-            if pending:
-                grads = [rule.signal(ctx, p) for p, rule in pending]
-                torch.autograd.backward([p for p, _ in pending], grads)
+            # one point at a time, so that only one signal tensor exists at once; the graphs upstream of the
+            # points may be shared (q/k/v read the same normalised input), hence retain_graph until the last
+            for j, (p, rule) in enumerate(pending):
+                torch.autograd.backward(p, rule.signal(ctx, p), retain_graph=j < len(pending) - 1)
             for s in self.sites:
                 s.rule.after_backward(ctx)
         finally:

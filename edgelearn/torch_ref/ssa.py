@@ -155,20 +155,23 @@ def sync_weight(module: nn.Module) -> None:
 
 
 def _polar_(p: torch.Tensor) -> None:
-    """Move ``p`` (k x r, k >= r) to the nearest matrix with orthonormal columns: a Newton-Schulz step
-    ``X <- X (3I - X^T X) / 2`` while off the manifold (quadratic convergence near it), the SVD polar factor if far."""
+    """Move ``p`` (k x r, k >= r) to the nearest matrix with orthonormal columns: Newton-Schulz steps
+    ``X <- X (3I - X^T X) / 2`` while near the manifold (quadratic convergence; one step after a usual optimiser
+    step), the exact polar factor from an SVD when far from it or not converged."""
     eye = torch.eye(p.shape[1], dtype=p.dtype, device=p.device)
     tol = 64 * torch.finfo(p.dtype).eps
-    for _ in range(4):
+    for _ in range(6):
         err = p.t() @ p - eye
         worst = float(err.abs().max()) if err.numel() else 0.0
         if worst <= tol:
             return
-        if worst > 0.5:
-            P, _, Qh = torch.linalg.svd(p, full_matrices=False)
-            p.copy_(P @ Qh)
-            return
+        if worst > 0.25:
+            break
         p.sub_(0.5 * (p @ err))
+        if float(err.norm()) ** 2 < tol / 2:  # the new error, -3/4 E^2 + O(E^3), is below ||E||_F^2: done
+            return
+    P, _, Qh = torch.linalg.svd(p, full_matrices=False)
+    p.copy_(P @ Qh)
 
 
 def _qr_(p: torch.Tensor) -> None:

@@ -1,0 +1,300 @@
+"""The float twin: the engine's algorithm in float64 with every quantization removed.
+
+Same initial weights (the engine's quantized init, as exact floats), same feedback values ``B``, same learning
+rates ``2**-lr_shift`` (times the multiplier), same rules, same sample order, same update order -- but exact
+``tanh``/``sigmoid`` and derivatives, no rounding and no saturation anywhere.  Comparing an engine with its
+twin separates the cost of the word length from the cost of the learning rule.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numba
+import numpy as np
+from numba.typed import List
+
+from ..errors import DataError
+from . import engine_kernels as K
+
+_ACT_TANH, _ACT_SIGMOID, _ACT_HARDTANH, _ACT_RELU = K.ACT_TANH, K.ACT_SIGMOID, K.ACT_HARDTANH, K.ACT_RELU
+
+
+@numba.njit(cache=True)
+def _act(kind, z, y, g):
+    for i in range(z.shape[0]):
+        v = z[i]
+        if kind == _ACT_TANH:
+            t = np.tanh(v)
+            y[i] = t
+            g[i] = 1.0 - t * t
+        elif kind == _ACT_SIGMOID:
+            s = 1.0 / (1.0 + np.exp(-v))
+            y[i] = s
+            g[i] = s * (1.0 - s)
+        elif kind == _ACT_HARDTANH:
+            y[i] = min(1.0, max(-1.0, v))
+            g[i] = 1.0 if -1.0 < v < 1.0 else 0.0
+        elif kind == _ACT_RELU:
+            y[i] = v if v > 0 else 0.0
+            g[i] = 1.0 if v > 0 else 0.0
+        else:
+            y[i] = v
+            g[i] = 1.0
+
+
+@numba.njit(cache=True)
+def _forward(W, b, x, z):
+    n_out = W.shape[1]
+    for i in range(n_out):
+        z[i] = b[i]
+    for j in range(x.shape[0]):
+        xj = x[j]
+        if xj == 0.0:
+            continue
+        w = W[j]
+        for i in range(n_out):
+            z[i] += w[i] * xj
+
+
+@numba.njit(cache=True)
+def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop_b):
+    n = d.shape[0]
+    if rule == K.R_DRTP:
+        for i in range(n):
+            d[i] = B[label, i] * g[i]
+    elif rule == K.R_SDFA or rule == K.R_DFA:
+        for i in range(n):
+            d[i] = 0.0
+        for c in range(e_out.shape[0]):
+            ec = e_out[c]
+            if rule == K.R_SDFA:
+                ec = 1.0 if ec > 0 else (-1.0 if ec < 0 else 0.0)
+            for i in range(n):
+                d[i] += B[c, i] * ec
+        for i in range(n):
+            d[i] *= g[i]
+    else:
+        M = B_up if prop_b else W_up
+        for j in range(n):
+            acc = 0.0
+            for i in range(d_up.shape[0]):
+                acc += M[j, i] * d_up[i]
+            d[j] = acc * g[j]
+
+
+@numba.njit(cache=True)
+def _update(W, b, x, d, lr):
+    n_out = W.shape[1]
+    for j in range(x.shape[0]):
+        xj = x[j]
+        if xj == 0.0:
+            continue
+        w = W[j]
+        for i in range(n_out):
+            w[i] += lr * (d[i] * xj)
+    for i in range(n_out):
+        b[i] += lr * d[i]
+
+
+@numba.njit(cache=True)
+def _accum(U, Ub, x, d):
+    for j in range(x.shape[0]):
+        xj = x[j]
+        if xj == 0.0:
+            continue
+        for i in range(U.shape[1]):
+            U[j, i] += d[i] * xj
+    for i in range(Ub.shape[0]):
+        Ub[i] += d[i]
+
+
+@numba.njit(cache=True)
+def _train(X, labels, order, start, stop, rules, acts, is_mse, lrs, prop_b, Ws, bs, Bs, xs, zs, gs, ds, Us, Ubs,
+           batch_size, batch_scale, in_batch):
+    L = rules.shape[0]
+    correct = 0
+    online = batch_size == 1
+    for n in range(start, stop):
+        idx = order[n]
+        label = labels[idx]
+        x0 = xs[0]
+        for j in range(x0.shape[0]):
+            x0[j] = X[idx, j]
+        for k in range(L):
+            _forward(Ws[k], bs[k], xs[k], zs[k])
+            _act(acts[k], zs[k], xs[k + 1], gs[k])
+            if k < L - 1 and rules[k] == K.R_DRTP:
+                _delta(rules[k], label, Bs[k], ds[L - 1], gs[k], ds[k], Ws[k], Bs[k], ds[k], False)
+                if online:
+                    _update(Ws[k], bs[k], xs[k], ds[k], lrs[k])
+                else:
+                    _accum(Us[k], Ubs[k], xs[k], ds[k])
+        zo = zs[L - 1]
+        best = 0
+        for c in range(1, zo.shape[0]):
+            if zo[c] > zo[best]:
+                best = c
+        if best == label:
+            correct += 1
+        yo = xs[L]
+        eo = ds[L - 1]
+        for c in range(yo.shape[0]):
+            t = 1.0 if c == label else 0.0
+            eo[c] = (t - yo[c]) * (gs[L - 1][c] if is_mse else 1.0)
+        for k in range(L - 2, -1, -1):
+            if rules[k] == K.R_DRTP or rules[k] == K.R_SHALLOW:
+                continue
+            _delta(rules[k], label, Bs[k], eo, gs[k], ds[k], Ws[k + 1], Bs[k + 1], ds[k + 1], prop_b[k + 1])
+        for k in range(L - 1, -1, -1):
+            if rules[k] == K.R_SHALLOW or (rules[k] == K.R_DRTP and k < L - 1):
+                continue
+            if online:
+                _update(Ws[k], bs[k], xs[k], ds[k], lrs[k])
+            else:
+                _accum(Us[k], Ubs[k], xs[k], ds[k])
+        if not online:
+            in_batch[0] += 1
+            if in_batch[0] == batch_size:
+                _apply(rules, Ws, bs, Us, Ubs, lrs, batch_scale)
+                in_batch[0] = 0
+    return correct
+
+
+@numba.njit(cache=True)
+def _apply(rules, Ws, bs, Us, Ubs, lrs, batch_scale):
+    for k in range(rules.shape[0]):
+        if rules[k] == K.R_SHALLOW:
+            continue
+        W = Ws[k]
+        U = Us[k]
+        f = lrs[k] * batch_scale
+        for j in range(W.shape[0]):
+            for i in range(W.shape[1]):
+                W[j, i] += f * U[j, i]
+                U[j, i] = 0.0
+        for i in range(bs[k].shape[0]):
+            bs[k][i] += f * Ubs[k][i]
+            Ubs[k][i] = 0.0
+
+
+@numba.njit(cache=True, parallel=True)
+def _predict(X, acts, Ws, bs, out):
+    L = acts.shape[0]
+    for n in numba.prange(X.shape[0]):
+        x = X[n].copy()
+        for k in range(L):
+            z = np.empty(Ws[k].shape[1])
+            _forward(Ws[k], bs[k], x, z)
+            if k == L - 1:
+                out[n, :] = z
+            else:
+                y = np.empty_like(z)
+                g = np.empty_like(z)
+                _act(acts[k], z, y, g)
+                x = y
+
+
+class FloatTwin:
+    """Float64 twin of a :class:`~edgelearn.fixed.engine.FixedEngine` (build it with ``engine.float_twin()``)."""
+
+    def __init__(self, sizes, rules, acts, loss, lrs, weights, biases, feedback, prop_b, seed, batch_size=1,
+                 batch_shift=0, epochs_done=0):
+        self.sizes = list(sizes)
+        self.rules = np.asarray(rules, dtype=np.int64)
+        self.acts = np.asarray(acts, dtype=np.int64)
+        self.is_mse = loss == "mse"
+        self.lrs = np.asarray(lrs, dtype=np.float64)
+        self.W = [np.array(w, dtype=np.float64) for w in weights]
+        self.b = [np.array(b, dtype=np.float64) for b in biases]
+        self.B = [np.zeros((1, 1)) if B is None else np.array(B, dtype=np.float64) for B in feedback]
+        self.prop_b = np.asarray(prop_b, dtype=np.bool_)
+        self.seed = seed
+        self.batch_size = batch_size
+        self.batch_scale = 2.0 ** -batch_shift
+        self.epochs_done = epochs_done
+        self.history: list[dict[str, Any]] = []
+        self._alloc()
+
+    @classmethod
+    def from_engine(cls, eng) -> "FloatTwin":
+        lrs = []
+        for lp in eng.precision.layers:
+            lr = 2.0 ** -lp.lr_shift
+            if lp.lr_mult is not None:
+                lr *= lp.lr_mult_raw * 2.0 ** -lp.lr_mult_frac
+            lrs.append(lr)
+        wf = eng.weights_float()
+        fb = eng.feedback_float()
+        tw = cls(eng.sizes, [int(r) for r in eng.P[:, K.RULE]], [int(a) for a in eng.P[:, K.ACT]], eng.spec.loss,
+                 lrs, [w["W"] for w in wf], [w["b"] for w in wf], fb, [bool(v) for v in eng.P[:, K.PROP_B]],
+                 eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done)
+        tw.num_classes = eng.num_classes
+        return tw
+
+    def _alloc(self) -> None:
+        s = self.sizes
+        L = len(s) - 1
+        self._xs = List([np.zeros(n) for n in s])
+        self._zs = List([np.zeros(n) for n in s[1:]])
+        self._gs = List([np.zeros(n) for n in s[1:]])
+        self._ds = List([np.zeros(n) for n in s[1:]])
+        if self.batch_size > 1:
+            self._Us = List([np.zeros((s[k], s[k + 1])) for k in range(L)])
+        else:
+            self._Us = List([np.zeros((1, 1)) for _ in range(L)])
+        self._Ubs = List([np.zeros(n) for n in s[1:]])
+        self._in_batch = np.zeros(1, dtype=np.int64)
+        self._Ws, self._bs, self._Bs = List(self.W), List(self.b), List(self.B)
+
+    @staticmethod
+    def _inputs(x, n_in) -> np.ndarray:
+        arr = np.asarray(x, dtype=np.float64)
+        arr = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+        if arr.shape[1] != n_in:
+            raise DataError(f"inputs have {arr.shape[1]} features per sample, the network expects {n_in}")
+        if not np.isfinite(arr).all():
+            raise DataError("inputs contain NaN/Inf values")
+        return np.ascontiguousarray(arr)
+
+    def fit(self, x, y, epochs: int = 1, shuffle: bool = True, callback: Callable[[int], None] | None = None,
+            chunk: int = 2000):
+        from .engine import sample_order
+        X = self._inputs(x, self.sizes[0])
+        labels = np.asarray(y, dtype=np.int64)
+        N = X.shape[0]
+        for _ in range(epochs):
+            order = sample_order(self.seed, self.epochs_done, N, shuffle)
+            correct = 0
+            for start in range(0, N, chunk):
+                stop = min(N, start + chunk)
+                correct += _train(X, labels, order, start, stop, self.rules, self.acts, self.is_mse, self.lrs,
+                                  self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs, self._ds,
+                                  self._Us, self._Ubs, self.batch_size, self.batch_scale, self._in_batch)
+                if callback is not None:
+                    callback(stop - start)
+            if self.batch_size > 1 and self._in_batch[0] > 0:
+                _apply(self.rules, self._Ws, self._bs, self._Us, self._Ubs, self.lrs, self.batch_scale)
+                self._in_batch[0] = 0
+            self.epochs_done += 1
+            self.history.append({"epoch": self.epochs_done, "train_accuracy_online": correct / max(N, 1)})
+        return self.history
+
+    def step(self, x, label: int) -> None:
+        X = self._inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), self.sizes[0])
+        _train(X, np.array([label], dtype=np.int64), np.zeros(1, dtype=np.int64), 0, 1, self.rules, self.acts,
+               self.is_mse, self.lrs, self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs,
+               self._ds, self._Us, self._Ubs, 1, 1.0, self._in_batch)
+
+    def output(self, x) -> np.ndarray:
+        X = self._inputs(x, self.sizes[0])
+        out = np.zeros((X.shape[0], self.sizes[-1]))
+        if X.shape[0]:
+            _predict(X, self.acts, self._Ws, self._bs, out)
+        return out
+
+    def predict(self, x) -> np.ndarray:
+        return np.argmax(self.output(x), axis=1)
+
+    def evaluate(self, x, y) -> float:
+        pred = self.predict(x)
+        return float((pred == np.asarray(y)).mean()) if len(pred) else float("nan")
