@@ -146,7 +146,8 @@ def test_q_gets_w_update_through_p_and_output_p_learns_targets():
     torch.manual_seed(0)
     model = mlp((10, 9, 7, 4))
     x, y = torch.randn(16, 10), torch.randint(0, 4, (16,))
-    learner = convert(model, rule="ldfa", example_input=x[:2], num_classes=4, rule_params={"rank": 3, "ldfa_decay": 0.0})
+    learner = convert(model, rule="ldfa", example_input=x[:2], num_classes=4,
+                      rule_params={"rank": 3, "ldfa_decay": 0.0})
     learner.train_step(x, y)
     for s in learner.sites:
         m = s.module
@@ -157,7 +158,8 @@ def test_q_gets_w_update_through_p_and_output_p_learns_targets():
     assert torch.allclose(out.el_ldfa_p.grad, oja_grad(out.el_ldfa_p.detach(), onehot), atol=1e-6)
     # decay: a second learner with lambda adds lambda * param to each gradient
     model2 = mlp((10, 9, 7, 4))
-    learner2 = convert(model2, rule="ldfa", example_input=x[:2], num_classes=4, rule_params={"rank": 3, "ldfa_decay": 0.5})
+    learner2 = convert(model2, rule="ldfa", example_input=x[:2], num_classes=4,
+                       rule_params={"rank": 3, "ldfa_decay": 0.5})
     learner2.train_step(x, y)
     for s, s2 in zip(learner.sites, learner2.sites):
         for name in ("weight", "el_ldfa_q", "el_ldfa_p"):
@@ -292,7 +294,8 @@ def test_effective_rank_of_delivered_error_is_at_most_r(rule, params):
     r = 3
     model = mlp((30, 24, 20, 16, 10), act=nn.ReLU)
     x, y = torch.randn(64, 30), torch.arange(64) % 10
-    learner = convert(model, rule=rule, example_input=x[:2], num_classes=10, loss="ce", rule_params={"rank": r, **params})
+    learner = convert(model, rule=rule, example_input=x[:2], num_classes=10, loss="ce",
+                      rule_params={"rank": r, **params})
     opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
     for _ in range(3):
         opt.zero_grad()
@@ -333,7 +336,8 @@ def test_rank_per_token_and_per_pixel():
     g = captured["g"]
     assert g.dim() == 3 and torch.linalg.matrix_rank(g.reshape(-1, g.shape[-1]), rtol=1e-4) <= r
 
-    conv = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 16, 5))
+    conv = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 6, 1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(6 * 16, 5))
     xc, yc = torch.randn(4, 3, 4, 4), torch.arange(4)
     lc = convert(conv, rule="ldfa", example_input=xc[:2], num_classes=5, rule_params={"rank": r})
     captured.clear()
@@ -404,13 +408,15 @@ def test_feedback_is_saved_and_restored_with_the_model():
     state = copy.deepcopy(model.state_dict())
     assert {"0.el_ldfa_q", "0.el_ldfa_p", "4.el_ldfa_p"} <= set(state)
     fresh = mlp((10, 9, 7, 4), seed=5)
-    learner2 = convert(fresh, rule="ldfa", example_input=torch.zeros(2, 10), num_classes=4, rule_params={"rank": 2}, seed=3)
+    learner2 = convert(fresh, rule="ldfa", example_input=torch.zeros(2, 10), num_classes=4, rule_params={"rank": 2},
+                       seed=3)
     fresh.load_state_dict(state)
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, state[k]), k
     # converting an already converted model keeps its feedback
     learner.remove()
-    again = convert(model, rule="ldfa", example_input=torch.zeros(2, 10), num_classes=4, rule_params={"rank": 2}, seed=9)
+    again = convert(model, rule="ldfa", example_input=torch.zeros(2, 10), num_classes=4, rule_params={"rank": 2},
+                    seed=9)
     assert torch.equal(model[0].el_ldfa_q, state["0.el_ldfa_q"])
     assert again.sites[0].rule.feedback_parameters()[0] is model[0].el_ldfa_q
     del learner2

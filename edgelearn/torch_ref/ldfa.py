@@ -454,7 +454,8 @@ class DLDFA(_LowRankFeedback):
         return [] if self.role != "direct" else super().feedback_parameters()
 
     def feedback_matrix(self):
-        """``P^T Qt``, shape ``(C, n)`` like DFA's ``B`` (the signal is ``e @ B``); None for the output/source layers."""
+        """``P^T Qt``, shape ``(C, n)`` like DFA's ``B`` (the signal is ``e @ B``); None for the output and source
+        layers."""
         if self.role != "direct":
             return None
         return self.p.detach().t() @ self.qt.detach()
