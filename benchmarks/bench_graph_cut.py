@@ -5,7 +5,8 @@ layer replaces the incoming gradient by the rule's signal, so BP's backward cost
     .venv/bin/python benchmarks/bench_graph_cut.py [--data-dir ../shared/data/mnist] [--steps 300]
 
 Each (network, implementation, rule) runs in a fresh subprocess so its peak RSS is its own. Reported:
-- ms/step: median wall time of a training step (forward + backward + Adam step), 2 threads;
+- ms/step: median wall time of a training step (forward + backward + Adam step), 2 threads, all variants of a
+  network timed round-robin in one process (a shared machine's load then hits them alike);
 - GFLOP: floating-point work of one step, forward and backward (torch's FlopCounterMode);
 - step memory MB: how much a full-batch step raises the peak resident memory over warm-up steps on 8 samples
   (activations, saved tensors, gradients, signals);
@@ -81,12 +82,10 @@ def make_data(data_dir: str | None, n: int, dim: int):
     return torch.rand(n, dim, generator=g), torch.randint(0, 10, (n,), generator=g), "random data (MNIST shape)"
 
 
-def run_one(args) -> dict:
-    torch.set_num_threads(2)
+def make_variant(impl: str, rule: str, sizes: list[int]):
+    """A training step for one implementation and rule, and its optimiser."""
     torch.manual_seed(0)
-    sizes = [int(s) for s in args.sizes.split("-")]
-    x, y, data_name = make_data(args.data_dir, args.n, sizes[0])
-    if args.impl == "edgelearn":
+    if impl == "edgelearn":
         from edgelearn.torch_ref import convert
 
         layers = []
@@ -95,13 +94,13 @@ def run_one(args) -> dict:
             if i < len(sizes) - 2:
                 layers.append(nn.Tanh())
         model = nn.Sequential(*layers)
-        learner = convert(model, args.rule, input_shape=(sizes[0],), num_classes=sizes[-1])
+        learner = convert(model, rule, input_shape=(sizes[0],), num_classes=sizes[-1])
         params = list(learner.parameters())
 
         def step(xb, yb):
             learner.train_step(xb, yb)
     else:
-        model = HookMLP(sizes, args.rule)
+        model = HookMLP(sizes, rule)
         params = list(model.parameters())
 
         def step(xb, yb):
@@ -110,7 +109,34 @@ def run_one(args) -> dict:
             out = model(xb)
             F.binary_cross_entropy_with_logits(out, onehot).backward()
 
-    opt = torch.optim.Adam(params, lr=1e-4)
+    return step, torch.optim.Adam(params, lr=1e-4)
+
+
+def time_interleaved(sizes: list[int], batch: int, variants: list[tuple[str, str]], steps: int, data_dir) -> dict:
+    """Median ms/step of every variant, measured round-robin in one process so that load on a shared machine
+    hits all variants alike."""
+    torch.set_num_threads(2)
+    x, y, _ = make_data(data_dir, max(4 * batch, 4096), sizes[0])
+    runs = {v: make_variant(*v, sizes) for v in variants}
+    times: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+    for s in range(steps + 2):
+        i = (s * batch) % (len(x) - batch + 1)
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        for v, (step, opt) in runs.items():
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            step(xb, yb)
+            opt.step()
+            if s >= 2:
+                times[v].append(time.perf_counter() - t0)
+    return {v: 1000 * statistics.median(t) for v, t in times.items()}
+
+
+def run_one(args) -> dict:
+    torch.set_num_threads(2)
+    sizes = [int(s) for s in args.sizes.split("-")]
+    x, y, data_name = make_data(args.data_dir, args.n, sizes[0])
+    step, opt = make_variant(args.impl, args.rule, sizes)
     bs = args.batch
     # step memory: peak RSS growth of one full-batch step over warm-up steps on 8 samples. The child runs with
     # MALLOC_MMAP_THRESHOLD_ fixed, so every tensor buffer is its own mapping, returned to the system when freed:
@@ -193,9 +219,12 @@ def main() -> None:
     for sizes in dict.fromkeys(r["sizes"] for r in results):
         group = {(r["impl"], r["rule"]): r for r in results if r["sizes"] == sizes}
         bp = group[("edgelearn", "bp")]
-        print(f"{sizes} (batch {bp['batch']}, {bp['data']}): ratios to edgelearn BP")
+        ms = time_interleaved([int(v) for v in sizes.split("-")], bp["batch"], list(group), args.steps, args.data_dir)
+        print(f"{sizes} (batch {bp['batch']}, {bp['data']}): ms/step measured round-robin in one process; "
+              f"ratios to edgelearn BP")
         for (impl, rule), r in group.items():
-            print(f"  {impl:10s} {rule:8s} time x{r['ms_per_step'] / bp['ms_per_step']:.2f}   "
+            t = ms[(impl, rule)]
+            print(f"  {impl:10s} {rule:8s} {t:8.2f} ms/step  time x{t / ms[('edgelearn', 'bp')]:.2f}   "
                   f"FLOPs x{r['gflop'] / bp['gflop']:.2f}   step memory x{r['step_mb'] / max(bp['step_mb'], 1e-9):.2f}")
 
 

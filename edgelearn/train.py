@@ -190,6 +190,7 @@ def train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | No
                     run_correct += int((res.output.argmax(1) == yb).sum())
                 bar.update(task, advance=1)
             train_time = time.perf_counter() - t0
+            learner.end_epoch(epoch, epochs)  # schedules of the rules (SSA's rank schedule)
             test_loss, test_acc = _evaluate(model, learner, x_test, y_test, 1000, spec.task)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,

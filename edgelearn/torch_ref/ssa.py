@@ -155,23 +155,28 @@ def sync_weight(module: nn.Module) -> None:
 
 
 def _polar_(p: torch.Tensor) -> None:
-    """Move ``p`` (k x r, k >= r) to the nearest matrix with orthonormal columns: Newton-Schulz steps
-    ``X <- X (3I - X^T X) / 2`` while near the manifold (quadratic convergence; one step after a usual optimiser
-    step), the exact polar factor from an SVD when far from it or not converged."""
+    """Move ``p`` (k x r, k >= r) to the nearest matrix with orthonormal columns (its polar factor) by Newton-Schulz
+    steps ``X <- X (3I - X^T X) / 2``: matrix products only, one or two after a usual optimiser step (quadratic
+    convergence near the manifold). Far from it, ``p`` is first scaled so that the iteration converges (all
+    singular values below sqrt(3)); a QR is the last resort for a rank-deficient ``p``. No SVD: LAPACK calls are
+    slow on small CPU machines with busy cores and would run every step."""
     eye = torch.eye(p.shape[1], dtype=p.dtype, device=p.device)
     tol = 64 * torch.finfo(p.dtype).eps
-    for _ in range(6):
+    for _ in range(60):
         err = p.t() @ p - eye
         worst = float(err.abs().max()) if err.numel() else 0.0
         if worst <= tol:
             return
-        if worst > 0.25:
+        if not math.isfinite(worst):
             break
+        bound = float((err + eye).abs().sum(1).max())  # >= the largest squared singular value (Gershgorin)
+        if bound >= 2.5:
+            p.div_(math.sqrt(bound))
+            continue
         p.sub_(0.5 * (p @ err))
         if float(err.norm()) ** 2 < tol / 2:  # the new error, -3/4 E^2 + O(E^3), is below ||E||_F^2: done
             return
-    P, _, Qh = torch.linalg.svd(p, full_matrices=False)
-    p.copy_(P @ Qh)
+    _qr_(p)
 
 
 def _qr_(p: torch.Tensor) -> None:
@@ -386,9 +391,9 @@ class SSA(Rule):
                 m.register_parameter(name, nn.Parameter(t.to(w.dtype).contiguous()))
             # alignment targets B_U, B_S, B_V (eq. 8): truncated SVD of a fixed Gaussian matrix shaped like W',
             # columns normalised to unit l2 norm (Sec. 4.3)
-            B = torch.randn(mat.shape, generator=generator, dtype=torch.float64)
+            B = torch.randn(mat.shape, generator=generator, dtype=torch.float32)
             B = B / B.norm(dim=0, keepdim=True).clamp_min(1e-12)
-            P, s, Qh = torch.linalg.svd(B, full_matrices=False)
+            P, s, Qh = torch.linalg.svd(B.to(w.device), full_matrices=False)
             for name, t in (("ssa_B_U", P[:, :r]), ("ssa_B_S", s[:r]), ("ssa_B_V", Qh[:r].t())):
                 m.register_buffer(name, t.to(device=w.device, dtype=w.dtype).contiguous())
             if not self.site.is_output:
@@ -465,7 +470,9 @@ class SSA(Rule):
                 gS = gS + c["ssa_hoyer"] * (torch.sign(S) / n2 - S.abs().sum() * S / n2 ** 3)
             gU = self.project(U, gU, c["ssa_projection"])
             gV = self.project(V, gV, c["ssa_projection"])
-            if gamma:  # eq. 9, outside the projection (inside it would vanish to first order; see docs)
+            # eq. 9, outside the projection (inside it would vanish to first order; see docs). With a retraction,
+            # U^T U - I is at rounding level (< 64 eps) at every step and the term is not computed.
+            if gamma and c["ssa_retraction"] == "none":
                 eye = torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
                 gU = gU + 4 * gamma * (U @ (U.t() @ U - eye))
                 gV = gV + 4 * gamma * (V @ (V.t() @ V - eye))
