@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = [
     "edgelearn.commands.simulate",
     "edgelearn.commands.data",
     "edgelearn.commands.info",
+    "edgelearn.commands.export_hls",
 ]
 
 

@@ -58,7 +58,8 @@ def check_spec(spec) -> None:
         if rule not in SUPPORTED_RULES:
             raise RuleError(f"rule {rule!r} (layer {layer.name}) is not supported by the fixed-point engine; "
                             f"choose one of {', '.join(SUPPORTED_RULES)}")
-        if rule == "shallow" and k == len(lin) - 1:
+        explicit = layer.name in spec.rules or str(k) in spec.rules
+        if rule == "shallow" and k == len(lin) - 1 and explicit:
             raise RuleError(f"rule 'shallow' freezes hidden layers; {layer.name!r} is the output layer, "
                             f"which is always trained")
 
@@ -80,6 +81,28 @@ def _storage_dtype(fmts: list[FixedFormat]):
     return np.int64  # pragma: no cover
 
 
+_JUMP_CACHE: dict[int, np.ndarray] = {}
+
+
+def jump_table(draws: int) -> np.ndarray:
+    """Byte-sliced table (4, 256) of the LFSR state map 'advance by ``draws`` 32-bit draws' (GF(2)-linear):
+    the state after the jump is the XOR of ``T[b, byte_b(state)]``.  Built from lfsr.lfsr_jump."""
+    if draws not in _JUMP_CACHE:
+        from .lfsr import lfsr_jump
+
+        cols = [lfsr_jump(1 << j, 32 * draws) for j in range(32)]
+        t = np.zeros((4, 256), dtype=np.int64)
+        for b in range(4):
+            for v in range(256):
+                acc = 0
+                for bit in range(8):
+                    if (v >> bit) & 1:
+                        acc ^= cols[8 * b + bit]
+                t[b, v] = acc
+        _JUMP_CACHE[draws] = t
+    return _JUMP_CACHE[draws]
+
+
 def _fmt_cols(f: FixedFormat) -> list[int]:
     return [f.width, f.frac, int(f.signed), ROUNDING[f.rounding], OVERFLOW[f.overflow]]
 
@@ -89,7 +112,8 @@ class FixedEngine:
 
     def __init__(self, spec=None, *, bits: int | None = None, seed: int = 0, rule: str | None = None,
                  formats: dict[str, str] | None = None, rounding=None, overflow=None, lr_shift: int | None = None,
-                 feedback: str | None = None, batch_size: int = 1, threads: int | None = None,
+                 feedback: str | None = None, batch_size: int = 1, mode: str | None = None,
+                 threads: int | None = None,
                  precision: Precision | None = None):
         if spec is None:
             from ..network import default_network
@@ -107,12 +131,19 @@ class FixedEngine:
         self.sizes = spec.mlp_sizes()
         self.layer_names = [layer.name for layer in spec.trainable_layers]
         self.rules = [spec.layer_rule(layer) for layer in spec.trainable_layers]
+        if self.rules[-1] == "shallow":  # a network-wide 'shallow' freezes the hidden layers; the output learns
+            self.rules[-1] = "bp"
         self.acts = [layer.params.get("act", "none") for layer in spec.trainable_layers]
         if spec.loss == "bce":
             self.acts[-1] = "sigmoid"
         self.num_classes = self.sizes[-1]
         self.batch_size = self._check_batch(batch_size)
-        self.threads = max(1, int(threads or numba.get_num_threads()))
+        self.mode = mode or ("online" if self.batch_size == 1 else "batch")
+        if self.mode not in ("online", "batch"):
+            raise ConfigError(f"mode must be 'online' or 'batch', got {self.mode!r}")
+        if self.mode == "online" and self.batch_size != 1:
+            raise ConfigError("online mode updates after every sample (batch_size must be 1)")
+        self.threads = max(1, int(threads or 1))  # >1: MAC blocks in parallel (helps only on an idle machine)
         self._build_params()
         self._init_state()
         self.epochs_done = 0
@@ -182,6 +213,9 @@ class FixedEngine:
                 - lp.weight.frac
             P[k, K.FAST_W] = int(lp.update is None and lp.weight.rounding in ("TRN", "RND", "STOCH")
                                  and lp.weight.overflow in ("WRAP", "SAT") and s <= 32)
+            sb = s - lp.input.frac - lp.bias.frac + lp.weight.frac
+            P[k, K.FAST_B] = int(lp.update is None and lp.bias.rounding in ("TRN", "RND", "STOCH")
+                                 and lp.bias.overflow in ("WRAP", "SAT") and sb <= 32)
         self.P = P
         self.acc_dtype = np.int32 if acc32 else np.int64
         self.w_dtype = _storage_dtype([lp.weight for lp in prec.layers])
@@ -196,18 +230,18 @@ class FixedEngine:
         bconv = bmax << (fa - lp.bias.frac) if fa >= lp.bias.frac else (bmax >> (lp.bias.frac - fa)) + 1
         hi = (1 << (lp.accum.width - 1)) - 1 if lp.accum.signed else (1 << lp.accum.width) - 1
         n = lp.n_in
-        if lp.accum.signed or True:
-            if fa >= fp:
-                total = bconv + n * (pmax << (fa - fp))
-                if total <= hi and lp.accum.signed:
-                    return K.ACC_EXACT, 0, n * pmax < (1 << 31)
-            elif lp.accum.rounding in ("TRN", "RND") and lp.accum.signed:
-                s = fp - fa
-                per = (pmax >> s) + 1
-                total = bconv + n * per
-                if total <= hi and pmax < (1 << 62):
-                    mode = K.ACC_SHIFT_TRN if lp.accum.rounding == "TRN" else K.ACC_SHIFT_RND
-                    return mode, s, n * per < (1 << 31)
+        # fast paths need a signed accumulator that no bias + n_in products can overflow (docs/engine.md)
+        if lp.accum.signed and fa >= fp:
+            total = bconv + n * (pmax << (fa - fp))
+            if total <= hi:
+                return K.ACC_EXACT, 0, n * pmax < (1 << 31)
+        elif lp.accum.signed and lp.accum.rounding in ("TRN", "RND"):
+            s = fp - fa
+            per = (pmax >> s) + 1
+            total = bconv + n * per
+            if total <= hi and pmax + (1 << s) <= INT64_LIMIT:
+                mode = K.ACC_SHIFT_TRN if lp.accum.rounding == "TRN" else K.ACC_SHIFT_RND
+                return mode, s, n * per < (1 << 31) and pmax < (1 << 31)
         # general path: every acc += p assignment through arith.accumulate_counted; its exact intermediate must fit
         amax = max(hi, (1 << (lp.accum.width - 1)))
         need = (amax << (fp - fa)) + pmax if fp > fa else amax + (pmax << (fa - fp))
@@ -223,7 +257,7 @@ class FixedEngine:
         lay = prec.layers
 
         def need(v: int, what: str) -> None:
-            if v > INT64_LIMIT >> 1:
+            if v > INT64_LIMIT:
                 raise FormatError(f"{where}: {what} could overflow int64 (needs {bits_for(v)} bits); "
                                   f"use narrower formats")
 
@@ -235,7 +269,8 @@ class FixedEngine:
             need(max(1 << (2 * lp.act.frac), max_abs_raw(lp.act) ** 2), f"the derivative of {act} ({lp.act})")
         emax = max_abs_raw(lp.error)
         if lp.is_output:
-            need(((1 << max(lp.act.frac, 0)) + max_abs_raw(lp.act)) * gmax, "the output error")
+            gout = gmax if self.spec.loss == "mse" else 1
+            need(((1 << max(lp.act.frac, 0)) + max_abs_raw(lp.act)) * gout, "the output error")
         else:
             rule = self.rules[k]
             C = self.num_classes
@@ -297,10 +332,23 @@ class FixedEngine:
                 self.tables.append(sigmoid_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64))
             else:
                 self.tables.append(np.zeros(1, dtype=np.int64))
+        self.jump_tables = [self._jumps(lp.n_out) if self.P[k, K.STOCH_ANY] else np.zeros((1, 4, 256), np.int64)
+                            for k, lp in enumerate(prec.layers)]
         self.rnd_state = np.array([seed_state(derive_seed(self.seed, ROUNDING_STREAM + k))
                                    for k in range(len(prec.layers))], dtype=np.int64)
         self.cnt = np.zeros((len(prec.layers), K.NTENSORS, 2), dtype=np.int64)
         self._alloc_work()
+
+    def _jumps(self, n_out: int) -> np.ndarray:
+        """Jump tables of one layer's stochastic-rounding stream: [0] a quarter row (the sequential kernel);
+        with threads > 1 also [1] a row, [2:2+T] block offsets, [2+T:] a quarter block (the parallel kernel)."""
+        tabs = [jump_table(n_out // 4)]
+        T = self.threads
+        if T > 1 and n_out >= 256:
+            bsz = -(-n_out // T)
+            lens = [max(0, min(n_out, (b + 1) * bsz) - b * bsz) for b in range(T)]
+            tabs += [jump_table(n_out)] + [jump_table(b * bsz) for b in range(T)] + [jump_table(n // 4) for n in lens]
+        return np.ascontiguousarray(np.stack(tabs))
 
     def _alloc_work(self) -> None:
         sizes = self.sizes
@@ -313,7 +361,7 @@ class FixedEngine:
         self._bufs = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
         self._nzs = List([np.zeros(n, dtype=np.int64) for n in sizes[:-1]])
         self._accs = List([np.zeros(n, dtype=self.acc_dtype) for n in sizes[1:]])
-        if self.batch_size > 1:
+        if self.mode == "batch":
             self._Us = List([np.zeros((sizes[k], sizes[k + 1]), dtype=np.int64) for k in range(L)])
         else:
             self._Us = List([np.zeros((1, 1), dtype=np.int64) for k in range(L)])
@@ -328,6 +376,7 @@ class FixedEngine:
         self._Bs = List(self.B)
         self._fbst = List(self.fb_states)
         self._tables = List(self.tables)
+        self._Js = List(self.jump_tables)
 
     # ------------------------------------------------------------------------------------------------------------
     # data
@@ -380,33 +429,39 @@ class FixedEngine:
         return int(K.train_samples(
             X, labels, order, start, stop, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
             self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,
-            self._Ubs, self._touched, self.rnd_state, self.cnt, nblk, self.batch_size, self.batch_shift,
-            self._in_batch))
+            self._Ubs, self._touched, self.rnd_state, self._Js, self.cnt, nblk, self.mode == "online", self.batch_size,
+            self.batch_shift, self._in_batch))
 
     def flush(self) -> None:
         """Apply a partly accumulated minibatch (called at the end of every epoch in batch mode)."""
-        if self.batch_size > 1 and self._in_batch[0] > 0:
+        if self.mode == "batch" and self._in_batch[0] > 0:
             K.apply_batch(self.P, self._Ws, self._bs, self._Us, self._Ubs, self._touched, self._nzs,
-                          self.batch_shift, self.rnd_state, self.cnt)
+                          self.batch_shift, self.rnd_state, self._Js, self.cnt)
             self._in_batch[0] = 0
 
     def set_mode(self, mode: str = "online", batch_size: int | None = None) -> None:
         if mode not in ("online", "batch"):
             raise ConfigError(f"mode must be 'online' or 'batch', got {mode!r}")
         bsz = 1 if mode == "online" else self._check_batch(batch_size or self.spec.train.get("batch_size", 32))
-        if bsz != self.batch_size:
+        if bsz != self.batch_size or mode != self.mode:
             self.flush()
             self.batch_size = bsz
+            self.mode = mode
             for k, lp in enumerate(self.precision.layers):
                 self._check_ranges(k, lp, f"layer {lp.name}")
             self._alloc_work()
 
-    def fit(self, x, y, epochs: int = 1, mode: str = "online", batch_size: int | None = None, shuffle: bool = True,
-            callback: Callable[[int], None] | None = None, chunk: int = 2000) -> list[dict[str, Any]]:
-        """Train for ``epochs`` passes over (x, y); ``callback(n_samples_done)`` after every chunk."""
+    def fit(self, x, y, epochs: int = 1, mode: str | None = None, batch_size: int | None = None,
+            shuffle: bool = True, callback: Callable[[int], None] | None = None,
+            chunk: int = 2000) -> list[dict[str, Any]]:
+        """Train for ``epochs`` passes over (x, y); ``callback(n_samples_done)`` after every chunk.
+
+        ``mode``: "online" (update after every sample) or "batch" (sum ``batch_size`` samples' increments in
+        exact int64 accumulators, apply once); default: the engine's current mode."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
-        self.set_mode(mode, batch_size)
+        if mode is not None:
+            self.set_mode(mode, batch_size if batch_size is not None else (self.batch_size if mode == self.mode else None))
         X = self.quantize_inputs(x)
         labels = self._labels(y, X.shape[0])
         return self.fit_raw(X, labels, epochs, shuffle, callback, chunk)
@@ -437,7 +492,7 @@ class FixedEngine:
         X = np.ascontiguousarray(np.asarray(x_raw, dtype=np.int64).reshape(1, -1), dtype=self.x_dtype)
         if X.shape[1] != self.sizes[0]:
             raise DataError(f"step: the sample has {X.shape[1]} inputs, the network expects {self.sizes[0]}")
-        if self.batch_size != 1:
+        if self.mode != "online":
             self.set_mode("online")
         lab = self._labels(np.array([label]), 1)
         self._run(X, lab, np.zeros(1, dtype=np.int64), 0, 1)
@@ -478,9 +533,19 @@ class FixedEngine:
                     continue
                 if tname == "update" and self.precision.layers[k].update is None:
                     continue
+                if tname == "deriv" and not self._uses_deriv(k):
+                    continue
                 d[tname] = {"overflow": int(self.cnt[k, t, 0]), "zero": int(self.cnt[k, t, 1])}
             out[name] = d
         return out
+
+    def _uses_deriv(self, k: int) -> bool:
+        """The derivative format is used by table activations of layers that need f'(z)."""
+        if self.acts[k] not in ("tanh", "sigmoid"):
+            return False
+        if self.precision.layers[k].is_output:
+            return self.spec.loss == "mse"
+        return self.rules[k] != "shallow"
 
     def reset_counters(self) -> None:
         self.cnt[:] = 0
@@ -538,7 +603,7 @@ class FixedEngine:
     def describe(self) -> dict[str, Any]:
         return {
             "network": self.spec.name, "sizes": self.sizes, "rules": dict(zip(self.layer_names, self.rules)),
-            "bits": self.bits, "seed": self.seed, "batch_size": self.batch_size,
+            "bits": self.bits, "seed": self.seed, "mode": self.mode, "batch_size": self.batch_size,
             "feedback_mode": self.precision.feedback_mode, "formats": self.formats(),
             "accumulation": {name: ["exact", "shift-trn", "shift-rnd", "general"][int(self.P[k, K.ACC_PATH])]
                              for k, name in enumerate(self.layer_names)},

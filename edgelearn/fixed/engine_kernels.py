@@ -46,6 +46,47 @@ _MASK32 = 0xFFFFFFFF
 
 
 # =============================================================================================================
+# assignment (docs/arithmetic.md §5): inlined fast path for TRN/RND + WRAP/SAT, arith.convert_counted otherwise
+
+
+@numba.njit(cache=True, inline="always")
+def cv(r, src_frac, width, frac, signed, rmode, omode, cnt):
+    """``arith.convert_counted(r, src_frac, width, frac, signed, rmode, omode, 0, cnt)`` (no STOCH draw).
+
+    TRN and RND with WRAP or SAT on moderate values are computed inline (tests/test_engine.py proves the
+    identity on random values); everything else calls the primitive."""
+    s = src_frac - frac
+    if (rmode == 0 or rmode == 2) and omode <= 1 and width < 64 and -60 < s < 61 \
+            and -(np.int64(1) << (60 + min(s, 0))) < r < (np.int64(1) << (60 + min(s, 0))):
+        if s <= 0:
+            v = r << (-s)
+        elif rmode == 0:
+            v = r >> s
+        else:
+            v = (r + (np.int64(1) << (s - 1))) >> s
+        if signed:
+            lo = -(np.int64(1) << (width - 1))
+            hi = (np.int64(1) << (width - 1)) - 1
+        else:
+            lo = np.int64(0)
+            hi = (np.int64(1) << width) - 1
+        if v > hi or v < lo:
+            cnt[0] += 1
+            if omode == 1:
+                v = hi if v > hi else lo
+            else:
+                m = v & ((np.int64(1) << width) - 1)
+                if signed:
+                    sg = np.int64(1) << (width - 1)
+                    m = (m ^ sg) - sg
+                v = m
+        if r != 0 and v == 0:
+            cnt[1] += 1
+        return v
+    return convert_counted(r, src_frac, width, frac, signed, rmode, omode, 0, cnt)
+
+
+# =============================================================================================================
 # forward
 
 
@@ -98,10 +139,15 @@ def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt, nblk):
         else:
             _mac_range(W, x, nz, nnz, acc, 0, n_out, path, s)
         lsh = fa - fp if path == ACC_EXACT else 0
-        for i in range(n_out):
-            # acc = b (assignment to the accumulator), then the products; no overflow is possible on this path
-            bi = convert_counted(b[i], P[k, F_B], wa, fa, sa, ra, oa, 0, cnt[k, T_ACCUM])
-            z[i] = bi + (np.int64(acc[i]) << lsh)
+        bsh = fa - P[k, F_B]
+        if bsh >= 0:  # the bias enters the accumulator exactly (no overflow is possible on this path)
+            for i in range(n_out):
+                z[i] = (b[i] << bsh) + (np.int64(acc[i]) << lsh)
+        else:
+            for i in range(n_out):
+                # acc = b (assignment to the accumulator), then the products
+                bi = cv(b[i], P[k, F_B], wa, fa, sa, ra, oa, cnt[k, T_ACCUM])
+                z[i] = bi + (np.int64(acc[i]) << lsh)
     else:
         for i in range(n_out):
             a = convert_counted(b[i], P[k, F_B], wa, fa, sa, ra, oa, 0, cnt[k, T_ACCUM])
@@ -121,6 +167,8 @@ def layer_activate(P, k, z, table, y, g, cnt):
     kind = P[k, ACT]
     tb, rb = P[k, TB], P[k, RB]
     need_g = P[k, IS_OUT] == 0 or P[k, LOSS] == 1
+    c_act = cnt[k, T_ACT]
+    c_der = cnt[k, T_DERIV]
     for i in range(n_out):
         r = z[i]
         if kind == ACT_TANH or kind == ACT_SIGMOID:
@@ -148,21 +196,21 @@ def layer_activate(P, k, z, table, y, g, cnt):
                     d = (np.int64(1) << (2 * fy)) - t * t
                 else:
                     d = t * ((np.int64(1) << fy) - t)
-                g[i] = convert_counted(d, 2 * fy, wg, fg, sg, rg, og, 0, cnt[k, T_DERIV])
+                g[i] = cv(d, 2 * fy, wg, fg, sg, rg, og, c_der)
         elif kind == ACT_HARDTANH:
             one = np.int64(1) << fa if fa >= 0 else np.int64(1)
             if r >= one:
-                y[i] = convert_counted(np.int64(1), 0, wy, fy, sy, ry, oy, 0, cnt[k, T_ACT])
+                y[i] = convert_counted(np.int64(1), 0, wy, fy, sy, ry, oy, 0, c_act)
             elif r <= -one:
-                y[i] = convert_counted(np.int64(-1), 0, wy, fy, sy, ry, oy, 0, cnt[k, T_ACT])
+                y[i] = convert_counted(np.int64(-1), 0, wy, fy, sy, ry, oy, 0, c_act)
             else:
-                y[i] = convert_counted(r, fa, wy, fy, sy, ry, oy, 0, cnt[k, T_ACT])
+                y[i] = convert_counted(r, fa, wy, fy, sy, ry, oy, 0, c_act)
             g[i] = 1 if -one < r < one else 0
         elif kind == ACT_RELU:
-            y[i] = 0 if r < 0 else convert_counted(r, fa, wy, fy, sy, ry, oy, 0, cnt[k, T_ACT])
+            y[i] = 0 if r < 0 else convert_counted(r, fa, wy, fy, sy, ry, oy, 0, c_act)
             g[i] = 1 if r > 0 else 0
         else:
-            y[i] = convert_counted(r, fa, wy, fy, sy, ry, oy, 0, cnt[k, T_ACT])
+            y[i] = cv(r, fa, wy, fy, sy, ry, oy, c_act)
             g[i] = 1
 
 
@@ -188,7 +236,7 @@ def output_error(P, k, y, label, e, cnt):
     we, fe, se, re_, oe = P[k, W_E], P[k, F_E], P[k, S_E] != 0, P[k, R_E], P[k, O_E]
     for c in range(n_out):
         t = (np.int64(1) << fy) if c == label else np.int64(0)
-        e[c] = convert_counted(t - y[c], fy, we, fe, se, re_, oe, 0, cnt[k, T_ERROR])
+        e[c] = cv(t - y[c], fy, we, fe, se, re_, oe, cnt[k, T_ERROR])
 
 
 @numba.njit(cache=True)
@@ -263,8 +311,9 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
                     acc += np.int64(W_up[j, i]) * d_up[i]
             p[j] = acc
         fp = f_up
+    c_err = cnt[k, T_ERROR]
     for i in range(n):
-        delta[i] = convert_counted(p[i] * g[i], fp + fg, we, fe, se, re_, oe, 0, cnt[k, T_ERROR])
+        delta[i] = cv(p[i] * g[i], fp + fg, we, fe, se, re_, oe, c_err)
 
 
 @numba.njit(cache=True)
@@ -333,33 +382,146 @@ def _sat_or_wrap(v, lo, hi, width, signed, omode):
     return r
 
 
+@numba.njit(cache=True, inline="always")
+def _jump(J, s):
+    """LFSR state after a fixed number of draws (a GF(2)-linear map, byte-sliced table J (4, 256))."""
+    return J[0, s & 0xFF] ^ J[1, (s >> 8) & 0xFF] ^ J[2, (s >> 16) & 0xFF] ^ J[3, (s >> 24) & 0xFF]
+
+
+def _packed_table():
+    from .lfsr import _DRAW32, _STEP32  # the byte-sliced tables behind lfsr.lfsr_draw32
+
+    return (_STEP32 & _MASK32) | ((_DRAW32 & _MASK32) << 32)
+
+
+#: STEP32 and DRAW32 packed in one word (state in the low half, draw in the high half): one lookup per byte
+_PACKED32 = _packed_table()
+
+
+@numba.njit(cache=True, inline="always")
+def draw32_packed(s):
+    """Same as lfsr.lfsr_draw32(s) -> (new_state, draw) with one packed lookup per state byte."""
+    v = _PACKED32[0, s & 0xFF] ^ _PACKED32[1, (s >> 8) & 0xFF] ^ _PACKED32[2, (s >> 16) & 0xFF] \
+        ^ _PACKED32[3, (s >> 24) & 0xFF]
+    return v & _MASK32, (v >> 32) & _MASK32
+
+
 @numba.njit(cache=True)
-def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_state, k, cw):
-    """Fast path of update_weight_counted (no update format; TRN/RND/STOCH, 0 < s <= 32 or s <= 0; WRAP/SAT)."""
+def fill_draws(st, J, buf, s):
+    """Draw ``buf.shape[0]`` 32-bit values (one row of weight assignments) from state ``st``; store the STOCH
+    addend ``d >> (32 - s)`` (the top s bits, docs/arithmetic.md §9; ``d << (s - 32)`` if s > 32) and return
+    the state after the row.  Four interleaved chains start at draws 0, m, 2m, 3m (J jumps m = n // 4 draws),
+    giving exactly the draws of one sequential stream in the same order."""
+    n = buf.shape[0]
+    m = n // 4
+    s0 = st
+    s1 = _jump(J, s0)
+    s2 = _jump(J, s1)
+    s3 = _jump(J, s2)
+    if s <= 0:
+        sh = 32
+    else:
+        sh = 32 - s
+    for i in range(m):
+        s0, r0 = draw32_packed(s0)
+        s1, r1 = draw32_packed(s1)
+        s2, r2 = draw32_packed(s2)
+        s3, r3 = draw32_packed(s3)
+        if sh >= 0:
+            buf[i] = r0 >> sh
+            buf[i + m] = r1 >> sh
+            buf[i + 2 * m] = r2 >> sh
+            buf[i + 3 * m] = r3 >> sh
+        else:
+            buf[i] = r0 << (-sh)
+            buf[i + m] = r1 << (-sh)
+            buf[i + 2 * m] = r2 << (-sh)
+            buf[i + 3 * m] = r3 << (-sh)
+    for i in range(4 * m, n):
+        s3, r3 = draw32_packed(s3)
+        buf[i] = r3 >> sh if sh >= 0 else r3 << (-sh)
+    return s3
+
+
+@numba.njit(cache=True, inline="always")
+def _stoch_elem(w, i, u, s, rnd, lo, hi, width, signed, omode):
+    """One STOCH weight assignment (update_weight_counted fast path); returns (zero, overflow) events."""
+    d = _fast_delta(u, s, 7, rnd)
+    z = 1 if (d == 0 and u != 0) else 0
+    v = np.int64(w[i]) + d
+    o = 0
+    if v > hi or v < lo:
+        o = 1
+        v = _sat_or_wrap(v, lo, hi, width, signed, omode)
+    w[i] = v
+    return z, o
+
+
+@numba.njit(cache=True)
+def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_state, k, J, cw):
+    """Fast path of update_weight_counted (no update format; TRN/RND/STOCH, 0 < s <= 32 or s <= 0; WRAP/SAT).
+
+    STOCH: one 32-bit draw per weight written, in row-major order of the rows written (docs/engine.md).  Each
+    row's draws are produced by four interleaved LFSR chains started at draw 0, m, 2m, 3m of the row
+    (m = n_out // 4; J jumps a state by m draws), so the four dependency chains run in parallel; the draws
+    and their order are those of one sequential stream."""
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
     hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
     n_out = W.shape[1]
     zc = 0
     oc = 0
     st = rnd_state[k]
-    stoch = rmode == 7
-    for t in range(nnz):
-        j = nz[t]
-        xj = x[j]
-        w = W[j]
-        if stoch:
+    if rmode == 7:
+        buf = np.empty(n_out, dtype=np.int64)
+        sh = 32 - s if s > 0 else 32
+        for t in range(nnz):
+            j = nz[t]
+            xj = x[j]
+            w = W[j]
+            if n_out < 64:  # short rows: one chain (same draws)
+                for i in range(n_out):
+                    st, r0 = draw32_packed(st)
+                    buf[i] = r0 >> sh
+            else:
+                st = fill_draws(st, J, buf, s)
+            if omode == 1:
+                for i in range(n_out):
+                    u = dm[i] * xj
+                    d = (u + buf[i]) >> s if s > 0 else u << (-s)
+                    zc += (d == 0) & (u != 0)
+                    v = np.int64(w[i]) + d
+                    vc = min(max(v, lo), hi)
+                    oc += v != vc
+                    w[i] = vc
+            else:
+                for i in range(n_out):
+                    u = dm[i] * xj
+                    d = (u + buf[i]) >> s if s > 0 else u << (-s)
+                    zc += (d == 0) & (u != 0)
+                    v = np.int64(w[i]) + d
+                    if v > hi or v < lo:
+                        oc += 1
+                        v = _sat_or_wrap(v, lo, hi, width, signed, omode)
+                    w[i] = v
+    elif omode == 1 and s > 0:
+        add = np.int64(0) if rmode == 0 else (np.int64(1) << (s - 1))
+        for t in range(nnz):
+            j = nz[t]
+            xj = x[j]
+            w = W[j]
             for i in range(n_out):
-                st, rnd = lfsr_draw32(st)
                 u = dm[i] * xj
-                d = _fast_delta(u, s, rmode, rnd)
-                if d == 0 and u != 0:
-                    zc += 1
+                d = (u + add) >> s
+                zc += (d == 0) & (u != 0)
                 v = np.int64(w[i]) + d
-                if v > hi or v < lo:
-                    oc += 1
-                    v = _sat_or_wrap(v, lo, hi, width, signed, omode)
-                w[i] = v
-        else:
+                vc = min(max(v, lo), hi)
+                oc += v != vc
+                w[i] = vc
+    else:
+        for t in range(nnz):
+            j = nz[t]
+            xj = x[j]
+            w = W[j]
             for i in range(n_out):
                 u = dm[i] * xj
                 d = _fast_delta(u, s, rmode, 0)
@@ -374,8 +536,98 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
     cw[1] += zc
 
 
+@numba.njit(cache=True, inline="always")
+def _row_update(w, lo_i, hi_i, xj, dm, buf, s, stoch, add, lo, hi, width, signed, omode):
+    """Fast-path assignments of w[lo_i:hi_i] (one row); buf holds the STOCH addends. Returns (zero, overflow)."""
+    zc = 0
+    oc = 0
+    if omode == 1:
+        for i in range(lo_i, hi_i):
+            u = dm[i] * xj
+            a = buf[i] if stoch else add
+            d = (u + a) >> s if s > 0 else u << (-s)
+            zc += (d == 0) & (u != 0)
+            v = np.int64(w[i]) + d
+            vc = min(max(v, lo), hi)
+            oc += v != vc
+            w[i] = vc
+    else:
+        for i in range(lo_i, hi_i):
+            u = dm[i] * xj
+            a = buf[i] if stoch else add
+            d = (u + a) >> s if s > 0 else u << (-s)
+            zc += (d == 0) & (u != 0)
+            v = np.int64(w[i]) + d
+            if v > hi or v < lo:
+                oc += 1
+                v = _sat_or_wrap(v, lo, hi, width, signed, omode)
+            w[i] = v
+    return zc, oc
+
+
+@numba.njit(cache=True, parallel=True)
+def update_rows_par(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_state, k, Jrow, Joff, Jin, nblk, cw):
+    """update_rows_fast split over ``nblk`` blocks of outputs run in parallel (same result and draws).
+
+    Row t's draws start at state Jrow^t(st); block b of a row starts Joff[b] draws later and fills its part with
+    four interleaved chains (Jin[b] jumps a quarter of the block)."""
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    n_out = W.shape[1]
+    stoch = rmode == 7
+    add = np.int64(0) if (rmode == 0 or s <= 0) else (np.int64(1) << (s - 1))
+    rs = np.empty(nnz + 1, dtype=np.int64)
+    rs[0] = rnd_state[k]
+    if stoch:
+        for t in range(nnz):
+            rs[t + 1] = _jump(Jrow, rs[t])
+    bsz = (n_out + nblk - 1) // nblk
+    zcs = np.zeros(nblk, dtype=np.int64)
+    ocs = np.zeros(nblk, dtype=np.int64)
+    for b in prange(nblk):
+        lo_i = b * bsz
+        hi_i = min(n_out, lo_i + bsz)
+        buf = np.zeros(n_out, dtype=np.int64)
+        zc = 0
+        oc = 0
+        for t in range(nnz):
+            j = nz[t]
+            if stoch and hi_i > lo_i:
+                fill_draws(_jump(Joff[b], rs[t]), Jin[b], buf[lo_i:hi_i], s)
+            a, o = _row_update(W[j], lo_i, hi_i, x[j], dm, buf, s, stoch, add, lo, hi, width, signed, omode)
+            zc += a
+            oc += o
+        zcs[b] = zc
+        ocs[b] = oc
+    if stoch:
+        rnd_state[k] = rs[nnz]
+    cw[0] += ocs.sum()
+    cw[1] += zcs.sum()
+
+
 @numba.njit(cache=True)
-def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, cnt):
+def _update_bias_fast(b, dm, s, rmode, omode, width, signed, rnd_state, k, cb):
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    st = rnd_state[k]
+    for i in range(b.shape[0]):
+        rnd = np.int64(0)
+        if rmode == 7:
+            st, rnd = lfsr_draw32(st)
+        u = dm[i]
+        d = _fast_delta(u, s, rmode, rnd)
+        if d == 0 and u != 0:
+            cb[1] += 1
+        v = b[i] + d
+        if v > hi or v < lo:
+            cb[0] += 1
+            v = _sat_or_wrap(v, lo, hi, width, signed, omode)
+        b[i] = v
+    rnd_state[k] = st
+
+
+@numba.njit(cache=True)
+def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, nblk):
     """Apply increments to layer k: weights rows j with x_j != 0 (in that order, outputs i inner), then biases.
 
     Online: ``U`` is None-like (size 0) and u_ji = dm_i * x_j; batch: ``U`` holds the accumulated sums and
@@ -390,14 +642,20 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, cnt)
     batch = U.shape[0] > 0
     ufrac = fe + P[k, F_X]
     s = ufrac + shift - fw
-    if not batch and P[k, FAST_W] != 0:
-        _update_rows_fast(W, x, nz, nnz, dm, s, rw, ow, ww, swg, rnd_state, k, cnt[k, T_WEIGHT])
+    if not batch and P[k, FAST_W] != 0 and nblk > 1 and n_out >= 256 and J3.shape[0] == 2 + 2 * nblk:
+        update_rows_par(W, x, nz, nnz, dm, s, rw, ow, ww, swg, rnd_state, k, J3[1], J3[2:2 + nblk],
+                        J3[2 + nblk:2 + 2 * nblk], nblk, cnt[k, T_WEIGHT])
+    elif not batch and P[k, FAST_W] != 0:
+        _update_rows_fast(W, x, nz, nnz, dm, s, rw, ow, ww, swg, rnd_state, k, J3[0], cnt[k, T_WEIGHT])
     else:
         for t in range(nnz):
             j = nz[t]
             for i in range(n_out):
                 u = U[j, i] if batch else dm[i] * x[j]
                 W[j, i] = _apply_one(P, k, W[j, i], u, ufrac, shift, ww, rw, ow, fw, swg, rnd_state, cnt, T_WEIGHT)
+    if not batch and P[k, FAST_B] != 0:
+        _update_bias_fast(b, dm, fe + shift - fb, rb, ob, wb, sb, rnd_state, k, cnt[k, T_BIAS])
+        return
     for i in range(n_out):
         u = Ub[i] if batch else dm[i]
         b[i] = _apply_one(P, k, b[i], u, fe, shift, wb, rb, ob, fb, sb, rnd_state, cnt, T_BIAS)
@@ -409,13 +667,12 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, cnt)
 
 @numba.njit(cache=True)
 def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs, nzs,
-                  accs, Us, Ubs, touched, rnd_state, cnt, nblk, batch_size, batch_shift, in_batch):
-    """Train on samples order[start:stop] (online if batch_size == 1 else minibatch; ``in_batch[0]`` carries the
+                  accs, Us, Ubs, touched, rnd_state, Js, cnt, nblk, online, batch_size, batch_shift, in_batch):
+    """Train on samples order[start:stop] (online, or minibatch of ``batch_size``; ``in_batch[0]`` carries the
     number of samples accumulated so far across calls).  Returns the number of samples whose prediction
     (argmax of the output pre-activation, before the update) was right."""
     K = P.shape[0]
     correct = 0
-    online = batch_size == 1
     for n in range(start, stop):
         idx = order[n]
         label = labels[idx]
@@ -432,7 +689,7 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
                 hidden_delta(P, k, label, Bs[k], fbst[k], ds[K - 1], 0, gs[k], ds[k], ps[k], bufs[k],
                              Ws[k], Bs[k], ds[k], 0, False, cnt)
                 _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                      online, batch_shift, rnd_state, cnt)
+                                      online, batch_shift, rnd_state, Js[k], cnt, nblk)
         # prediction
         zo = zs[K - 1]
         best = 0
@@ -460,11 +717,11 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
                 continue
             nnz = nonzeros(acts[k], nzs[k])
             _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                  online, batch_shift, rnd_state, cnt)
+                                  online, batch_shift, rnd_state, Js[k], cnt, nblk)
         if not online:
             in_batch[0] += 1
             if in_batch[0] == batch_size:
-                apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, cnt)
+                apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt)
                 in_batch[0] = 0
     return correct
 
@@ -481,13 +738,14 @@ def _scaled_delta(P, k, d, out):
 
 
 @numba.njit(cache=True)
-def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, batch_shift, rnd_state, cnt):
+def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, batch_shift, rnd_state, J, cnt,
+                          nblk):
     n_out = P[k, N_OUT]
     dm = np.empty(n_out, dtype=np.int64)
     _scaled_delta(P, k, d, dm)
     if online:
         layer_update(P, k, W, b, x, nz, nnz, dm, np.empty((0, 0), dtype=np.int64), np.empty(0, dtype=np.int64),
-                     0, rnd_state, cnt)
+                     0, rnd_state, J, cnt, nblk)
     else:
         for t in range(nnz):
             j = nz[t]
@@ -500,7 +758,7 @@ def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, bat
 
 
 @numba.njit(cache=True)
-def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, cnt):
+def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt):
     K = P.shape[0]
     for k in range(K):
         r = P[k, RULE]
@@ -508,7 +766,7 @@ def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, cnt):
             continue
         nnz = nonzeros(touched[k], nzs[k])
         layer_update(P, k, Ws[k], bs[k], touched[k], nzs[k], nnz, np.empty(0, dtype=np.int64), Us[k], Ubs[k],
-                     batch_shift, rnd_state, cnt)
+                     batch_shift, rnd_state, Js[k], cnt, 1)
         for t in range(nnz):
             j = nzs[k][t]
             Us[k][j, :] = 0

@@ -75,7 +75,7 @@ class LayerPrecision:
         out: dict[str, str | None] = {}
         for t in ("input", "weight", "bias", "accum", "act", "deriv", "error", "update", "feedback"):
             f = getattr(self, t)
-            out[t] = None if f is None else str(f)
+            out[t] = fmt_str(f)
         return out
 
 
@@ -99,6 +99,13 @@ class Precision:
             "range_bits": self.range_bits,
             "layers": {lp.name: {**lp.formats(), "lr_shift": lp.lr_shift, "lr_mult": lp.lr_mult} for lp in self.layers},
         }
+
+
+def fmt_str(f: FixedFormat | None) -> str | None:
+    """Full, lossless spelling of a format (modes always printed; STOCH kept, unlike ``to_hls4ml``)."""
+    if f is None:
+        return None
+    return f"{'' if f.signed else 'u'}fixed<{f.width},{f.integer},{f.rounding},{f.overflow}>"
 
 
 def _fmt(value: Any, what: str, accumulator: bool = False) -> FixedFormat:
@@ -289,7 +296,7 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
                 raise FormatError(f"{where}: STOCH rounding is not supported for the accumulator")
         layers.append(lp)
         prev_act = f["act"]
-    cfg = {k: (str(v) if isinstance(v, FixedFormat) else v) for k, v in merged.items()}
+    cfg = {k: (fmt_str(v) if isinstance(v, FixedFormat) else v) for k, v in merged.items()}
     cfg["feedback_mode"] = fb_mode
     if per_layer:
         cfg["per_layer"] = copy.deepcopy(per_layer)

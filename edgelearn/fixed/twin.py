@@ -110,10 +110,9 @@ def _accum(U, Ub, x, d):
 
 @numba.njit(cache=True)
 def _train(X, labels, order, start, stop, rules, acts, is_mse, lrs, prop_b, Ws, bs, Bs, xs, zs, gs, ds, Us, Ubs,
-           batch_size, batch_scale, in_batch):
+           online, batch_size, batch_scale, in_batch):
     L = rules.shape[0]
     correct = 0
-    online = batch_size == 1
     for n in range(start, stop):
         idx = order[n]
         label = labels[idx]
@@ -198,7 +197,7 @@ class FloatTwin:
     """Float64 twin of a :class:`~edgelearn.fixed.engine.FixedEngine` (build it with ``engine.float_twin()``)."""
 
     def __init__(self, sizes, rules, acts, loss, lrs, weights, biases, feedback, prop_b, seed, batch_size=1,
-                 batch_shift=0, epochs_done=0):
+                 batch_shift=0, epochs_done=0, mode="online"):
         self.sizes = list(sizes)
         self.rules = np.asarray(rules, dtype=np.int64)
         self.acts = np.asarray(acts, dtype=np.int64)
@@ -210,6 +209,7 @@ class FloatTwin:
         self.prop_b = np.asarray(prop_b, dtype=np.bool_)
         self.seed = seed
         self.batch_size = batch_size
+        self.mode = mode
         self.batch_scale = 2.0 ** -batch_shift
         self.epochs_done = epochs_done
         self.history: list[dict[str, Any]] = []
@@ -227,7 +227,7 @@ class FloatTwin:
         fb = eng.feedback_float()
         tw = cls(eng.sizes, [int(r) for r in eng.P[:, K.RULE]], [int(a) for a in eng.P[:, K.ACT]], eng.spec.loss,
                  lrs, [w["W"] for w in wf], [w["b"] for w in wf], fb, [bool(v) for v in eng.P[:, K.PROP_B]],
-                 eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done)
+                 eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done, eng.mode)
         tw.num_classes = eng.num_classes
         return tw
 
@@ -238,7 +238,7 @@ class FloatTwin:
         self._zs = List([np.zeros(n) for n in s[1:]])
         self._gs = List([np.zeros(n) for n in s[1:]])
         self._ds = List([np.zeros(n) for n in s[1:]])
-        if self.batch_size > 1:
+        if self.mode == "batch":
             self._Us = List([np.zeros((s[k], s[k + 1])) for k in range(L)])
         else:
             self._Us = List([np.zeros((1, 1)) for _ in range(L)])
@@ -269,10 +269,11 @@ class FloatTwin:
                 stop = min(N, start + chunk)
                 correct += _train(X, labels, order, start, stop, self.rules, self.acts, self.is_mse, self.lrs,
                                   self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs, self._ds,
-                                  self._Us, self._Ubs, self.batch_size, self.batch_scale, self._in_batch)
+                                  self._Us, self._Ubs, self.mode == "online", self.batch_size, self.batch_scale,
+                                  self._in_batch)
                 if callback is not None:
                     callback(stop - start)
-            if self.batch_size > 1 and self._in_batch[0] > 0:
+            if self.mode == "batch" and self._in_batch[0] > 0:
                 _apply(self.rules, self._Ws, self._bs, self._Us, self._Ubs, self.lrs, self.batch_scale)
                 self._in_batch[0] = 0
             self.epochs_done += 1
@@ -283,7 +284,7 @@ class FloatTwin:
         X = self._inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), self.sizes[0])
         _train(X, np.array([label], dtype=np.int64), np.zeros(1, dtype=np.int64), 0, 1, self.rules, self.acts,
                self.is_mse, self.lrs, self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs,
-               self._ds, self._Us, self._Ubs, 1, 1.0, self._in_batch)
+               self._ds, self._Us, self._Ubs, True, 1, 1.0, self._in_batch)
 
     def output(self, x) -> np.ndarray:
         X = self._inputs(x, self.sizes[0])

@@ -1,0 +1,405 @@
+"""Benchmark of the fixed-point engine (docs/engine.md, "Performance").
+
+    python benchmarks/bench_engine.py                 # speed: engine vs torch (natural, in-place) vs apytypes,
+                                                      # MAC/s vs the machine's int32 multiply-add peak
+    python benchmarks/bench_engine.py --table         # accuracy over 4..16 bits vs the float twin (real MNIST)
+
+Online DRTP on 784-1000-10 (models/fc1-1000.yaml), real MNIST samples from ../shared/data/mnist (or
+--data-dir; synthetic MNIST-like images if absent: ~19 % non-zero pixels).  All figures of one run are measured
+side by side, so the ratios are meaningful even on a noisy machine; the absolute numbers are not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def load_mnist(data_dir: Path, n_train: int | None, n_test: int | None):
+    from edgelearn.data import load_dataset
+
+    if data_dir.is_dir():
+        return load_dataset("mnist", data_dir, n_train=n_train, n_test=n_test)
+    return None
+
+
+def synthetic(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 784)).astype(np.float32)
+    x[rng.random((n, 784)) < 0.81] = 0.0
+    return x, rng.integers(0, 10, n)
+
+
+# =============================================================================================================
+# accuracy over word lengths
+
+
+def accuracy_table(args) -> None:
+    from edgelearn.fixed.engine import FixedEngine
+    from edgelearn.network import load_network
+
+    ds = load_mnist(Path(args.data_dir), args.n_train, args.n_test)
+    if ds is None:
+        sys.exit(f"--table needs real MNIST (looked in {args.data_dir})")
+    spec = load_network(args.config)
+    rows = []
+    print(f"online DRTP, {spec.name} {spec.mlp_sizes()}, {args.epochs} epoch(s), {ds.n_train} train / "
+          f"{ds.n_test} test, seed {args.seed}", flush=True)
+    for bits in args.bits:
+        eng = FixedEngine(spec, bits=bits, seed=args.seed)
+        twin = eng.float_twin()
+        t0 = time.perf_counter()
+        eng.fit(ds.x_train, ds.y_train, epochs=args.epochs)
+        t1 = time.perf_counter()
+        twin.fit(ds.x_train, ds.y_train, epochs=args.epochs)
+        t2 = time.perf_counter()
+        acc = eng.evaluate(ds.x_test, ds.y_test)
+        tacc = twin.evaluate(ds.x_test, ds.y_test)
+        c = eng.counters
+        sat = sum(v["overflow"] for t in c.values() for k, v in t.items() if k != "input")
+        row = {"bits": bits, "test_accuracy": acc, "float_test_accuracy": tacc, "gap_points": 100 * (tacc - acc),
+               "overflow_events": sat, "engine_s": round(t1 - t0, 1), "twin_s": round(t2 - t1, 1),
+               "weight_format": eng.formats()["layers"][spec.trainable_layers[0].name]["weight"]}
+        rows.append(row)
+        print(f"{bits:>3} bits  fixed {acc:.4f}  twin {tacc:.4f}  gap {row['gap_points']:+.2f} pt  "
+              f"({row['weight_format']}, overflow events {sat}, engine {row['engine_s']} s, twin {row['twin_s']} s)",
+              flush=True)
+    print("\n| bits | fixed-point test acc. | float twin | gap (points) |\n|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['bits']} | {100 * r['test_accuracy']:.2f} % | {100 * r['float_test_accuracy']:.2f} % | "
+              f"{r['gap_points']:+.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+# =============================================================================================================
+# speed
+
+
+def measure_peak(seconds: float = 0.5) -> float:
+    """int32 multiply-add peak (MAC/s) of this machine: a tight dot-product loop, numba, parallel, all cores,
+    on in-cache data."""
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def dots(a, b, reps, out):
+        for t in numba.prange(out.shape[0]):
+            acc = np.int32(0)
+            for _ in range(reps):
+                for j in range(a.shape[1]):
+                    acc += a[t, j] * b[t, j]
+            out[t] = acc
+
+    nt = numba.get_num_threads()
+    rng = np.random.default_rng(0)
+    a = rng.integers(-100, 100, (nt, 4096)).astype(np.int32)
+    b = rng.integers(-100, 100, (nt, 4096)).astype(np.int32)
+    out = np.zeros(nt, np.int32)
+    dots(a, b, 1, out)
+    reps = 1000
+    while True:
+        t = time.perf_counter()
+        dots(a, b, reps, out)
+        dt = time.perf_counter() - t
+        if dt > seconds:
+            return nt * 4096 * reps / dt
+        reps *= 2
+
+
+def bench_torch(X, labels, lr_h: float, lr_o: float, reps: int):
+    import torch
+
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(0)
+    W1 = (torch.rand(1000, 784, generator=g) - 0.5) * 0.17
+    W2 = (torch.rand(10, 1000, generator=g) - 0.5) * 0.15
+    b1, b2 = torch.zeros(1000), torch.zeros(10)
+    B = torch.rand(10, 1000, generator=g) * 2 - 1
+    xs = torch.from_numpy(X.astype(np.float32))
+    ys = torch.from_numpy(labels.astype(np.int64))
+    eye = torch.eye(10)
+
+    def natural(x, c):
+        nonlocal W1, W2, b1, b2
+        z1 = W1 @ x + b1
+        y1 = torch.tanh(z1)
+        d1 = B[c] * (1 - y1 * y1)
+        W1 = W1 + lr_h * torch.outer(d1, x)
+        b1 = b1 + lr_h * d1
+        y2 = torch.sigmoid(W2 @ y1 + b2)
+        e = eye[c] - y2
+        W2 = W2 + lr_o * torch.outer(e, y1)
+        b2 = b2 + lr_o * e
+
+    def inplace(x, c):
+        z1 = torch.addmv(b1, W1, x)
+        y1 = z1.tanh_()
+        d1 = y1.mul(y1).neg_().add_(1).mul_(B[c])
+        W1.addr_(d1, x, alpha=lr_h)
+        b1.add_(d1, alpha=lr_h)
+        y2 = torch.addmv(b2, W2, y1).sigmoid_()
+        e = eye[c].sub(y2)
+        W2.addr_(e, y1, alpha=lr_o)
+        b2.add_(e, alpha=lr_o)
+
+    out = {}
+    with torch.no_grad():
+        for name, f in (("natural", natural), ("inplace", inplace)):
+            for i in range(50):
+                f(xs[i], int(ys[i]))
+            t = time.perf_counter()
+            n = 0
+            for _ in range(reps):
+                for i in range(len(xs)):
+                    f(xs[i], int(ys[i]))
+                    n += 1
+            out[name] = n / (time.perf_counter() - t)
+    return out
+
+
+def apytypes_step_factory(eng):
+    """The engine's online DRTP step (hidden tanh table layer + sigmoid output, STOCH/RND weight updates) written
+    with apytypes fixed-point arrays; returns step(x_raw, label) that updates its own copy of the weights."""
+    import apytypes as apy
+    from apytypes import APyFixedArray, OverflowMode, QuantizationMode
+
+    from edgelearn.fixed import engine_kernels as K
+    from edgelearn.fixed.lfsr import lfsr_bits
+
+    Q = {"TRN": QuantizationMode.TRN, "RND": QuantizationMode.RND}
+    O = {"SAT": OverflowMode.SAT, "WRAP": OverflowMode.WRAP}
+    lps = eng.precision.layers
+    state = {"W": [w.astype(np.int64).copy() for w in eng.W], "b": [b.copy() for b in eng.b],
+             "rnd": eng.rnd_state.copy()}
+
+    def fx(raw, f):  # raw int64 array + format -> APyFixedArray (signed; unsigned formats get one more bit)
+        extra = 0 if f.signed else 1
+        vals = np.ldexp(np.asarray(raw, dtype=np.int64).astype(np.float64), -f.frac)  # exact (< 2**53)
+        return APyFixedArray.from_float(vals, int_bits=f.integer + extra, frac_bits=f.frac)
+
+    def pow2(shift):  # the learning rate 2**-shift as an exact fixed-point constant
+        return APyFixedArray.from_float([2.0 ** -shift], int_bits=2 - shift, frac_bits=shift)
+
+    def raw_of(a, width):
+        bits = np.asarray(a.to_bits(), dtype=np.int64)
+        return np.where(bits >> (width - 1) & 1, bits - (1 << width), bits)
+
+    def cast(a, f):  # unsigned destinations: one more (sign) bit; only non-negative values are cast to them here
+        extra = 0 if f.signed else 1
+        return a.cast(int_bits=f.integer + extra, frac_bits=f.frac, quantization=Q[f.rounding],
+                      overflow=O[f.overflow])
+
+    def update(k, x_raw, xfmt, d_raw, dfmt):
+        lp = lps[k]
+        wf, bf = lp.weight, lp.bias
+        W, b = state["W"][k], state["b"][k]
+        nz = np.nonzero(x_raw)[0]
+        st = int(state["rnd"][k])
+        xa = fx(x_raw[nz], xfmt)
+        da = fx(d_raw, dfmt)
+        u = apy.outer(xa, da)  # exact products (len(nz), n_out)
+        shift = lp.lr_shift
+        u = u * pow2(shift)  # exact
+        Wa = fx(W[nz], wf)
+        if wf.rounding == "STOCH":
+            n = len(nz) * lp.n_out
+            draws = np.empty(n, dtype=np.int64)
+            for i in range(n):
+                st, draws[i] = lfsr_bits(st, 32)
+            # the draw d as the unsigned value d * 2**-(F_w + 32) (one extra bit keeps it non-negative)
+            dr = APyFixedArray.from_float(np.ldexp(draws.astype(np.float64), -(wf.frac + 32)).reshape(len(nz), -1),
+                                          int_bits=1 - wf.frac, frac_bits=wf.frac + 32)
+            inc = (u + dr).cast(int_bits=40, frac_bits=wf.frac, quantization=QuantizationMode.TRN,
+                                overflow=OverflowMode.WRAP)
+        else:
+            inc = u.cast(int_bits=40, frac_bits=wf.frac, quantization=Q[wf.rounding],
+                         overflow=OverflowMode.WRAP)
+        Wn = (Wa + inc).cast(int_bits=wf.integer, frac_bits=wf.frac, quantization=QuantizationMode.TRN,
+                             overflow=O[wf.overflow])
+        W[nz] = raw_of(Wn, wf.width)
+        bu = da * pow2(shift)
+        if bf.rounding == "STOCH":
+            draws = np.empty(lp.n_out, dtype=np.int64)
+            for i in range(lp.n_out):
+                st, draws[i] = lfsr_bits(st, 32)
+            bu = bu + APyFixedArray.from_float(np.ldexp(draws.astype(np.float64), -(bf.frac + 32)),
+                                               int_bits=1 - bf.frac, frac_bits=bf.frac + 32)
+            binc = bu.cast(int_bits=40, frac_bits=bf.frac, quantization=QuantizationMode.TRN,
+                           overflow=OverflowMode.WRAP)
+        else:
+            binc = bu.cast(int_bits=40, frac_bits=bf.frac, quantization=Q[bf.rounding],
+                           overflow=OverflowMode.WRAP)
+        state["b"][k] = raw_of((fx(b, bf) + binc).cast(int_bits=bf.integer, frac_bits=bf.frac,
+                                                       quantization=QuantizationMode.TRN, overflow=O[bf.overflow]),
+                               bf.width)
+        state["rnd"][k] = st
+
+    def dense(k, x_raw, xfmt):
+        lp = lps[k]
+        acc = fx(state["b"][k], lp.bias).cast(int_bits=lp.accum.integer, frac_bits=lp.accum.frac)
+        prod = fx(x_raw, xfmt) @ fx(state["W"][k], lp.weight)  # exact dot products (full precision)
+        return raw_of((acc + prod).cast(int_bits=lp.accum.integer, frac_bits=lp.accum.frac), lp.accum.width)
+
+    def step(x_raw, label):
+        l1, l2 = lps
+        z1 = dense(0, x_raw, l1.input)
+        tb, rb = eng.precision.table_bits, eng.precision.range_bits
+        idx = np.clip((z1 >> (l1.accum.frac - (tb - rb - 1))) + (1 << (tb - 1)), 0, (1 << tb) - 1)
+        t = eng.tables[0][idx]  # table lookup (apytypes has no LUT)
+        ta = fx(t, l1.act)
+        one = APyFixedArray.from_float(np.ones(len(t)), int_bits=2, frac_bits=0)
+        g = cast(one - ta * ta, l1.deriv)  # 1 - t*t >= 0
+        Bc = fx(eng.B[0][label], l1.feedback)
+        d1 = raw_of(cast(Bc * g, l1.error), l1.error.width)
+        update(0, x_raw, l1.input, d1, l1.error)
+        z2 = dense(1, t, l1.act)
+        idx2 = np.clip((z2 >> (l2.accum.frac - (tb - rb - 1))) + (1 << (tb - 1)), 0, (1 << tb) - 1)
+        y2 = eng.tables[1][idx2]
+        tgt = np.zeros(len(y2), dtype=np.int64)
+        tgt[label] = 1 << l2.act.frac
+        e = raw_of(cast(APyFixedArray.from_float(np.ldexp((tgt - y2).astype(np.float64), -l2.act.frac),
+                                                 int_bits=3, frac_bits=l2.act.frac), l2.error), l2.error.width)
+        update(1, t, l1.act, e, l2.error)
+
+    assert all(eng.P[k, K.ACT] in (K.ACT_TANH, K.ACT_SIGMOID) for k in range(2))
+    return step, state
+
+
+def bench_speed(args) -> None:
+    import numba
+
+    from edgelearn.fixed import engine_kernels as K
+    from edgelearn.fixed.engine import FixedEngine
+    from edgelearn.network import load_network
+
+    ds = load_mnist(Path(args.data_dir), args.n, 10)
+    if ds is not None:
+        x, y = ds.x_train.reshape(len(ds.x_train), -1), ds.y_train
+        src = "real MNIST"
+    else:
+        x, y = synthetic(args.n)
+        src = "synthetic MNIST-like"
+    spec = load_network("fc1-1000")
+    print(f"online DRTP, 784-1000-10, {len(x)} {src} samples; numba threads {numba.get_num_threads()}, "
+          f"torch threads 2; machine load {os.getloadavg()[0]:.1f}", flush=True)
+    results = {}
+    rnd = {"rounding": [("weight", "RND"), ("bias", "RND")]}
+    variants = [("engine 8-bit preset (STOCH weights), 2 threads", {"threads": 2}),
+                ("engine 8-bit preset (STOCH weights), 1 thread", {"threads": 1}),
+                ("engine 8-bit, RND weight update, 2 threads", {**rnd, "threads": 2}),
+                ("engine 8-bit, RND weight update, 1 thread", {**rnd, "threads": 1})]
+    engines = {}
+    for name, kw in variants:
+        eng = FixedEngine(spec, bits=8, seed=0, **kw)
+        X = eng.quantize_inputs(x)
+        eng.fit_raw(X[:100], y[:100], shuffle=False)  # compile
+        best = 0.0
+        for _ in range(args.reps):
+            t = time.perf_counter()
+            eng.fit_raw(X, y, shuffle=False)
+            best = max(best, len(X) / (time.perf_counter() - t))
+        results[name] = best
+        engines[name] = (eng, X)
+        print(f"  {name}: {best:,.0f} samples/s", flush=True)
+    # where the time goes: forward (MACs + activations) alone
+    eng, X = engines[variants[1][0]]
+
+    @numba.njit(cache=True)
+    def forward_only(X, P, Ws, bs, tables, acts, zs, gs, nzs, accs, cnt):
+        for n in range(X.shape[0]):
+            x0 = acts[0]
+            for j in range(x0.shape[0]):
+                x0[j] = X[n, j]
+            for k in range(P.shape[0]):
+                nnz = K.nonzeros(acts[k], nzs[k])
+                K.layer_preact(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, accs[k], zs[k], cnt, 1)
+                K.layer_activate(P, k, zs[k], tables[k], acts[k + 1], gs[k], cnt)
+
+    cnt = np.zeros_like(eng.cnt)
+    args_fw = (X, eng.P, eng._Ws, eng._bs, eng._tables, eng._acts, eng._zs, eng._gs, eng._nzs, eng._accs, cnt)
+    forward_only(X[:10], *args_fw[1:])
+    t = time.perf_counter()
+    forward_only(*args_fw)
+    fwd_s = (time.perf_counter() - t) / len(X)
+    nnz_mean = float((X != 0).sum(1).mean())
+    macs_dense = 784 * 1000 + 1000 * 10
+    macs_done = nnz_mean * 1000 + 1000 * 10
+    print(f"  forward pass alone (1 thread): {1 / fwd_s:,.0f} samples/s = {1e6 * fwd_s:.1f} us/sample "
+          f"({nnz_mean:.0f} of 784 inputs non-zero: zero inputs are skipped, as an event-driven datapath does)",
+          flush=True)
+    # torch
+    lr_h = 2.0 ** -eng.precision.layers[0].lr_shift
+    lr_o = 2.0 ** -eng.precision.layers[1].lr_shift
+    tr = bench_torch(x[:min(len(x), 2000)], y, lr_h, lr_o, 1)
+    print(f"  torch natural (batch 1): {tr['natural']:,.0f} samples/s;  torch in-place addmv_/addr_: "
+          f"{tr['inplace']:,.0f} samples/s", flush=True)
+    # apytypes, bit-identical on the samples timed
+    ref = FixedEngine(spec, bits=8, seed=0)
+    step, state = apytypes_step_factory(ref)
+    Xr = ref.quantize_inputs(x[:args.n_apy])
+    t = time.perf_counter()
+    for i in range(len(Xr)):
+        step(Xr[i].astype(np.int64), int(y[i]))
+    apy_rate = len(Xr) / (time.perf_counter() - t)
+    for i in range(len(Xr)):
+        ref.step(Xr[i], int(y[i]))
+    for k in range(2):
+        assert np.array_equal(state["W"][k], ref.W[k].astype(np.int64)), f"apytypes differs from the engine (W{k})"
+        assert np.array_equal(state["b"][k], ref.b[k]), f"apytypes differs from the engine (b{k})"
+    print(f"  apytypes (bit-identical to the engine on {len(Xr)} samples, asserted): {apy_rate:,.1f} samples/s",
+          flush=True)
+    peak = measure_peak()
+    eng_rate = results[variants[0][0]]
+    print()
+    print("| figure | value | ratio |")
+    print("|---|---:|---:|")
+    for name, v in results.items():
+        print(f"| {name} | {v:,.0f} samples/s | |")
+    print(f"| torch natural, batch 1 | {tr['natural']:,.0f} samples/s | engine / torch = "
+          f"{eng_rate / tr['natural']:.2f}x (RND: {results[variants[2][0]] / tr['natural']:.2f}x) |")
+    print(f"| torch in-place addmv_/addr_ | {tr['inplace']:,.0f} samples/s | engine / torch = "
+          f"{eng_rate / tr['inplace']:.2f}x (RND: {results[variants[2][0]] / tr['inplace']:.2f}x) |")
+    print(f"| apytypes | {apy_rate:,.1f} samples/s | engine / apytypes = {eng_rate / apy_rate:,.0f}x |")
+    print(f"| int32 MAC peak (numba, {numba.get_num_threads()} threads) | {peak / 1e9:.2f} GMAC/s | |")
+    print(f"| forward MACs executed (non-zero inputs) | {macs_done / fwd_s / 1e9:.2f} GMAC/s | "
+          f"{100 * macs_done / fwd_s / peak:.0f} % of peak |")
+    print(f"| forward MACs, dense-equivalent (784x1000+1000x10) | {macs_dense / fwd_s / 1e9:.2f} GMAC/s | "
+          f"{100 * macs_dense / fwd_s / peak:.0f} % of peak |")
+    step_s = 1 / results[variants[1][0]]
+    print(f"\nwhere the time goes (8-bit preset, 1 thread): forward {100 * fwd_s / step_s:.0f} %, modulatory signals + "
+          f"weight/bias updates (incl. one LFSR draw per weight written) {100 * (1 - fwd_s / step_s):.0f} % "
+          f"of {1e6 * step_s:.0f} us/sample")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", action="store_true", help="accuracy over word lengths vs the float twin (MNIST)")
+    ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    ap.add_argument("--config", default="fc1-1000")
+    ap.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8, 10, 12, 16])
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train", type=int)
+    ap.add_argument("--n-test", type=int)
+    ap.add_argument("--json", help="write the table rows here")
+    ap.add_argument("-n", type=int, default=3000, help="samples timed (speed)")
+    ap.add_argument("--n-apy", type=int, default=5, help="samples timed with apytypes")
+    ap.add_argument("--reps", type=int, default=3, help="best of N engine passes")
+    args = ap.parse_args()
+    if args.table:
+        accuracy_table(args)
+    else:
+        bench_speed(args)
+
+
+if __name__ == "__main__":
+    main()

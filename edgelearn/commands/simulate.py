@@ -1,0 +1,181 @@
+"""``edgelearn simulate``: train an MLP with the bit-accurate fixed-point engine beside its float64 twin."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import load_spec, parse_layer_rules, positive_int
+
+#: --epochs default: the config's, capped (a simulation is a quick look; ask for more explicitly)
+MAX_DEFAULT_EPOCHS = 5
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="train with the bit-accurate fixed-point engine and compare with its float twin",
+        description="Train an MLP with the bit-accurate fixed-point engine (the arithmetic the generated HLS and "
+                    "RTL implement) and, beside it, its float64 twin (same algorithm, no quantization). Without "
+                    "arguments: the embedded digits MLP, 8-bit preset, DRTP. Prints both test accuracies and the "
+                    "per-tensor overflow / zero-update counters; writes OUT/results.json and OUT/weights.npz "
+                    "(+ weights.json). Formats use hls4ml syntax, e.g. --format weight=fixed<8,2,STOCH,SAT>.",
+    )
+    p.add_argument("--config", "-c", help="network YAML file or name in models/ (default: embedded digits MLP)")
+    p.add_argument("--rule", "-r", help="rule of every layer: drtp, sdfa, dfa, fa, bp, shallow (default: the config's)")
+    p.add_argument("--layer-rule", action="append", metavar="NAME=RULE", help="per-layer rule override (repeatable)")
+    p.add_argument("--dataset", help="dataset name (default: the config's)")
+    p.add_argument("--data-dir", help="directory of the MNIST / CIFAR files")
+    p.add_argument("--epochs", "-e", type=int, help=f"epochs (default: the config's, at most {MAX_DEFAULT_EPOCHS})")
+    p.add_argument("--bits", type=int, help="preset word length 4..32 (default: the config's precision, else 8)")
+    p.add_argument("--format", "-f", action="append", metavar="TENSOR=FMT",
+                   help="format of a tensor (input weight bias accum act out_act deriv error update feedback), "
+                        "or LAYER.TENSOR=FMT for one layer; repeatable")
+    p.add_argument("--rounding", action="append", metavar="[TENSOR=]MODE",
+                   help="rounding mode (TRN TRN_ZERO RND RND_ZERO RND_INF RND_MIN_INF RND_CONV STOCH) of every "
+                        "tensor or of one; repeatable")
+    p.add_argument("--overflow", action="append", metavar="[TENSOR=]MODE",
+                   help="overflow mode (WRAP SAT SAT_ZERO SAT_SYM) of every tensor or of one; repeatable")
+    p.add_argument("--lr-shift", type=int, help="learning rate 2**-N of every layer (default: the preset's, 6)")
+    p.add_argument("--mode", choices=("online", "batch"), default="online",
+                   help="online: one sample at a time (default); batch: accumulate over --batch-size samples")
+    p.add_argument("--batch-size", "-b", type=positive_int, help="minibatch size in batch mode (default: the config's)")
+    p.add_argument("--feedback", choices=("stored", "lfsr"), help="feedback matrices stored, or regenerated "
+                   "from their LFSR seed (same values; default: the config's, else stored)")
+    p.add_argument("--seed", "-s", type=int, default=0, help="seed of the init, feedback, LFSR streams and order")
+    p.add_argument("--n-train", type=positive_int, help="use only the first N training samples")
+    p.add_argument("--n-test", type=positive_int, help="use only the first N test samples")
+    p.add_argument("--no-twin", action="store_true", help="skip the float twin")
+    p.add_argument("--out", "-o", help="output directory (default runs/simulate-NAME-RULE-BITSb-sSEED)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
+    p.set_defaults(func=run)
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..errors import ConfigError, DataError
+    from ..fixed.engine import FixedEngine
+    from ..fixed.precision import parse_format_overrides, parse_mode_overrides
+
+    spec = load_spec(args.config)
+    layer_rules = parse_layer_rules(args.layer_rule)
+    if args.rule or layer_rules:
+        spec = spec.with_rule(args.rule, {**spec.rules, **(layer_rules or {})} if layer_rules else None)
+    if args.epochs is not None and args.epochs < 0:
+        raise ConfigError(f"--epochs must be >= 0, got {args.epochs}")
+    epochs = args.epochs if args.epochs is not None else min(int(spec.train.get("epochs", 1)), MAX_DEFAULT_EPOCHS)
+    formats = parse_format_overrides(args.format)
+    rounding = parse_mode_overrides(args.rounding, "rounding")
+    overflow = parse_mode_overrides(args.overflow, "overflow")
+    batch = 1
+    if args.mode == "batch":
+        batch = args.batch_size or int(spec.train.get("batch_size", 32))
+    elif args.batch_size and args.batch_size != 1:
+        raise ConfigError("--batch-size needs --mode batch (online mode updates after every sample)")
+    eng = FixedEngine(spec, bits=args.bits, seed=args.seed, formats=formats, rounding=rounding, overflow=overflow,
+                      lr_shift=args.lr_shift, feedback=args.feedback, batch_size=batch, mode=args.mode, threads=1)
+    name = args.dataset or spec.dataset or "digits"
+    ds = load_dataset(name, args.data_dir, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
+    if ds.task != "classification":
+        raise DataError(f"dataset {name} is a {ds.task} dataset; the engine trains classifiers")
+    n_in = int(math.prod(ds.input_shape))
+    if n_in != eng.sizes[0] or ds.num_classes != eng.num_classes:
+        raise ConfigError(f"dataset {name} has {n_in} inputs and {ds.num_classes} classes; network {spec.name} "
+                          f"expects {eng.sizes[0]} and {eng.num_classes}")
+    # validate and quantize everything before any output exists (nothing half-written on bad data)
+    Xtr = eng.quantize_inputs(ds.x_train)
+    Xte = eng.quantize_inputs(ds.x_test, count=False)
+    ytr = eng._labels(ds.y_train, Xtr.shape[0])
+    yte = eng._labels(ds.y_test, Xte.shape[0])
+    rule = spec.rule if not layer_rules else "+".join(sorted(set(eng.rules)))
+    out = Path(args.out or f"runs/simulate-{spec.name}-{rule}-{eng.bits}b-s{args.seed}")
+    twin = None if args.no_twin else eng.float_twin()
+
+    t0 = time.perf_counter()
+    total = epochs * Xtr.shape[0]
+    show = not args.quiet and total > 0
+    if show:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=False) as prog:
+            t_fix = prog.add_task(f"fixed {eng.bits}b", total=total)
+            eng.fit_raw(Xtr, ytr, epochs=epochs, callback=lambda n: prog.advance(t_fix, n))
+            if twin is not None:
+                t_tw = prog.add_task("float twin", total=total)
+                twin.fit(ds.x_train, ytr, epochs=epochs, callback=lambda n: prog.advance(t_tw, n))
+    else:
+        eng.fit_raw(Xtr, ytr, epochs=epochs)
+        if twin is not None:
+            twin.fit(ds.x_train, ytr, epochs=epochs)
+    train_s = time.perf_counter() - t0
+    pred = np.argmax(eng.output_raw(Xte), axis=1)
+    acc = float((pred == yte).mean()) if len(yte) else float("nan")
+    tw_acc = None
+    agree = None
+    if twin is not None:
+        tw_pred = twin.predict(ds.x_test)
+        tw_acc = float((tw_pred == yte).mean()) if len(yte) else float("nan")
+        agree = float((tw_pred == pred).mean()) if len(yte) else float("nan")
+    results = {
+        "network": spec.name, "dataset": ds.name, "rule": rule, "rules": dict(zip(eng.layer_names, eng.rules)),
+        "bits": eng.bits, "mode": args.mode, "batch_size": eng.batch_size, "epochs": epochs, "seed": args.seed,
+        "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]),
+        "test_accuracy": acc, "float_test_accuracy": tw_acc, "prediction_agreement": agree,
+        "train_accuracy_online": eng.history[-1]["train_accuracy_online"] if eng.history else None,
+        "counters": eng.counters, "formats": eng.formats(), "engine": eng.describe(),
+        "config": spec.to_dict(), "train_seconds": round(train_s, 3),
+        "weights": "weights.npz",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    eng.save(out / "weights.npz")
+    _atomic_json(out / "results.json", results)
+
+    tw_txt = f"{tw_acc:.4f}" if tw_acc is not None else "skipped"
+    print(f"{spec.name} / {rule} / {eng.bits}-bit preset, {args.mode}, {epochs} epoch(s) on {ds.name} "
+          f"({Xtr.shape[0]} train, {Xte.shape[0]} test): fixed-point test accuracy {acc:.4f}, float twin {tw_txt}")
+    if not args.quiet:
+        _print_counters(eng)
+    print(f"results: {out / 'results.json'}   weights: {out / 'weights.npz'} (+ weights.json)")
+    return 0
+
+
+def _print_counters(eng) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="fixed-point events (overflow = saturation/wrap; zero = non-zero value or update rounded to 0)")
+    table.add_column("layer")
+    table.add_column("tensor")
+    table.add_column("format")
+    table.add_column("overflow", justify="right")
+    table.add_column("zero", justify="right")
+    fm = eng.formats()["layers"]
+    for lname, tensors in eng.counters.items():
+        for tname, c in tensors.items():
+            table.add_row(lname, tname, str(fm[lname].get(tname) or ""), f"{c['overflow']:,}", f"{c['zero']:,}")
+    Console(file=sys.stdout).print(table)

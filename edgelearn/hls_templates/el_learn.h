@@ -1,0 +1,334 @@
+// edgelearn on-chip learning kernel: layer templates (ap_fixed, Vitis/Vivado HLS).
+//
+// Every operation below is an exact ap_fixed expression followed by an assignment to a declared type, which is the
+// arithmetic contract of docs/arithmetic.md ("assignment = round, then overflow"); the order of operations and the
+// LFSR draw schedule are those of the edgelearn fixed-point engine, so C-simulation is bit-exact with it.
+//
+// A layer is described by a config struct CFG (generated in parameters.h):
+//   n_in, n_out, n_classes, act (EL_ACT_*), rule (EL_RULE_*), is_output, need_g, fb_lfsr, fb_width, table_size,
+//   in_t w_t b_t acc_t act_t g_t err_t fb_t idx_t psum_t mult_t dm_t, act_raw_t / fb_raw_t (ROM words: raw bits of
+//   act_t / fb_t), wupd / bupd (update policies, below),
+//   static double mult_value()  (1.0 when the layer has no learning-rate multiplier).
+// An update policy U (one for weights, one for biases) holds:
+//   w_t (stored type; STOCH rendered as AP_TRN), delta_t (increment in the stored LSBs, with the stored format's
+//   rounding and enough bits never to overflow), lr_t (ap_ufixed<1, 1-lr_shift>: exactly 2^-lr_shift),
+//   draw_t (ap_ufixed<32, -F_w>: a 32-bit LFSR draw just below the stored LSB), stoch, has_update, upd_t (the optional
+//   update format), upd_stoch, udraw_t.
+#ifndef EL_LEARN_H_
+#define EL_LEARN_H_
+
+#include "ap_fixed.h"
+#include "ap_int.h"
+
+#define EL_ACT_NONE 0
+#define EL_ACT_TANH 1
+#define EL_ACT_SIGMOID 2
+#define EL_ACT_HARDTANH 3
+#define EL_ACT_RELU 4
+
+#define EL_RULE_DRTP 0
+#define EL_RULE_SDFA 1
+#define EL_RULE_DFA 2
+#define EL_RULE_SHALLOW 3
+#define EL_RULE_OUTPUT 4
+
+namespace el {
+
+typedef unsigned int lfsr_t;  // 32-bit state of the Galois LFSR (docs/arithmetic.md section 8)
+
+// one step: out = s & 1; s >>= 1; if out: s ^= 0x80200003   (x^32 + x^22 + x^2 + x + 1)
+inline lfsr_t lfsr_step(lfsr_t s) {
+#pragma HLS INLINE
+    lfsr_t out = s & 1u;
+    s = s >> 1;
+    return out ? (lfsr_t)(s ^ 0x80200003u) : s;
+}
+
+// a K-bit draw (K <= 32): K steps, the first output bit becomes the MSB.  Unrolled into an XOR network.
+template <int K> inline ap_uint<K> lfsr_draw(lfsr_t &s) {
+#pragma HLS INLINE
+    lfsr_t bits = 0;
+    lfsr_t st = s;
+DrawBits:
+    for (int t = 0; t < K; t++) {
+#pragma HLS UNROLL
+        bits = (bits << 1) | (st & 1u);
+        st = lfsr_step(st);
+    }
+    s = st;
+    return ap_uint<K>(bits);
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// raw-integer access (testbench I/O): value = raw * 2^-F
+
+template <int W, int I, ap_q_mode Q, ap_o_mode O, int N> long long raw_of(const ap_fixed<W, I, Q, O, N> &v) {
+    ap_int<W> t;
+    t.range(W - 1, 0) = v.range(W - 1, 0);
+    return (long long)t.to_int64();
+}
+template <int W, int I, ap_q_mode Q, ap_o_mode O, int N> long long raw_of(const ap_ufixed<W, I, Q, O, N> &v) {
+    ap_uint<W> t;
+    t.range(W - 1, 0) = v.range(W - 1, 0);
+    return (long long)t.to_uint64();
+}
+template <int W, int I, ap_q_mode Q, ap_o_mode O, int N> void set_raw(ap_fixed<W, I, Q, O, N> &v, long long r) {
+    ap_int<W> t = r;
+    v.range(W - 1, 0) = t.range(W - 1, 0);
+}
+template <int W, int I, ap_q_mode Q, ap_o_mode O, int N> void set_raw(ap_ufixed<W, I, Q, O, N> &v, long long r) {
+    ap_uint<W> t = r;
+    v.range(W - 1, 0) = t.range(W - 1, 0);
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// forward: acc = b; acc += W[j][i] * x[j] for j = 0, 1, ... (arithmetic.md section 7).  Zero inputs add an exact
+// zero and are skipped (as in the engine); the MAC loop runs over outputs, pipelined.
+
+template <class CFG>
+void dense(const typename CFG::in_t x[CFG::n_in], typename CFG::w_t W[CFG::n_in][CFG::n_out],
+           typename CFG::b_t b[CFG::n_out], typename CFG::acc_t z[CFG::n_out]) {
+    typename CFG::acc_t acc[CFG::n_out];
+DenseInit:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+        acc[i] = b[i];
+    }
+DenseRows:
+    for (unsigned j = 0; j < CFG::n_in; j++) {
+        typename CFG::in_t xj = x[j];
+        if (xj == 0)
+            continue;
+    DenseCols:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            acc[i] += W[j][i] * xj;
+        }
+    }
+DenseOut:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+        z[i] = acc[i];
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// activation y = f(z) and derivative g = f'(z) (arithmetic.md section 11)
+
+template <class CFG> inline unsigned table_index(typename CFG::acc_t z) {
+#pragma HLS INLINE
+    // idx_t = ap_fixed<TB, RB+1, AP_TRN, AP_SAT>: floor(z / bin) clamped to [-N/2, N/2 - 1]; index = that + N/2
+    typename CFG::idx_t zi = z;
+    ap_uint<CFG::idx_t::width> u;
+    u.range() = zi.range();
+    u[CFG::idx_t::width - 1] = !u[CFG::idx_t::width - 1];
+    return u.to_uint();
+}
+
+template <class CFG>
+void activate(const typename CFG::acc_t z[CFG::n_out], const typename CFG::act_raw_t table[CFG::table_size],
+              typename CFG::act_t y[CFG::n_out], typename CFG::g_t g[CFG::n_out]) {
+Activate:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+        typename CFG::acc_t zi = z[i];
+        if (CFG::act == EL_ACT_TANH || CFG::act == EL_ACT_SIGMOID) {
+            typename CFG::act_t t;
+            t.range() = table[table_index<CFG>(zi)];
+            y[i] = t;
+            if (CFG::need_g) {
+                if (CFG::act == EL_ACT_TANH)
+                    g[i] = 1 - t * t;  // exact 1 - t^2, then the derivative format
+                else
+                    g[i] = t * (1 - t);  // exact s (1 - s)
+            } else {
+                g[i] = 0;
+            }
+        } else if (CFG::act == EL_ACT_HARDTANH) {
+            if (zi >= 1)
+                y[i] = 1;
+            else if (zi <= -1)
+                y[i] = -1;
+            else
+                y[i] = zi;
+            g[i] = (zi > -1 && zi < 1) ? 1 : 0;
+        } else if (CFG::act == EL_ACT_RELU) {
+            if (zi < 0)
+                y[i] = 0;
+            else
+                y[i] = zi;
+            g[i] = (zi > 0) ? 1 : 0;
+        } else {
+            y[i] = zi;
+            g[i] = 1;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// modulatory signals
+
+// output layer: e = y* - y (bce, sigmoid outputs) or (y* - y) f'(z) (mse), in the error format
+template <class CFG>
+void output_error(const typename CFG::act_t y[CFG::n_out], const typename CFG::g_t g[CFG::n_out], unsigned label,
+                  bool mse, typename CFG::err_t e[CFG::n_out]) {
+OutputError:
+    for (unsigned c = 0; c < CFG::n_out; c++) {
+#pragma HLS UNROLL
+        ap_int<2> t = (c == label) ? 1 : 0;
+        if (mse)
+            e[c] = (t - y[c]) * g[c];
+        else
+            e[c] = t - y[c];
+    }
+}
+
+// row r of the layer's random feedback matrix B (n_classes x n_out): stored (ROM) or regenerated from its LFSR
+// row state (same values: W_fb-bit draws, row-major, two's complement)
+template <class CFG>
+inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_classes][CFG::n_out],
+                         const lfsr_t row_state[CFG::n_classes], typename CFG::fb_t row[CFG::n_out]) {
+#pragma HLS INLINE
+    if (CFG::fb_lfsr) {
+        lfsr_t s = row_state[r];
+    FeedbackGen:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            ap_uint<CFG::fb_width> bits = lfsr_draw<CFG::fb_width>(s);
+            typename CFG::fb_t v;
+            v.range() = bits;
+            row[i] = v;
+        }
+    } else {
+    FeedbackRead:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            typename CFG::fb_t v;
+            v.range() = B[r][i];
+            row[i] = v;
+        }
+    }
+}
+
+// hidden layer, DRTP: delta_i = B[label, i] * g_i ; sDFA: (sum_c B[c, i] sign(e_c)) * g_i ;
+// DFA: (sum_c B[c, i] e_c) * g_i  -- the sums exact (psum_t), the product exact, then the error format
+template <class CFG, class OUT_ERR_T>
+void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typename CFG::g_t g[CFG::n_out],
+                  const typename CFG::fb_raw_t B[CFG::n_classes][CFG::n_out], const lfsr_t row_state[CFG::n_classes],
+                  typename CFG::err_t delta[CFG::n_out]) {
+    typename CFG::fb_t row[CFG::n_out];
+    if (CFG::rule == EL_RULE_DRTP) {
+        feedback_row<CFG>(label, B, row_state, row);
+    DeltaDRTP:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            delta[i] = row[i] * g[i];
+        }
+    } else {
+        typename CFG::psum_t p[CFG::n_out];
+    DeltaInit:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            p[i] = 0;
+        }
+    DeltaClasses:
+        for (unsigned c = 0; c < CFG::n_classes; c++) {
+            if (e[c] == 0)
+                continue;
+            feedback_row<CFG>(c, B, row_state, row);
+        DeltaAcc:
+            for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+                if (CFG::rule == EL_RULE_SDFA) {
+                    if (e[c] > 0)
+                        p[i] += row[i];
+                    else
+                        p[i] -= row[i];
+                } else {
+                    p[i] += row[i] * e[c];
+                }
+            }
+        }
+    DeltaOut:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            delta[i] = p[i] * g[i];
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// weight update (arithmetic.md section 12): w_new = overflow(w + round(u * 2^-lr_shift)), the increment rounded to
+// the stored LSB with the stored format's rounding (STOCH: + a 32-bit draw below the LSB, then truncation), with the
+// optional update format in between.  Exactly one 32-bit draw per STOCH assignment.
+
+template <class U, class T> inline typename U::w_t apply_update(typename U::w_t w, T u, lfsr_t &rnd) {
+#pragma HLS INLINE
+    typename U::lr_t lr;
+    lr[0] = 1;  // the single bit of ap_ufixed<1, 1 - lr_shift>: 2^-lr_shift
+    if (U::has_update) {
+        typename U::udraw_t r1 = 0;
+        if (U::upd_stoch)
+            r1.range() = lfsr_draw<32>(rnd);
+        typename U::upd_t dl = u * lr + r1;
+        typename U::draw_t r2 = 0;
+        if (U::stoch)
+            r2.range() = lfsr_draw<32>(rnd);
+        typename U::w_t out = w + dl + r2;
+        return out;
+    } else {
+        typename U::draw_t r = 0;
+        if (U::stoch)
+            r.range() = lfsr_draw<32>(rnd);
+        typename U::delta_t d = u * lr + r;
+        typename U::w_t out = w + d;
+        return out;
+    }
+}
+
+// rows j with x_j != 0 in increasing order, outputs i inner (the engine's draw order), then the biases
+template <class CFG>
+void update(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t delta[CFG::n_out],
+            typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out], lfsr_t &rnd) {
+    const typename CFG::mult_t m = CFG::mult_value();
+    typename CFG::dm_t dm[CFG::n_out];
+UpdateScale:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+        dm[i] = delta[i] * m;
+    }
+    lfsr_t s = rnd;
+UpdateRows:
+    for (unsigned j = 0; j < CFG::n_in; j++) {
+        typename CFG::in_t xj = x[j];
+        if (xj == 0)
+            continue;
+    UpdateCols:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+            W[j][i] = apply_update<typename CFG::wupd>(W[j][i], dm[i] * xj, s);
+        }
+    }
+UpdateBias:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+        b[i] = apply_update<typename CFG::bupd>(b[i], dm[i], s);
+    }
+    rnd = s;
+}
+
+// argmax, ties to the lowest index (the engine's prediction)
+template <class T, unsigned N> unsigned argmax(const T z[N]) {
+    unsigned best = 0;
+Argmax:
+    for (unsigned c = 1; c < N; c++) {
+#pragma HLS PIPELINE II = 1
+        if (z[c] > z[best])
+            best = c;
+    }
+    return best;
+}
+
+} // namespace el
+
+#endif
