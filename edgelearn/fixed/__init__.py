@@ -7,3 +7,11 @@ from edgelearn.fixed.formats import (  # noqa: F401
     FixedFormat,
     parse_format,
 )
+
+
+def __getattr__(name):  # the engine imports lazily: the primitives stay importable without compiling it
+    if name == "FixedEngine":
+        from .engine import FixedEngine
+
+        return FixedEngine
+    raise AttributeError(f"module 'edgelearn.fixed' has no attribute {name!r}")
