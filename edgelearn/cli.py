@@ -15,6 +15,7 @@ from .errors import EdgelearnError
 SUBCOMMAND_MODULES = [
     "edgelearn.commands.train",
     "edgelearn.commands.simulate",
+    "edgelearn.commands.report",
     "edgelearn.commands.data",
     "edgelearn.commands.info",
     "edgelearn.commands.export_hls",
