@@ -80,3 +80,16 @@ def test_cli_default_writes_both_projects(tmp_path, capsys):
     assert (out / "hls4ml_prj" / "firmware" / "myproject.cpp").is_file()
     assert (out / "learning_kernel" / "build_prj.tcl").is_file()
     assert (out / "export.json").is_file()
+
+
+def test_brevitas_qat_weights_export_bit_exact(tmp_path, capsys):
+    """Quantization-aware training with power-of-two Brevitas quantizers equal to the engine's formats, then
+    QONNX -> hls4ml: C-simulation still bit-exact with the engine carrying the QAT weights."""
+    import json
+
+    out = tmp_path / "qat"
+    assert main(["export-hls", "--qat-epochs", "1", "--check", "--out", str(out)]) == 0
+    checks = json.loads((out / "export.json").read_text())["checks"]
+    assert checks["hls4ml"]["mismatching_bits"] == 0
+    assert checks["learning_kernel"]["weight_mismatching_bits_python"] == 0
+    assert "QAT" in capsys.readouterr().out
