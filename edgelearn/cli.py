@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = [
     "edgelearn.commands.train",
     "edgelearn.commands.simulate",
     "edgelearn.commands.report",
+    "edgelearn.commands.reproduce",
     "edgelearn.commands.data",
     "edgelearn.commands.info",
     "edgelearn.commands.export_hls",

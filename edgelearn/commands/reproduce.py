@@ -1,0 +1,37 @@
+"""``edgelearn reproduce``: the papers' numbers beside ours, with the gap."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="reproduce a paper's table or figure with the float reference",
+                       description="Run a reproduction (short by default, the paper's length with --full) and print "
+                                   "paper value, our value and the gap. --list shows the experiments.")
+    p.add_argument("name", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument("--full", action="store_true", help="the paper's number of epochs (hours on a CPU)")
+    p.add_argument("--data-dir", help="dataset directory (default: ../shared/data beside the project)")
+    p.add_argument("--out", "-o", default="runs/reproduce", help="where runs and the table go")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..report.reproduce import EXPERIMENTS, reproduce, table
+
+    if args.list or not args.name:
+        for e in EXPERIMENTS.values():
+            print(f"{e.name:16s} {e.description}")
+        return 0 if args.list else 2
+    if args.name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {args.name!r}; known: {', '.join(EXPERIMENTS)}")
+    rows = reproduce(args.name, args.out, full=args.full, data_dir=args.data_dir, progress=not args.quiet)
+    text = table(rows)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.md").write_text(text + "\n")
+    return 0
