@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
+from .fileio import write_json_atomic  # noqa: F401  (re-exported for scripts)
 from .network import NetworkSpec
 from .torch_ref import build_model, convert_network
 
@@ -31,21 +32,6 @@ def pick_device(device: str | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
     return dev
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON next to ``path`` and rename it into place, so a reader never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
