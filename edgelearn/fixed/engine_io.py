@@ -151,3 +151,11 @@ def load_weights(path):
     eng.samples_seen = int(meta.get("samples_seen", 0))
     eng.epochs_done = int(meta.get("epochs_done", 0))
     return eng
+
+
+def clone_engine(eng):
+    """An independent copy of an engine (through its weight file): same formats, weights, feedback, LFSR states."""
+    with tempfile.TemporaryDirectory(prefix="edgelearn-clone-") as tmp:
+        path = Path(tmp) / "state.npz"
+        eng.save(path)
+        return load_weights(path)

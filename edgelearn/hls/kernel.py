@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError, FormatError, RuleError
+from ..fixed.engine_io import clone_engine  # noqa: F401  (re-exported)
 from ..fixed.formats import FixedFormat
 from ..fixed.lfsr import derive_seed, lfsr_jump, seed_state
 from .toolchain import HLSBuildError, MissingDependencyError, ap_types_dir, compile_cached
@@ -739,18 +740,6 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
     (out / "project.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     (out / "README.md").write_text(_readme(ks, project))
     return proj
-
-
-def clone_engine(eng):
-    """An independent copy of an engine (through its weight file, edgelearn.fixed.engine_io)."""
-    import tempfile
-
-    from ..fixed.engine_io import load_weights
-
-    with tempfile.TemporaryDirectory(prefix="edgelearn-clone-") as tmp:
-        path = Path(tmp) / "state.npz"
-        eng.save(path)
-        return load_weights(path)
 
 
 def engine_reference(eng, X_raw, labels):

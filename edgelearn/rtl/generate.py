@@ -1,0 +1,405 @@
+"""Generate the on-chip learning datapath of an MLP: a Verilog top level around ``hw/el_layer.v``.
+
+:func:`write_rtl` takes a :class:`~edgelearn.fixed.engine.FixedEngine` -- its network, per-tensor formats, rules,
+current (initial or trained) weights, feedback matrices and LFSR states -- and writes::
+
+    OUT/
+      <top>.v          the top level: sample stream in, prediction stream out, weight read-back, one el_layer per layer
+      hdl/             the hand-written modules (copies of hw/el_layer.v, hw/el_convert.v)
+      mem/             $readmemh files: w<k>.hex (weights, P per word), b<k>.hex, t<k>.hex (tanh / sigmoid table),
+                       fb<k>.hex (stored feedback B) or fbst<k>.hex (LFSR row states of B)
+      filelist.f       the sources in compile order
+      design.json      network, formats, parallelism, ports, memory layout, cycle model
+
+The design computes exactly what the engine computes (docs/arithmetic.md, docs/engine.md); ``rtl_tb/`` proves it
+weight by weight in Icarus and Verilator.  Everything the generator cannot build is rejected here, with a one-line
+error, before any file is written.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, FormatError, RuleError
+from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
+from ..fixed.lfsr import lfsr_jump, seed_state
+from . import layout
+from .sim import HW_DIR
+
+#: hidden-layer rules the datapath implements (the output layer always learns from its error)
+RTL_RULES = ("drtp", "shallow")
+RULE_CODES = {"drtp": 0, "shallow": 1, "output": 2}
+ACT_CODES = {"none": 0, "tanh": 1, "sigmoid": 2, "hardtanh": 3, "relu": 4}
+HW_FILES = ("el_convert.v", "el_layer.v")
+MAX_PARALLEL = 64
+MAX_WORDS = 1 << 24          # weight words per layer (address width <= 24)
+MAX_NEURONS = 1 << 16
+
+
+@dataclass
+class RtlLayer:
+    index: int
+    name: str
+    n_in: int
+    n_out: int
+    lanes: int
+    rule: str
+    act: str
+    input: FixedFormat
+    weight: FixedFormat
+    bias: FixedFormat
+    accum: FixedFormat
+    act_fmt: FixedFormat
+    deriv: FixedFormat
+    error: FixedFormat
+    feedback: FixedFormat
+    lr_shift: int
+    fb_mode: str
+    rnd_state: int
+    table: np.ndarray | None
+    B: np.ndarray | None
+    fb_seed: int | None
+    W: np.ndarray
+    b: np.ndarray
+
+    @property
+    def groups(self) -> int:
+        return -(-self.n_out // self.lanes)
+
+    @property
+    def words(self) -> int:
+        return self.n_in * self.groups
+
+
+def _fmt_params(prefix: str, f: FixedFormat, signed: bool = True, modes: bool = True) -> dict[str, int]:
+    d = {f"{prefix}W": f.width, f"{prefix}F": f.frac}
+    if signed:
+        d[f"{prefix}S"] = int(f.signed)
+    if modes:
+        d[f"{prefix}R"] = ROUNDING[f.rounding]
+        d[f"{prefix}O"] = OVERFLOW[f.overflow]
+    return d
+
+
+class RtlDesign:
+    """What the generated datapath implements, snapshot from an engine and checked for buildability."""
+
+    def __init__(self, eng, parallel: int = 4, top: str = "el_mlp"):
+        if isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or not 1 <= parallel <= MAX_PARALLEL:
+            raise ConfigError(f"parallel MAC units must be an integer in 1..{MAX_PARALLEL}, got {parallel!r}")
+        if not top.isidentifier() or top in ("el_layer", "el_convert"):
+            raise ConfigError(f"top-level name {top!r} is not a usable Verilog module name")
+        self.top = top
+        self.parallel = int(parallel)
+        spec = eng.spec
+        prec = eng.precision
+        if spec.loss not in ("bce", "mse"):
+            raise ConfigError(f"{spec.name}: loss {spec.loss!r} cannot be generated (bce or mse)")
+        if eng.mode != "online" or eng.batch_size != 1:
+            raise ConfigError("the datapath learns online (one sample at a time); the engine is in minibatch mode")
+        self.name = spec.name
+        self.loss = spec.loss
+        self.sizes = list(eng.sizes)
+        self.num_classes = self.sizes[-1]
+        self.table_bits = prec.table_bits
+        self.range_bits = prec.range_bits
+        self.seed = int(eng.seed)
+        if self.num_classes < 2:
+            raise ConfigError("the datapath needs at least two classes")
+        if not 1 <= self.table_bits <= 16:
+            raise FormatError(f"table_bits {self.table_bits} out of range for a ROM (1..16)")
+        weights = eng.weights()
+        self.layers: list[RtlLayer] = []
+        L = len(prec.layers)
+        for k, lp in enumerate(prec.layers):
+            where = f"layer {lp.name}"
+            is_out = k == L - 1
+            rule = "output" if is_out else eng.rules[k]
+            if not is_out and rule not in RTL_RULES:
+                raise RuleError(f"{where}: rule {rule!r} has no generated datapath (hidden layers: "
+                                f"{', '.join(RTL_RULES)}; the HLS kernel also has sdfa/dfa)")
+            act = eng.acts[k]
+            if act not in ACT_CODES:
+                raise FormatError(f"{where}: activation {act!r} has no hardware definition")
+            if lp.update is not None:
+                raise FormatError(f"{where}: a separate update format is not generated (drop 'update')")
+            if lp.lr_mult is not None:
+                raise FormatError(f"{where}: a learning-rate multiplier is not generated (power-of-two lr_shift only)")
+            if not 1 <= lp.n_in <= MAX_NEURONS or not 1 <= lp.n_out <= MAX_NEURONS:
+                raise ConfigError(f"{where}: {lp.n_in} -> {lp.n_out} is out of range (1..{MAX_NEURONS} per side)")
+            lanes = min(self.parallel, lp.n_out)
+            groups = -(-lp.n_out // lanes)
+            if lp.n_in * groups > MAX_WORDS:
+                raise ConfigError(f"{where}: {lp.n_in * groups} weight words exceed the generator's limit "
+                                  f"({MAX_WORDS}); use more parallel MAC units")
+            if lp.accum.width > 64:
+                raise FormatError(f"{where}: accumulator {lp.accum} wider than 64 bits")
+            if act in ("tanh", "sigmoid") and lp.act.frac < 0:
+                raise FormatError(f"{where}: {act} output format {lp.act} needs F >= 0")
+            if act == "hardtanh" and lp.accum.frac < 0:
+                raise FormatError(f"{where}: hard-tanh needs an accumulator with F >= 0 (got {lp.accum})")
+            if is_out and lp.act.frac < 0:
+                raise FormatError(f"output activation format {lp.act} needs F >= 0 (the target 1.0)")
+            for t in ("weight", "bias"):
+                if getattr(lp, t).width > 32:
+                    raise FormatError(f"{where}: {t} format wider than 32 bits")
+            table = np.asarray(eng.tables[k], dtype=np.int64).copy() if act in ("tanh", "sigmoid") else None
+            B = None
+            fb_seed = None
+            if rule == "drtp":
+                B = np.asarray(eng.B[k], dtype=np.int64).copy()
+                from ..fixed.engine import FEEDBACK_STREAM
+                from ..fixed.lfsr import derive_seed
+
+                fb_seed = derive_seed(eng.seed, FEEDBACK_STREAM + k)
+            self.layers.append(RtlLayer(
+                index=k, name=lp.name, n_in=lp.n_in, n_out=lp.n_out, lanes=lanes, rule=rule, act=act,
+                input=lp.input, weight=lp.weight, bias=lp.bias, accum=lp.accum, act_fmt=lp.act, deriv=lp.deriv,
+                error=lp.error, feedback=lp.feedback, lr_shift=int(lp.lr_shift), fb_mode=prec.feedback_mode,
+                rnd_state=int(eng.rnd_state[k]) & 0xFFFFFFFF, table=table, B=B, fb_seed=fb_seed,
+                W=np.asarray(weights[k]["W"], dtype=np.int64).copy(),
+                b=np.asarray(weights[k]["b"], dtype=np.int64).copy()))
+
+    # ------------------------------------------------------------------------------------------------------------
+    # memory images
+
+    @staticmethod
+    def _hex(values, width: int) -> str:
+        digits = max(1, -(-width // 4))
+        mask = (1 << width) - 1
+        return "\n".join(f"{int(v) & mask:0{digits}x}" for v in values) + "\n"
+
+    def weight_words(self, lay: RtlLayer, W: np.ndarray | None = None) -> list[int]:
+        return layout.pack(lay.W if W is None else W, lay.lanes, lay.weight.width)
+
+    def bias_words(self, lay: RtlLayer, b: np.ndarray | None = None) -> list[int]:
+        return layout.pack(lay.b if b is None else b, lay.lanes, lay.bias.width)
+
+    def fb_row_states(self, lay: RtlLayer) -> list[int]:
+        s0 = seed_state(lay.fb_seed)
+        return [lfsr_jump(s0, r * lay.n_out * lay.feedback.width) for r in range(self.num_classes)]
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Verilog
+
+    def layer_params(self, lay: RtlLayer) -> dict[str, Any]:
+        k = lay.index
+        p: dict[str, Any] = {
+            "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "NCLS": self.num_classes,
+            "RULE": RULE_CODES[lay.rule], "LOSS": 0 if self.loss == "bce" else 1, "ACT": ACT_CODES[lay.act],
+        }
+        p.update(_fmt_params("X", lay.input, modes=False))
+        p.update(_fmt_params("W", lay.weight))
+        p.update(_fmt_params("B", lay.bias))
+        p.update(_fmt_params("A", lay.accum))
+        p.update(_fmt_params("Y", lay.act_fmt))
+        p.update(_fmt_params("G", lay.deriv))
+        p.update(_fmt_params("E", lay.error))
+        p.update({"FBW": lay.feedback.width, "FBF": lay.feedback.frac,
+                  "FB_LFSR": int(lay.fb_mode == "lfsr" and lay.rule == "drtp"),
+                  "LR": lay.lr_shift, "TB": self.table_bits, "RB": self.range_bits,
+                  "RND_SEED": f"32'h{lay.rnd_state:08x}",
+                  "W_INIT": f'"mem/w{k}.hex"', "B_INIT": f'"mem/b{k}.hex"', "T_INIT": f'"mem/t{k}.hex"',
+                  "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"'})
+        return p
+
+    @property
+    def label_width(self) -> int:
+        return max(1, math.ceil(math.log2(self.num_classes)))
+
+    def ports(self) -> dict[str, int]:
+        lays = self.layers
+        return {
+            "s_data": lays[0].input.width,
+            "s_label": self.label_width,
+            "m_pred": self.label_width,
+            "rd_layer": max(1, math.ceil(math.log2(len(lays)))),
+            "rd_addr": max(max(1, math.ceil(math.log2(max(2, lay.words)))) for lay in lays),
+            "rd_wdata": max(lay.lanes * lay.weight.width for lay in lays),
+            "rd_bdata": max(lay.lanes * lay.bias.width for lay in lays),
+        }
+
+    def render_top(self) -> str:
+        lays = self.layers
+        L = len(lays)
+        pw = self.ports()
+        n0 = lays[0].n_in
+        idx0 = max(1, math.ceil(math.log2(n0)))
+        lw = self.label_width
+        o = []
+        pr = o.append
+        pr(f"// Generated by edgelearn (edgelearn rtl): on-chip learning datapath of {self.name} "
+           f"({'-'.join(map(str, self.sizes))}), rules {', '.join(l.rule for l in lays)}.")
+        pr("// Ports: s_* one input per beat in index order (valid/ready); s_label and s_train are taken with the")
+        pr("// sample's last beat (s_train = 0: inference only).  m_* the prediction (argmax of the output")
+        pr("// pre-activation, before that sample's update).  rd_*: weight / bias read-back while busy = 0 (data one")
+        pr("// cycle after rd_addr).  Reset clears the control state; memories keep their contents.")
+        pr(f"module {self.top} (")
+        pr("    input  wire clk,")
+        pr("    input  wire rst,")
+        pr("    input  wire s_valid,")
+        pr("    output wire s_ready,")
+        pr(f"    input  wire [{pw['s_data'] - 1}:0] s_data,")
+        pr(f"    input  wire [{lw - 1}:0] s_label,")
+        pr("    input  wire s_train,")
+        pr("    output reg  m_valid,")
+        pr("    input  wire m_ready,")
+        pr(f"    output reg  [{lw - 1}:0] m_pred,")
+        pr(f"    input  wire [{pw['rd_layer'] - 1}:0] rd_layer,")
+        pr(f"    input  wire [{pw['rd_addr'] - 1}:0] rd_addr,")
+        pr(f"    output reg  [{pw['rd_wdata'] - 1}:0] rd_wdata,")
+        pr(f"    output reg  [{pw['rd_bdata'] - 1}:0] rd_bdata,")
+        pr("    output wire busy")
+        pr(");")
+        pr(f"    reg [{idx0 - 1}:0] s_j;")
+        pr("    wire s_fire = s_valid && s_ready;")
+        pr(f"    wire s_last = (s_j == {n0 - 1});")
+        pr("    always @(posedge clk) begin")
+        pr("        if (rst) s_j <= 0;")
+        pr(f"        else if (s_fire) s_j <= s_last ? {idx0}'d0 : s_j + 1'b1;")
+        pr("    end")
+        for lay in lays:
+            k = lay.index
+            oiw = max(1, math.ceil(math.log2(lay.n_out)))
+            waw = max(1, math.ceil(math.log2(max(2, lay.words))))
+            pr(f"    // layer {k}: {lay.name} {lay.n_in} -> {lay.n_out}, {lay.act}, rule {lay.rule}, {lay.lanes} MAC lanes")
+            pr(f"    wire l{k}_in_ready, l{k}_out_we, l{k}_out_done, l{k}_out_train, l{k}_pred_valid, l{k}_idle;")
+            pr(f"    wire [{oiw - 1}:0] l{k}_out_idx, l{k}_pred;")
+            pr(f"    wire [{lay.act_fmt.width - 1}:0] l{k}_out_val;")
+            pr(f"    wire [{lw - 1}:0] l{k}_out_label;")
+            pr(f"    wire [{lay.lanes * lay.weight.width - 1}:0] l{k}_rd_wdata;")
+            pr(f"    wire [{lay.lanes * lay.bias.width - 1}:0] l{k}_rd_bdata;")
+        for lay in lays:
+            k = lay.index
+            waw = max(1, math.ceil(math.log2(max(2, lay.words))))
+            params = ",\n        ".join(f".{n}({v})" for n, v in self.layer_params(lay).items())
+            if k == 0:
+                src = ("s_fire && (s_data != 0)", "s_j", "s_data", "s_fire && s_last", "s_label", "s_train")
+            else:
+                src = tuple(f"l{k - 1}_{n}" for n in ("out_we", "out_idx", "out_val", "out_done", "out_label",
+                                                     "out_train"))
+            out_ready = f"l{k + 1}_in_ready" if k < L - 1 else "!m_valid"
+            pr(f"    el_layer #(\n        {params}\n    ) u_l{k} (")
+            pr("        .clk(clk), .rst(rst),")
+            pr(f"        .in_ready(l{k}_in_ready), .in_we({src[0]}), .in_idx({src[1]}), .in_val({src[2]}),")
+            pr(f"        .in_done({src[3]}), .in_label({src[4]}), .in_train({src[5]}),")
+            pr(f"        .out_ready({out_ready}), .out_we(l{k}_out_we), .out_idx(l{k}_out_idx), "
+               f".out_val(l{k}_out_val),")
+            pr(f"        .out_done(l{k}_out_done), .out_label(l{k}_out_label), .out_train(l{k}_out_train),")
+            pr(f"        .pred_valid(l{k}_pred_valid), .pred(l{k}_pred),")
+            pr(f"        .rd_addr(rd_addr[{waw - 1}:0]), .rd_wdata(l{k}_rd_wdata), .rd_bdata(l{k}_rd_bdata), "
+               f".idle(l{k}_idle)")
+            pr("    );")
+        ko = L - 1
+        pr("    assign s_ready = l0_in_ready;")
+        pr("    assign busy = " + " || ".join([f"!l{k}_idle" for k in range(L)] + ["(s_j != 0)"]) + ";")
+        pr("    always @(posedge clk) begin")
+        pr("        if (rst) m_valid <= 1'b0;")
+        pr(f"        else if (l{ko}_pred_valid) begin")
+        pr("            m_valid <= 1'b1;")
+        pr(f"            m_pred <= l{ko}_pred;")
+        pr("        end else if (m_ready) m_valid <= 1'b0;")
+        pr("    end")
+        pr("    always @* begin")
+        pr("        rd_wdata = 0;")
+        pr("        rd_bdata = 0;")
+        pr("        case (rd_layer)")
+        for k in range(L):
+            pr(f"            {k}: begin rd_wdata = l{k}_rd_wdata; rd_bdata = l{k}_rd_bdata; end")
+        pr("            default: ;")
+        pr("        endcase")
+        pr("    end")
+        pr("endmodule")
+        return "\n".join(o) + "\n"
+
+    # ------------------------------------------------------------------------------------------------------------
+    # cycle model (what the testbench measures against)
+
+    def ideal_cycles(self, nnz: list[int], train: bool) -> int:
+        """MAC operations of one sample / parallel lanes: forward nnz_k * n_out per layer, plus the same again
+        for every layer that updates (rows with a non-zero input)."""
+        total = 0.0
+        for lay, n in zip(self.layers, nnz):
+            macs = n * lay.n_out
+            if train and lay.rule != "shallow":
+                macs *= 2
+            total += macs / lay.lanes
+        return int(math.ceil(total))
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": "edgelearn-rtl", "version": 1, "top": self.top, "network": self.name, "sizes": self.sizes,
+            "loss": self.loss, "parallel": self.parallel, "seed": self.seed, "ports": self.ports(),
+            "table_bits": self.table_bits, "range_bits": self.range_bits,
+            "layers": [{
+                "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "groups": l.groups,
+                "words": l.words, "rule": l.rule, "act": l.act, "lr_shift": l.lr_shift, "feedback_mode": l.fb_mode
+                if l.rule == "drtp" else None, "rnd_state": l.rnd_state,
+                "formats": {t: _spell(getattr(l, a)) for t, a in (
+                    ("input", "input"), ("weight", "weight"), ("bias", "bias"), ("accum", "accum"),
+                    ("act", "act_fmt"), ("deriv", "deriv"), ("error", "error"), ("feedback", "feedback"))},
+                "memories": {"weights": f"mem/w{l.index}.hex", "biases": f"mem/b{l.index}.hex",
+                             **({"table": f"mem/t{l.index}.hex"} if l.table is not None else {}),
+                             **({"feedback": f"mem/fb{l.index}.hex" if l.fb_mode == "stored"
+                                 else f"mem/fbst{l.index}.hex"} if l.rule == "drtp" else {})},
+            } for l in self.layers],
+        }
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def files(self) -> dict[str, str]:
+        """Every generated file: relative path -> text."""
+        out: dict[str, str] = {f"{self.top}.v": self.render_top()}
+        for lay in self.layers:
+            k = lay.index
+            out[f"mem/w{k}.hex"] = self._hex(self.weight_words(lay), lay.lanes * lay.weight.width)
+            out[f"mem/b{k}.hex"] = self._hex(self.bias_words(lay), lay.lanes * lay.bias.width)
+            if lay.table is not None:
+                out[f"mem/t{k}.hex"] = self._hex(lay.table, lay.act_fmt.width)
+            if lay.rule == "drtp":
+                if lay.fb_mode == "stored":
+                    out[f"mem/fb{k}.hex"] = self._hex(lay.B.ravel(), lay.feedback.width)
+                else:
+                    out[f"mem/fbst{k}.hex"] = self._hex(self.fb_row_states(lay), 32)
+        for f in HW_FILES:
+            out[f"hdl/{f}"] = (HW_DIR / f).read_text()
+        out["filelist.f"] = "\n".join([f"hdl/{f}" for f in HW_FILES] + [f"{self.top}.v"]) + "\n"
+        out["design.json"] = json.dumps(self.meta(), indent=1) + "\n"
+        return out
+
+
+def _spell(f: FixedFormat) -> str:
+    return f"{'' if f.signed else 'u'}fixed<{f.width},{f.integer},{f.rounding},{f.overflow}>"
+
+
+def write_rtl(eng, out, *, parallel: int = 4, top: str = "el_mlp") -> RtlDesign:
+    """Check that the engine's network can be built, then write the design into ``out`` (see module docstring).
+
+    Files are written to a temporary folder beside ``out`` and moved into place, so a failure leaves nothing
+    half-written."""
+    design = RtlDesign(eng, parallel=parallel, top=top)
+    files = design.files()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for rel, text in files.items():
+        p = tmp / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    if out.exists():
+        for rel in files:  # replace the generated files, keep anything else (e.g. simulation builds)
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).replace(dst)
+        shutil.rmtree(tmp)
+    else:
+        tmp.replace(out)
+    return design
