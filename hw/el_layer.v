@@ -20,7 +20,9 @@
 module el_layer #(
     parameter integer N_IN = 16, parameter integer N_OUT = 8, parameter integer P = 4,
     parameter integer NCLS = 10,
-    parameter integer RULE = 0,          // 0 drtp hidden, 1 frozen (shallow), 2 output layer (error from the label)
+    parameter integer RULE = 0,          // 0 drtp hidden, 1 frozen (shallow, or an inference-only datapath), 2 trained
+                                         // output layer (error from the label)
+    parameter integer IS_OUT = 0,        // the output layer: prediction = argmax z
     parameter integer LOSS = 0,          // output layer: 0 bce (e = y* - y), 1 mse (e = (y* - y) f'(z))
     parameter integer ACT = 1,           // 0 none, 1 tanh table, 2 sigmoid table, 3 hard-tanh, 4 relu
     parameter integer XW = 8, parameter integer XF = 8, parameter integer XS = 0,                              // input
@@ -84,7 +86,6 @@ module el_layer #(
     localparam integer STOCH_W = (WR == 7) ? 1 : 0;
     localparam integer STOCH_B = (BR == 7) ? 1 : 0;
     localparam integer LEARN = (RULE != 1) ? 1 : 0;
-    localparam integer IS_OUT = (RULE == 2) ? 1 : 0;
     localparam integer TABLE = (ACT == 1 || ACT == 2) ? 1 : 0;
     localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
 
@@ -496,8 +497,8 @@ module el_layer #(
                     best_z <= y_z;
                     pred <= y_i;
                 end
-                dstage[y_l*EW +: EW] <= sig;
-                if (y_lastlane) begin
+                if (LEARN) dstage[y_l*EW +: EW] <= sig;
+                if (LEARN && y_lastlane) begin
                     dmem[y_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (y_l*EW)))
                                  | ({{(P*EW-EW){1'b0}}, sig} << (y_l*EW));
                 end
@@ -511,7 +512,7 @@ module el_layer #(
                 uc_wa <= w_ra;
                 d_q <= dmem[ub_g];
             end
-            if (uc_valid) begin
+            if (LEARN && uc_valid) begin
                 w_we <= 1'b1;
                 w_wa <= uc_wa;
                 w_wd <= w_new;
@@ -572,8 +573,8 @@ module el_layer #(
                 end
                 ST_UDRAIN: if (!ub_valid && !uc_valid && !w_we) state <= ST_BIAS;
                 ST_BIAS: begin
-                    bmem[bias_g] <= b_new;
-                    if (STOCH_B) st <= st_after_b;
+                    if (LEARN) bmem[bias_g] <= b_new;
+                    if (LEARN && STOCH_B) st <= st_after_b;
                     if (bias_g == G - 1) begin
                         nnz <= 0;
                         state <= ST_IDLE;

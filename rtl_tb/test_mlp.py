@@ -154,20 +154,22 @@ if cocotb is not None:
         await tb.reset()
         N = len(tb.g["labels"])
         snaps = {int(s): i for i, s in enumerate(tb.g["snap"])}
-        lat = []
+        lat, comp = [], []
         cocotb.start_soon(tb.monitor(N))
         for n in range(N):
             t0 = tb.now()
             await tb.send(n)
+            t1 = tb.now()  # the last beat was taken half a cycle ago
             while len(tb.preds) <= n:
                 await FallingEdge(dut.clk)
             await tb.wait_idle()
             lat.append(tb.now() - t0)
+            comp.append(tb.now() - t1)
             if tb.preds[n][0] != int(tb.g["preds"][n]):
                 tb.report["pred_mismatches"] += 1
             if n in snaps:
                 tb.compare(await tb.read_weights(), snaps[n], n)
-        tb.write({"mode": "lockstep", "samples": N, "cycles_per_sample": lat})
+        tb.write({"mode": "lockstep", "samples": N, "cycles_per_sample": lat, "compute_cycles": comp})
         assert tb.report["pred_mismatches"] == 0, tb.report
         assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
 
@@ -307,3 +309,53 @@ def test_every_weight_matches_the_engine_after_every_sample(name, sim, tmp_path)
     # the run really learned something: the weights moved
     assert not np.array_equal(rep["golden"]["W0"][-1], eng.weights()[0]["W"]) or cfg.get("rule") == "shallow"
     assert not np.array_equal(rep["golden"][f"W{len(cfg['sizes']) - 2}"][-1], eng.weights()[-1]["W"])
+
+
+def _real_run(eng, ds, n_train: int, n_test: int):
+    """Training samples (real data, in the engine's sample order) followed by inference-only test samples."""
+    Xtr = eng.quantize_inputs(ds.x_train[:n_train], count=False)
+    Xte = eng.quantize_inputs(ds.x_test[:n_test], count=False)
+    X = np.concatenate([Xtr, Xte]).astype(np.int64)
+    y = np.concatenate([ds.y_train[:n_train], ds.y_test[:n_test]]).astype(np.int64)
+    train = np.arange(len(y)) < n_train
+    return X, y, train
+
+
+def _check_stream(rep, n_samples: int, n_test: int):
+    assert rep["snapshots_compared"] == 1 and rep["pred_mismatches"] == 0
+    assert rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0, rep["first_mismatch"]
+    g = rep["golden"]
+    acc = float(np.mean(g["preds"][-n_test:] == g["labels"][-n_test:]))
+    chance = 1.0 / len(np.unique(g["labels"]))
+    assert acc >= 2 * chance, f"the datapath's test accuracy after the short run is only {acc:.2f}"
+    return acc
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_short_training_run_on_real_digits(sim, tmp_path):
+    """The embedded digits MLP (64-128-10, 8-bit preset, 16 MAC lanes) learns on real handwritten digits in the
+    datapath, streamed back to back: every prediction (training and test) and the final weights equal the
+    engine's."""
+    _need(sim)
+    from edgelearn.data import load_dataset
+    from edgelearn.fixed.engine import FixedEngine
+
+    eng = FixedEngine(None, bits=8, seed=0, lr_shift=4, threads=1)
+    ds = load_dataset("digits", seed=0)
+    n_train, n_test = (300, 100) if sim == "verilator" else (150, 40)  # Icarus is ~10x slower on this design
+    X, y, train = _real_run(eng, ds, n_train, n_test)
+    rep = run_design(eng, X, y, train, tmp_path / "prj", sim, "mlp_stream", 16, snapshots=[len(y) - 1])
+    _check_stream(rep, len(y), n_test)
+
+
+def test_short_training_run_on_real_mnist(mnist_dir, tmp_path):
+    """784-64-10 on real MNIST in Verilator (32 MAC lanes): 200 online DRTP updates, then 100 test images."""
+    _need("verilator")
+    from edgelearn.data import load_dataset
+    from edgelearn.fixed.engine import FixedEngine
+
+    eng = FixedEngine(_spec([784, 64, 10], ["tanh"], name="mnist-784-64-10"), bits=8, seed=0, lr_shift=4, threads=1)
+    ds = load_dataset("mnist", mnist_dir, n_train=200, n_test=100)
+    X, y, train = _real_run(eng, ds, 200, 100)
+    rep = run_design(eng, X, y, train, tmp_path / "prj", "verilator", "mlp_stream", 32, snapshots=[len(y) - 1])
+    _check_stream(rep, len(y), 100)

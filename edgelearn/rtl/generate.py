@@ -90,13 +90,14 @@ def _fmt_params(prefix: str, f: FixedFormat, signed: bool = True, modes: bool = 
 class RtlDesign:
     """What the generated datapath implements, snapshot from an engine and checked for buildability."""
 
-    def __init__(self, eng, parallel: int = 4, top: str = "el_mlp"):
+    def __init__(self, eng, parallel: int = 4, top: str = "el_mlp", learning: bool = True):
         if isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or not 1 <= parallel <= MAX_PARALLEL:
             raise ConfigError(f"parallel MAC units must be an integer in 1..{MAX_PARALLEL}, got {parallel!r}")
         if not top.isidentifier() or top in ("el_layer", "el_convert"):
             raise ConfigError(f"top-level name {top!r} is not a usable Verilog module name")
         self.top = top
         self.parallel = int(parallel)
+        self.learning = bool(learning)  # False: the same network as an inference-only datapath (no update logic)
         spec = eng.spec
         prec = eng.precision
         if spec.loss not in ("bce", "mse"):
@@ -192,7 +193,8 @@ class RtlDesign:
         k = lay.index
         p: dict[str, Any] = {
             "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "NCLS": self.num_classes,
-            "RULE": RULE_CODES[lay.rule], "LOSS": 0 if self.loss == "bce" else 1, "ACT": ACT_CODES[lay.act],
+            "RULE": RULE_CODES[lay.rule] if self.learning else RULE_CODES["shallow"],
+            "IS_OUT": int(lay.rule == "output"), "LOSS": 0 if self.loss == "bce" else 1, "ACT": ACT_CODES[lay.act],
         }
         p.update(_fmt_params("X", lay.input, modes=False))
         p.update(_fmt_params("W", lay.weight))
@@ -335,7 +337,7 @@ class RtlDesign:
     def meta(self) -> dict[str, Any]:
         return {
             "format": "edgelearn-rtl", "version": 1, "top": self.top, "network": self.name, "sizes": self.sizes,
-            "loss": self.loss, "parallel": self.parallel, "seed": self.seed, "ports": self.ports(),
+            "loss": self.loss, "parallel": self.parallel, "learning": self.learning, "seed": self.seed, "ports": self.ports(),
             "table_bits": self.table_bits, "range_bits": self.range_bits,
             "layers": [{
                 "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "groups": l.groups,
@@ -378,12 +380,12 @@ def _spell(f: FixedFormat) -> str:
     return f"{'' if f.signed else 'u'}fixed<{f.width},{f.integer},{f.rounding},{f.overflow}>"
 
 
-def write_rtl(eng, out, *, parallel: int = 4, top: str = "el_mlp") -> RtlDesign:
+def write_rtl(eng, out, *, parallel: int = 4, top: str = "el_mlp", learning: bool = True) -> RtlDesign:
     """Check that the engine's network can be built, then write the design into ``out`` (see module docstring).
 
     Files are written to a temporary folder beside ``out`` and moved into place, so a failure leaves nothing
     half-written."""
-    design = RtlDesign(eng, parallel=parallel, top=top)
+    design = RtlDesign(eng, parallel=parallel, top=top, learning=learning)
     files = design.files()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
