@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = [
     "edgelearn.commands.data",
     "edgelearn.commands.info",
     "edgelearn.commands.export_hls",
+    "edgelearn.commands.rtl",
 ]
 
 

@@ -231,13 +231,18 @@ module el_layer #(
     localparam integer SW = (((AW + 1 + FS - AF) > (PW + FS - FP)) ? (AW + 1 + FS - AF) : (PW + FS - FP)) + 1;
     localparam integer UW = EW + XW + 2;                  // exact increment delta * x
     localparam integer SWU = EF + XF + LR - WF;           // bits dropped when the increment meets the weight LSB
-    localparam integer DWU = ((SWU > 0) ? (UW - SWU + 2) : (UW - SWU + 1)) < 2 ? 2
-                             : ((SWU > 0) ? (UW - SWU + 2) : (UW - SWU + 1));
     localparam integer SWB = EF + LR - BF;
     localparam integer DWB = ((SWB > 0) ? (EW + 1 - SWB + 2) : (EW + 1 - SWB + 1)) < 2 ? 2
                              : ((SWB > 0) ? (EW + 1 - SWB + 2) : (EW + 1 - SWB + 1));
-    localparam integer VWW = ((WW + 1 > DWU) ? WW + 1 : DWU) + 1;
     localparam integer VWB = ((BW + 1 > DWB) ? BW + 1 : DWB) + 1;
+    localparam integer MW = ((WW > EW) ? WW : EW) + 1;   // shared multiplier operand
+    localparam integer SHARE_B = (BW == WW && BF == WF && BS == WS && BR == WR && BO == WO && XF >= 0) ? 1 : 0;
+    localparam integer UIW = (((UW > EW + 1 + XF) ? UW : EW + 1 + XF) > MW + XW + 1
+                              ? ((UW > EW + 1 + XF) ? UW : EW + 1 + XF) : MW + XW + 1) + 1;
+    localparam integer DWU = ((SWU > 0) ? (UIW - SWU + 2) : (UIW - SWU + 1)) < 2 ? 2
+                             : ((SWU > 0) ? (UIW - SWU + 2) : (UIW - SWU + 1));
+    localparam integer VWW = ((WW + 1 > DWU) ? WW + 1 : DWU) + 1;
+    wire bias_ph = (state == ST_BIAS);
 
     wire [P*AW-1:0] acc_new;
     wire [P*WW-1:0] w_new;
@@ -249,11 +254,17 @@ module el_layer #(
     genvar gl;
     generate
         for (gl = 0; gl < P; gl = gl + 1) begin : g_lane
-            // ---- forward: acc = (first ? b -> acc : acc) + w * x, assigned to the accumulator
+            // one multiplier per lane, shared: w * x in the forward pass, delta * x in the update (never both)
             wire [WW-1:0] w_raw = w_q[gl*WW +: WW];
             wire signed [WW:0] wv = WS ? {w_raw[WW-1], w_raw} : {1'b0, w_raw};
-            wire signed [XW:0] xv = XS ? {c_x[XW-1], c_x} : {1'b0, c_x};
-            wire signed [PW-1:0] prod = wv * xv;
+            wire [EW-1:0] d_raw = bias_ph ? d_bias[gl*EW +: EW] : d_q[gl*EW +: EW];
+            wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
+            wire signed [MW-1:0] ma = uc_valid ? $signed(dv) : $signed(wv);
+            wire [XW-1:0] mx = uc_valid ? uc_x : c_x;
+            wire signed [XW:0] mxv = XS ? {mx[XW-1], mx} : {1'b0, mx};
+            wire signed [MW+XW:0] prod = ma * mxv;
+
+            // ---- forward: acc = (first ? b -> acc : acc) + w * x, assigned to the accumulator
             wire [BW-1:0] b_raw = b_cur[gl*BW +: BW];
             wire signed [BW:0] bv = BS ? {b_raw[BW-1], b_raw} : {1'b0, b_raw};
             wire [AW-1:0] binit;
@@ -267,33 +278,35 @@ module el_layer #(
             el_convert #(.IW(SW), .S(FS - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
                 u_acc (.din(sum), .rnd(32'd0), .dout(acc_new[gl*AW +: AW]), .ovf());
 
-            // ---- weight update: W + round(delta * x * 2^-LR) (one draw per lane), then the overflow mode
-            wire [EW-1:0] d_raw = d_q[gl*EW +: EW];
-            wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
-            wire signed [XW:0] uxv = XS ? {uc_x[XW-1], uc_x} : {1'b0, uc_x};
-            wire signed [UW-1:0] u = dv * uxv;
+            // ---- weight update: W + round(delta * x * 2^-LR) (one draw per lane), then the overflow mode.
+            // With a bias format equal to the weight format the bias update runs through the same path:
+            // round(delta * 2^-LR) at the bias LSB = round((delta << XF) * 2^-LR) at F_e + F_x (exact scaling).
+            wire [BW-1:0] bo_raw = b_upd_cur[gl*BW +: BW];
+            wire signed [BW:0] bov = BS ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
+            wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : prod;
             wire [DWU-1:0] dw;
-            el_convert #(.IW(UW), .S(SWU), .RMODE(WR), .OW(DWU), .OSIGNED(1), .OMODE(0))
+            el_convert #(.IW(UIW), .S(SWU), .RMODE(WR), .OW(DWU), .OSIGNED(1), .OMODE(0))
                 u_dw (.din(u), .rnd(draws[gl*32 +: 32]), .dout(dw), .ovf());
-            wire signed [VWW-1:0] wsum = $signed(wv) + $signed(dw);
+            wire signed [VWW-1:0] wold = (SHARE_B && bias_ph) ? $signed(bov) : $signed(wv);
+            wire signed [VWW-1:0] wsum = wold + $signed(dw);
             wire [WW-1:0] wn;
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
                 u_w (.din(wsum), .rnd(32'd0), .dout(wn), .ovf());
             assign w_new[gl*WW +: WW] = (uc_g * P + gl < N_OUT) ? wn : w_raw;
 
-            // ---- bias update: b + round(delta * 2^-LR)
-            wire [EW-1:0] db_raw = d_bias[gl*EW +: EW];
-            wire signed [EW:0] dbv = ES ? {db_raw[EW-1], db_raw} : {1'b0, db_raw};
-            wire [BW-1:0] bo_raw = b_upd_cur[gl*BW +: BW];
-            wire signed [BW:0] bov = BS ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
-            wire [DWB-1:0] db;
-            el_convert #(.IW(EW + 1), .S(SWB), .RMODE(BR), .OW(DWB), .OSIGNED(1), .OMODE(0))
-                u_db (.din(dbv), .rnd(STOCH_B ? draws[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
-            wire signed [VWB-1:0] bsum = $signed(bov) + $signed(db);
-            wire [BW-1:0] bn;
-            el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
-                u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
-            assign b_new[gl*BW +: BW] = (bias_g * P + gl < N_OUT) ? bn : bo_raw;
+            if (SHARE_B) begin : g_bias_shared
+                assign b_new[gl*BW +: BW] = (bias_g * P + gl < N_OUT) ? wn : bo_raw;
+            end else begin : g_bias_own
+                // ---- bias update with its own format: b + round(delta * 2^-LR)
+                wire [DWB-1:0] db;
+                el_convert #(.IW(EW + 1), .S(SWB), .RMODE(BR), .OW(DWB), .OSIGNED(1), .OMODE(0))
+                    u_db (.din(dv), .rnd(STOCH_B ? draws[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
+                wire signed [VWB-1:0] bsum = $signed(bov) + $signed(db);
+                wire [BW-1:0] bn;
+                el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
+                    u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
+                assign b_new[gl*BW +: BW] = (bias_g * P + gl < N_OUT) ? bn : bo_raw;
+            end
         end
     endgenerate
 

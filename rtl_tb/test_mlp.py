@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -269,10 +270,12 @@ def run_design(eng, X, y, train, prj: Path, sim: str, testcase: str, parallel: i
     srcs = [prj / line for line in (prj / "filelist.f").read_text().split()]
     runner = rsim.build(sim, srcs, design.top, build)
     report = prj / f"report_{sim}_{testcase}.json"
+    t0 = time.perf_counter()
     rsim.test(runner, design.top, "test_mlp", build, run_dir=prj, testcase=testcase,
               extra_env={"EL_DESIGN": str(prj / "design.json"), "EL_GOLDEN": str(prj / "golden.npz"),
                          "EL_REPORT": str(report)})
     rep = json.loads(report.read_text())
+    rep["sim_seconds"] = time.perf_counter() - t0
     rep["golden"] = gold
     rep["design"] = design
     return rep

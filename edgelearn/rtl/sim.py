@@ -102,7 +102,8 @@ def test(runner: Any, toplevel: str, test_module: str, build_dir: Path, extra_en
     if here not in sys.path:
         sys.path.insert(0, here)  # the runner exports sys.path as the simulator's PYTHONPATH
     xml = Path(build_dir).resolve() / f"{test_module}.{testcase or 'all'}.results.xml"
+    log = None if "PYTEST_CURRENT_TEST" in os.environ else Path(build_dir).resolve() / f"{test_module}.log"
     res = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=str(build_dir),
                       test_dir=str(run_dir or build_dir), extra_env=dict(extra_env or {}), testcase=testcase,
-                      results_xml=str(xml))
+                      results_xml=str(xml), log_file=str(log) if log else None)
     return get_results(Path(res))

@@ -1,0 +1,160 @@
+"""The generated learning datapath: cycles vs the ideal, training vs inference, simulator speed, resources.
+
+    .venv/bin/python benchmarks/bench_rtl.py                 # everything (MNIST from ../shared/data if present)
+    .venv/bin/python benchmarks/bench_rtl.py --only cycles   # or: speed, resources, regression
+
+* cycles: 784-128-10 (tanh, 8-bit preset, DRTP) on real MNIST images (digits 64-128-10 without the data), for
+  several numbers of parallel MAC units: compute cycles per training sample and per inference sample (from the
+  sample's last input beat to idle, Verilator, every weight checked against the engine), beside the ideal
+  MAC operations / MAC units (forward: non-zero inputs x outputs per layer; training adds the same again for every
+  layer that updates).
+* speed: cycles per second of Verilator and Icarus on the same design and samples (cocotb-driven stream).
+* resources: yosys synth_xilinx + stat, the same network with and without the learning logic (and with
+  round-to-nearest instead of stochastic weight rounding, to show what the LFSR draws cost).
+* regression: wall time of the RTL test suite (pytest rtl_tb).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "rtl_tb"))
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def _data(n_train: int, n_test: int):
+    from edgelearn.data import load_dataset
+
+    if (MNIST / "train-images-idx3-ubyte.gz").exists() or (MNIST / "train-images-idx3-ubyte").exists():
+        return "mnist", load_dataset("mnist", MNIST, n_train=n_train, n_test=n_test)
+    return "digits", load_dataset("digits", seed=0)
+
+
+def _engine(n_in: int, hidden: int = 128, bits: int = 8, rounding=None):
+    from edgelearn.fixed.engine import FixedEngine
+    from test_mlp import _spec
+
+    return FixedEngine(_spec([n_in, hidden, 10], ["tanh"], name=f"mlp-{n_in}-{hidden}-10"), bits=bits, seed=0,
+                       lr_shift=4, rounding=rounding, threads=1)
+
+
+def bench_cycles(parallels, n: int) -> None:
+    from test_mlp import run_design
+
+    name, ds = _data(n, n)
+    n_in = int(np.prod(ds.x_train.shape[1:]))
+    print(f"cycles per sample, {n_in}-128-10 tanh, 8-bit preset, DRTP, {n} real {name} samples (Verilator; "
+          f"compute = last input beat -> idle; every weight compared with the engine after every sample)")
+    print(f"{'MAC units':>9} {'train':>9} {'ideal':>9} {'ratio':>6} {'infer':>9} {'ideal':>9} {'ratio':>6} "
+          f"{'train/infer':>11} {'input beats':>11} {'mismatching bits':>16}")
+    for P in parallels:
+        eng = _engine(n_in)
+        X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
+        y = np.asarray(ds.y_train[:n], dtype=np.int64)
+        with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
+            rows = {}
+            for mode, train in (("train", np.ones(n, bool)), ("infer", np.zeros(n, bool))):
+                rep = run_design(eng, X, y, train, Path(tmp) / mode, "verilator", "mlp_lockstep", P,
+                                 snapshots=[n - 1])
+                g, design = rep["golden"], rep["design"]
+                nnz = np.stack([g[f"nnz{k}"] for k in range(len(design.layers))], axis=1)
+                ideal = np.mean([design.ideal_cycles(list(r), mode == "train") for r in nnz])
+                rows[mode] = (float(np.mean(rep["compute_cycles"])), float(ideal),
+                              rep["weight_bits_mismatched"] + rep["bias_bits_mismatched"] + rep["pred_mismatches"])
+        tr, ti = rows["train"], rows["infer"]
+        print(f"{P:>9} {tr[0]:>9.0f} {tr[1]:>9.0f} {tr[0] / tr[1]:>6.2f} {ti[0]:>9.0f} {ti[1]:>9.0f} "
+              f"{ti[0] / ti[1]:>6.2f} {tr[0] / ti[0]:>11.2f} {n_in:>11} {tr[2] + ti[2]:>16}", flush=True)
+
+
+def bench_speed(n: int) -> None:
+    from edgelearn.fixed.engine import FixedEngine
+    from edgelearn.data import load_dataset
+    from test_mlp import run_design
+
+    eng = FixedEngine(None, bits=8, seed=0, lr_shift=4, threads=1)
+    ds = load_dataset("digits", seed=0)
+    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
+    y = np.asarray(ds.y_train[:n], dtype=np.int64)
+    train = np.ones(n, dtype=bool)
+    print(f"simulator speed: digits 64-128-10, 16 MAC lanes, {n} training samples streamed back to back (cocotb)")
+    res = {}
+    with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
+        for sim in ("verilator", "icarus"):
+            t0 = time.perf_counter()
+            rep = run_design(eng, X, y, train, Path(tmp) / sim, sim, "mlp_stream", 16, snapshots=[n - 1])
+            wall = time.perf_counter() - t0
+            res[sim] = rep
+            run_s = rep["sim_seconds"]
+            print(f"  {sim:<9} build + run {wall:6.1f} s, simulation {run_s:6.1f} s for {rep['cycles_total']:,.0f} "
+                  f"cycles = {rep['cycles_total'] / run_s:,.0f} cycles/s; mismatching bits "
+                  f"{rep['weight_bits_mismatched'] + rep['bias_bits_mismatched']}", flush=True)
+    v, i = res["verilator"], res["icarus"]
+    print(f"  Verilator / Icarus: {(v['cycles_total'] / v['sim_seconds']) / (i['cycles_total'] / i['sim_seconds']):.1f}x "
+          f"cycles/s (stream throughput {v['cycles_per_sample']:.0f} cycles per training sample incl. 64 input beats)")
+
+
+def bench_resources(n_in: int, P: int) -> None:
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.synth import synthesize
+
+    print(f"resources (yosys synth_xilinx; stat), {n_in}-128-10 tanh, 8-bit preset, {P} MAC lanes per layer")
+    cols = ("LUT", "FF", "DSP", "BRAM", "LUTRAM", "CARRY")
+    print(f"  {'design':<44}" + "".join(f"{c:>9}" for c in cols))
+    base = None
+    with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
+        for label, rnd, learn in (("inference only", None, False),
+                                  ("DRTP learning, stochastic rounding (preset)", None, True),
+                                  ("DRTP learning, round-to-nearest weights", [(None, "RND")], True)):
+            eng = _engine(n_in, rounding=rnd)
+            prj = Path(tmp) / label.replace(" ", "_").replace(",", "")
+            write_rtl(eng, prj, parallel=P, learning=learn)
+            r = synthesize(prj)["resources"]
+            print(f"  {label:<44}" + "".join(f"{r[c]:>9g}" for c in cols), flush=True)
+            if base is None:
+                base = r
+            else:
+                print(f"  {'  learning adds':<44}" + "".join(
+                    f"{(100 * (r[c] - base[c]) / base[c]) if base[c] else float('nan'):>8.0f}%" for c in cols))
+
+
+def bench_regression() -> None:
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "rtl_tb"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ})
+    print(f"RTL regression (pytest rtl_tb, Icarus + Verilator): {time.perf_counter() - t0:.0f} s wall; "
+          f"{res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr[-200:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=("cycles", "speed", "resources", "regression"), action="append")
+    ap.add_argument("--parallel", default="1,4,16,64", help="MAC units to measure (default 1,4,16,64)")
+    ap.add_argument("--samples", type=int, default=10, help="samples per cycle measurement (default 10)")
+    ap.add_argument("--speed-samples", type=int, default=100)
+    a = ap.parse_args()
+    from edgelearn.rtl import sim as rsim
+
+    rsim.tool_env()
+    only = set(a.only or ("cycles", "speed", "resources", "regression"))
+    print(f"machine load {os.getloadavg()[0]:.1f} (2 cores)")
+    if "cycles" in only:
+        bench_cycles([int(p) for p in a.parallel.split(",")], a.samples)
+    if "speed" in only:
+        bench_speed(a.speed_samples)
+    if "resources" in only:
+        bench_resources(64, 16)
+        bench_resources(784, 16)
+    if "regression" in only:
+        bench_regression()
+
+
+if __name__ == "__main__":
+    main()

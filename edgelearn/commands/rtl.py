@@ -1,0 +1,108 @@
+"""``edgelearn rtl``: generate the on-chip learning datapath (Verilog) of an MLP, and optionally prove it."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_engine_args, engine_from_args, positive_int
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rtl",
+        help="generate the Verilog learning datapath (bit-exact with the fixed-point engine)",
+        description="Write the Verilog top level, parameters, memory-initialisation files and file list of an MLP "
+                    "that infers and learns on chip (DRTP hidden layers, or frozen 'shallow' ones; the output layer "
+                    "learns from its error), computing exactly what the fixed-point engine computes. Weights come "
+                    "from --weights (an engine weight file, e.g. trained by 'edgelearn simulate') or are the "
+                    "engine's initial values. Without --config: the embedded digits MLP, 8-bit preset. --check "
+                    "SIM runs the cocotb testbench (every weight compared after every sample); --synth estimates "
+                    "resources with yosys. See docs/rtl.md.",
+    )
+    p.add_argument("--out", "-o", required=True, help="output directory")
+    add_engine_args(p, "drtp or shallow hidden layers")
+    p.add_argument("--parallel", "-p", type=positive_int, default=8,
+                   help="parallel MAC units per layer (capped at the layer's outputs; default 8)")
+    p.add_argument("--top", default="el_mlp", help="name of the top-level module (default el_mlp)")
+    p.add_argument("--inference-only", action="store_true",
+                   help="the same network without the learning logic (for resource comparisons)")
+    p.add_argument("--check", choices=("icarus", "verilator"), action="append",
+                   help="simulate with cocotb and compare predictions and every weight with the engine after every "
+                        "sample (repeatable: both simulators)")
+    p.add_argument("--check-samples", type=positive_int, default=16, help="samples of the check (default 16)")
+    p.add_argument("--dataset", help="dataset of the check samples (default: the config's)")
+    p.add_argument("--data-dir", help="directory of the MNIST / CIFAR files")
+    p.add_argument("--synth", action="store_true", help="resource estimate with yosys (synth_xilinx; stat)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..rtl import sim as rsim
+    from ..rtl.generate import RtlDesign, write_rtl
+
+    eng = engine_from_args(args, "rtl")
+    RtlDesign(eng, parallel=args.parallel, top=args.top, learning=not args.inference_only)  # validate first
+    if args.check:
+        for s in args.check:
+            rsim.require(s)
+        if args.inference_only:
+            from ..errors import ConfigError
+
+            raise ConfigError("--check compares learning with the engine; drop --inference-only")
+    if args.synth:
+        from ..rtl.synth import require_yosys
+
+        require_yosys()
+    out = Path(args.out)
+    design = write_rtl(eng, out, parallel=args.parallel, top=args.top, learning=not args.inference_only)
+    sizes = "-".join(map(str, design.sizes))
+    print(f"{design.top}: {design.name} {sizes}, rules {', '.join(l.rule for l in design.layers)}, "
+          f"{args.parallel} MAC lanes per layer{' (inference only)' if args.inference_only else ''}")
+    print(f"  written to {out}: {design.top}.v, hdl/, mem/, filelist.f, design.json")
+    status = 0
+    for s in args.check or []:
+        rep = check(eng, design, out, s, args.check_samples, args.dataset, args.data_dir)
+        ok = rep["pred_mismatches"] == 0 and rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0
+        status |= 0 if ok else 1
+        print(f"  {s}: {rep['samples']} samples, predictions {rep['samples'] - rep['pred_mismatches']}/"
+              f"{rep['samples']} equal, {rep['weights_compared']:,} weight and {rep['biases_compared']:,} bias "
+              f"comparisons, mismatching bits {rep['weight_bits_mismatched'] + rep['bias_bits_mismatched']}; "
+              f"compute cycles per training sample {rep['mean_compute_cycles']:.0f} "
+              f"(ideal {rep['mean_ideal_cycles']:.0f})")
+    if args.synth:
+        from ..rtl.synth import synthesize
+
+        res = synthesize(out, design.top)
+        r = res["resources"]
+        print(f"  yosys synth_xilinx: LUT {r['LUT']:,}  FF {r['FF']:,}  DSP {r['DSP']}  BRAM36 {r['BRAM']:g}  "
+              f"LUTRAM {r['LUTRAM']}  ({res['seconds']:.0f} s; log {out / 'yosys.log'})")
+        (out / "resources.json").write_text(json.dumps(res, indent=1) + "\n")
+    return status
+
+
+def check(eng, design, out: Path, sim: str, n: int, dataset: str | None, data_dir) -> dict:
+    """Lockstep cocotb run on ``n`` training samples of the dataset: report of rtl_tb/test_mlp.py::mlp_lockstep."""
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..rtl import sim as rsim
+    from ..rtl.verify import golden
+
+    ds = load_dataset(dataset or eng.spec.dataset or "digits", data_dir, seed=0, n_train=n, n_test=1)
+    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
+    y = np.asarray(ds.y_train[:n], dtype=np.int64)
+    gold = golden(eng, X, y, np.ones(len(y), dtype=bool), path=out / "golden.npz")
+    build = out / f"sim_{sim}"
+    srcs = [out / line for line in (out / "filelist.f").read_text().split()]
+    runner = rsim.build(sim, srcs, design.top, build)
+    report = out / f"check_{sim}.json"
+    rsim.test(runner, design.top, "test_mlp", build, run_dir=out, testcase="mlp_lockstep",
+              extra_env={"EL_DESIGN": str(out / "design.json"), "EL_GOLDEN": str(out / "golden.npz"),
+                         "EL_REPORT": str(report)})
+    rep = json.loads(report.read_text())
+    nnz = np.stack([gold[f"nnz{k}"] for k in range(len(design.layers))], axis=1)
+    rep["mean_compute_cycles"] = float(np.mean(rep["compute_cycles"]))
+    rep["mean_ideal_cycles"] = float(np.mean([design.ideal_cycles(list(r), True) for r in nnz]))
+    report.write_text(json.dumps(rep, indent=1) + "\n")
+    return rep

@@ -1,0 +1,97 @@
+"""The RTL generator (no simulator needed): what it writes, and the configurations it refuses before simulation."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from edgelearn.cli import main
+from edgelearn.errors import ConfigError, FormatError, RuleError
+from edgelearn.fixed.engine import FixedEngine
+from edgelearn.network import network_from_dict
+from edgelearn.rtl import layout
+from edgelearn.rtl.generate import RtlDesign, write_rtl
+
+
+def _spec(rule="drtp", act="tanh", sizes=(12, 8, 4), loss="bce"):
+    return network_from_dict({"name": "g", "input_shape": [sizes[0]], "num_classes": sizes[-1], "loss": loss,
+                              "rule": rule, "layers": [{"type": "linear", "out": sizes[1], "act": act, "name": "fc1"},
+                                                       {"type": "linear", "out": sizes[-1], "name": "out"}]})
+
+
+def test_layout_round_trip_and_lane_order():
+    rng = np.random.default_rng(0)
+    W = rng.integers(-128, 128, size=(5, 7))
+    words = layout.pack(W, 3, 8)
+    assert len(words) == 5 * 3  # 3 groups of 3 lanes (last group: 1 lane + 2 zero pads)
+    # word g*n_in + j, lane l = W[j, g*3 + l]: word 1*5 + 2 lane 0 is W[2, 3]
+    assert (words[1 * 5 + 2] & 0xFF) == (int(W[2, 3]) & 0xFF)
+    assert words[2 * 5 + 4] >> 8 == 0  # padding lanes are zero
+    assert np.array_equal(layout.unpack(words, 3, 8, True, 7, 5), W)
+    assert layout.mismatched_bits(W, W, 8) == 0
+    assert layout.mismatched_bits(np.array([0]), np.array([-1]), 8) == 8
+
+
+def test_written_files_memory_images_and_design_json(tmp_path):
+    eng = FixedEngine(_spec(), bits=8, seed=1)
+    d = write_rtl(eng, tmp_path / "prj", parallel=3)
+    prj = tmp_path / "prj"
+    for f in ("el_mlp.v", "hdl/el_layer.v", "hdl/el_convert.v", "mem/w0.hex", "mem/b0.hex", "mem/t0.hex",
+              "mem/fb0.hex", "mem/w1.hex", "mem/t1.hex", "filelist.f", "design.json"):
+        assert (prj / f).is_file(), f
+    meta = json.loads((prj / "design.json").read_text())
+    assert [l["lanes"] for l in meta["layers"]] == [3, 3] and meta["layers"][0]["groups"] == 3
+    # the weight image is the engine's weights in the documented layout
+    words = [int(line, 16) for line in (prj / "mem/w0.hex").read_text().split()]
+    assert np.array_equal(layout.unpack(words, 3, 8, True, 8, 12), eng.weights()[0]["W"])
+    # the table image is the engine's table, the feedback image its B
+    t = [int(line, 16) for line in (prj / "mem/t0.hex").read_text().split()]
+    assert len(t) == 1024 and t == [int(v) & 0xFF for v in eng.tables[0]]
+    fb = [int(line, 16) for line in (prj / "mem/fb0.hex").read_text().split()]
+    assert fb == [int(v) & 0xFF for v in eng.B[0].ravel()]
+    # LFSR feedback: row states instead of the matrix
+    eng2 = FixedEngine(_spec(), bits=8, seed=1, feedback="lfsr")
+    write_rtl(eng2, tmp_path / "lfsr", parallel=4)
+    assert (tmp_path / "lfsr/mem/fbst0.hex").is_file() and not (tmp_path / "lfsr/mem/fb0.hex").exists()
+    # MACs / lanes: forward and update of both layers (12 and 8 non-zero inputs)
+    assert d.ideal_cycles([12, 8], True) == math.ceil(2 * (12 * 8 / 3 + 8 * 4 / 3))
+    assert d.ideal_cycles([12, 8], False) == math.ceil(12 * 8 / 3 + 8 * 4 / 3)
+
+
+@pytest.mark.parametrize("make,err,words", [
+    (lambda: FixedEngine(_spec(rule="sdfa"), bits=8), RuleError, "rule 'sdfa' has no generated datapath"),
+    (lambda: FixedEngine(_spec(rule="bp"), bits=8), RuleError, "rule 'bp'"),
+    (lambda: FixedEngine(_spec(), bits=8, formats={"update": "fixed<16,4>"}), FormatError, "update format"),
+    (lambda: FixedEngine(_spec(act="hardtanh"), bits=8, formats={"accum": "fixed<20,22>"}), FormatError,
+     "hard-tanh needs an accumulator"),
+])
+def test_configurations_the_generator_cannot_build(make, err, words):
+    with pytest.raises(err, match=words):
+        RtlDesign(make(), parallel=4)
+
+
+def test_bad_parallelism_and_names():
+    eng = FixedEngine(_spec(), bits=8)
+    for p in (0, 65, 2.5, True):
+        with pytest.raises(ConfigError, match="parallel MAC units"):
+            RtlDesign(eng, parallel=p)
+    with pytest.raises(ConfigError, match="module name"):
+        RtlDesign(eng, top="el_layer")
+    with pytest.raises(ConfigError, match="minibatch"):
+        RtlDesign(FixedEngine(_spec(), bits=8, batch_size=4), parallel=4)
+
+
+def test_cli_writes_the_default_design_and_refuses_bad_input(tmp_path, capsys):
+    assert main(["rtl", "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "digits-mlp 64-128-10" in out and (tmp_path / "d/el_mlp.v").is_file()
+    assert main(["rtl", "--out", str(tmp_path / "bad"), "--rule", "dfa"]) == 2
+    err = capsys.readouterr().err
+    assert "no generated datapath" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()  # nothing half-written
+    assert main(["rtl", "--out", str(tmp_path / "bad"), "--config", "small-convbn"]) == 2
+    assert "MLPs" in capsys.readouterr().err
+    assert main(["rtl", "--out", str(tmp_path / "bad"), "--parallel", "100"]) == 2
+    assert not (tmp_path / "bad").exists()
