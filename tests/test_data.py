@@ -448,7 +448,8 @@ def test_lowrank_teacher():
 # ------------------------------------------------------------------------------------------- API and errors
 def test_names_and_unknowns():
     assert DATASET_NAMES == ("mnist", "cifar10", "cifar100", "digits", "synthetic", "cosine", "lowrank")
-    assert dataset_params("lowrank")["d"] == 8 and dataset_params("cifar100") == {"label_mode": "fine"}
+    assert dataset_params("lowrank")["d"] == 8
+    assert dataset_params("cifar100") == {"label_mode": "fine", "grayscale": False, "classes": None}
     with pytest.raises(DataError) as ei:
         load_dataset("mnsit")
     assert "did you mean mnist" in one_line_error(ei)

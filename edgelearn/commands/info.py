@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Without arguments, list the learning rules and the network configs; with --config, "
                                    "show the layers, shapes and rule of each layer.")
     p.add_argument("--config", "-c", help="network YAML file or name")
+    p.add_argument("--variant", "-V", help="a variant of an experiment config")
     p.set_defaults(func=run)
 
 
@@ -18,21 +19,29 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..network import EMBEDDED_DIR, MODELS_DIR, RULES
+    from ..network import RULES, config_names, load_network
 
     console = Console()
     if args.config is None:
         console.print("[bold]rules:[/bold] " + ", ".join(RULES))
-        t = Table("config", "description")
-        for base in (EMBEDDED_DIR, MODELS_DIR):
-            for path in sorted(base.glob("*.yaml")):
-                spec = load_spec(str(path))
-                t.add_row(spec.name, spec.description)
+        t = Table("config", "description", "variants")
+        for name in config_names():
+            spec = load_network(name)
+            t.add_row(name, spec.description, str(len(spec.variants)) if spec.variants else "")
         console.print(t)
         return 0
     spec = load_spec(args.config)
-    t = Table("layer", "type", "output shape", "rule", title=f"{spec.name}: {spec.description}")
+    if args.variant:
+        spec = spec.with_variant(args.variant)
+    title = f"{spec.name}{' [' + spec.variant + ']' if spec.variant else ''}: {spec.description}"
+    t = Table("layer", "type", "output shape", "rule", title=title)
+    sites = spec.site_names()
     for layer in spec.layers:
-        t.add_row(layer.name, layer.type, str(list(layer.out_shape)), spec.layer_rule(layer) if layer.trainable else "")
+        inner = [n for n in sites if n.startswith(layer.name + ".")]
+        rule = spec.layer_rule(layer) if layer.trainable else ", ".join(sorted({spec.layer_rule(n) for n in inner}))
+        t.add_row(layer.name, layer.type, str(list(layer.out_shape)), rule)
     console.print(t)
+    if spec.variants:
+        console.print(f"[bold]variants[/bold] ({len(spec.variants)}; default {spec.default_variant}): "
+                      + " ".join(spec.variant_names()))
     return 0

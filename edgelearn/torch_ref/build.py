@@ -91,6 +91,61 @@ class TokenPool(nn.Module):
         return x[:, 0] if self.mode == "cls" else x.mean(dim=1)
 
 
+class PadShortcut(nn.Module):
+    """ResNet option-A shortcut (He et al. 2016, CIFAR): subsample by ``stride`` and zero-pad the new channels."""
+
+    def __init__(self, stride: int, extra_channels: int):
+        super().__init__()
+        self.stride = stride
+        self.extra = extra_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        if self.extra:
+            lo = self.extra // 2
+            x = torch.nn.functional.pad(x, (0, 0, 0, 0, lo, self.extra - lo))
+        return x
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: relu(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x)).
+
+    ``el_segment_ends`` tells the converter where the *point* of each conv is: ``conv1`` ends after ``relu1`` and
+    ``conv2`` after the block's output ReLU (after the addition), so a direct rule delivers its signal at the block
+    output and cuts the graph there -- the next block's local backward stops at this block's output and never flows
+    back through the shortcut. A ``conv`` shortcut is an ``nn.Sequential(conv1x1, bn)``: its own site, ending at
+    its batch norm.
+    """
+
+    el_segment_ends = {"conv1": "relu1", "conv2": "relu2"}
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, shortcut: str = "pad"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu2 = nn.ReLU()
+        if stride == 1 and in_ch == out_ch:
+            self.shortcut: nn.Module = nn.Identity()
+        elif shortcut == "conv":
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+        else:
+            self.shortcut = PadShortcut(stride, out_ch - in_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + self.shortcut(x))
+
+
+def residual_stage(in_ch: int, out_ch: int, stride: int, blocks: int, shortcut: str) -> nn.Sequential:
+    """``blocks`` basic blocks; the first changes the width and has the stride."""
+    return nn.Sequential(*[BasicBlock(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, shortcut)
+                           for i in range(blocks)])
+
+
 def he_uniform_(weight: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """He (Kaiming) uniform init, U(-sqrt(6/fan_in), sqrt(6/fan_in)), as in the DRTP paper."""
     fan_in = weight[0].numel()
@@ -128,6 +183,10 @@ def _layer_modules(layer: LayerSpec) -> list[nn.Module]:
         return [TransformerBlock(int(layer.in_shape[-1]), int(p["heads"]), float(p["mlp_ratio"]), float(p["dropout"]))]
     elif t == "token_pool":
         return [TokenPool(p["mode"])]
+    elif t == "adaptive_avgpool":
+        return [nn.AdaptiveAvgPool2d(int(p["size"]))]
+    elif t == "residual":
+        return [residual_stage(int(layer.in_shape[0]), int(p["out"]), int(p["stride"]), int(p["blocks"]), p["shortcut"])]
     else:  # pragma: no cover - the description was validated
         raise AssertionError(t)
     act = activation(p.get("act", "none"))
@@ -156,6 +215,11 @@ def build_model(spec: NetworkSpec, seed: int | None = None, init: str | None = N
             he_uniform_(mod.weight)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
+        for layer in spec.layers:  # the convs of residual stages too (ResNets: He init)
+            if layer.type == "residual":
+                for mod in getattr(model, layer.name).modules():
+                    if isinstance(mod, nn.Conv2d):
+                        he_uniform_(mod.weight)
     elif init != "torch":
         from ..errors import ConfigError
 

@@ -51,7 +51,7 @@ from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from ..errors import RuleError
-from .rules import Rule, he_uniform, register
+from .rules import Rule, fp32_region, he_uniform, no_autocast, register
 
 DEFAULTS: dict[str, Any] = {
     "rank": None,  # None: the number of classes (regression: the output dimension)
@@ -70,12 +70,49 @@ P_NAME = "el_ldfa_p"
 # The local rules (pure functions, also used by the tests)
 
 
-def normalized_covariance(rows: torch.Tensor) -> torch.Tensor | None:
+#: set by the trainer under torch.distributed (edgelearn.torch_ref.distributed): the covariance of Oja's rule is then
+#: taken over the *global* batch (all processes), as single-process training on that batch would
+_GLOBAL_STATS = {"group": None, "enabled": False, "error_scale": 1.0}
+
+
+def set_global_statistics(enabled: bool, group=None) -> None:
+    """Compute Oja's covariance over the batches of every process of ``group`` (torch.distributed)."""
+    _GLOBAL_STATS["enabled"], _GLOBAL_STATS["group"] = bool(enabled), group
+    _GLOBAL_STATS["error_scale"] = 1.0
+
+
+def set_batch_share(n_local: int, n_global: int) -> None:
+    """This process holds ``n_local`` of the step's ``n_global`` samples. Errors (dL/dz of a per-process *mean* loss)
+    carry a factor 1/n_local; scaling them by n_local/n_global before the global covariance gives the rows that
+    single-process training on the global batch would see (targets are not rescaled)."""
+    _GLOBAL_STATS["error_scale"] = float(n_local) / float(max(n_global, 1))
+
+
+def _global_covariance(d: torch.Tensor) -> torch.Tensor:
+    """``sum (d - mu)(d - mu)^T`` over the rows of every process, ``mu`` the global mean: one all-reduce of
+    (sum d d^T, sum d, count)."""
+    import torch.distributed as dist
+
+    m = d.shape[1]
+    work = d.double()
+    packed = torch.cat([(work.t() @ work).flatten(), work.sum(0), work.new_tensor([float(d.shape[0])])])
+    dist.all_reduce(packed, group=_GLOBAL_STATS["group"])
+    S2, S1, n = packed[:m * m].view(m, m), packed[m * m:m * m + m], packed[-1]
+    if n <= 0:
+        return d.new_zeros(m, m)
+    return (S2 - torch.outer(S1, S1) / n).to(d.dtype)
+
+
+def normalized_covariance(rows: torch.Tensor, error: bool = True) -> torch.Tensor | None:
     """Algorithm 1: ``C = (d - mean d)^T (d - mean d)``, divided by ``gamma = max(diag C)``; rows = samples (or
-    samples x pixels / tokens). ``None`` when the rows carry no variance (nothing to learn from)."""
+    samples x pixels / tokens). ``None`` when the rows carry no variance (nothing to learn from). Under
+    :func:`set_global_statistics` the rows of every process count (the global batch)."""
     d = rows.reshape(-1, rows.shape[-1])
-    d = d - d.mean(0, keepdim=True)
-    C = d.t() @ d
+    if _GLOBAL_STATS["enabled"]:
+        C = _global_covariance(d * _GLOBAL_STATS["error_scale"] if error else d)
+    else:
+        d = d - d.mean(0, keepdim=True)
+        C = d.t() @ d
     gamma = C.diagonal().max()
     if not torch.isfinite(gamma) or gamma <= 0:
         return None
@@ -89,10 +126,10 @@ def oja_update(P: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return PC - (PC @ P.t()) @ P
 
 
-def oja_grad(P: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def oja_grad(P: torch.Tensor, rows: torch.Tensor, error: bool = True) -> torch.Tensor:
     """Gradient-descent form of Oja's step on a batch of rows: ``-P C (I - P^T P)`` with ``C`` the normalised
     covariance of the rows (Algorithm 1), zero when the rows have no variance."""
-    C = normalized_covariance(rows.to(P.dtype))
+    C = normalized_covariance(rows.to(P.dtype), error)
     if C is None:
         return torch.zeros_like(P)
     return -oja_update(P, C)
@@ -126,6 +163,11 @@ class _LDFALinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with no_autocast(grad_out):
+            return _LDFALinear._backward(ctx, grad_out.to(ctx.saved_tensors[0].dtype))
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         x, weight, qt, p, y = ctx.saved_tensors
         need_x, need_w, need_b, need_q, need_p, _ = ctx.needs_input_grad
         g2 = grad_out.reshape(-1, grad_out.shape[-1])  # token inputs: every token is a sample
@@ -139,7 +181,7 @@ class _LDFALinear(torch.autograd.Function):
         if need_b and ctx.has_bias:
             grad_b = g2.sum(0)
         if need_p:
-            grad_p = oja_grad(p, y if y.numel() else g2)
+            grad_p = oja_grad(p, y, error=False) if y.numel() else oja_grad(p, g2)
         return grad_x, grad_w, grad_b, grad_q, grad_p, None
 
 
@@ -153,6 +195,11 @@ class _LDFAConv2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with no_autocast(grad_out):
+            return _LDFAConv2d._backward(ctx, grad_out.to(ctx.saved_tensors[0].dtype))
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         x, weight, qt, p, y = ctx.saved_tensors
         stride, padding, dilation = ctx.conf
         need_x, need_w, need_b, need_q, need_p = ctx.needs_input_grad[:5]
@@ -169,8 +216,10 @@ class _LDFAConv2d(torch.autograd.Function):
             grad_b = grad_out.sum((0, 2, 3))
         if need_p:
             # the covariance runs over batch and pixels (paper appendix)
-            rows = y if y.numel() else grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1])
-            grad_p = oja_grad(p, rows)
+            if y.numel():
+                grad_p = oja_grad(p, y, error=False)
+            else:
+                grad_p = oja_grad(p, grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1]))
         return grad_x, grad_w, grad_b, grad_q, grad_p, None, None, None, None
 
 
@@ -203,25 +252,40 @@ def decay_param(learner) -> float:
     return float(v)
 
 
-def rank_for(learner, site) -> int:
-    """The feedback rank of ``site``: ``rule_params.rank`` (an int, or a mapping layer name -> int with an optional
-    ``default`` entry); default the number of classes (the output dimension for regression)."""
+def rank_for(learner, site, full: int | None = None) -> int:
+    """The feedback rank of ``site``: ``rule_params.rank`` -- an int, ``"full"`` (``full``: the size ``m`` of the
+    error the feedback reads, so no constraint), a fraction in (0, 1) of ``full`` (rounded, at least 1), or a mapping
+    layer name or glob pattern (``"conv*"``) -> one of those, with an optional ``default`` entry; exact names win
+    over patterns, patterns apply in the order written. Default: the number of classes (regression: the output
+    dimension)."""
+    import fnmatch
+
     spec = learner.rule_params.get("rank")
     default = int(learner.output_dim)
     if isinstance(spec, dict):
         spec = {str(k): v for k, v in spec.items()}  # YAML may give Sequential indices as ints
-        names = {s.name for s in learner.sites}
-        unknown = [str(k) for k in spec if k != "default" and k not in names]
+        names = [s.name for s in learner.sites]
+        unknown = [k for k in spec if k != "default" and k not in names and not fnmatch.filter(names, k)]
         if unknown:
+            shown = ", ".join(sorted(names)) if len(names) <= 12 else ", ".join(names[:6]) + f", ... ({len(names)} layers)"
             raise RuleError(f"rule_params.rank names layer(s) {', '.join(unknown)}, which are not trainable layers "
-                            f"({', '.join(sorted(names))})")
-        value = spec.get(site.name, spec.get("default", default))
+                            f"({shown})")
+        if site.name in spec:
+            value = spec[site.name]
+        else:
+            value = next((v for k, v in spec.items() if k != "default" and fnmatch.fnmatchcase(site.name, k)),
+                         spec.get("default", default))
     elif spec is None:
         value = default
     else:
         value = spec
+    if value == "full" and full is not None:
+        return int(full)
+    if isinstance(value, float) and 0 < value < 1 and full is not None:
+        return max(1, int(math.floor(value * full + 0.5)))
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RuleError(f"rule_params.rank for layer {site.name!r} must be a positive integer, got {value!r}")
+        raise RuleError(f"rule_params.rank for layer {site.name!r} must be a positive integer, 'full' or a fraction "
+                        f"in (0, 1), got {value!r}")
     return value
 
 
@@ -292,9 +356,9 @@ class LDFA(_LowRankFeedback):
 
     def setup(self, generator):
         m = self.site.module
-        r = rank_for(self.learner, self.site)
         w = m.weight
         out = w.shape[0]
+        r = rank_for(self.learner, self.site, full=out)
         self._create(generator, r, out, (r, *w.shape[1:]), w[0].numel())
         mode = _choice_param(self.learner, "ldfa_output_p", ("targets", "error"))
         # at the output layer P learns the principal directions of the targets (eq. 8; appendix B)
@@ -316,9 +380,11 @@ class LDFA(_LowRankFeedback):
     def forward(self, x):
         m = self.site.module
         y = self._targets(m.weight) if self.p_on_targets and self.p.requires_grad else m.weight.new_empty(0)
-        if isinstance(m, nn.Linear):
-            return _LDFALinear.apply(x, m.weight, m.bias, self.qt, self.p, y)
-        return _LDFAConv2d.apply(x, m.weight, m.bias, self.qt, self.p, y, m.stride, m.padding, m.dilation)
+        region, x = fp32_region(x)
+        with region:
+            if isinstance(m, nn.Linear):
+                return _LDFALinear.apply(x, m.weight, m.bias, self.qt, self.p, y)
+            return _LDFAConv2d.apply(x, m.weight, m.bias, self.qt, self.p, y, m.stride, m.padding, m.dilation)
 
     def feedback_matrix(self):
         """The effective feedback ``P^T Qt`` in ``W``'s shape (``grad_input`` uses it where BP uses ``W``)."""
@@ -376,7 +442,7 @@ class DLDFA(_LowRankFeedback):
             src = self._source_rule()
             # delta = dL/dz of the penultimate layer, whose size equals its output point's unless pooling follows
             m = math.prod(src.site.point_shape)
-        r = rank_for(self.learner, self.site)
+        r = rank_for(self.learner, self.site, full=m)
         n = math.prod(self.site.point_shape)
         self._create(generator, r, m, (r, n), n)
 
@@ -436,7 +502,7 @@ class DLDFA(_LowRankFeedback):
         low = delta @ p.detach().t()  # (N, r): the r-dimensional error
         if ctx.mode == "train":
             with torch.no_grad():
-                h = point.detach().reshape(point.shape[0], -1)
+                h = point.detach().reshape(point.shape[0], -1).to(p.dtype)  # float32 under autocast too
                 if qt.requires_grad:
                     _accumulate(qt, low.t() @ h)  # = P (e^T h): direct Kolen-Pollack through P (eq. 7/11)
                 if p.requires_grad:

@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RuleError
-from .rules import RULE_CLASSES, Rule
+from .rules import RULE_CLASSES, Rule, no_autocast
 
 TRAINABLE = (nn.Linear, nn.Conv2d)
 # modules absorbed into the segment of the trainable layer they follow in an nn.Sequential
 SEGMENT_TAIL = (nn.Tanh, nn.Sigmoid, nn.ReLU, nn.GELU, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity,
-                nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten)
+                nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.LayerNorm, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                nn.Flatten)
 
 
 def _load_extra_rules() -> None:
@@ -141,6 +142,8 @@ class LocalLearner:
             site.rule.setup(gen)
         self._hooks = []
         self._install_hooks()
+        #: what train_step calls for the forward pass: the model, or a wrapper of it (DistributedDataParallel)
+        self.forward_module: nn.Module | None = None
         self.rule = rule
         self.rules = dict(rules or {})
 
@@ -160,6 +163,15 @@ class LocalLearner:
                                 end = nxt
                             else:
                                 break
+                        ends[id(child)] = end
+        for parent in model.modules():
+            # a module may declare the segments of its trainable children: {child name: name of the end module}
+            # (edgelearn.torch_ref.build.BasicBlock: a residual block's second conv ends after the addition)
+            declared = getattr(parent, "el_segment_ends", None)
+            if isinstance(declared, dict):
+                for child_name, end_name in declared.items():
+                    child, end = getattr(parent, child_name, None), getattr(parent, end_name, None)
+                    if isinstance(child, TRAINABLE) and isinstance(end, nn.Module):
                         ends[id(child)] = end
         for name, mod in model.named_modules():
             if isinstance(mod, nn.MultiheadAttention):
@@ -270,7 +282,8 @@ class LocalLearner:
                 return None
             if mode == "train" and out.requires_grad:
                 if rule.immediate:
-                    grad = rule.signal(ctx, out)
+                    with no_autocast(out):  # mixed precision: the rules' own arithmetic stays in float32
+                        grad = rule.signal(ctx, out)
                     if grad is not None:
                         # the layer learns now. retain_graph: sibling layers (q/k/v) may share the graph upstream of
                         # this layer's input; this layer's own graph is freed as soon as `out` goes out of scope.
@@ -344,18 +357,21 @@ class LocalLearner:
         self._begin("train", target)
         ctx = self.ctx
         try:
-            out = self.model(x)
-            ctx.onehot = ctx.onehot.to(out.dtype) if ctx.onehot is not None else None
-            loss = self._loss(out, target, ctx.onehot)
-            if loss.requires_grad:
-                loss.backward()
-            pending = [(p, self.sites[i].rule) for i, pts in ctx.points.items() for p in pts]
-            # one point at a time, so that only one signal tensor exists at once; the graphs upstream of the
-            # points may be shared (q/k/v read the same normalised input), hence retain_graph until the last
-            for j, (p, rule) in enumerate(pending):
-                torch.autograd.backward(p, rule.signal(ctx, p), retain_graph=j < len(pending) - 1)
-            for s in self.sites:
-                s.rule.after_backward(ctx)
+            out = (self.forward_module or self.model)(x)
+            # under autocast only the forward runs in low precision: loss, signals and the rules' updates in float32
+            with no_autocast(out):
+                out32 = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+                ctx.onehot = ctx.onehot.to(out32.dtype) if ctx.onehot is not None else None
+                loss = self._loss(out32, target, ctx.onehot)
+                if loss.requires_grad:
+                    loss.backward()
+                pending = [(p, self.sites[i].rule) for i, pts in ctx.points.items() for p in pts]
+                # one point at a time, so that only one signal tensor exists at once; the graphs upstream of the
+                # points may be shared (q/k/v read the same normalised input), hence retain_graph until the last
+                for j, (p, rule) in enumerate(pending):
+                    torch.autograd.backward(p, rule.signal(ctx, p), retain_graph=j < len(pending) - 1)
+                for s in self.sites:
+                    s.rule.after_backward(ctx)
         finally:
             self._end()
         return StepResult(loss=float(loss.detach()), output=out.detach())
@@ -367,6 +383,15 @@ class LocalLearner:
             hook = getattr(s.rule, "end_epoch", None)
             if hook is not None:
                 hook(epoch, epochs)
+
+    def rule_states(self) -> dict[str, Any]:
+        """Python-side state of the rules that have some (``extra_state()``), by layer name: for checkpoints."""
+        return {s.name: s.rule.extra_state() for s in self.sites if hasattr(s.rule, "extra_state")}
+
+    def load_rule_states(self, states: dict[str, Any]) -> None:
+        for s in self.sites:
+            if s.name in states and hasattr(s.rule, "load_extra_state"):
+                s.rule.load_extra_state(states[s.name])
 
     # -- metrics -------------------------------------------------------------------------------------------------
     def _saved_buffers(self) -> dict[str, torch.Tensor]:
@@ -400,7 +425,9 @@ class LocalLearner:
             ours: dict[int, torch.Tensor | None] = {}
             uncut = [(i, pts[0]) for i, pts in ctx.points.items() if not self.sites[i].rule.cuts]
             if uncut:
-                g = torch.autograd.grad(loss, [p for _, p in uncut], allow_unused=True)
+                # retain: a dldfa source layer differentiates its own segment afterwards (source_error), and
+                # the gradient to points further down runs through that segment
+                g = torch.autograd.grad(loss, [p for _, p in uncut], allow_unused=True, retain_graph=True)
                 ours.update({i: gi for (i, _), gi in zip(uncut, g)})
             for i, pts in ctx.points.items():
                 if self.sites[i].rule.cuts:

@@ -20,6 +20,7 @@ Further rules (``ldfa``, ``dldfa``, ``ssa``) register themselves in :data:`RULE_
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,20 @@ def he_uniform(shape: tuple[int, ...], fan_in: int, generator: torch.Generator, 
     t = torch.empty(shape, dtype=dtype)
     t.uniform_(-bound, bound, generator=generator)
     return t.to(device)
+
+
+def fp32_region(x: torch.Tensor):
+    """Mixed precision: the custom autograd functions of fa/kp/ldfa compute in float32. If autocast is on for ``x``'s
+    device, return a context that turns it off and ``x`` cast to float32; otherwise a null context and ``x``. (Their
+    backward passes turn autocast off too, so the feedback products never mix dtypes.)"""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.autocast(dev, enabled=False), x.float()
+    return contextlib.nullcontext(), x
+
+
+def no_autocast(t: torch.Tensor):
+    return torch.autocast(t.device.type, enabled=False) if torch.is_autocast_enabled(t.device.type) else contextlib.nullcontext()
 
 
 class Rule:
@@ -187,7 +202,13 @@ class _FALinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with no_autocast(grad_out):
+            return _FALinear._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         x, weight, feedback = ctx.saved_tensors
+        grad_out = grad_out.to(x.dtype)
         grad_x = grad_out @ feedback if ctx.needs_input_grad[0] else None
         g2 = grad_out.reshape(-1, grad_out.shape[-1])
         grad_w = g2.t() @ x.reshape(-1, x.shape[-1])
@@ -206,7 +227,13 @@ class _FAConv2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with no_autocast(grad_out):
+            return _FAConv2d._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         x, weight, feedback = ctx.saved_tensors
+        grad_out = grad_out.to(x.dtype)
         stride, padding, dilation, groups = ctx.conf
         grad_x = conv2d_input(x.shape, feedback, grad_out, stride, padding, dilation, groups) if ctx.needs_input_grad[0] else None
         grad_w = conv2d_weight(x, weight.shape, grad_out, stride, padding, dilation, groups)
@@ -237,9 +264,11 @@ class FA(Rule):
     def forward(self, x):
         m = self.site.module
         B = m.el_feedback
-        if isinstance(m, nn.Linear):
-            return _FALinear.apply(x, m.weight, m.bias, B)
-        return _FAConv2d.apply(x, m.weight, m.bias, B, m.stride, m.padding, m.dilation, m.groups)
+        region, x = fp32_region(x)
+        with region:
+            if isinstance(m, nn.Linear):
+                return _FALinear.apply(x, m.weight, m.bias, B)
+            return _FAConv2d.apply(x, m.weight, m.bias, B, m.stride, m.padding, m.dilation, m.groups)
 
     def feedback_matrix(self):
         return self.site.module.el_feedback

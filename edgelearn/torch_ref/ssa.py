@@ -506,6 +506,15 @@ class SSA(Rule):
         target = max(target, math.ceil(c["ssa_min_rank"] * r0 - 1e-9), 1)
         return min(target, r)
 
+    def extra_state(self) -> dict[str, Any]:
+        """Python-side state a checkpoint must carry (the epoch counters of the schedule and Hoyer term)."""
+        return {"epoch": self.epoch, "epochs": self.epochs, "rank_history": list(self.rank_history)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.epochs = None if state["epochs"] is None else int(state["epochs"])
+        self.rank_history = [int(r) for r in state["rank_history"]]
+
     def end_epoch(self, epoch: int, epochs: int) -> None:
         """Called by ``LocalLearner.end_epoch`` after epoch ``epoch`` (0-based) of ``epochs``."""
         self.epoch, self.epochs = int(epoch) + 1, int(epochs)
