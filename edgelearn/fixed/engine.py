@@ -205,6 +205,8 @@ class FixedEngine:
             # ---- accumulation path and worst cases (docs/engine.md "Range checks")
             path, shift, fits32 = self._acc_path(lp, where)
             P[k, K.ACC_PATH], P[k, K.ACC_SHIFT] = path, shift
+            P[k, K.ACC32] = int(path == K.ACC_EXACT and fits32)
+            P[k, K.SHORT_R] = K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1
             acc32 &= fits32
             self._check_ranges(k, lp, where)
         # fast weight/bias update eligibility (online, no update format)
@@ -216,11 +218,31 @@ class FixedEngine:
             sb = s - lp.input.frac - lp.bias.frac + lp.weight.frac
             P[k, K.FAST_B] = int(lp.update is None and lp.bias.rounding in ("TRN", "RND", "STOCH")
                                  and lp.bias.overflow in ("WRAP", "SAT") and sb <= 32)
+            P[k, K.FAST32_W] = int(P[k, K.FAST_W] != 0 and self._update_fits32(lp, s))
         self.P = P
         self.acc_dtype = np.int32 if acc32 else np.int64
         self.w_dtype = _storage_dtype([lp.weight for lp in prec.layers])
         fin = prec.layers[0].input
         self.x_dtype = np.int32 if (fin.width < 32 or (fin.width == 32 and fin.signed)) else np.int64
+
+    @staticmethod
+    def _update_fits32(lp, s: int) -> bool:
+        """The online weight update runs in int32 (engine_kernels.update_rows32) when, from the formats, the
+        increment dm*x (aligned: << -s when s <= 0) plus the STOCH/RND addend (< 2**s), the rounded increment d
+        and w + d (+ 2**W of headroom for the WRAP arithmetic) all stay below 2**31, and 0 < s <= 30 or s <= 0."""
+        lim = (1 << 31) - 1
+        mult = abs(lp.lr_mult_raw) if lp.lr_mult is not None else 1
+        umax = max_abs_raw(lp.error) * mult * max_abs_raw(lp.input)
+        if s > 30:
+            return False
+        if s <= 0:
+            umax <<= -s
+            add = 0
+            dmax = umax
+        else:
+            add = (1 << s) - 1
+            dmax = ((umax + add) >> s) + 1
+        return umax + add <= lim and max_abs_raw(lp.weight) + dmax + (1 << lp.weight.width) <= lim
 
     def _acc_path(self, lp, where: str) -> tuple[int, int, bool]:
         fp = lp.weight.frac + lp.input.frac
@@ -368,6 +390,11 @@ class FixedEngine:
         self._Ubs = List([np.zeros(n, dtype=np.int64) for n in sizes[1:]])
         self._touched = List([np.zeros(n, dtype=np.int64) for n in sizes[:-1]])
         self._in_batch = np.zeros(1, dtype=np.int64)
+        # buffered stochastic-rounding streams (engine_kernels.stream_open): a cache of each layer's next draws,
+        # rebuilt from rnd_state whenever it does not stand at rnd_state
+        self._dbufs = List([np.zeros(K.stream_size(n) if self.P[k, K.FAST32_W] else 1, dtype=np.uint32)
+                            for k, n in enumerate(sizes[1:])])
+        self._dmetas = List([np.zeros(5, dtype=np.int64) for _ in sizes[1:]])
         self._refresh_lists()
 
     def _refresh_lists(self) -> None:
@@ -430,7 +457,7 @@ class FixedEngine:
             X, labels, order, start, stop, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
             self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,
             self._Ubs, self._touched, self.rnd_state, self._Js, self.cnt, nblk, self.mode == "online", self.batch_size,
-            self.batch_shift, self._in_batch))
+            self.batch_shift, self._in_batch, self._dbufs, self._dmetas))
 
     def flush(self) -> None:
         """Apply a partly accumulated minibatch (called at the end of every epoch in batch mode)."""

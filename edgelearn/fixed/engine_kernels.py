@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import intrinsic
 
 from .arith import accumulate_counted, convert_counted, update_weight_counted
-from .lfsr import lfsr_bits, lfsr_draw32
+from .lfsr import _L1, _L2, _L22, DRAW_HISTORY, draws_extend, draws_start, lfsr_bits, lfsr_draw32, state_after_draw
 
 # --- columns of the per-layer parameter matrix P --------------------------------------------------------------
 N_IN, N_OUT, F_X = 0, 1, 2
@@ -30,7 +31,12 @@ HAS_U, W_U, F_U, S_U, R_U, O_U = 36, 37, 38, 39, 40, 41
 LR, M_RAW, F_M = 42, 43, 44
 RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST_B = (
     45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56)
-NPARAM = 57
+# int32 fast paths, each proved overflow-free from the formats by the engine (docs/engine.md "Range checks"):
+# ACC32 the exact accumulation; FAST32_W the online weight update (increment, addend, w + delta)
+ACC32, FAST32_W = 57, 58
+# rows per flat block of the short-row kernels (engine_kernels._short_rows)
+SHORT_R = 59
+NPARAM = 60
 
 # activation kinds
 ACT_NONE, ACT_TANH, ACT_SIGMOID, ACT_HARDTANH, ACT_RELU = 0, 1, 2, 3, 4
@@ -43,6 +49,53 @@ NTENSORS = 8
 ACC_EXACT, ACC_SHIFT_TRN, ACC_SHIFT_RND, ACC_GENERAL = 0, 1, 2, 3
 
 _MASK32 = 0xFFFFFFFF
+
+
+# =============================================================================================================
+# 32-bit shifts.  Numba types every arithmetic result on int32 operands as int64, and LLVM cannot narrow a shift
+# by a run-time amount back to 32 bits, which halves the SIMD width of the update loops and leaves them
+# dominated by 64-bit shifts.  These emit the 32-bit instruction; callers guarantee 0 <= n < 32.
+
+
+@intrinsic
+def sra32(typingctx, a, n):
+    """Arithmetic right shift of an int32 by ``n`` (0 <= n < 32), as int32."""
+    sig = types.int32(types.int32, types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.ashr(args[0], args[1])
+    return sig, codegen
+
+
+@intrinsic
+def srl32(typingctx, a, n):
+    """Logical right shift of a uint32 by ``n`` (0 <= n < 32), as uint32."""
+    sig = types.uint32(types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.lshr(args[0], args[1])
+    return sig, codegen
+
+
+@intrinsic
+def splat16_i32(typingctx, arr, idx, v):
+    """arr[idx:idx + 16] = v for a contiguous int32 array, as one vector store (the caller keeps it in bounds)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int32 and arr.layout == "C"):
+        return None
+    sig = types.void(arr, types.intp, types.int32)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+
+        a = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(a.data, [args[1]])
+        vty = ir.VectorType(ir.IntType(32), 16)
+        vec = ir.Constant(vty, ir.Undefined)
+        for i in range(16):
+            vec = builder.insert_element(vec, args[2], ir.Constant(ir.IntType(32), i))
+        builder.store(vec, builder.bitcast(ptr, vty.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return sig, codegen
 
 
 # =============================================================================================================
@@ -86,6 +139,58 @@ def cv(r, src_frac, width, frac, signed, rmode, omode, cnt):
     return convert_counted(r, src_frac, width, frac, signed, rmode, omode, 0, cnt)
 
 
+@numba.njit(cache=True)
+def cv_array(src, n, src_frac, width, frac, signed, rmode, omode, cnt, dst):
+    """``dst[i] = cv(src[i], ...)`` for i < n (``dst`` may be ``src``), counters included.
+
+    TRN / RND with WRAP / SAT run as one branch-free loop (vectorized) after a check that every value is in
+    the range where cv's inline path applies; anything else goes element by element through cv."""
+    s = src_frac - frac
+    if not ((rmode == 0 or rmode == 2) and omode <= 1 and width < 64 and -60 < s < 61):
+        for i in range(n):
+            dst[i] = cv(src[i], src_frac, width, frac, signed, rmode, omode, cnt)
+        return
+    lim = np.int64(1) << (60 + min(s, 0))
+    bad = False
+    for i in range(n):
+        r = src[i]
+        bad |= (r >= lim) | (r <= -lim)
+    if bad:
+        for i in range(n):
+            dst[i] = cv(src[i], src_frac, width, frac, signed, rmode, omode, cnt)
+        return
+    if signed:
+        lo = -(np.int64(1) << (width - 1))
+        hi = (np.int64(1) << (width - 1)) - 1
+    else:
+        lo = np.int64(0)
+        hi = (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    ls = -s if s < 0 else 0
+    rs = s if s > 0 else 0
+    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    ov = 0
+    zr = 0
+    if omode == 1:
+        for i in range(n):
+            r = src[i]
+            v = ((r << ls) + add) >> rs
+            vc = min(max(v, lo), hi)
+            ov += vc != v
+            zr += (r != 0) & (vc == 0)
+            dst[i] = vc
+    else:
+        for i in range(n):
+            r = src[i]
+            v = ((r << ls) + add) >> rs
+            vc = ((v - lo) & mask) + lo
+            ov += vc != v
+            zr += (r != 0) & (vc == 0)
+            dst[i] = vc
+    cnt[0] += ov
+    cnt[1] += zr
+
+
 # =============================================================================================================
 # forward
 
@@ -115,6 +220,33 @@ def _mac_range(W, x, nz, nnz, acc, lo, hi, path, s):
                 acc[i] += (w[i] * xj + add) >> s
 
 
+@numba.njit(cache=True)
+def mac32(W, x, nz, nnz, acc):
+    """acc[:] = sum over the non-zero inputs of W[j, i] * x[j], exact in int32 (the engine proves
+    ``n_in * max|w x| < 2**31`` for the layer, so no partial sum can leave int32).  Four rows per pass over
+    ``acc`` (one load and store of the accumulator per four multiply-adds); the int32 truncations let LLVM
+    use 32-bit SIMD multiplies."""
+    n_out = W.shape[1]
+    xv = np.empty(nnz, dtype=np.int32)  # the non-zero inputs as int32 (keeps every product a 32-bit multiply)
+    for t in range(nnz):
+        xv[t] = np.int32(x[nz[t]])
+    for i in range(n_out):
+        acc[i] = 0
+    t = 0
+    while t + 4 <= nnz:
+        w0, w1, w2, w3 = W[nz[t]], W[nz[t + 1]], W[nz[t + 2]], W[nz[t + 3]]
+        x0, x1, x2, x3 = xv[t], xv[t + 1], xv[t + 2], xv[t + 3]
+        for i in range(n_out):
+            acc[i] = np.int32(acc[i] + w0[i] * x0 + w1[i] * x1 + w2[i] * x2 + w3[i] * x3)
+        t += 4
+    while t < nnz:
+        w0 = W[nz[t]]
+        x0 = xv[t]
+        for i in range(n_out):
+            acc[i] = np.int32(acc[i] + w0[i] * x0)
+        t += 1
+
+
 @numba.njit(cache=True, parallel=True)
 def _mac_par(W, x, nz, nnz, acc, nblk, path, s):
     n_out = W.shape[1]
@@ -134,7 +266,11 @@ def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt, nblk):
     path = P[k, ACC_PATH]
     if path != ACC_GENERAL:
         s = P[k, ACC_SHIFT]
-        if nblk > 1 and n_out >= 64:
+        if path == ACC_EXACT and P[k, ACC32] != 0 and n_out < SHORT_ROW:
+            mac32_short(W, x, acc, P[k, SHORT_R])
+        elif path == ACC_EXACT and P[k, ACC32] != 0:
+            mac32(W, x, nz, nnz, acc)
+        elif nblk > 1 and n_out >= 64:
             _mac_par(W, x, nz, nnz, acc, nblk, path, s)
         else:
             _mac_range(W, x, nz, nnz, acc, 0, n_out, path, s)
@@ -169,6 +305,19 @@ def layer_activate(P, k, z, table, y, g, cnt):
     need_g = P[k, IS_OUT] == 0 or P[k, LOSS] == 1
     c_act = cnt[k, T_ACT]
     c_der = cnt[k, T_DERIV]
+    if kind == ACT_TANH or kind == ACT_SIGMOID:
+        # the same index, entry and derivative as the element loop below, as branch-free loops
+        table_lookup(z, n_out, table, fa, tb, rb, y)
+        if need_g:
+            one = np.int64(1) << fy
+            if kind == ACT_TANH:
+                for i in range(n_out):
+                    g[i] = (one << fy) - y[i] * y[i]
+            else:
+                for i in range(n_out):
+                    g[i] = y[i] * (one - y[i])
+            cv_array(g, n_out, 2 * fy, wg, fg, sg, rg, og, c_der, g)
+        return
     for i in range(n_out):
         r = z[i]
         if kind == ACT_TANH or kind == ACT_SIGMOID:
@@ -215,12 +364,31 @@ def layer_activate(P, k, z, table, y, g, cnt):
 
 
 @numba.njit(cache=True)
+def table_lookup(z, n, table, fa, tb, rb, y):
+    """y[i] = table[index(z[i])] for i < n (docs/arithmetic.md §11: arithmetic shift of the raw input, clamped)."""
+    size = np.int64(1) << tb
+    half = size >> 1
+    sh = fa - (tb - rb - 1)
+    if sh >= 0:
+        sh = min(sh, 63)
+        for i in range(n):
+            idx = min(max((z[i] >> sh) + half, 0), size - 1)
+            y[i] = table[idx]
+    else:
+        ls = min(-sh, 40)
+        for i in range(n):
+            rr = min(max(z[i], -size), size)
+            idx = min(max((rr << ls) + half, 0), size - 1)
+            y[i] = table[idx]
+
+
+@numba.njit(cache=True)
 def nonzeros(x, nz):
+    """nz[:n] = the indices j with x[j] != 0, ascending; returns n (branch-free: every index is written)."""
     n = 0
     for j in range(x.shape[0]):
-        if x[j] != 0:
-            nz[n] = j
-            n += 1
+        nz[n] = j
+        n += x[j] != 0
     return n
 
 
@@ -313,7 +481,8 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
         fp = f_up
     c_err = cnt[k, T_ERROR]
     for i in range(n):
-        delta[i] = cv(p[i] * g[i], fp + fg, we, fe, se, re_, oe, c_err)
+        p[i] = p[i] * g[i]  # exact (p is scratch)
+    cv_array(p, n, fp + fg, we, fe, se, re_, oe, c_err, delta)
 
 
 @numba.njit(cache=True)
@@ -626,8 +795,332 @@ def _update_bias_fast(b, dm, s, rmode, omode, width, signed, rnd_state, k, cb):
     rnd_state[k] = st
 
 
+# ---- buffered stochastic-rounding stream: a layer's LFSR draws generated 16 at a time ----------------------------
+#
+# dbuf (uint32) holds a window of the layer's draw sequence and dmeta (int64[5]) = [valid, state, pos, -, taken]:
+# the next draw goes to dbuf[pos], dbuf[pos - DRAW_HISTORY:pos] are the draws before it (what the recurrence of
+# lfsr.draws_extend needs: d[m] = d[m-64] ^ d[m-128] ^ d[m-1408] ^ d[m-2048]), and ``state`` is the LFSR state
+# at dbuf[pos] (the engine's rnd_state).  The update kernels generate each row's draws inside their own loop, so
+# the draws are exactly lfsr_draw32's, in the same order.  The window survives between samples and is reused when
+# rnd_state still equals ``state`` (the state determines the stream), else it restarts from rnd_state.
+
+#: draws the buffer holds beyond the history before the window moves back to its start
+STREAM_ROOM = 1 << 15
+
+
+def stream_size(n_out: int) -> int:
+    """Length of a layer's draw buffer (a row or the biases take at most n_out draws at a time)."""
+    return DRAW_HISTORY + STREAM_ROOM + int(n_out)
+
+
+def _back_table() -> np.ndarray:
+    """Byte-sliced table (4, 256) of the LFSR map 'DRAW_HISTORY draws back' (GF(2)-linear)."""
+    from .lfsr import PERIOD, lfsr_jump
+
+    cols = [lfsr_jump(1 << j, PERIOD - 32 * DRAW_HISTORY) for j in range(32)]
+    t = np.zeros((4, 256), dtype=np.int64)
+    for b in range(4):
+        for v in range(256):
+            a = 0
+            for bit in range(8):
+                if (v >> bit) & 1:
+                    a ^= cols[8 * b + bit]
+            t[b, v] = a
+    return t
+
+
+_BACK = _back_table()
+
+
 @numba.njit(cache=True)
-def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, nblk):
+def stream_open(dbuf, dmeta, state):
+    """Position the stream at LFSR state ``state``: reuse the window when it stands there already, else
+    generate the DRAW_HISTORY draws that lead to ``state`` (from the state that many draws earlier)."""
+    state = np.int64(state) & _MASK32
+    dmeta[4] = 0
+    if dmeta[0] != 0 and dmeta[1] == state:
+        return
+    draws_start(_jump(_BACK, state), dbuf)
+    dmeta[0], dmeta[1], dmeta[2] = 1, state, DRAW_HISTORY
+
+
+@numba.njit(cache=True)
+def stream_room(dbuf, dmeta, n):
+    """Index where the next n draws go (moves the history back to the start of dbuf when needed)."""
+    pos = dmeta[2]
+    if pos + n > dbuf.shape[0]:
+        dbuf[0:DRAW_HISTORY] = dbuf[pos - DRAW_HISTORY:pos]  # no overlap: pos >= 2 * DRAW_HISTORY here
+        pos = DRAW_HISTORY
+        dmeta[2] = pos
+    return pos
+
+
+@numba.njit(cache=True, inline="always")
+def stream_advance(dmeta, n):
+    dmeta[2] += n
+    dmeta[4] += n
+
+
+@numba.njit(cache=True)
+def stream_close(dbuf, dmeta):
+    """The LFSR state after the draws taken since stream_open (also the stream's new position)."""
+    if dmeta[4] > 0:
+        dmeta[1] = state_after_draw(dbuf[dmeta[2] - 1])
+        dmeta[4] = 0
+    return dmeta[1]
+
+
+@numba.njit(cache=True, inline="always")
+def _row32(w, dmm, xj, dbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
+    """One row of int32 weight assignments: ``w[i] = O(w[i] + ((dmm[i]*xj + a_i) >> s))`` with a_i the top
+    ``32 - sh`` bits of the draw generated into ``dbuf[p0 + i]`` (STOCH; same recurrence as lfsr.draws_extend) or
+    the constant ``add`` (TRN: 0, RND: half an LSB); O is SAT or WRAP.  Returns (increments that rounded to zero,
+    overflow events).  Four branch-free loop bodies."""
+    n = w.shape[0]
+    zc = np.int32(0)
+    oc = np.int32(0)
+    s32 = np.int32(s)
+    sh32 = np.uint32(sh)
+    a32 = np.int32(add)
+    lo32, hi32, m32 = np.int32(lo), np.int32(hi), np.int32(mask)
+    H = DRAW_HISTORY
+    if use_draws:
+        v = dbuf[p0 - H:p0 + n]  # v[i + H] is the draw of weight i; non-negative indices vectorize
+        if sat:
+            for i in range(n):
+                r = v[i + H - _L1] ^ v[i + H - _L2] ^ v[i + H - _L22] ^ v[i]
+                v[i + H] = r
+                u = np.int32(dmm[i] * xj)
+                d = sra32(np.int32(u + np.int32(srl32(r, sh32))), s32)
+                zc = np.int32(zc + ((d == 0) & (u != 0)))
+                t = np.int32(w[i] + d)
+                tc = min(max(t, lo32), hi32)
+                oc = np.int32(oc + (t != tc))
+                w[i] = tc
+        else:
+            for i in range(n):
+                r = v[i + H - _L1] ^ v[i + H - _L2] ^ v[i + H - _L22] ^ v[i]
+                v[i + H] = r
+                u = np.int32(dmm[i] * xj)
+                d = sra32(np.int32(u + np.int32(srl32(r, sh32))), s32)
+                zc = np.int32(zc + ((d == 0) & (u != 0)))
+                t = np.int32(w[i] + d)
+                tc = np.int32((np.int32(t - lo32) & m32) + lo32)
+                oc = np.int32(oc + (t != tc))
+                w[i] = tc
+    elif sat:
+        for i in range(n):
+            u = np.int32(dmm[i] * xj)
+            d = sra32(np.int32(u + a32), s32)
+            zc = np.int32(zc + ((d == 0) & (u != 0)))
+            t = np.int32(w[i] + d)
+            tc = min(max(t, lo32), hi32)
+            oc = np.int32(oc + (t != tc))
+            w[i] = tc
+    else:
+        for i in range(n):
+            u = np.int32(dmm[i] * xj)
+            d = sra32(np.int32(u + a32), s32)
+            zc = np.int32(zc + ((d == 0) & (u != 0)))
+            t = np.int32(w[i] + d)
+            tc = np.int32((np.int32(t - lo32) & m32) + lo32)
+            oc = np.int32(oc + (t != tc))
+            w[i] = tc
+    return zc, oc
+
+
+@numba.njit(cache=True)
+def update_rows32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta, cw):
+    """Online weight update of the rows with x_j != 0 in int32 (P[k, FAST32_W]: the engine proved that
+    ``dm*x`` plus the addend, the increment and ``w + increment`` fit; docs/engine.md "Range checks"): the same
+    assignments, draws and counters as _update_rows_fast / arith.update_weight_counted.  STOCH: one draw per
+    weight written, rows in order, from the layer's buffered stream (stream_open first)."""
+    n_out = W.shape[1]
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    stoch = rmode == 7
+    # s <= 0: the increment u << -s is exact; the shift is folded into dm (STOCH draws are taken, addend 0)
+    sp = s if s > 0 else 0
+    mul = np.int64(1) << (-s if s < 0 else 0)
+    dmm = np.empty(n_out, dtype=np.int32)
+    for i in range(n_out):
+        dmm[i] = np.int32(dm[i] * mul)
+    use_draws = stoch and s > 0
+    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    sh = 32 - sp
+    sat = omode == 1
+    zc = 0
+    oc = 0
+    for t in range(nnz):
+        j = nz[t]
+        p0 = 0
+        if stoch:
+            p0 = stream_room(dbuf, dmeta, n_out)
+            if not use_draws:
+                draws_extend(dbuf, p0, n_out)
+        z, o = _row32(W[j], dmm, np.int32(x[j]), dbuf, p0, use_draws, sh, sp, add, lo, hi, mask, sat)
+        if stoch:
+            stream_advance(dmeta, n_out)
+        zc += z
+        oc += o
+    cw[0] += oc
+    cw[1] += zc
+
+
+@numba.njit(cache=True, inline="always")
+def _flat32(w, dmt, xe, ad, s, lo, hi, mask, sat):
+    """w[l] = O(w[l] + ((dmt[l]*xe[l] + ad[l]) >> s)) in int32 (the short-row path); returns (zero, overflow)
+    events."""
+    zc = np.int32(0)
+    oc = np.int32(0)
+    s32 = np.int32(s)
+    lo32, hi32, m32 = np.int32(lo), np.int32(hi), np.int32(mask)
+    n = w.shape[0]
+    if sat:
+        for i in range(n):
+            u = np.int32(dmt[i] * xe[i])
+            d = sra32(np.int32(u + ad[i]), s32)
+            zc = np.int32(zc + ((d == 0) & (u != 0)))
+            t = np.int32(w[i] + d)
+            tc = min(max(t, lo32), hi32)
+            oc = np.int32(oc + (t != tc))
+            w[i] = tc
+    else:
+        for i in range(n):
+            u = np.int32(dmt[i] * xe[i])
+            d = sra32(np.int32(u + ad[i]), s32)
+            zc = np.int32(zc + ((d == 0) & (u != 0)))
+            t = np.int32(w[i] + d)
+            tc = np.int32((np.int32(t - lo32) & m32) + lo32)
+            oc = np.int32(oc + (t != tc))
+            w[i] = tc
+    return zc, oc
+
+
+#: short rows (n_out below this) are updated and accumulated as flat runs of whole rows
+SHORT_ROW = 64
+
+
+@numba.njit(cache=True, inline="always")
+def _spread(out, q, n, v):
+    """out[q*n + i] = v for i < n, written as one 16/32/64-lane store (the lanes past n are scratch the next row
+    overwrites; ``out`` has SHORT_ROW lanes of slack)."""
+    base = q * n
+    for c in range(0, n, 16):
+        splat16_i32(out, base + c, v)
+
+
+def _short_rows(n_out: int) -> int:
+    """Rows per flat block of the short-row kernels: about 256 weights, a multiple of 16 when possible."""
+    from math import gcd
+
+    base = 16 // gcd(n_out, 16)
+    return base * max(1, 256 // (base * n_out))
+
+
+@numba.njit(cache=True)
+def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta, R, cw):
+    """update_rows32 for short rows (n_out < SHORT_ROW): runs of consecutive written rows are contiguous in W and
+    their draws consecutive in the stream, so up to R rows are one flat loop (the increments dm_i * x_j of the run
+    are laid out per weight first, a row per vector store).  Same assignments, draws, order and counters."""
+    n_out = W.shape[1]
+    Wf = W.reshape(W.shape[0] * n_out)
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    stoch = rmode == 7
+    sp = s if s > 0 else 0
+    mul = np.int64(1) << (-s if s < 0 else 0)
+    use_draws = stoch and s > 0
+    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    sh = np.uint32(32 - sp)
+    dmt = np.empty(R * n_out, dtype=np.int32)
+    for q in range(R):
+        for i in range(n_out):
+            dmt[q * n_out + i] = np.int32(dm[i] * mul)
+    xe = np.empty(R * n_out + SHORT_ROW, dtype=np.int32)
+    ad = np.full(R * n_out, np.int32(add), dtype=np.int32)
+    zc = 0
+    oc = 0
+    t = 0
+    while t < nnz:
+        j0 = nz[t]
+        r = 1
+        while r < R and t + r < nnz and nz[t + r] == j0 + r:
+            r += 1
+        L = r * n_out
+        for q in range(r):
+            _spread(xe, q, n_out, np.int32(x[j0 + q]))
+        if stoch:
+            p0 = stream_room(dbuf, dmeta, L)
+            draws_extend(dbuf, p0, L)
+            stream_advance(dmeta, L)
+            if use_draws:
+                dr = dbuf[p0:p0 + L]
+                for l in range(L):
+                    ad[l] = np.int32(srl32(dr[l], sh))
+        z, o = _flat32(Wf[j0 * n_out:j0 * n_out + L], dmt[:L], xe[:L], ad[:L], sp, lo, hi, mask, omode == 1)
+        zc += z
+        oc += o
+        t += r
+    cw[0] += oc
+    cw[1] += zc
+
+
+@numba.njit(cache=True)
+def mac32_short(W, x, acc, R):
+    """mac32 for short rows (n_out < SHORT_ROW), dense: blocks of R whole rows are one flat run of W, multiplied
+    by the inputs laid out per weight (a row per vector store) and summed into R * n_out int32 lanes, folded at
+    the end (zero inputs add an exact 0: the exact path does not depend on skipping them)."""
+    n_in, n_out = W.shape
+    Wf = W.reshape(n_in * n_out)
+    L = R * n_out
+    lanes = np.zeros(L, dtype=np.int32)
+    xe = np.empty(L + SHORT_ROW, dtype=np.int32)
+    nb = n_in // R
+    for blk in range(nb):
+        j0 = blk * R
+        for q in range(R):
+            _spread(xe, q, n_out, np.int32(x[j0 + q]))
+        wb = Wf[blk * L:(blk + 1) * L]
+        for l in range(L):
+            lanes[l] = np.int32(lanes[l] + np.int32(wb[l] * xe[l]))
+    for i in range(n_out):
+        a = np.int32(0)
+        for q in range(R):
+            a = np.int32(a + lanes[q * n_out + i])
+        for j in range(nb * R, n_in):
+            a = np.int32(a + np.int32(W[j, i] * np.int32(x[j])))
+        acc[i] = a
+
+
+@numba.njit(cache=True)
+def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
+    """_update_bias_fast with the STOCH draws taken from the buffered stream (same draws, same order)."""
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    n = b.shape[0]
+    p0 = 0
+    if rmode == 7:
+        p0 = stream_room(dbuf, dmeta, n)
+        draws_extend(dbuf, p0, n)
+        stream_advance(dmeta, n)
+    for i in range(n):
+        rnd = np.int64(dbuf[p0 + i]) if rmode == 7 else np.int64(0)
+        u = dm[i]
+        d = _fast_delta(u, s, rmode, rnd)
+        if d == 0 and u != 0:
+            cb[1] += 1
+        v = b[i] + d
+        if v > hi or v < lo:
+            cb[0] += 1
+            v = _sat_or_wrap(v, lo, hi, width, signed, omode)
+        b[i] = v
+
+
+@numba.njit(cache=True)
+def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, nblk, dbuf, dmeta):
     """Apply increments to layer k: weights rows j with x_j != 0 (in that order, outputs i inner), then biases.
 
     Online: ``U`` is None-like (size 0) and u_ji = dm_i * x_j; batch: ``U`` holds the accumulated sums and
@@ -642,7 +1135,22 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
     batch = U.shape[0] > 0
     ufrac = fe + P[k, F_X]
     s = ufrac + shift - fw
-    if not batch and P[k, FAST_W] != 0 and nblk > 1 and n_out >= 256 and J3.shape[0] == 2 + 2 * nblk:
+    if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:
+        stoch_b = P[k, FAST_B] != 0 and rb == 7
+        streamed = rw == 7 or stoch_b
+        if streamed:
+            stream_open(dbuf, dmeta, rnd_state[k])
+        if n_out < SHORT_ROW:
+            update_short32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, P[k, SHORT_R], cnt[k, T_WEIGHT])
+        else:
+            update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, cnt[k, T_WEIGHT])
+        if P[k, FAST_B] != 0:
+            update_bias_stream(b, dm, fe + shift - fb, rb, ob, wb, sb, dbuf, dmeta, cnt[k, T_BIAS])
+        if streamed:
+            rnd_state[k] = stream_close(dbuf, dmeta)
+        if P[k, FAST_B] != 0:
+            return
+    elif not batch and P[k, FAST_W] != 0 and nblk > 1 and n_out >= 256 and J3.shape[0] == 2 + 2 * nblk:
         update_rows_par(W, x, nz, nnz, dm, s, rw, ow, ww, swg, rnd_state, k, J3[1], J3[2:2 + nblk],
                         J3[2 + nblk:2 + 2 * nblk], nblk, cnt[k, T_WEIGHT])
     elif not batch and P[k, FAST_W] != 0:
@@ -667,9 +1175,10 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
 
 @numba.njit(cache=True)
 def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs, nzs,
-                  accs, Us, Ubs, touched, rnd_state, Js, cnt, nblk, online, batch_size, batch_shift, in_batch):
+                  accs, Us, Ubs, touched, rnd_state, Js, cnt, nblk, online, batch_size, batch_shift, in_batch,
+                  dbufs, dmetas):
     """Train on samples order[start:stop] (online, or minibatch of ``batch_size``; ``in_batch[0]`` carries the
-    number of samples accumulated so far across calls).  Returns the number of samples whose prediction
+    number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw stream).  Returns the number of samples whose prediction
     (argmax of the output pre-activation, before the update) was right."""
     K = P.shape[0]
     correct = 0
@@ -689,7 +1198,7 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
                 hidden_delta(P, k, label, Bs[k], fbst[k], ds[K - 1], 0, gs[k], ds[k], ps[k], bufs[k],
                              Ws[k], Bs[k], ds[k], 0, False, cnt)
                 _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                      online, batch_shift, rnd_state, Js[k], cnt, nblk)
+                                      online, batch_shift, rnd_state, Js[k], cnt, nblk, dbufs[k], dmetas[k])
         # prediction
         zo = zs[K - 1]
         best = 0
@@ -717,7 +1226,7 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
                 continue
             nnz = nonzeros(acts[k], nzs[k])
             _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                  online, batch_shift, rnd_state, Js[k], cnt, nblk)
+                                  online, batch_shift, rnd_state, Js[k], cnt, nblk, dbufs[k], dmetas[k])
         if not online:
             in_batch[0] += 1
             if in_batch[0] == batch_size:
@@ -739,13 +1248,13 @@ def _scaled_delta(P, k, d, out):
 
 @numba.njit(cache=True)
 def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, batch_shift, rnd_state, J, cnt,
-                          nblk):
+                          nblk, dbuf, dmeta):
     n_out = P[k, N_OUT]
     dm = np.empty(n_out, dtype=np.int64)
     _scaled_delta(P, k, d, dm)
     if online:
         layer_update(P, k, W, b, x, nz, nnz, dm, np.empty((0, 0), dtype=np.int64), np.empty(0, dtype=np.int64),
-                     0, rnd_state, J, cnt, nblk)
+                     0, rnd_state, J, cnt, nblk, dbuf, dmeta)
     else:
         for t in range(nnz):
             j = nz[t]
@@ -760,13 +1269,15 @@ def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, bat
 @numba.njit(cache=True)
 def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt):
     K = P.shape[0]
+    no_buf = np.zeros(0, dtype=np.uint32)  # batch updates draw sequentially (no buffered stream)
+    no_meta = np.zeros(5, dtype=np.int64)
     for k in range(K):
         r = P[k, RULE]
         if r == R_SHALLOW:
             continue
         nnz = nonzeros(touched[k], nzs[k])
         layer_update(P, k, Ws[k], bs[k], touched[k], nzs[k], nnz, np.empty(0, dtype=np.int64), Us[k], Ubs[k],
-                     batch_shift, rnd_state, Js[k], cnt, 1)
+                     batch_shift, rnd_state, Js[k], cnt, 1, no_buf, no_meta)
         for t in range(nnz):
             j = nzs[k][t]
             Us[k][j, :] = 0

@@ -46,6 +46,7 @@ __all__ = [
     "lfsr_matrix", "lfsr_sign_matrix", "lfsr_next_taps",
     "py_lfsr_next", "py_lfsr_bits", "py_lfsr_matrix",
     "lfsr_jump", "feedback_value", "lfsr_step_masks", "lfsr_draw_masks",
+    "DRAW_HISTORY", "state_after_draw", "draws_start", "draws_extend", "lfsr_draws",
 ]
 
 
@@ -292,3 +293,110 @@ def lfsr_draw_masks(k: int) -> list[int]:
         rows = lfsr_step_masks(k - 1 - i)
         masks.append(rows[0])
     return masks
+
+
+# ----------------------------------------------------------------------------------------------------
+# word-level generation of consecutive 32-bit draws (the same draws as lfsr_draw32, in the same order)
+#
+# The output bits a_t of the LFSR satisfy a_t = a_{t-1} ^ a_{t-2} ^ a_{t-22} ^ a_{t-32} (the reciprocal
+# polynomial x^32 + x^31 + x^30 + x^10 + 1).  Over GF(2), r(x)^(2^k) = r(x^(2^k)), so the bits also satisfy
+# the recurrence with every lag multiplied by 2^k.  With k = 5 the lags (32, 64, 704, 1024 bits) are whole
+# draws, and since a draw is a window of 32 consecutive bits, the draws themselves satisfy, bit for bit,
+#
+#     d[m] = d[m-1] ^ d[m-2] ^ d[m-22] ^ d[m-32]
+#
+# and, squaring DRAW_LEVEL more times, d[m] = d[m-64] ^ d[m-128] ^ d[m-1408] ^ d[m-2048]: 64 consecutive
+# draws are independent of each other, so a loop over them vectorizes (3 XORs per 16 draws).  The state after
+# a draw is a GF(2)-linear function of the draw alone (32 consecutive output bits fix the state), which gives
+# the LFSR state back at the end of a run (state_after_draw).  tests/test_engine_fast.py checks all of it
+# against lfsr_draw32.
+
+#: the draw recurrence is squared this many times: lags 2**DRAW_LEVEL * (1, 2, 22, 32)
+DRAW_LEVEL = 6
+#: draws a generator needs behind the first one it computes (the largest lag)
+DRAW_HISTORY = 32 << DRAW_LEVEL
+_L1, _L2, _L22 = 1 << DRAW_LEVEL, 2 << DRAW_LEVEL, 22 << DRAW_LEVEL
+
+
+def _gf2_inverse(cols: list[int]) -> list[int]:
+    """Columns of the inverse of the 32x32 GF(2) matrix given by its columns (column j = image of 1 << j)."""
+    n = STATE_BITS
+    rows = [(sum(((cols[j] >> i) & 1) << j for j in range(n)), 1 << i) for i in range(n)]  # [A | I] by rows
+    for c in range(n):
+        p = next(r for r in range(c, n) if (rows[r][0] >> c) & 1)
+        rows[c], rows[p] = rows[p], rows[c]
+        for r in range(n):
+            if r != c and (rows[r][0] >> c) & 1:
+                rows[r] = (rows[r][0] ^ rows[c][0], rows[r][1] ^ rows[c][1])
+    inv_rows = [rows[i][1] for i in range(n)]  # row i of A^-1
+    return [sum(((inv_rows[i] >> j) & 1) << i for i in range(n)) for j in range(n)]
+
+
+def _after_draw_table() -> np.ndarray:
+    """Byte-sliced table (4, 256) of the linear map 'value of a 32-bit draw -> LFSR state after that draw'."""
+    draw_cols, step_cols = [], []
+    for j in range(STATE_BITS):
+        st, bits = py_lfsr_bits(1 << j, 32)
+        draw_cols.append(bits)
+        step_cols.append(st)
+    inv = _gf2_inverse(draw_cols)  # draw bit j -> state before the draw
+    cols = [_apply(step_cols, inv[j]) for j in range(STATE_BITS)]  # draw bit j -> state after the draw
+    t = np.zeros((4, 256), dtype=np.int64)
+    for b in range(4):
+        for v in range(256):
+            acc = 0
+            for bit in range(8):
+                if (v >> bit) & 1:
+                    acc ^= cols[8 * b + bit]
+            t[b, v] = acc
+    return t
+
+
+_AFTER_DRAW = _after_draw_table()
+
+
+@numba.njit(cache=True, inline="always")
+def state_after_draw(d):
+    """The LFSR state right after the 32-bit draw ``d`` (the draw determines it): ``lfsr_draw32(s) == (n, d)``
+    implies ``state_after_draw(d) == n``."""
+    d = np.int64(d) & _MASK32
+    return _AFTER_DRAW[0, d & 0xFF] ^ _AFTER_DRAW[1, (d >> 8) & 0xFF] ^ _AFTER_DRAW[2, (d >> 16) & 0xFF] \
+        ^ _AFTER_DRAW[3, (d >> 24) & 0xFF]
+
+
+@numba.njit(cache=True)
+def draws_start(state, buf):
+    """``buf[0:DRAW_HISTORY]`` (uint32) = the first DRAW_HISTORY 32-bit draws from ``state``: 32 by
+    lfsr_draw32, then the recurrence at lag 1, 2, 4, ... (each level doubles the draws known)."""
+    s = np.int64(state) & _MASK32
+    for i in range(32):
+        s, d = lfsr_draw32(s)
+        buf[i] = d
+    lag = 1
+    for _ in range(DRAW_LEVEL):  # d[m] = d[m-L] ^ d[m-2L] ^ d[m-22L] ^ d[m-32L] for 32L <= m < 64L
+        v = buf[:64 * lag]
+        for i in range(32 * lag):
+            v[i + 32 * lag] = v[i + 31 * lag] ^ v[i + 30 * lag] ^ v[i + 10 * lag] ^ v[i]
+        lag *= 2
+
+
+@numba.njit(cache=True)
+def draws_extend(buf, lo, n):
+    """``buf[lo:lo+n]`` (uint32) = the n draws that follow ``buf[:lo]`` (``lo >= DRAW_HISTORY``), by the
+    squared recurrence ``d[m] = d[m-64] ^ d[m-128] ^ d[m-1408] ^ d[m-2048]`` (vectorized)."""
+    v = buf[lo - DRAW_HISTORY:lo + n]
+    for i in range(n):  # non-negative indices: no wrap-around checks, so LLVM vectorizes this loop
+        v[i + DRAW_HISTORY] = v[i + DRAW_HISTORY - _L1] ^ v[i + DRAW_HISTORY - _L2] \
+            ^ v[i + DRAW_HISTORY - _L22] ^ v[i]
+
+
+def lfsr_draws(state: int, n: int) -> tuple[int, np.ndarray]:
+    """``n`` consecutive 32-bit draws from ``state`` by the word-level generator: ``(state_after, draws)``
+    (int64), equal to ``n`` calls of lfsr_draw32."""
+    n = int(n)
+    buf = np.zeros(max(n, 0) + DRAW_HISTORY, dtype=np.uint32)
+    draws_start(np.int64(int(state) & _MASK32), buf)
+    if n > DRAW_HISTORY:
+        draws_extend(buf, DRAW_HISTORY, n - DRAW_HISTORY)
+    out = buf[:n].astype(np.int64)
+    return (int(state_after_draw(out[-1])) if n > 0 else int(state) & _MASK32), out
