@@ -14,6 +14,7 @@ operations, draw schedule, learning rule per layer).
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable
 
 import numba
@@ -143,7 +144,13 @@ class FixedEngine:
             raise ConfigError(f"mode must be 'online' or 'batch', got {self.mode!r}")
         if self.mode == "online" and self.batch_size != 1:
             raise ConfigError("online mode updates after every sample (batch_size must be 1)")
-        self.threads = max(1, int(threads or 1))  # >1: MAC blocks in parallel (helps only on an idle machine)
+        # threads > 1: row-parallel weight updates of wide layers; both paths give the same bits and the engine
+        # times them and runs the faster one ("auto", see _run); "on" / "off" force one
+        self.threads = max(1, int(threads or 1))
+        self.parallel = "auto"
+        self._rates = {1: 0.0, self.threads: 0.0}  # samples/s last measured per block count
+        self._probe_wait = 0  # chunks until the other path is timed again
+        self._probe_gap = 1
         self._build_params()
         self._init_state()
         self.epochs_done = 0
@@ -392,9 +399,11 @@ class FixedEngine:
         self._in_batch = np.zeros(1, dtype=np.int64)
         # buffered stochastic-rounding streams (engine_kernels.stream_open): a cache of each layer's next draws,
         # rebuilt from rnd_state whenever it does not stand at rnd_state
-        self._dbufs = List([np.zeros(K.stream_size(n) if self.P[k, K.FAST32_W] else 1, dtype=np.uint32)
-                            for k, n in enumerate(sizes[1:])])
-        self._dmetas = List([np.zeros(5, dtype=np.int64) for _ in sizes[1:]])
+        # (one stream per thread for the row-parallel update of wide layers, engine_kernels.update_rows32_par)
+        parts = [self.threads if (self.threads > 1 and n >= K.SHORT_ROW) else 1 for n in sizes[1:]]
+        self._dbufs = List([np.zeros((t, K.stream_size(n) if self.P[k, K.FAST32_W] else 1), dtype=np.uint32)
+                            for k, (t, n) in enumerate(zip(parts, sizes[1:]))])
+        self._dmetas = List([np.zeros((t, 5), dtype=np.int64) for t in parts])
         self._refresh_lists()
 
     def _refresh_lists(self) -> None:
@@ -451,8 +460,50 @@ class FixedEngine:
     # ------------------------------------------------------------------------------------------------------------
     # training
 
+    #: samples of a chunk spent timing the path not in use (threads > 1, parallel "auto")
+    PROBE = 64
+
     def _run(self, X: np.ndarray, labels: np.ndarray, order: np.ndarray, start: int, stop: int) -> int:
-        nblk = self.threads if self.threads > 1 else 1
+        """Train on order[start:stop].  With threads > 1 and parallel "auto" the row-parallel and the sequential
+        update (bit-identical) are both timed: the sequential path first, then every few chunks up to PROBE
+        samples on the path not in use, 4 at a time, given up once they have taken twice what the path in use
+        needs for PROBE samples; the rest of the chunk runs on the faster one.  A losing probe doubles the gap
+        to the next (up to 64 chunks).  On a busy machine the parallel path can take milliseconds per sample."""
+        if self.threads <= 1 or self.parallel == "off":
+            return self._run_blocks(X, labels, order, start, stop, 1)
+        if self.parallel == "on":
+            return self._run_blocks(X, labels, order, start, stop, self.threads)
+        T, correct = self.threads, 0
+        if self._rates[1] <= 0 and stop - start > 2 * self.PROBE:
+            t = time.perf_counter()
+            correct += self._run_blocks(X, labels, order, start, start + self.PROBE, 1)
+            self._rates[1] = self.PROBE / max(time.perf_counter() - t, 1e-9)
+            start += self.PROBE
+        best = T if self._rates[T] > self._rates[1] else 1
+        other = 1 if best == T else T
+        if self._probe_wait <= 0 and self._rates[best] > 0 and stop - start > 2 * self.PROBE:
+            limit = 2 * self.PROBE / self._rates[best]
+            t = time.perf_counter()
+            done = 0
+            while done < self.PROBE and time.perf_counter() - t < limit:
+                correct += self._run_blocks(X, labels, order, start + done, start + done + 4, other)
+                done += 4
+            self._rates[other] = done / max(time.perf_counter() - t, 1e-9)
+            start += done
+            won = self._rates[other] > self._rates[best]
+            self._probe_gap = 1 if won else min(2 * self._probe_gap, 64)
+            self._probe_wait = self._probe_gap
+            if won:
+                best = other
+        self._probe_wait -= 1
+        t = time.perf_counter()
+        correct += self._run_blocks(X, labels, order, start, stop, best)
+        if stop - start >= self.PROBE:
+            self._rates[best] = (stop - start) / max(time.perf_counter() - t, 1e-9)
+        return correct
+
+    def _run_blocks(self, X: np.ndarray, labels: np.ndarray, order: np.ndarray, start: int, stop: int,
+                    nblk: int) -> int:
         return int(K.train_samples(
             X, labels, order, start, stop, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
             self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,

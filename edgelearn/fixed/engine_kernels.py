@@ -17,7 +17,8 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .arith import accumulate_counted, convert_counted, update_weight_counted
-from .lfsr import _L1, _L2, _L22, DRAW_HISTORY, draws_extend, draws_start, lfsr_bits, lfsr_draw32, state_after_draw
+from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, draws_extend, draws_start, jump_draws, lfsr_bits,
+                   lfsr_draw32, state_after_draw)
 
 # --- columns of the per-layer parameter matrix P --------------------------------------------------------------
 N_IN, N_OUT, F_X = 0, 1, 2
@@ -888,7 +889,7 @@ def _row32(w, dmm, xj, dbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
         v = dbuf[p0 - H:p0 + n]  # v[i + H] is the draw of weight i; non-negative indices vectorize
         if sat:
             for i in range(n):
-                r = v[i + H - _L1] ^ v[i + H - _L2] ^ v[i + H - _L22] ^ v[i]
+                r = v[i + H - DRAW_LAG1] ^ v[i + H - DRAW_LAG2] ^ v[i + H - DRAW_LAG22] ^ v[i]
                 v[i + H] = r
                 u = np.int32(dmm[i] * xj)
                 d = sra32(np.int32(u + np.int32(srl32(r, sh32))), s32)
@@ -899,7 +900,7 @@ def _row32(w, dmm, xj, dbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
                 w[i] = tc
         else:
             for i in range(n):
-                r = v[i + H - _L1] ^ v[i + H - _L2] ^ v[i + H - _L22] ^ v[i]
+                r = v[i + H - DRAW_LAG1] ^ v[i + H - DRAW_LAG2] ^ v[i + H - DRAW_LAG22] ^ v[i]
                 v[i + H] = r
                 u = np.int32(dmm[i] * xj)
                 d = sra32(np.int32(u + np.int32(srl32(r, sh32))), s32)
@@ -969,32 +970,25 @@ def update_rows32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta
 
 
 @numba.njit(cache=True, inline="always")
-def _flat32(w, dmt, xe, ad, s, lo, hi, mask, sat):
-    """w[l] = O(w[l] + ((dmt[l]*xe[l] + ad[l]) >> s)) in int32 (the short-row path); returns (zero, overflow)
-    events."""
+def _flat32(w, dmt, xe, dr, use_draws, sh, add, s, lo, hi, mask, sat):
+    """w[l] = O(w[l] + ((dmt[l]*xe[l] + a_l) >> s)) in int32 (the short-row path), a_l the top ``32 - sh`` bits of
+    the draw dr[l] (STOCH) or the constant ``add``; returns (zero, overflow) events."""
     zc = np.int32(0)
     oc = np.int32(0)
     s32 = np.int32(s)
+    sh32 = np.uint32(sh)
+    a32 = np.int32(add)
     lo32, hi32, m32 = np.int32(lo), np.int32(hi), np.int32(mask)
     n = w.shape[0]
-    if sat:
-        for i in range(n):
-            u = np.int32(dmt[i] * xe[i])
-            d = sra32(np.int32(u + ad[i]), s32)
-            zc = np.int32(zc + ((d == 0) & (u != 0)))
-            t = np.int32(w[i] + d)
-            tc = min(max(t, lo32), hi32)
-            oc = np.int32(oc + (t != tc))
-            w[i] = tc
-    else:
-        for i in range(n):
-            u = np.int32(dmt[i] * xe[i])
-            d = sra32(np.int32(u + ad[i]), s32)
-            zc = np.int32(zc + ((d == 0) & (u != 0)))
-            t = np.int32(w[i] + d)
-            tc = np.int32((np.int32(t - lo32) & m32) + lo32)
-            oc = np.int32(oc + (t != tc))
-            w[i] = tc
+    for i in range(n):
+        u = np.int32(dmt[i] * xe[i])
+        a = np.int32(srl32(dr[i], sh32)) if use_draws else a32
+        d = sra32(np.int32(u + a), s32)
+        zc = np.int32(zc + ((d == 0) & (u != 0)))
+        t = np.int32(w[i] + d)
+        tc = min(max(t, lo32), hi32) if sat else np.int32((np.int32(t - lo32) & m32) + lo32)
+        oc = np.int32(oc + (t != tc))
+        w[i] = tc
     return zc, oc
 
 
@@ -1012,18 +1006,18 @@ def _spread(out, q, n, v):
 
 
 def _short_rows(n_out: int) -> int:
-    """Rows per flat block of the short-row kernels: about 256 weights, a multiple of 16 when possible."""
+    """Rows per flat block of the short-row kernels: about 512 weights, a multiple of 16 when possible."""
     from math import gcd
 
     base = 16 // gcd(n_out, 16)
-    return base * max(1, 256 // (base * n_out))
+    return base * max(1, 512 // (base * n_out))
 
 
 @numba.njit(cache=True)
 def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta, R, cw):
     """update_rows32 for short rows (n_out < SHORT_ROW): runs of consecutive written rows are contiguous in W and
-    their draws consecutive in the stream, so up to R rows are one flat loop (the increments dm_i * x_j of the run
-    are laid out per weight first, a row per vector store).  Same assignments, draws, order and counters."""
+    their draws consecutive in the stream, so up to R rows (P[k, SHORT_R]) are one flat loop (the inputs x_j of the
+    run are laid out per weight first, a row per vector store).  Same assignments, draws, order and counters."""
     n_out = W.shape[1]
     Wf = W.reshape(W.shape[0] * n_out)
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
@@ -1040,7 +1034,6 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
         for i in range(n_out):
             dmt[q * n_out + i] = np.int32(dm[i] * mul)
     xe = np.empty(R * n_out + SHORT_ROW, dtype=np.int32)
-    ad = np.full(R * n_out, np.int32(add), dtype=np.int32)
     zc = 0
     oc = 0
     t = 0
@@ -1052,15 +1045,13 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
         L = r * n_out
         for q in range(r):
             _spread(xe, q, n_out, np.int32(x[j0 + q]))
+        p0 = 0
         if stoch:
             p0 = stream_room(dbuf, dmeta, L)
             draws_extend(dbuf, p0, L)
             stream_advance(dmeta, L)
-            if use_draws:
-                dr = dbuf[p0:p0 + L]
-                for l in range(L):
-                    ad[l] = np.int32(srl32(dr[l], sh))
-        z, o = _flat32(Wf[j0 * n_out:j0 * n_out + L], dmt[:L], xe[:L], ad[:L], sp, lo, hi, mask, omode == 1)
+        z, o = _flat32(Wf[j0 * n_out:j0 * n_out + L], dmt[:L], xe[:L], dbuf[p0:p0 + L], use_draws, sh, add, sp, lo, hi,
+                       mask, omode == 1)
         zc += z
         oc += o
         t += r
@@ -1095,32 +1086,93 @@ def mac32_short(W, x, acc, R):
         acc[i] = a
 
 
+#: the parallel update splits a layer's rows in parts when it writes at least this many weights per sample
+PAR_MIN_WEIGHTS = 1 << 15
+
+
+@numba.njit(cache=True, parallel=True)
+def update_rows32_par(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbufs, dmetas, cw):
+    """update_rows32 with the written rows split into T = dbufs.shape[0] consecutive parts run in parallel.
+
+    Part p starts at the stream position of its first row, (r_p * n_out) draws after stream 0's position (a
+    jump-ahead), in its own buffer dbufs[p]; afterwards stream 0 continues from where the last part ended (its
+    history is copied over).  Same assignments, draws and counters as update_rows32."""
+    T = dbufs.shape[0]
+    n_out = W.shape[1]
+    stoch = rmode == 7
+    st0 = dmetas[0, 1]
+    cws = np.zeros((T, 2), dtype=np.int64)
+    for p in prange(T):
+        r0 = p * nnz // T
+        r1 = (p + 1) * nnz // T
+        if stoch and p > 0:
+            stream_open(dbufs[p], dmetas[p], jump_draws(st0, r0 * n_out))
+        update_rows32(W, x, nz[r0:r1], r1 - r0, dm, s, rmode, omode, width, signed, dbufs[p], dmetas[p], cws[p])
+        if stoch:
+            stream_close(dbufs[p], dmetas[p])
+    if stoch and T > 1:  # the last part stands where the layer's stream goes on (also with no rows of its own)
+        pl = dmetas[T - 1, 2]
+        dbufs[0, 0:DRAW_HISTORY] = dbufs[T - 1, pl - DRAW_HISTORY:pl]
+        dmetas[0, 1] = dmetas[T - 1, 1]
+        dmetas[0, 2] = DRAW_HISTORY
+        dmetas[0, 4] = 0
+    for p in range(T):
+        cw[0] += cws[p, 0]
+        cw[1] += cws[p, 1]
+
+
 @numba.njit(cache=True)
 def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
-    """_update_bias_fast with the STOCH draws taken from the buffered stream (same draws, same order)."""
+    """_update_bias_fast (TRN / RND / STOCH with s <= 32, WRAP / SAT) as branch-free loops, the STOCH draws taken
+    from the buffered stream (same draws, same order, same counters)."""
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
     hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
     n = b.shape[0]
     p0 = 0
     if rmode == 7:
         p0 = stream_room(dbuf, dmeta, n)
         draws_extend(dbuf, p0, n)
         stream_advance(dmeta, n)
-    for i in range(n):
-        rnd = np.int64(dbuf[p0 + i]) if rmode == 7 else np.int64(0)
-        u = dm[i]
-        d = _fast_delta(u, s, rmode, rnd)
-        if d == 0 and u != 0:
-            cb[1] += 1
-        v = b[i] + d
-        if v > hi or v < lo:
-            cb[0] += 1
-            v = _sat_or_wrap(v, lo, hi, width, signed, omode)
-        b[i] = v
+    dr = dbuf[p0:p0 + n] if rmode == 7 else dbuf[0:0]
+    ls = -s if s < 0 else 0
+    rs = s if s > 0 else 0
+    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    use_draws = rmode == 7 and s > 0
+    sh = 32 - rs
+    ad = np.empty(n, dtype=np.int64)
+    if use_draws:
+        for i in range(n):
+            ad[i] = np.int64(dr[i]) >> sh
+    else:
+        for i in range(n):
+            ad[i] = add
+    zc = 0
+    oc = 0
+    if omode == 1:
+        for i in range(n):
+            u = dm[i]
+            d = ((u << ls) + ad[i]) >> rs
+            zc += (d == 0) & (u != 0)
+            v = b[i] + d
+            vc = min(max(v, lo), hi)
+            oc += v != vc
+            b[i] = vc
+    else:
+        for i in range(n):
+            u = dm[i]
+            d = ((u << ls) + ad[i]) >> rs
+            zc += (d == 0) & (u != 0)
+            v = b[i] + d
+            vc = ((v - lo) & mask) + lo
+            oc += v != vc
+            b[i] = vc
+    cb[0] += oc
+    cb[1] += zc
 
 
 @numba.njit(cache=True)
-def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, nblk, dbuf, dmeta):
+def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, nblk, dbufs, dmetas):
     """Apply increments to layer k: weights rows j with x_j != 0 (in that order, outputs i inner), then biases.
 
     Online: ``U`` is None-like (size 0) and u_ji = dm_i * x_j; batch: ``U`` holds the accumulated sums and
@@ -1138,16 +1190,19 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
     if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:
         stoch_b = P[k, FAST_B] != 0 and rb == 7
         streamed = rw == 7 or stoch_b
+        d0, m0 = dbufs[0], dmetas[0]
         if streamed:
-            stream_open(dbuf, dmeta, rnd_state[k])
+            stream_open(d0, m0, rnd_state[k])
         if n_out < SHORT_ROW:
-            update_short32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, P[k, SHORT_R], cnt[k, T_WEIGHT])
+            update_short32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, P[k, SHORT_R], cnt[k, T_WEIGHT])
+        elif nblk > 1 and dbufs.shape[0] > 1 and nnz >= dbufs.shape[0] and nnz * n_out >= PAR_MIN_WEIGHTS:
+            update_rows32_par(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbufs, dmetas, cnt[k, T_WEIGHT])
         else:
-            update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, cnt[k, T_WEIGHT])
+            update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, cnt[k, T_WEIGHT])
         if P[k, FAST_B] != 0:
-            update_bias_stream(b, dm, fe + shift - fb, rb, ob, wb, sb, dbuf, dmeta, cnt[k, T_BIAS])
+            update_bias_stream(b, dm, fe + shift - fb, rb, ob, wb, sb, d0, m0, cnt[k, T_BIAS])
         if streamed:
-            rnd_state[k] = stream_close(dbuf, dmeta)
+            rnd_state[k] = stream_close(d0, m0)
         if P[k, FAST_B] != 0:
             return
     elif not batch and P[k, FAST_W] != 0 and nblk > 1 and n_out >= 256 and J3.shape[0] == 2 + 2 * nblk:
@@ -1178,8 +1233,9 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
                   accs, Us, Ubs, touched, rnd_state, Js, cnt, nblk, online, batch_size, batch_shift, in_batch,
                   dbufs, dmetas):
     """Train on samples order[start:stop] (online, or minibatch of ``batch_size``; ``in_batch[0]`` carries the
-    number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw stream).  Returns the number of samples whose prediction
-    (argmax of the output pre-activation, before the update) was right."""
+    number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw streams).
+    Returns the number of samples whose prediction (argmax of the output pre-activation, before the update) was
+    right."""
     K = P.shape[0]
     correct = 0
     for n in range(start, stop):
@@ -1248,13 +1304,13 @@ def _scaled_delta(P, k, d, out):
 
 @numba.njit(cache=True)
 def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, batch_shift, rnd_state, J, cnt,
-                          nblk, dbuf, dmeta):
+                          nblk, dbufs, dmetas):
     n_out = P[k, N_OUT]
     dm = np.empty(n_out, dtype=np.int64)
     _scaled_delta(P, k, d, dm)
     if online:
         layer_update(P, k, W, b, x, nz, nnz, dm, np.empty((0, 0), dtype=np.int64), np.empty(0, dtype=np.int64),
-                     0, rnd_state, J, cnt, nblk, dbuf, dmeta)
+                     0, rnd_state, J, cnt, nblk, dbufs, dmetas)
     else:
         for t in range(nnz):
             j = nz[t]
@@ -1269,8 +1325,8 @@ def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, bat
 @numba.njit(cache=True)
 def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt):
     K = P.shape[0]
-    no_buf = np.zeros(0, dtype=np.uint32)  # batch updates draw sequentially (no buffered stream)
-    no_meta = np.zeros(5, dtype=np.int64)
+    no_buf = np.zeros((1, 0), dtype=np.uint32)  # batch updates draw sequentially (no buffered stream)
+    no_meta = np.zeros((1, 5), dtype=np.int64)
     for k in range(K):
         r = P[k, RULE]
         if r == R_SHALLOW:

@@ -46,7 +46,7 @@ __all__ = [
     "lfsr_matrix", "lfsr_sign_matrix", "lfsr_next_taps",
     "py_lfsr_next", "py_lfsr_bits", "py_lfsr_matrix",
     "lfsr_jump", "feedback_value", "lfsr_step_masks", "lfsr_draw_masks",
-    "DRAW_HISTORY", "state_after_draw", "draws_start", "draws_extend", "lfsr_draws",
+    "DRAW_HISTORY", "state_after_draw", "draws_start", "draws_extend", "lfsr_draws", "jump_draws",
 ]
 
 
@@ -315,7 +315,8 @@ def lfsr_draw_masks(k: int) -> list[int]:
 DRAW_LEVEL = 6
 #: draws a generator needs behind the first one it computes (the largest lag)
 DRAW_HISTORY = 32 << DRAW_LEVEL
-_L1, _L2, _L22 = 1 << DRAW_LEVEL, 2 << DRAW_LEVEL, 22 << DRAW_LEVEL
+#: the other three lags of the squared recurrence (64, 128, 1408 draws)
+DRAW_LAG1, DRAW_LAG2, DRAW_LAG22 = 1 << DRAW_LEVEL, 2 << DRAW_LEVEL, 22 << DRAW_LEVEL
 
 
 def _gf2_inverse(cols: list[int]) -> list[int]:
@@ -386,8 +387,8 @@ def draws_extend(buf, lo, n):
     squared recurrence ``d[m] = d[m-64] ^ d[m-128] ^ d[m-1408] ^ d[m-2048]`` (vectorized)."""
     v = buf[lo - DRAW_HISTORY:lo + n]
     for i in range(n):  # non-negative indices: no wrap-around checks, so LLVM vectorizes this loop
-        v[i + DRAW_HISTORY] = v[i + DRAW_HISTORY - _L1] ^ v[i + DRAW_HISTORY - _L2] \
-            ^ v[i + DRAW_HISTORY - _L22] ^ v[i]
+        v[i + DRAW_HISTORY] = v[i + DRAW_HISTORY - DRAW_LAG1] ^ v[i + DRAW_HISTORY - DRAW_LAG2] \
+            ^ v[i + DRAW_HISTORY - DRAW_LAG22] ^ v[i]
 
 
 def lfsr_draws(state: int, n: int) -> tuple[int, np.ndarray]:
@@ -400,3 +401,43 @@ def lfsr_draws(state: int, n: int) -> tuple[int, np.ndarray]:
         draws_extend(buf, DRAW_HISTORY, n - DRAW_HISTORY)
     out = buf[:n].astype(np.int64)
     return (int(state_after_draw(out[-1])) if n > 0 else int(state) & _MASK32), out
+
+
+def _byte_slices(cols: list[int]) -> np.ndarray:
+    t = np.zeros((4, 256), dtype=np.int64)
+    for b in range(4):
+        for v in range(256):
+            acc = 0
+            for bit in range(8):
+                if (v >> bit) & 1:
+                    acc ^= cols[8 * b + bit]
+            t[b, v] = acc
+    return t
+
+
+def _draw_jump_powers() -> np.ndarray:
+    """(32, 4, 256): byte-sliced tables of 'advance by 2**i draws' (GF(2) matrix squaring)."""
+    m = [py_lfsr_bits(1 << j, 32)[0] for j in range(STATE_BITS)]  # one draw = 32 steps
+    out = []
+    for _ in range(32):
+        out.append(_byte_slices(m))
+        m = _compose(m, m)
+    return np.ascontiguousarray(np.stack(out))
+
+
+#: DRAW_JUMPS[i]: byte-sliced table of the state map 'advance by 2**i 32-bit draws'
+DRAW_JUMPS = _draw_jump_powers()
+
+
+@numba.njit(cache=True)
+def jump_draws(state, n):
+    """The LFSR state ``n`` 32-bit draws after ``state`` (0 <= n < 2**32), by DRAW_JUMPS."""
+    s = np.int64(state) & _MASK32
+    i = 0
+    while n > 0:
+        if n & 1:
+            s = DRAW_JUMPS[i, 0, s & 0xFF] ^ DRAW_JUMPS[i, 1, (s >> 8) & 0xFF] ^ DRAW_JUMPS[i, 2, (s >> 16) & 0xFF] \
+                ^ DRAW_JUMPS[i, 3, (s >> 24) & 0xFF]
+        n >>= 1
+        i += 1
+    return s
