@@ -21,7 +21,7 @@ module el_layer #(
     parameter integer N_IN = 16, parameter integer N_OUT = 8, parameter integer P = 4,
     parameter integer NCLS = 10,
     parameter integer RULE = 0,          // 0 drtp hidden, 1 frozen (shallow, or an inference-only datapath), 2 trained
-                                         // output layer (error from the label)
+                                         // output layer (error from the label), 3 sdfa hidden, 4 dfa hidden
     parameter integer IS_OUT = 0,        // the output layer: prediction = argmax z
     parameter integer LOSS = 0,          // output layer: 0 bce (e = y* - y), 1 mse (e = (y* - y) f'(z))
     parameter integer ACT = 1,           // 0 none, 1 tanh table, 2 sigmoid table, 3 hard-tanh, 4 relu
@@ -39,11 +39,12 @@ module el_layer #(
     parameter integer EW = 8, parameter integer EF = 7, parameter integer ES = 1, parameter integer ER = 2,
     parameter integer EO = 1,                                                                                  // error
     parameter integer FBW = 8, parameter integer FBF = 7, parameter integer FB_LFSR = 0,                       // feedback
+    parameter integer EOW = 8, parameter integer EOF = 7, parameter integer EOS = 1,   // output error (sdfa / dfa)
     parameter integer LR = 6,            // learning rate 2^-LR
     parameter integer TB = 10, parameter integer RB = 3,          // table: 2^TB entries on [-2^RB, 2^RB)
     parameter [31:0] RND_SEED = 32'h1,   // LFSR state of the stochastic-rounding stream
     parameter W_INIT = "w.hex", parameter B_INIT = "b.hex", parameter T_INIT = "t.hex",
-    parameter FB_INIT = "fb.hex", parameter FBST_INIT = "fbst.hex",
+    parameter FB_INIT = "fb.hex", parameter FBST_INIT = "fbst.hex", parameter FBW_INIT = "fbw.hex",
     // derived
     parameter integer G = (N_OUT + P - 1) / P,
     parameter integer IDXW = (N_IN > 1) ? $clog2(N_IN) : 1,
@@ -61,6 +62,12 @@ module el_layer #(
     input  wire                 in_done,
     input  wire [LW-1:0]        in_label,
     input  wire                 in_train,
+    // output error broadcast: the output layer drives e_out / e_valid_out (training samples), sdfa / dfa hidden
+    // layers wait for it after their forward pass
+    input  wire                 e_valid_in,
+    input  wire [NCLS*EOW-1:0]  e_in,
+    output reg                  e_valid_out,
+    output reg  [NCLS*EW-1:0]   e_out,
     // the next layer's list (hidden layers); the forward pass starts only while out_ready
     input  wire                 out_ready,
     output reg                  out_we,
@@ -86,12 +93,13 @@ module el_layer #(
     localparam integer STOCH_W = (WR == 7) ? 1 : 0;
     localparam integer STOCH_B = (BR == 7) ? 1 : 0;
     localparam integer LEARN = (RULE != 1) ? 1 : 0;
+    localparam integer DIRECT = (RULE == 3 || RULE == 4) ? 1 : 0;   // signal from the output error: sdfa / dfa
     localparam integer TABLE = (ACT == 1 || ACT == 2) ? 1 : 0;
     localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
 
-    localparam [2:0] ST_IDLE = 3'd0, ST_READY = 3'd1, ST_FWD = 3'd2, ST_FDRAIN = 3'd3, ST_UPD = 3'd4,
-                     ST_UDRAIN = 3'd5, ST_BIAS = 3'd6;
-    reg [2:0] state;
+    localparam [3:0] ST_IDLE = 4'd0, ST_READY = 4'd1, ST_FWD = 4'd2, ST_FDRAIN = 4'd3, ST_UPD = 4'd4,
+                     ST_UDRAIN = 4'd5, ST_BIAS = 4'd6, ST_WAITE = 4'd7, ST_PROJ = 4'd8, ST_PDRAIN = 4'd9;
+    reg [3:0] state;
     assign in_ready = (state == ST_IDLE);
     assign idle = (state == ST_IDLE);
 
@@ -435,6 +443,107 @@ module el_layer #(
     el_convert #(.IW(OEW), .S(YF + ((LOSS == 1) ? FG : 0) - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
         u_eo (.din(o_prod), .rnd(32'd0), .dout(sig_o), .ovf());
     wire [EW-1:0] sig = IS_OUT ? sig_o : sig_h;
+
+    // ---------------------------------------------------------------------------------------------------------
+    // sdfa / dfa hidden layers: after the forward pass (f'(z) kept in gmem) wait for the output error e, then
+    // p_i = sum_c B[c, i] s_c (s_c = sign(e_c) for sdfa, e_c for dfa; c ascending, exact), delta_i = p_i f'(z_i)
+    // assigned to the error format; one word of P feedback entries per cycle, rows c outer, groups inner.
+    localparam integer CLW = (NCLS > 1) ? $clog2(NCLS) : 1;
+    localparam integer SVW = (RULE == 4) ? EOW + 1 : 2;                 // s_c
+    localparam integer PPW = FBW + 1 + SVW + CLW + 1;                   // p_i
+    localparam integer FPP = (RULE == 4) ? FBF + EOF : FBF;
+    reg [NCLS*EOW-1:0] e_lat;
+    reg [CLW-1:0] pc, pc2;
+    reg [GAW-1:0] pg, pg2;
+    reg [CLW+GAW+1:0] pbase;
+    reg p2_valid;
+    reg [P*FBW-1:0] pw_q;
+    wire [P*PPW-1:0] pacc_new;
+    wire [P*EW-1:0] pdelta;
+    wire [31:0] pfbst_next;
+    wire [P*FBW-1:0] pw_draw;
+    wire [31:0] pw_state_next;
+    wire [31:0] pfbst0;
+    reg [31:0] pstate;
+    generate
+        if (DIRECT) begin : g_direct
+            reg [P*GVW-1:0] gstage;
+            reg [P*GVW-1:0] gmem [0:G-1];
+            reg [P*PPW-1:0] pacc [0:G-1];
+            always @(posedge clk) begin
+                if (y_valid) begin
+                    gstage[y_l*GVW +: GVW] <= gv;
+                    if (y_lastlane)
+                        gmem[y_g] <= (gstage & ~({{(P*GVW-GVW){1'b0}}, {GVW{1'b1}}} << (y_l*GVW)))
+                                     | ({{(P*GVW-GVW){1'b0}}, gv} << (y_l*GVW));
+                end
+                if (p2_valid && pc2 != NCLS - 1) pacc[pg2] <= pacc_new;
+            end
+            wire [EOW-1:0] ec = e_lat[pc2*EOW +: EOW];
+            wire signed [EOW:0] ecv = EOS ? {ec[EOW-1], ec} : {1'b0, ec};
+            wire signed [SVW-1:0] sv;
+            if (RULE == 4) begin : g_dfa
+                assign sv = ecv;
+            end else begin : g_sdfa
+                assign sv = (ecv > 0) ? 1 : ((ecv < 0) ? -1 : 0);
+            end
+            wire [P*PPW-1:0] prev = pacc[pg2];
+            wire [P*GVW-1:0] gword = gmem[pg2];
+            genvar pl;
+            for (pl = 0; pl < P; pl = pl + 1) begin : g_plane
+                wire signed [FBW-1:0] bl = pw_q[pl*FBW +: FBW];
+                wire signed [PPW-1:0] term = bl * sv;
+                wire signed [PPW-1:0] pold = prev[pl*PPW +: PPW];
+                wire signed [PPW-1:0] pn = ((pc2 == 0) ? $signed({PPW{1'b0}}) : pold) + term;
+                assign pacc_new[pl*PPW +: PPW] = pn;
+                wire signed [GVW-1:0] gl = gword[pl*GVW +: GVW];
+                wire signed [PPW+GVW-1:0] pgp = pn * gl;
+                el_convert #(.IW(PPW + GVW), .S(FPP + FG - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
+                    u_pd (.din(pgp), .rnd(32'd0), .dout(pdelta[pl*EW +: EW]), .ovf());
+            end
+            if (FB_LFSR == 0) begin : g_pw_rom
+                // word c*G + g holds B[c, g*P .. g*P+P-1] (lane 0 in the LSBs)
+                reg [P*FBW-1:0] fbw [0:NCLS*G-1];
+                initial $readmemh(FBW_INIT, fbw);
+                always @(posedge clk) pw_q <= fbw[pbase + pg];
+                assign pfbst_next = 0;
+                assign pfbst0 = 0;
+                assign pw_draw = 0;
+                assign pw_state_next = 0;
+            end else begin : g_pw_lfsr
+                // B regenerated: row c starts at its stored row state, P FBW-bit draws per cycle
+                reg [31:0] fbst [0:NCLS-1];
+                initial $readmemh(FBST_INIT, fbst);
+                assign pfbst_next = (pc == NCLS - 1) ? 32'd0 : fbst[pc + 1'b1];
+                assign pfbst0 = fbst[0];
+                reg [31:0] s;
+                reg [P*FBW-1:0] d;
+                integer k;
+                always @* begin
+                    s = pstate;
+                    d = 0;
+                    for (k = 0; k < P * FBW; k = k + 1) begin
+                        d = {d[P*FBW-2:0], s[0]};
+                        s = s[0] ? ((s >> 1) ^ 32'h80200003) : (s >> 1);
+                    end
+                end
+                // the first draw of the word is its first FBW bits (MSB side of d): lane 0
+                genvar dl;
+                for (dl = 0; dl < P; dl = dl + 1) begin : g_dl
+                    assign pw_draw[dl*FBW +: FBW] = d[(P - 1 - dl)*FBW +: FBW];
+                end
+                assign pw_state_next = s;
+                always @(posedge clk) if (state == ST_PROJ) pw_q <= pw_draw;
+            end
+        end else begin : g_nodirect
+            assign pacc_new = 0;
+            assign pdelta = 0;
+            assign pfbst0 = 0;
+            assign pfbst_next = 0;
+            assign pw_draw = 0;
+            assign pw_state_next = 0;
+        end
+    endgenerate
     wire signed [AW:0] bestv = AS ? {best_z[AW-1], best_z} : {1'b0, best_z};
 
     // ---------------------------------------------------------------------------------------------------------
@@ -443,6 +552,7 @@ module el_layer #(
         out_we <= 1'b0;
         out_done <= 1'b0;
         pred_valid <= 1'b0;
+        e_valid_out <= 1'b0;
         w_we <= 1'b0;
         rd_bdata <= bmem[rd_addr[GAW-1:0]];
         if (rst) begin
@@ -510,12 +620,18 @@ module el_layer #(
                     best_z <= y_z;
                     pred <= y_i;
                 end
-                if (LEARN) dstage[y_l*EW +: EW] <= sig;
-                if (LEARN && y_lastlane) begin
+                if (IS_OUT) e_out[y_i*EW +: EW] <= sig;
+                if (LEARN && !DIRECT) dstage[y_l*EW +: EW] <= sig;
+                if (LEARN && !DIRECT && y_lastlane) begin
                     dmem[y_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (y_l*EW)))
                                  | ({{(P*EW-EW){1'b0}}, sig} << (y_l*EW));
                 end
             end
+            // ---- sdfa / dfa projection: stage 2 (the last row c writes the modulatory signals)
+            p2_valid <= (state == ST_PROJ);
+            pc2 <= pc;
+            pg2 <= pg;
+            if (DIRECT && p2_valid && pc2 == NCLS - 1) dmem[pg2] <= pdelta;
             // ---- update pipeline: B -> C -> write
             uc_valid <= ub_valid;
             if (ub_valid) begin
@@ -572,8 +688,11 @@ module el_layer #(
                         out_train <= train;
                     end else begin
                         pred_valid <= 1'b1;
+                        e_valid_out <= train && LEARN;
                     end
-                    if (train && LEARN) begin
+                    if (train && DIRECT) begin
+                        state <= ST_WAITE;
+                    end else if (train && LEARN) begin
                         u_t <= 0;
                         u_g <= 0;
                         u_base <= 0;
@@ -585,6 +704,32 @@ module el_layer #(
                     end
                 end
                 ST_UDRAIN: if (!ub_valid && !uc_valid && !w_we) state <= ST_BIAS;
+                ST_WAITE: if (e_valid_in) begin
+                    e_lat <= e_in;
+                    pc <= 0;
+                    pg <= 0;
+                    pbase <= 0;
+                    if (DIRECT && FB_LFSR != 0) pstate <= pfbst0;
+                    state <= ST_PROJ;
+                end
+                ST_PROJ: begin
+                    if (FB_LFSR != 0) pstate <= (pg == G - 1) ? pfbst_next : pw_state_next;
+                    if (pg == G - 1) begin
+                        pg <= 0;
+                        pc <= pc + 1'b1;
+                        pbase <= pbase + G;
+                        if (pc == NCLS - 1) state <= ST_PDRAIN;
+                    end else begin
+                        pg <= pg + 1'b1;
+                    end
+                end
+                ST_PDRAIN: if (!p2_valid) begin
+                    u_t <= 0;
+                    u_g <= 0;
+                    u_base <= 0;
+                    bias_g <= 0;
+                    state <= (nnz == 0) ? ST_BIAS : ST_UPD;
+                end
                 ST_BIAS: begin
                     if (LEARN) bmem[bias_g] <= b_new;
                     if (LEARN && STOCH_B) st <= st_after_b;

@@ -55,13 +55,20 @@ def test_written_files_memory_images_and_design_json(tmp_path):
     eng2 = FixedEngine(_spec(), bits=8, seed=1, feedback="lfsr")
     write_rtl(eng2, tmp_path / "lfsr", parallel=4)
     assert (tmp_path / "lfsr/mem/fbst0.hex").is_file() and not (tmp_path / "lfsr/mem/fb0.hex").exists()
+    # sdfa / dfa read P entries of a row at once: word c*G + g = B[c, g*P ...]
+    eng3 = FixedEngine(_spec(rule="sdfa"), bits=8, seed=1)
+    write_rtl(eng3, tmp_path / "sdfa", parallel=3)
+    fbw = [int(line, 16) for line in (tmp_path / "sdfa/mem/fbw0.hex").read_text().split()]
+    assert len(fbw) == 4 * 3
+    assert np.array_equal(np.concatenate([layout.unpack(fbw[c * 3:(c + 1) * 3], 3, 8, True, 8, 1) for c in range(4)]),
+                          eng3.B[0])
     # MACs / lanes: forward and update of both layers (12 and 8 non-zero inputs)
     assert d.ideal_cycles([12, 8], True) == math.ceil(2 * (12 * 8 / 3 + 8 * 4 / 3))
     assert d.ideal_cycles([12, 8], False) == math.ceil(12 * 8 / 3 + 8 * 4 / 3)
 
 
 @pytest.mark.parametrize("make,err,words", [
-    (lambda: FixedEngine(_spec(rule="sdfa"), bits=8), RuleError, "rule 'sdfa' has no generated datapath"),
+    (lambda: FixedEngine(_spec(rule="fa"), bits=8), RuleError, "rule 'fa' has no generated datapath"),
     (lambda: FixedEngine(_spec(rule="bp"), bits=8), RuleError, "rule 'bp'"),
     (lambda: FixedEngine(_spec(), bits=8, formats={"update": "fixed<16,4>"}), FormatError, "update format"),
     (lambda: FixedEngine(_spec(act="hardtanh"), bits=8, formats={"accum": "fixed<20,22>"}), FormatError,
@@ -87,7 +94,7 @@ def test_cli_writes_the_default_design_and_refuses_bad_input(tmp_path, capsys):
     assert main(["rtl", "--out", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
     assert "digits-mlp 64-128-10" in out and (tmp_path / "d/el_mlp.v").is_file()
-    assert main(["rtl", "--out", str(tmp_path / "bad"), "--rule", "dfa"]) == 2
+    assert main(["rtl", "--out", str(tmp_path / "bad"), "--rule", "fa"]) == 2
     err = capsys.readouterr().err
     assert "no generated datapath" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()  # nothing half-written

@@ -13,15 +13,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rtl",
         help="generate the Verilog learning datapath (bit-exact with the fixed-point engine)",
         description="Write the Verilog top level, parameters, memory-initialisation files and file list of an MLP "
-                    "that infers and learns on chip (DRTP hidden layers, or frozen 'shallow' ones; the output layer "
-                    "learns from its error), computing exactly what the fixed-point engine computes. Weights come "
+                    "that infers and learns on chip (DRTP, sDFA or DFA hidden layers, or frozen shallow ones; the "
+                    "output layer learns from its error), computing exactly what the fixed-point engine computes. Weights come "
                     "from --weights (an engine weight file, e.g. trained by 'edgelearn simulate') or are the "
                     "engine's initial values. Without --config: the embedded digits MLP, 8-bit preset. --check "
                     "SIM runs the cocotb testbench (every weight compared after every sample); --synth estimates "
                     "resources with yosys. See docs/rtl.md.",
     )
     p.add_argument("--out", "-o", required=True, help="output directory")
-    add_engine_args(p, "drtp or shallow hidden layers")
+    add_engine_args(p, "hidden layers: drtp, sdfa, dfa or shallow")
     p.add_argument("--parallel", "-p", type=positive_int, default=8,
                    help="parallel MAC units per layer (capped at the layer's outputs; default 8)")
     p.add_argument("--top", default="el_mlp", help="name of the top-level module (default el_mlp)")

@@ -33,10 +33,12 @@ from . import layout
 from .sim import HW_DIR
 
 #: hidden-layer rules the datapath implements (the output layer always learns from its error)
-RTL_RULES = ("drtp", "shallow")
-RULE_CODES = {"drtp": 0, "shallow": 1, "output": 2}
+RTL_RULES = ("drtp", "sdfa", "dfa", "shallow")
+RULE_CODES = {"drtp": 0, "shallow": 1, "output": 2, "sdfa": 3, "dfa": 4}
 ACT_CODES = {"none": 0, "tanh": 1, "sigmoid": 2, "hardtanh": 3, "relu": 4}
 HW_FILES = ("el_convert.v", "el_layer.v")
+#: hidden rules with a random feedback matrix B (C x n_out)
+DIRECT_RULES = ("drtp", "sdfa", "dfa")
 MAX_PARALLEL = 64
 MAX_WORDS = 1 << 24          # weight words per layer (address width <= 24)
 MAX_NEURONS = 1 << 16
@@ -124,7 +126,7 @@ class RtlDesign:
             rule = "output" if is_out else eng.rules[k]
             if not is_out and rule not in RTL_RULES:
                 raise RuleError(f"{where}: rule {rule!r} has no generated datapath (hidden layers: "
-                                f"{', '.join(RTL_RULES)}; the HLS kernel also has sdfa/dfa)")
+                                f"{', '.join(RTL_RULES)}; bp/fa need the transposed weights of the layer above)")
             act = eng.acts[k]
             if act not in ACT_CODES:
                 raise FormatError(f"{where}: activation {act!r} has no hardware definition")
@@ -153,7 +155,7 @@ class RtlDesign:
             table = np.asarray(eng.tables[k], dtype=np.int64).copy() if act in ("tanh", "sigmoid") else None
             B = None
             fb_seed = None
-            if rule == "drtp":
+            if rule in DIRECT_RULES:
                 B = np.asarray(eng.B[k], dtype=np.int64).copy()
                 from ..fixed.engine import FEEDBACK_STREAM
                 from ..fixed.lfsr import derive_seed
@@ -191,6 +193,7 @@ class RtlDesign:
 
     def layer_params(self, lay: RtlLayer) -> dict[str, Any]:
         k = lay.index
+        out = self.layers[-1]
         p: dict[str, Any] = {
             "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "NCLS": self.num_classes,
             "RULE": RULE_CODES[lay.rule] if self.learning else RULE_CODES["shallow"],
@@ -204,11 +207,13 @@ class RtlDesign:
         p.update(_fmt_params("G", lay.deriv))
         p.update(_fmt_params("E", lay.error))
         p.update({"FBW": lay.feedback.width, "FBF": lay.feedback.frac,
-                  "FB_LFSR": int(lay.fb_mode == "lfsr" and lay.rule == "drtp"),
+                  "FB_LFSR": int(lay.fb_mode == "lfsr" and lay.rule in DIRECT_RULES),
+                  "EOW": out.error.width, "EOF": out.error.frac, "EOS": int(out.error.signed),
                   "LR": lay.lr_shift, "TB": self.table_bits, "RB": self.range_bits,
                   "RND_SEED": f"32'h{lay.rnd_state:08x}",
                   "W_INIT": f'"mem/w{k}.hex"', "B_INIT": f'"mem/b{k}.hex"', "T_INIT": f'"mem/t{k}.hex"',
-                  "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"'})
+                  "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"',
+                  "FBW_INIT": f'"mem/fbw{k}.hex"'})
         return p
 
     @property
@@ -271,7 +276,9 @@ class RtlDesign:
             oiw = max(1, math.ceil(math.log2(lay.n_out)))
             waw = max(1, math.ceil(math.log2(max(2, lay.words))))
             pr(f"    // layer {k}: {lay.name} {lay.n_in} -> {lay.n_out}, {lay.act}, rule {lay.rule}, {lay.lanes} MAC lanes")
-            pr(f"    wire l{k}_in_ready, l{k}_out_we, l{k}_out_done, l{k}_out_train, l{k}_pred_valid, l{k}_idle;")
+            pr(f"    wire l{k}_in_ready, l{k}_out_we, l{k}_out_done, l{k}_out_train, l{k}_pred_valid, l{k}_idle, "
+               f"l{k}_e_valid;")
+            pr(f"    wire [{self.num_classes * lay.error.width - 1}:0] l{k}_e;")
             pr(f"    wire [{oiw - 1}:0] l{k}_out_idx, l{k}_pred;")
             pr(f"    wire [{lay.act_fmt.width - 1}:0] l{k}_out_val;")
             pr(f"    wire [{lw - 1}:0] l{k}_out_label;")
@@ -291,6 +298,7 @@ class RtlDesign:
             pr("        .clk(clk), .rst(rst),")
             pr(f"        .in_ready(l{k}_in_ready), .in_we({src[0]}), .in_idx({src[1]}), .in_val({src[2]}),")
             pr(f"        .in_done({src[3]}), .in_label({src[4]}), .in_train({src[5]}),")
+            pr(f"        .e_valid_in(l{L - 1}_e_valid), .e_in(l{L - 1}_e), .e_valid_out(l{k}_e_valid), .e_out(l{k}_e),")
             pr(f"        .out_ready({out_ready}), .out_we(l{k}_out_we), .out_idx(l{k}_out_idx), "
                f".out_val(l{k}_out_val),")
             pr(f"        .out_done(l{k}_out_done), .out_label(l{k}_out_label), .out_train(l{k}_out_train),")
@@ -325,12 +333,14 @@ class RtlDesign:
 
     def ideal_cycles(self, nnz: list[int], train: bool) -> int:
         """MAC operations of one sample / parallel lanes: forward nnz_k * n_out per layer, plus the same again
-        for every layer that updates (rows with a non-zero input)."""
+        for every layer that updates (rows with a non-zero input), plus C * n_out for the sdfa / dfa projection."""
         total = 0.0
         for lay, n in zip(self.layers, nnz):
             macs = n * lay.n_out
             if train and lay.rule != "shallow":
                 macs *= 2
+            if train and lay.rule in ("sdfa", "dfa"):  # the projection of the output error through B
+                macs += self.num_classes * lay.n_out
             total += macs / lay.lanes
         return int(math.ceil(total))
 
@@ -342,14 +352,15 @@ class RtlDesign:
             "layers": [{
                 "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "groups": l.groups,
                 "words": l.words, "rule": l.rule, "act": l.act, "lr_shift": l.lr_shift, "feedback_mode": l.fb_mode
-                if l.rule == "drtp" else None, "rnd_state": l.rnd_state,
+                if l.rule in DIRECT_RULES else None, "rnd_state": l.rnd_state,
                 "formats": {t: _spell(getattr(l, a)) for t, a in (
                     ("input", "input"), ("weight", "weight"), ("bias", "bias"), ("accum", "accum"),
                     ("act", "act_fmt"), ("deriv", "deriv"), ("error", "error"), ("feedback", "feedback"))},
                 "memories": {"weights": f"mem/w{l.index}.hex", "biases": f"mem/b{l.index}.hex",
                              **({"table": f"mem/t{l.index}.hex"} if l.table is not None else {}),
-                             **({"feedback": f"mem/fb{l.index}.hex" if l.fb_mode == "stored"
-                                 else f"mem/fbst{l.index}.hex"} if l.rule == "drtp" else {})},
+                             **({"feedback": f"mem/fbst{l.index}.hex" if l.fb_mode == "lfsr"
+                                 else f"mem/fb{l.index}.hex" if l.rule == "drtp" else f"mem/fbw{l.index}.hex"}
+                                if l.rule in DIRECT_RULES else {})},
             } for l in self.layers],
         }
 
@@ -364,11 +375,15 @@ class RtlDesign:
             out[f"mem/b{k}.hex"] = self._hex(self.bias_words(lay), lay.lanes * lay.bias.width)
             if lay.table is not None:
                 out[f"mem/t{k}.hex"] = self._hex(lay.table, lay.act_fmt.width)
-            if lay.rule == "drtp":
-                if lay.fb_mode == "stored":
-                    out[f"mem/fb{k}.hex"] = self._hex(lay.B.ravel(), lay.feedback.width)
-                else:
+            if lay.rule in DIRECT_RULES:
+                if lay.fb_mode == "lfsr":
                     out[f"mem/fbst{k}.hex"] = self._hex(self.fb_row_states(lay), 32)
+                elif lay.rule == "drtp":  # one entry per read (the label's row)
+                    out[f"mem/fb{k}.hex"] = self._hex(lay.B.ravel(), lay.feedback.width)
+                else:  # sdfa / dfa: P entries of a row per read, word c*G + g
+                    words = [w for c in range(self.num_classes)
+                             for w in layout.pack(lay.B[c:c + 1], lay.lanes, lay.feedback.width)]
+                    out[f"mem/fbw{k}.hex"] = self._hex(words, lay.lanes * lay.feedback.width)
         for f in HW_FILES:
             out[f"hdl/{f}"] = (HW_DIR / f).read_text()
         out["filelist.f"] = "\n".join([f"hdl/{f}" for f in HW_FILES] + [f"{self.top}.v"]) + "\n"
