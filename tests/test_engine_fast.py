@@ -294,3 +294,17 @@ def test_jump_draws_equals_sequential_draws():
     for n in [0, 1, 2, 3, 31, 32, 1000, 4095, 150000]:
         st = int(rng.integers(1, 1 << 32))
         assert jump_draws(st, n) == lfsr_draws(st, n)[0]
+
+
+def test_parallel_mac_equals_mac32():
+    rng = np.random.default_rng(14)
+    W = rng.integers(-128, 128, (300, 1000)).astype(np.int8)
+    x = rng.integers(0, 256, 300).astype(np.int64)
+    x[rng.random(300) < 0.3] = 0
+    nz = np.zeros(300, dtype=np.int64)
+    nnz = K.nonzeros(x, nz)
+    a, b = np.zeros(1000, np.int32), np.zeros(1000, np.int32)
+    K.mac32(W, x, nz, nnz, a)
+    for blocks in (2, 3):
+        K.mac32_par(W, x, nz, nnz, b, blocks)
+        assert np.array_equal(a, b) and np.array_equal(a, x @ W.astype(np.int64))

@@ -50,6 +50,9 @@ NTENSORS = 8
 ACC_EXACT, ACC_SHIFT_TRN, ACC_SHIFT_RND, ACC_GENERAL = 0, 1, 2, 3
 
 _MASK32 = 0xFFFFFFFF
+#: with threads > 1, a layer's MACs (column blocks) and online update (row parts) run in parallel when the sample
+#: touches at least this many of its weights
+PAR_MIN_WEIGHTS = 1 << 15
 
 
 # =============================================================================================================
@@ -221,31 +224,51 @@ def _mac_range(W, x, nz, nnz, acc, lo, hi, path, s):
                 acc[i] += (w[i] * xj + add) >> s
 
 
+@numba.njit(cache=True, inline="always")
+def _mac32_cols(W, xv, nz, nnz, acc, lo, hi):
+    """acc[lo:hi] = sum_t W[nz[t], lo:hi] * xv[t] in int32, four rows per pass over the accumulator."""
+    for i in range(lo, hi):
+        acc[i] = 0
+    t = 0
+    while t + 4 <= nnz:
+        w0, w1, w2, w3 = W[nz[t]], W[nz[t + 1]], W[nz[t + 2]], W[nz[t + 3]]
+        x0, x1, x2, x3 = xv[t], xv[t + 1], xv[t + 2], xv[t + 3]
+        for i in range(lo, hi):
+            acc[i] = np.int32(acc[i] + w0[i] * x0 + w1[i] * x1 + w2[i] * x2 + w3[i] * x3)
+        t += 4
+    while t < nnz:
+        w0 = W[nz[t]]
+        x0 = xv[t]
+        for i in range(lo, hi):
+            acc[i] = np.int32(acc[i] + w0[i] * x0)
+        t += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _nz_int32(x, nz, nnz):
+    xv = np.empty(nnz, dtype=np.int32)  # the non-zero inputs as int32 (keeps every product a 32-bit multiply)
+    for t in range(nnz):
+        xv[t] = np.int32(x[nz[t]])
+    return xv
+
+
 @numba.njit(cache=True)
 def mac32(W, x, nz, nnz, acc):
     """acc[:] = sum over the non-zero inputs of W[j, i] * x[j], exact in int32 (the engine proves
     ``n_in * max|w x| < 2**31`` for the layer, so no partial sum can leave int32).  Four rows per pass over
     ``acc`` (one load and store of the accumulator per four multiply-adds); the int32 truncations let LLVM
     use 32-bit SIMD multiplies."""
+    _mac32_cols(W, _nz_int32(x, nz, nnz), nz, nnz, acc, 0, W.shape[1])
+
+
+@numba.njit(cache=True, parallel=True)
+def mac32_par(W, x, nz, nnz, acc, nblk):
+    """mac32 with the outputs split into ``nblk`` column blocks (multiples of 16) computed in parallel."""
     n_out = W.shape[1]
-    xv = np.empty(nnz, dtype=np.int32)  # the non-zero inputs as int32 (keeps every product a 32-bit multiply)
-    for t in range(nnz):
-        xv[t] = np.int32(x[nz[t]])
-    for i in range(n_out):
-        acc[i] = 0
-    t = 0
-    while t + 4 <= nnz:
-        w0, w1, w2, w3 = W[nz[t]], W[nz[t + 1]], W[nz[t + 2]], W[nz[t + 3]]
-        x0, x1, x2, x3 = xv[t], xv[t + 1], xv[t + 2], xv[t + 3]
-        for i in range(n_out):
-            acc[i] = np.int32(acc[i] + w0[i] * x0 + w1[i] * x1 + w2[i] * x2 + w3[i] * x3)
-        t += 4
-    while t < nnz:
-        w0 = W[nz[t]]
-        x0 = xv[t]
-        for i in range(n_out):
-            acc[i] = np.int32(acc[i] + w0[i] * x0)
-        t += 1
+    xv = _nz_int32(x, nz, nnz)
+    bs = ((n_out + nblk - 1) // nblk + 15) // 16 * 16
+    for blk in prange(nblk):
+        _mac32_cols(W, xv, nz, nnz, acc, min(n_out, blk * bs), min(n_out, (blk + 1) * bs))
 
 
 @numba.njit(cache=True, parallel=True)
@@ -270,7 +293,10 @@ def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt, nblk):
         if path == ACC_EXACT and P[k, ACC32] != 0 and n_out < SHORT_ROW:
             mac32_short(W, x, acc, P[k, SHORT_R])
         elif path == ACC_EXACT and P[k, ACC32] != 0:
-            mac32(W, x, nz, nnz, acc)
+            if nblk > 1 and n_out >= 256 and nnz * n_out >= PAR_MIN_WEIGHTS:
+                mac32_par(W, x, nz, nnz, acc, nblk)
+            else:
+                mac32(W, x, nz, nnz, acc)
         elif nblk > 1 and n_out >= 64:
             _mac_par(W, x, nz, nnz, acc, nblk, path, s)
         else:
@@ -1084,10 +1110,6 @@ def mac32_short(W, x, acc, R):
         for j in range(nb * R, n_in):
             a = np.int32(a + np.int32(W[j, i] * np.int32(x[j])))
         acc[i] = a
-
-
-#: the parallel update splits a layer's rows in parts when it writes at least this many weights per sample
-PAR_MIN_WEIGHTS = 1 << 15
 
 
 @numba.njit(cache=True, parallel=True)
