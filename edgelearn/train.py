@@ -18,6 +18,7 @@ The ``train:`` section of a network description (``edgelearn.network.TRAIN_KEYS`
     schedule: {type: exponential, gamma: 0.975}   # per epoch; or cosine {eta_min}, step {step_size, gamma},
                                                   # multistep {milestones, gamma}, constant; all take warmup_epochs
     augment: {crop: 4, flip: true}                # random crop with zero padding 4, horizontal flip (images)
+    normalize: true            # standardise inputs per channel with the training set's mean and std
     sync_bn: auto              # torchrun on CUDA: SyncBatchNorm (auto = on); the CPU/gloo backend has none
     eval_batch_size: 1000
     init: he_uniform           # or torch
@@ -266,6 +267,25 @@ def check_augment(spec: NetworkSpec) -> dict[str, Any]:
     return {"crop": crop, "flip": flip}
 
 
+def normalize_inputs(spec: NetworkSpec, ds) -> dict[str, list[float]] | None:
+    """``train.normalize: true``: subtract the training set's per-channel mean and divide by its std (images:
+    channel = first axis; other inputs: one mean and std over all features), train and test alike. Returns the
+    statistics (recorded in metrics.json) or None."""
+    flag = spec.train.get("normalize", False)
+    if not isinstance(flag, bool):
+        raise ConfigError(f"{spec.source}: train.normalize must be true or false, got {flag!r}")
+    if not flag:
+        return None
+    x = ds.x_train
+    axes = (0, 2, 3) if x.ndim == 4 else tuple(range(x.ndim))
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = x.std(axis=axes, keepdims=True, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    ds.x_train = ((x - mean) / std).astype(np.float32)
+    ds.x_test = ((ds.x_test - mean) / std).astype(np.float32)
+    return {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}
+
+
 def augment_params(aug: dict[str, Any], n: int, seed: int, epoch: int, step: int) -> dict[str, torch.Tensor]:
     """Random crop offsets and flips for the ``n`` samples of one *global* batch: a function of (seed, epoch,
     step) only, so every process of a distributed job draws the same ones and takes its share."""
@@ -397,6 +417,7 @@ def train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | No
         ds = smoke_dataset(spec, seed, n_train, n_test)
     else:
         ds = load_data(spec, dataset, data_dir, seed, n_train, n_test)
+    norm = normalize_inputs(spec, ds)
 
     torch.manual_seed(seed)
     model = build_model(spec, seed=seed).to(dev)
@@ -423,6 +444,8 @@ def train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | No
                 "lr": base_lrs[0]}
     if smoke:
         identity["smoke"] = True
+    if norm is not None:
+        identity["normalize"] = norm
     history: list[dict[str, Any]] = []
     start_epoch, start_step, run = 0, 0, [0.0, 0.0, 0.0]  # run: loss sum, correct, samples of the current epoch
     out_dir = Path(out) if out is not None else None
@@ -623,6 +646,7 @@ def _metrics(identity: dict[str, Any], history: list[dict[str, Any]], dev: torch
         "world_size": d.world,
         "amp": str(amp_t).replace("torch.", "") if amp_t is not None else None,
         "smoke": bool(identity.get("smoke", False)),
+        "normalize": identity.get("normalize"),
         "lr": identity["lr"],
         "batch_size": identity["batch_size"],
         "n_train": identity["n_train"],

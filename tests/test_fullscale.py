@@ -15,8 +15,8 @@ from edgelearn.errors import ConfigError, DataError, RuleError
 from edgelearn.network import config_names, load_network, network_from_dict
 from edgelearn.torch_ref import build_model, convert, convert_network
 from edgelearn.torch_ref.receptive import isotropy, receptive_fields
-from edgelearn.train import (augment_batch, augment_params, check_schedule, lr_at, make_optimizer, smoke_spec,
-                             train)
+from edgelearn.train import (augment_batch, augment_params, check_schedule, lr_at, make_optimizer, normalize_inputs,
+                             smoke_spec, train)
 
 EXPERIMENTS = [n for n in config_names() if n.startswith("experiments/")]
 DIRECT = ("dfa", "sdfa", "drtp", "shallow")
@@ -294,6 +294,25 @@ def test_augmentation_is_a_function_of_the_global_batch():
     whole = augment_batch(xb, p1, 4)
     part = augment_batch(xb[6:], {k: v[6:] for k, v in p1.items()}, 4)
     assert torch.equal(whole[6:], part)
+
+
+def test_input_standardisation_uses_training_statistics():
+    from edgelearn.data import Dataset
+
+    rng = np.random.default_rng(0)
+    xtr = (rng.random((50, 3, 4, 4)) * np.array([1, 2, 3]).reshape(1, 3, 1, 1) + 5).astype(np.float32)
+    xte = xtr[:10] + 1
+    ds = Dataset("t", xtr, np.arange(50) % 3, xte, np.arange(10) % 3, task="classification", num_classes=3,
+                 input_shape=(3, 4, 4))
+    spec = network_from_dict({"input_shape": [3, 4, 4], "num_classes": 3, "train": {"normalize": True},
+                              "layers": [{"type": "flatten"}, {"type": "linear", "out": 3}]})
+    stats = normalize_inputs(spec, ds)
+    np.testing.assert_allclose(ds.x_train.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(ds.x_train.std(axis=(0, 2, 3)), 1, atol=1e-4)
+    np.testing.assert_allclose(ds.x_test, ds.x_train[:10] + 1 / np.array(stats["std"]).reshape(1, 3, 1, 1), atol=1e-5)
+    spec.train["normalize"] = "yes"
+    with pytest.raises(ConfigError, match="normalize"):
+        normalize_inputs(spec, ds)
 
 
 @pytest.mark.parametrize("name", ["experiments/ssa-table1-smallconv", "experiments/ldfa-fig3e-vgg"])

@@ -67,34 +67,38 @@ def isotropy(field: np.ndarray) -> float:
     return float(1.0 - ((f - radial[r]) ** 2).sum() / total)
 
 
-def plot_receptive_fields(rows: list[tuple[str, np.ndarray]], path: str | Path, title: str = "") -> Path:
-    """One row per run (label, fields ``(C, c_in, h, w)``): every channel's field on a diverging colour map, each
-    scaled to its own maximum |value| (colour = sign: red excitatory, blue inhibitory), with its isotropy."""
+def plot_receptive_fields(rows: list[tuple[str, np.ndarray]], path: str | Path, title: str = "",
+                          per_row: int = 8) -> Path:
+    """One block per run (label, fields ``(C, c_in, h, w)``): every channel's field on a diverging colour map, each
+    scaled to its own maximum |value| (red excitatory, blue inhibitory), ``per_row`` fields a row, with their
+    isotropy above them and the run's mean isotropy in its label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_cols = max(rf.shape[0] for _, rf in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(max(6.0, 0.9 * n_cols + 1.8), 1.05 * len(rows) + 0.7),
-                             squeeze=False)
-    for i, (label, rf) in enumerate(rows):
+    n_cols = min(per_row, max(rf.shape[0] for _, rf in rows))
+    lines = [math.ceil(rf.shape[0] / n_cols) for _, rf in rows]
+    fig, axes = plt.subplots(sum(lines), n_cols, figsize=(1.0 * n_cols + 2.2, 1.1 * sum(lines) + 0.8), squeeze=False)
+    top = 0
+    for (label, rf), n_lines in zip(rows, lines):
         iso = [isotropy(f) for f in rf]
-        for j in range(n_cols):
-            ax = axes[i][j]
+        for k in range(n_lines * n_cols):
+            ax = axes[top + k // n_cols][k % n_cols]
             ax.set_xticks([])
             ax.set_yticks([])
-            if j >= rf.shape[0]:
+            if k >= rf.shape[0]:
                 ax.axis("off")
                 continue
-            f = rf[j].sum(0) if rf.shape[1] != 3 else rf[j].mean(0)
+            f = rf[k].sum(0) if rf.shape[1] != 3 else rf[k].mean(0)
             m = float(np.abs(f).max()) or 1.0
             ax.imshow(f, cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
-            if not math.isnan(iso[j]):
-                ax.set_title(f"{iso[j]:.2f}", fontsize=6, pad=1)
+            if not math.isnan(iso[k]):
+                ax.set_title(f"{iso[k]:.2f}", fontsize=6, pad=1)
         finite = [v for v in iso if not math.isnan(v)]
-        mean = f" (isotropy {np.mean(finite):.2f})" if finite else ""
-        axes[i][0].set_ylabel(label + mean, rotation=0, ha="right", va="center", fontsize=7)
+        mean = f"\nisotropy {np.mean(finite):.2f}" if finite else ""
+        axes[top][0].set_ylabel(label + mean, rotation=0, ha="right", va="center", fontsize=8)
+        top += n_lines
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
