@@ -124,9 +124,14 @@ def run_float(cfg: SweepConfig, key: RunKey) -> dict[str, Any]:
     return {"test_accuracy": m["final"]["test_accuracy"], "curve": m["test_accuracy"], "angles": angles}
 
 
-def _execute(cfg_dict: dict[str, Any], key_dict: dict[str, Any], path: str) -> str:
-    """Worker: run one key and write its JSON (runs in a child process)."""
+def _worker_init() -> None:
+    """Child processes of the pool: one numba thread each (the pool already uses every core). Never set in the
+    parent: numba refuses a changed NUMBA_NUM_THREADS once its thread pool has started."""
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+
+def _execute(cfg_dict: dict[str, Any], key_dict: dict[str, Any], path: str) -> str:
+    """Run one key and write its JSON (in a pool worker, or in the calling process when jobs == 1)."""
     cfg, key = SweepConfig(**cfg_dict), RunKey(**key_dict)
     result = run_fixed(cfg, key) if key.kind == "fixed" else run_float(cfg, key)
     result.update({"key": asdict(key), "complete": True})
@@ -165,7 +170,8 @@ def sweep(cfg: SweepConfig, out: str | os.PathLike, *, jobs: int | None = None, 
                 bar.update(task, advance=1, last=k.name)
         else:
             # spawn, not fork: the parent may already run torch/numba thread pools (fork after OpenMP aborts)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_worker_init) as pool:
                 futs = [pool.submit(_execute, asdict(cfg), asdict(k), str(runs / f"{k.name}.json")) for k in todo]
                 for fut in as_completed(futs):
                     done.append(fut.result())
