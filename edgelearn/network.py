@@ -64,7 +64,7 @@ LAYER_SCHEMA: dict[str, dict[str, Any]] = {
 SHORTCUTS = ("pad", "conv")
 #: keys of the ``train`` section (read by edgelearn.train; ``epochs`` and ``batch_size`` also by the engine)
 TRAIN_KEYS = ("optimizer", "lr", "batch_size", "epochs", "init", "weight_decay", "momentum", "nesterov", "amsgrad",
-              "betas", "eps", "alpha", "schedule", "augment", "normalize", "sync_bn", "eval_batch_size")
+              "betas", "eps", "alpha", "schedule", "augment", "normalize", "sync_bn", "eval_batch_size", "zero_init")
 #: keys a variant of an experiment may override
 VARIANT_KEYS = ("description", "rule", "rules", "rule_params", "train", "dataset", "dataset_params", "layer_overrides",
                 "num_classes", "output_dim", "loss", "layers", "input_shape", "experiment")

@@ -22,6 +22,7 @@ The ``train:`` section of a network description (``edgelearn.network.TRAIN_KEYS`
     sync_bn: auto              # torchrun on CUDA: SyncBatchNorm (auto = on); the CPU/gloo backend has none
     eval_batch_size: 1000
     init: he_uniform           # or torch
+    zero_init: [fa, dfa, sdfa, drtp]   # fully connected layers with these rules start from zero weights
 """
 from __future__ import annotations
 

@@ -23,3 +23,16 @@ def test_rules_table_rows_have_paper_ours_gap(tmp_path):
     assert 0 <= rows[0]["ours"] <= 100
     text = rep.table(rows)
     assert "| drtp-synthetic | bp | test error (%) | 1.85 |" in text
+
+
+def test_regression_config_sdfa_signal_within_90_degrees_of_bp():
+    # DRTP Fig. 2's claim on its cosine regression: the error-sign feedback stays within 90 degrees of BP's signal
+    from edgelearn.network import load_network
+    from edgelearn.train import train
+
+    spec = load_network("drtp-regression")
+    assert spec.task == "regression" and spec.mlp_sizes() == [256, 100, 100, 10]
+    m = train(spec, "sdfa", epochs=2, n_train=1000, n_test=200, progress=False, probe=True, device="cpu")
+    angles = [layer["angle_to_bp"] for layer in m["epochs"][-1]["layers"]]
+    assert len(angles) == 2 and all(0 < a < 90 for a in angles), angles
+    assert m["final"]["test_loss"] < m["epochs"][0]["test_loss"] * 1.5

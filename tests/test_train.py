@@ -95,3 +95,18 @@ def test_cli_info(capsys):
     assert "fc1-500" in out and "drtp" in out
     assert main(["info", "--config", "conv-mnist"]) == 0
     assert "6272" in capsys.readouterr().out
+
+
+def test_zero_init_rules_start_from_zero_weights():
+    from edgelearn.errors import ConfigError
+    from edgelearn.network import load_network
+    from edgelearn.torch_ref.build import build_model
+
+    spec = load_network("drtp-regression")  # train.zero_init: [fa, dfa, sdfa, drtp]
+    for rule, zero in (("sdfa", True), ("bp", False)):
+        model = build_model(spec.with_rule(rule), seed=0)
+        assert all(bool((getattr(model, n).weight == 0).all()) == zero for n in ("fc1", "fc2", "out")), rule
+    bad = spec.with_rule("bp")
+    bad.train["zero_init"] = ["nope"]
+    with pytest.raises(ConfigError, match="zero_init"):
+        build_model(bad, seed=0)

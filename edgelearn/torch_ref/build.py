@@ -224,4 +224,17 @@ def build_model(spec: NetworkSpec, seed: int | None = None, init: str | None = N
         from ..errors import ConfigError
 
         raise ConfigError(f"unknown init {init!r}; use 'he_uniform' or 'torch'")
+    zero = spec.train.get("zero_init", [])
+    if zero:
+        from ..errors import ConfigError
+        from ..network import RULES
+
+        if not isinstance(zero, list) or any(r not in RULES for r in zero):
+            raise ConfigError(f"{spec.source}: train.zero_init must be a list of rules ({', '.join(RULES)}), "
+                              f"got {zero!r}")
+        # the DRTP paper's synthetic tasks: fully connected layers learning with a feedback-alignment rule start
+        # from zero weights (its code's fc_zero_init); the bias is zero anyway
+        for layer in spec.trainable_layers:
+            if layer.type == "linear" and spec.layer_rule(layer) in zero:
+                nn.init.zeros_(getattr(model, layer.name).weight)
     return model
