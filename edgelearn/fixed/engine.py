@@ -89,18 +89,9 @@ def jump_table(draws: int) -> np.ndarray:
     """Byte-sliced table (4, 256) of the LFSR state map 'advance by ``draws`` 32-bit draws' (GF(2)-linear):
     the state after the jump is the XOR of ``T[b, byte_b(state)]``.  Built from lfsr.lfsr_jump."""
     if draws not in _JUMP_CACHE:
-        from .lfsr import lfsr_jump
+        from .lfsr import byte_slice_table, lfsr_jump
 
-        cols = [lfsr_jump(1 << j, 32 * draws) for j in range(32)]
-        t = np.zeros((4, 256), dtype=np.int64)
-        for b in range(4):
-            for v in range(256):
-                acc = 0
-                for bit in range(8):
-                    if (v >> bit) & 1:
-                        acc ^= cols[8 * b + bit]
-                t[b, v] = acc
-        _JUMP_CACHE[draws] = t
+        _JUMP_CACHE[draws] = byte_slice_table([lfsr_jump(1 << j, 32 * draws) for j in range(32)])
     return _JUMP_CACHE[draws]
 
 

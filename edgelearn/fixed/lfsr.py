@@ -333,15 +333,9 @@ def _gf2_inverse(cols: list[int]) -> list[int]:
     return [sum(((inv_rows[i] >> j) & 1) << i for i in range(n)) for j in range(n)]
 
 
-def _after_draw_table() -> np.ndarray:
-    """Byte-sliced table (4, 256) of the linear map 'value of a 32-bit draw -> LFSR state after that draw'."""
-    draw_cols, step_cols = [], []
-    for j in range(STATE_BITS):
-        st, bits = py_lfsr_bits(1 << j, 32)
-        draw_cols.append(bits)
-        step_cols.append(st)
-    inv = _gf2_inverse(draw_cols)  # draw bit j -> state before the draw
-    cols = [_apply(step_cols, inv[j]) for j in range(STATE_BITS)]  # draw bit j -> state after the draw
+def byte_slice_table(cols: list[int]) -> np.ndarray:
+    """Byte-sliced table (4, 256) of the GF(2)-linear map whose column j (image of bit j) is ``cols[j]``: the
+    image of a 32-bit value is the XOR of ``T[b, byte_b(value)]`` over its four bytes."""
     t = np.zeros((4, 256), dtype=np.int64)
     for b in range(4):
         for v in range(256):
@@ -351,6 +345,18 @@ def _after_draw_table() -> np.ndarray:
                     acc ^= cols[8 * b + bit]
             t[b, v] = acc
     return t
+
+
+def _after_draw_table() -> np.ndarray:
+    """Byte-sliced table (4, 256) of the linear map 'value of a 32-bit draw -> LFSR state after that draw'."""
+    draw_cols, step_cols = [], []
+    for j in range(STATE_BITS):
+        st, bits = py_lfsr_bits(1 << j, 32)
+        draw_cols.append(bits)
+        step_cols.append(st)
+    inv = _gf2_inverse(draw_cols)  # draw bit j -> state before the draw
+    cols = [_apply(step_cols, inv[j]) for j in range(STATE_BITS)]  # draw bit j -> state after the draw
+    return byte_slice_table(cols)
 
 
 _AFTER_DRAW = _after_draw_table()
@@ -403,24 +409,12 @@ def lfsr_draws(state: int, n: int) -> tuple[int, np.ndarray]:
     return (int(state_after_draw(out[-1])) if n > 0 else int(state) & _MASK32), out
 
 
-def _byte_slices(cols: list[int]) -> np.ndarray:
-    t = np.zeros((4, 256), dtype=np.int64)
-    for b in range(4):
-        for v in range(256):
-            acc = 0
-            for bit in range(8):
-                if (v >> bit) & 1:
-                    acc ^= cols[8 * b + bit]
-            t[b, v] = acc
-    return t
-
-
 def _draw_jump_powers() -> np.ndarray:
     """(32, 4, 256): byte-sliced tables of 'advance by 2**i draws' (GF(2) matrix squaring)."""
     m = [py_lfsr_bits(1 << j, 32)[0] for j in range(STATE_BITS)]  # one draw = 32 steps
     out = []
     for _ in range(32):
-        out.append(_byte_slices(m))
+        out.append(byte_slice_table(m))
         m = _compose(m, m)
     return np.ascontiguousarray(np.stack(out))
 
