@@ -17,17 +17,10 @@ from edgelearn.torch_ref import build_model, convert, convert_network
 from edgelearn.torch_ref.receptive import isotropy, receptive_fields
 from edgelearn.train import (augment_batch, augment_params, check_schedule, lr_at, make_optimizer, normalize_inputs,
                              smoke_spec, train)
+from helpers import cli_one_line_error, reachable_leaves
 
 EXPERIMENTS = [n for n in config_names() if n.startswith("experiments/")]
 DIRECT = ("dfa", "sdfa", "drtp", "shallow")
-
-
-def one_line_error(capsys, argv, match):
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert match in err, err
 
 
 # ------------------------------------------------------------------------------------------------ architectures
@@ -87,19 +80,6 @@ def test_residual_and_pooling_descriptions_are_validated():
         network_from_dict({**base, "rules": {"s1.2.conv1": "bp"}})
 
 
-def _reachable_weights(t: torch.Tensor) -> set[int]:
-    seen, out, stack = set(), set(), [t.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        if hasattr(fn, "variable"):
-            out.add(id(fn.variable))
-        stack.extend(f for f, _ in fn.next_functions)
-    return out
-
-
 def test_direct_rules_cut_resnets_at_block_outputs():
     """DFA on ResNet-20: each conv's signal arrives at its point (conv1: after its ReLU; conv2: the block output,
     after the addition) and the local backward from there reaches no other layer's weight -- not through the
@@ -116,7 +96,7 @@ def test_direct_rules_cut_resnets_at_block_outputs():
         original = s.rule.signal
 
         def spy(ctx, point, s=s, original=original):
-            reached[s.name] = {weights[i] for i in _reachable_weights(point) if i in weights}
+            reached[s.name] = {weights[i] for i in reachable_leaves(point) if i in weights}
             return original(ctx, point)
 
         s.rule.signal = spy
@@ -189,12 +169,12 @@ def test_experiment_config_errors(tmp_path, capsys):
     ]
     write("loop.yaml", "base: loop.yaml\n")
     for i, (text, match) in enumerate(cases):
-        one_line_error(capsys, ["train", "--config", write(f"e{i}.yaml", text), "--out", str(tmp_path / f"o{i}")], match)
+        cli_one_line_error(capsys, ["train", "--config", write(f"e{i}.yaml", text), "--out", str(tmp_path / f"o{i}")], match)
     ok = write("ok.yaml", "base: net\ngrid: [{p: {rule: dfa}, q: {rule: fa}}, {s: {train: {lr: 0.1}}, t: {}}]\n")
     spec = load_network(ok)
     assert spec.variant_names() == ["p-s", "p-t", "q-s", "q-t"] and spec.with_variant("q-s").rule == "fa"
-    one_line_error(capsys, ["train", "--config", ok, "--variant", "zz", "--smoke"], "no variant 'zz'")
-    one_line_error(capsys, ["train", "--config", base, "--variant", "x"], "has no variants")
+    cli_one_line_error(capsys, ["train", "--config", ok, "--variant", "zz", "--smoke"], "no variant 'zz'")
+    cli_one_line_error(capsys, ["train", "--config", base, "--variant", "x"], "has no variants")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS, ids=lambda n: n.split("/")[1])

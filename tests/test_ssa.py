@@ -15,6 +15,7 @@ from edgelearn.errors import RuleError
 from edgelearn.network import load_network
 from edgelearn.torch_ref import build_model, convert, convert_network
 from edgelearn.torch_ref.ssa import DEFAULTS, SSA, layer_matrix
+from helpers import reachable_leaves
 
 NETS = ("digits-mlp", "small-convbn", "small-vit")
 
@@ -238,19 +239,6 @@ def test_local_loss_gradients_match_the_equations():
     assert torch.allclose(m.ssa_V.grad, gV, atol=1e-10)
 
 
-def _reachable_params(t: torch.Tensor) -> set[int]:
-    seen, out, stack = set(), set(), [t.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        if hasattr(fn, "variable"):
-            out.add(id(fn.variable))
-        stack.extend(f for f, _ in fn.next_functions)
-    return out
-
-
 @pytest.mark.parametrize("name", NETS)
 def test_graph_is_cut_between_layers(name, digits):
     """The backward of a hidden layer's local loss reaches only its own parameters (and parameter-free or
@@ -263,7 +251,7 @@ def test_graph_is_cut_between_layers(name, digits):
         original = s.rule.signal
 
         def spy(ctx, point, s=s, original=original):
-            reached.setdefault(s.name, set()).update(factor_owner[i] for i in _reachable_params(point) if i in factor_owner)
+            reached.setdefault(s.name, set()).update(factor_owner[i] for i in reachable_leaves(point) if i in factor_owner)
             return original(ctx, point)
 
         s.rule.signal = spy

@@ -8,6 +8,7 @@ from edgelearn.cli import main
 from edgelearn.errors import ConfigError
 from edgelearn.network import default_network
 from edgelearn.train import train
+from helpers import cli_one_line_error
 
 
 def test_train_writes_metrics_and_learns(tmp_path):
@@ -54,14 +55,6 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         train(default_network(), "bp", epochs=2, out=tmp_path, progress=False, n_train=100, probe=False)
 
 
-def one_line_error(capsys, argv, match):
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert match in err, err
-
-
 def test_cli_train_runs_default(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -69,24 +62,24 @@ def test_cli_train_runs_default(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    one_line_error(capsys, ["train", "--rule", "magic", "--out", str(tmp_path / "a")], "unknown rule 'magic'")
-    one_line_error(capsys, ["train", "--config", "nosuchnet", "--out", str(tmp_path / "b")], "no config 'nosuchnet'")
+    cli_one_line_error(capsys, ["train", "--rule", "magic", "--out", str(tmp_path / "a")], "unknown rule 'magic'")
+    cli_one_line_error(capsys, ["train", "--config", "nosuchnet", "--out", str(tmp_path / "b")], "no config 'nosuchnet'")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nlayers: [\n  {type: linear, out: 3\n")
-    one_line_error(capsys, ["train", "--config", str(bad)], "malformed YAML")
+    cli_one_line_error(capsys, ["train", "--config", str(bad)], "malformed YAML")
     chain = tmp_path / "chain.yaml"
     chain.write_text("input_shape: [4]\nnum_classes: 3\nlayers:\n - {type: linear, out: 5}\n - {type: linear, out: 7}\n")
-    one_line_error(capsys, ["train", "--config", str(chain)], "outputs shape [7]")
+    cli_one_line_error(capsys, ["train", "--config", str(chain)], "outputs shape [7]")
     conv = tmp_path / "conv.yaml"
     conv.write_text("input_shape: [16]\nnum_classes: 3\nlayers:\n - {type: conv2d, out: 4, kernel: 3}\n - {type: linear, out: 3}\n")
-    one_line_error(capsys, ["train", "--config", str(conv)], "conv2d needs a (C, H, W) input")
-    one_line_error(capsys, ["train", "--config", "fc1-500", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "c")], "missing")
-    one_line_error(capsys, ["train", "--layer-rule", "nope=bp", "--out", str(tmp_path / "d")], "not a trainable layer")
-    one_line_error(capsys, ["train", "--layer-rule", "fc1", "--out", str(tmp_path / "e")], "NAME=RULE")
-    one_line_error(capsys, ["train", "--device", "cuda:7", "--out", str(tmp_path / "f")], "CUDA is not available") if not torch.cuda.is_available() else None
+    cli_one_line_error(capsys, ["train", "--config", str(conv)], "conv2d needs a (C, H, W) input")
+    cli_one_line_error(capsys, ["train", "--config", "fc1-500", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "c")], "missing")
+    cli_one_line_error(capsys, ["train", "--layer-rule", "nope=bp", "--out", str(tmp_path / "d")], "not a trainable layer")
+    cli_one_line_error(capsys, ["train", "--layer-rule", "fc1", "--out", str(tmp_path / "e")], "NAME=RULE")
+    cli_one_line_error(capsys, ["train", "--device", "cuda:7", "--out", str(tmp_path / "f")], "CUDA is not available") if not torch.cuda.is_available() else None
     regression = tmp_path / "reg.yaml"
     regression.write_text("input_shape: [256]\ntask: regression\noutput_dim: 10\ndataset: cosine\nrule: drtp\nlayers:\n - {type: linear, out: 10}\n")
-    one_line_error(capsys, ["train", "--config", str(regression)], "drtp")
+    cli_one_line_error(capsys, ["train", "--config", str(regression)], "drtp")
 
 
 def test_cli_info(capsys):
