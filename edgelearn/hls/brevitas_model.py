@@ -279,7 +279,7 @@ def qat_train(model, eng, x, y, *, epochs: int = 3, lr: float = 1e-3, batch_size
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
             correct += int((z.argmax(1) == Y[idx]).sum())
             if progress is not None:
                 progress(len(idx))
