@@ -36,3 +36,40 @@ def test_regression_config_sdfa_signal_within_90_degrees_of_bp():
     angles = [layer["angle_to_bp"] for layer in m["epochs"][-1]["layers"]]
     assert len(angles) == 2 and all(0 < a < 90 for a in angles), angles
     assert m["final"]["test_loss"] < m["epochs"][0]["test_loss"] * 1.5
+
+
+def test_ldfa_rank_runs_the_papers_settings_at_every_rank(tmp_path, monkeypatch):
+    # the plumbing of the Fig. 3b reproduction, with train() replaced: which specs it trains and how rows are formed
+    seen = []
+
+    def fake_train(spec, rule, **kw):
+        seen.append((spec, rule, kw["epochs"]))
+        rank = spec.rule_params.get("rank")
+        return {"test_accuracy": [0.2, 0.40 if rule == "bp" else 0.40 - (64 - rank) / 1000]}
+
+    monkeypatch.setattr(rep, "train", fake_train)
+    rows = rep.ldfa_rank(tmp_path, data_dir=tmp_path, progress=False)
+    assert [(s.variant, r, s.rule_params.get("rank") if r == "ldfa" else None) for s, r, _ in seen] == [
+        ("bp", "bp", None), ("r64", "ldfa", 64), ("r32", "ldfa", 32), ("r16", "ldfa", 16), ("r10", "ldfa", 10),
+        ("r4", "ldfa", 4)]
+    for spec, _, epochs in seen:  # the paper's optimiser (App. C), its layer init, 8 epochs unless --full
+        assert epochs == 8
+        assert spec.train["lr"] == 6e-4 and spec.train["batch_size"] == 32 and spec.train["amsgrad"] is True
+        assert spec.train["init"] == "torch"
+    assert rows[0]["ours"] == pytest.approx(40.0)
+    assert rows[4]["setting"] == "ldfa r=10" and rows[4]["gap"] == pytest.approx(-5.4)
+    assert rows[5]["paper"] is None and rows[5]["gap"] is None
+    assert rep.ldfa_rank(tmp_path, full=True, data_dir=tmp_path, progress=False) and seen[-1][2] == 160
+
+
+def test_ldfa_models_use_pytorch_default_init():
+    # "Kaiming uniform" as PyTorch's layers draw it: bound 1/sqrt(fan_in), not He's sqrt(6/fan_in)
+    import math
+
+    from edgelearn.network import load_network
+    from edgelearn.torch_ref import build_model
+
+    model = build_model(load_network("ldfa-mlp-4x512"), seed=0)
+    w = model.fc1.weight.detach()
+    assert float(w.abs().max()) <= 1 / math.sqrt(w.shape[1]) + 1e-7
+    assert float(w.abs().max()) > 0.9 / math.sqrt(w.shape[1])

@@ -103,3 +103,16 @@ def test_zero_init_rules_start_from_zero_weights():
     bad.train["zero_init"] = ["nope"]
     with pytest.raises(ConfigError, match="zero_init"):
         build_model(bad, seed=0)
+
+
+def test_training_flushes_subnormals_and_restores_ieee_after(tmp_path):
+    from edgelearn.train import flush_denormals
+
+    tiny = torch.tensor([1e-39])  # a float32 subnormal
+    assert float(tiny * 1.0) != 0.0
+    with flush_denormals() as on:
+        if on:  # the CPU supports it (x86 with SSE3, aarch64)
+            assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) != 0.0
+    train(default_network(), "bp", epochs=1, out=tmp_path, progress=False, n_train=100, probe=False)
+    assert float(tiny * 1.0) != 0.0
