@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if not rank0:
             continue
         final = metrics["final"]
-        what = f"{s.name}{' [' + name + ']' if name else ''} / {metrics['rule']}"
+        per_layer = ", ".join(f"{k}: {v}" for k, v in (metrics.get("rules") or {}).items())
+        what = f"{s.name}{' [' + name + ']' if name else ''} / {metrics['rule']}{' (' + per_layer + ')' if per_layer else ''}"
         world = f" x{metrics['world_size']} processes" if metrics["world_size"] > 1 else ""
         if not metrics["complete"]:
             print(f"{what}: stopped after --max-steps {args.max_steps} (resume with the same command)")
