@@ -74,6 +74,20 @@ def test_wide_formats_track_the_float_twin(digits):
     assert abs(eng.evaluate(xt, digits.y_test) - twin.evaluate(xt, digits.y_test)) <= 0.01
 
 
+
+@pytest.mark.parametrize("rule", ["bp", "fa"])
+def test_signal_through_the_layer_above_tracks_the_twin(digits, rule):
+    # bp / fa hidden signal p = M d_up carries M's fractional bits and the error's (docs/arithmetic.md); 16 bits
+    # (fa's feedback saturates a few error values: a looser bound)
+    x, y = flat(digits, 400)
+    eng = FixedEngine(small_spec(hidden=32).with_rule(rule), bits=16, seed=1)
+    twin = eng.float_twin()
+    eng.fit(x, y, epochs=1)
+    twin.fit(x, y, epochs=1)
+    worst = max(float(np.max(np.abs(wf["W"] - wt))) for wf, wt in zip(eng.weights_float(), twin.W))
+    assert worst < (5e-3 if rule == "bp" else 0.1), worst
+
+
 # --- a 2-3-2 DRTP step computed by hand with Python ints and docs/arithmetic.md -------------------------------
 
 

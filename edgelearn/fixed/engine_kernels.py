@@ -1296,8 +1296,10 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
             if r == R_DRTP or r == R_SHALLOW:
                 continue
             prop_b = P[k + 1, PROP_B] != 0
+            # the product M d_up has the fractional bits of M (weights, or fa's feedback) plus the error's
+            f_up = P[k + 1, F_E] + (P[k + 1, F_FB] if prop_b else P[k + 1, F_W])
             hidden_delta(P, k, label, Bs[k], fbst[k], ds[ko], P[ko, F_E], gs[k], ds[k], ps[k], bufs[k],
-                         Ws[k + 1], Bs[k + 1], ds[k + 1], P[k + 1, F_E], prop_b, cnt)
+                         Ws[k + 1], Bs[k + 1], ds[k + 1], f_up, prop_b, cnt)
         for k in range(K - 1, -1, -1):
             r = P[k, RULE]
             if r == R_SHALLOW or (r == R_DRTP and P[k, IS_OUT] == 0):
