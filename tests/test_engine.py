@@ -444,3 +444,87 @@ def test_parallel_update_equals_sequential():
         for wa, wb in zip(a.weights(), b.weights()):
             assert np.array_equal(wa["W"], wb["W"]) and np.array_equal(wa["b"], wb["b"])
         assert np.array_equal(a.cnt, b.cnt) and np.array_equal(a.rnd_state, b.rnd_state)
+
+
+# --- ldfa: frozen low-rank feedback Q P, the signal through the rank-r bottleneck -------------------------------
+
+
+def _ldfa_spec(rank, hidden=24):
+    spec = small_spec(hidden=hidden, rule="ldfa", extra=[{"type": "linear", "out": 16, "act": "tanh", "name": "fc2"}])
+    spec.rule_params = {**spec.rule_params, "rank": rank}
+    return spec
+
+
+def test_ldfa_with_identity_p_and_fa_feedback_as_q_is_fa_bit_for_bit(digits):
+    # u = P d with P = I is d exactly (2^ps, the identity under P's extra ps fractional bits, is representable in
+    # fixed<8,3>), so Q u = B d: fa's signal, same bits
+    x, y = flat(digits, 300)
+    fmt = {"feedback": "fixed<8,3,RND,SAT>"}
+    fa = FixedEngine(_ldfa_spec("full").with_rule("fa"), bits=8, seed=3, formats=fmt)
+    ld = FixedEngine(_ldfa_spec("full"), bits=8, seed=3, formats=fmt)
+    for k in (1, 2):
+        lp = ld.precision.layers[k]
+        one = 1 << (lp.feedback.frac + ld.ldfa_p_shift(k))
+        assert ld.ldfa_p_shift(k) == 1 and one <= lp.feedback.max_raw
+        r = ld.ldfa_rank(k)
+        assert r == min(lp.n_in, lp.n_out) == lp.n_out
+        packed = np.zeros((lp.n_in + r, max(r, lp.n_out)), dtype=np.int64)
+        packed[:lp.n_in, :r] = fa.B[k]
+        packed[lp.n_in:, :lp.n_out] = one * np.eye(r, dtype=np.int64)
+        ld.set_feedback(k, packed)
+    fa.fit(x, y, epochs=1)
+    ld.fit(x, y, epochs=1)
+    for a, b in zip(fa.weights(), ld.weights()):
+        assert np.array_equal(a["W"], b["W"]) and np.array_equal(a["b"], b["b"])
+    # the bottleneck's assignment counts in the upper layer's error counter; every other counter is fa's
+    assert all(fa.counters[n][t] == ld.counters[n][t] for n in fa.counters for t in fa.counters[n] if t != "error")
+
+
+def test_ldfa_tracks_its_twin_and_low_rank_changes_the_result(digits):
+    x, y = flat(digits, 400)
+    xt = digits.x_test.reshape(len(digits.x_test), -1)
+    runs = {}
+    for rank in (2, "full"):
+        eng = FixedEngine(_ldfa_spec(rank, hidden=32), bits=20, seed=1)
+        # factors scaled by 1/8 so that no signal saturates the error format: what is left is rounding (max weight
+        # gap to the twin 0.02 at 12 bits, 0.008 at 16, 0.0017 at 20)
+        for k in (1, 2):
+            eng.set_feedback(k, eng.B[k] // 8)
+        twin = eng.float_twin()
+        eng.fit(x, y, epochs=1)
+        twin.fit(x, y, epochs=1)
+        assert all(c["error"]["overflow"] == 0 for c in eng.counters.values()), eng.counters
+        worst = max(float(np.max(np.abs(wf["W"] - wt))) for wf, wt in zip(eng.weights_float(), twin.W))
+        assert worst < 5e-3, (rank, worst)
+        assert (eng.predict(xt) == twin.predict(xt)).mean() > 0.95  # a barely trained net: near-ties
+        runs[rank] = eng.weights()[0]["W"]
+        again = FixedEngine(_ldfa_spec(rank, hidden=32), bits=8, seed=1)
+        again.fit(x, y, epochs=1)
+        other = FixedEngine(_ldfa_spec(rank, hidden=32), bits=8, seed=1)
+        other.fit(x, y, epochs=1)
+        assert np.array_equal(again.weights()[0]["W"], other.weights()[0]["W"])  # same seed, same bits
+    assert eng.ldfa_rank(1) == 16 and eng.ldfa_rank(2) == 10
+    assert not np.array_equal(runs[2], runs["full"])
+
+
+def test_ldfa_rank_errors():
+    with pytest.raises(ConfigError, match="ldfa rank must be a positive integer"):
+        FixedEngine(_ldfa_spec(0), bits=8)
+    with pytest.raises(ConfigError, match="ldfa rank"):
+        FixedEngine(_ldfa_spec(2.5), bits=8)
+    eng = FixedEngine(_ldfa_spec({"fc2": 3, "default": 5}), bits=8)
+    assert (eng.ldfa_rank(1), eng.ldfa_rank(2)) == (3, 5)
+
+
+def test_ldfa_engine_saves_and_resumes_bit_for_bit(digits, tmp_path):
+    from edgelearn.fixed.engine_io import load_weights
+
+    x, y = flat(digits, 200)
+    eng = FixedEngine(_ldfa_spec(3), bits=8, seed=2)
+    eng.fit(x, y, epochs=1)
+    eng.save(tmp_path / "w")
+    back = load_weights(tmp_path / "w.npz")
+    assert np.array_equal(back.B[1], eng.B[1]) and back.ldfa_rank(1) == 3
+    eng.fit(x, y, epochs=1)
+    back.fit(x, y, epochs=1)
+    assert all(np.array_equal(a["W"], b["W"]) for a, b in zip(eng.weights(), back.weights()))

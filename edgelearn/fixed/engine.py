@@ -28,13 +28,14 @@ from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat
 from .lfsr import derive_seed, lfsr_matrix, seed_state
 from .precision import Precision, bits_for, max_abs_raw, resolve_precision
 
-SUPPORTED_RULES = ("drtp", "sdfa", "dfa", "fa", "bp", "shallow")
-RULE_CODES = {"bp": K.R_BP, "fa": K.R_FA, "dfa": K.R_DFA, "sdfa": K.R_SDFA, "drtp": K.R_DRTP, "shallow": K.R_SHALLOW}
+SUPPORTED_RULES = ("drtp", "sdfa", "dfa", "fa", "bp", "shallow", "ldfa")
+RULE_CODES = {"bp": K.R_BP, "fa": K.R_FA, "dfa": K.R_DFA, "sdfa": K.R_SDFA, "drtp": K.R_DRTP, "shallow": K.R_SHALLOW,
+              "ldfa": K.R_LDFA}
 ACT_CODES = {"none": K.ACT_NONE, "tanh": K.ACT_TANH, "sigmoid": K.ACT_SIGMOID, "hardtanh": K.ACT_HARDTANH,
              "relu": K.ACT_RELU}
 TENSOR_NAMES = ("input", "weight", "bias", "accum", "act", "deriv", "error", "update")
 #: LFSR stream numbers (derive_seed(seed, stream)): feedback matrix of layer k, stochastic rounding of layer k
-FEEDBACK_STREAM, ROUNDING_STREAM = 16, 32
+FEEDBACK_STREAM, ROUNDING_STREAM, LDFA_P_STREAM = 16, 32, 48
 INT64_LIMIT = (1 << 63) - 1
 
 
@@ -162,6 +163,28 @@ class FixedEngine:
         """Extra right shift of a minibatch update: ceil(log2(batch_size)) (the mean for powers of two)."""
         return max(0, math.ceil(math.log2(self.batch_size))) if self.batch_size > 1 else 0
 
+    def ldfa_rank(self, k: int) -> int:
+        """Rank r of layer k's ldfa feedback: ``rule_params.rank`` (a number, ``full``, or a mapping layer name ->
+        rank with an optional ``default``; default 10), at most min(n_in, n_out)."""
+        lp = self.precision.layers[k]
+        rank = self.spec.rule_params.get("rank", 10)
+        if isinstance(rank, dict):
+            rank = rank.get(lp.name, rank.get("default", "full"))
+        cap = min(lp.n_in, lp.n_out)
+        if rank == "full":
+            return cap
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+            raise ConfigError(f"layer {lp.name}: ldfa rank must be a positive integer or 'full' in the fixed-point "
+                              f"engine, got {rank!r}")
+        return min(int(rank), cap)
+
+    def ldfa_p_shift(self, k: int) -> int:
+        """Extra fractional bits of layer k's ldfa factor P: round(log2(sqrt(n_out / 3))), at least 0, so that a
+        row of uniform entries in [-1, 1) has about unit norm, as the float reference's orthonormal P rows do
+        (docs/engine.md). Free in hardware: the binary point of P's products moves."""
+        n_out = self.precision.layers[k].n_out
+        return max(0, int(round(0.5 * math.log2(n_out / 3.0))))
+
     def _build_params(self) -> None:
         prec = self.precision
         L = len(prec.layers)
@@ -189,7 +212,8 @@ class FixedEngine:
             P[k, K.IS_OUT] = int(lp.is_output)
             P[k, K.TB], P[k, K.RB] = prec.table_bits, prec.range_bits
             P[k, K.LOSS] = 0 if self.spec.loss == "bce" else 1
-            P[k, K.PROP_B] = int(rule == "fa" and k > 0)
+            P[k, K.PROP_B] = (K.PROP_FA if rule == "fa" else K.PROP_LOWRANK if rule == "ldfa" else K.PROP_W) \
+                if k > 0 else K.PROP_W
             stoch = any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update))
             P[k, K.STOCH_ANY] = int(stoch)
             direct = (not lp.is_output) and rule in ("drtp", "sdfa", "dfa")
@@ -198,6 +222,10 @@ class FixedEngine:
                 self._fb_shapes.append((self.num_classes, lp.n_out))
             elif rule == "fa" and k > 0:
                 self._fb_shapes.append((lp.n_in, lp.n_out))
+            elif rule == "ldfa" and k > 0:  # Q (n_in x r) over P (r x n_out), packed (engine_kernels.hidden_delta)
+                r = self.ldfa_rank(k)
+                self._fb_shapes.append((lp.n_in + r, max(r, lp.n_out)))
+                P[k, K.LDFA_PS] = self.ldfa_p_shift(k)
             else:
                 self._fb_shapes.append(None)
             # ---- accumulation path and worst cases (docs/engine.md "Range checks")
@@ -302,10 +330,14 @@ class FixedEngine:
                 p = C * fb
             elif rule == "dfa":
                 p = C * fb * max_abs_raw(out.error)
-            elif rule in ("bp", "fa"):
+            elif rule in ("bp", "fa", "ldfa"):
                 up = lay[k + 1]
-                m = max_abs_raw(up.feedback) if self.rules[k + 1] == "fa" else max_abs_raw(up.weight)
-                p = up.n_out * m * max_abs_raw(up.error)
+                if self.rules[k + 1] == "ldfa":  # u = P d_up (assigned to up.error), then p = Q u
+                    need(up.n_out * max_abs_raw(up.feedback) * max_abs_raw(up.error), "the ldfa bottleneck signal")
+                    p = self.ldfa_rank(k + 1) * max_abs_raw(up.feedback) * max_abs_raw(up.error)
+                else:
+                    m = max_abs_raw(up.feedback) if self.rules[k + 1] == "fa" else max_abs_raw(up.weight)
+                    p = up.n_out * m * max_abs_raw(up.error)
             else:
                 p = 0
             need(p * gmax, f"the modulatory signal of rule {rule}")
@@ -340,6 +372,14 @@ class FixedEngine:
             fseed = derive_seed(self.seed, FEEDBACK_STREAM + k)
             if shape is None:
                 self.B.append(np.zeros((1, 1), dtype=np.int64))
+                self.fb_states.append(np.zeros(1, dtype=np.int64))
+            elif self.rules[k] == "ldfa":  # stored factors: Q from the layer's feedback stream, P from its own
+                r = shape[0] - lp.n_in
+                packed = np.zeros(shape, dtype=np.int64)
+                packed[:lp.n_in, :r] = lfsr_matrix(fseed, lp.n_in, r, lp.feedback.width)
+                packed[lp.n_in:, :lp.n_out] = lfsr_matrix(derive_seed(self.seed, LDFA_P_STREAM + k), r, lp.n_out,
+                                                          lp.feedback.width)
+                self.B.append(packed)
                 self.fb_states.append(np.zeros(1, dtype=np.int64))
             else:
                 self.B.append(np.ascontiguousarray(lfsr_matrix(fseed, shape[0], shape[1], lp.feedback.width),
@@ -630,8 +670,16 @@ class FixedEngine:
         return out
 
     def feedback_float(self) -> list[np.ndarray | None]:
-        return [None if shape is None else lp.feedback.to_float(B)
-                for lp, B, shape in zip(self.precision.layers, self.B, self._fb_shapes)]
+        out = []
+        for k, (lp, B, shape) in enumerate(zip(self.precision.layers, self.B, self._fb_shapes)):
+            if shape is None:
+                out.append(None)
+                continue
+            f = lp.feedback.to_float(B)
+            if self.P[k, K.PROP_B] == K.PROP_LOWRANK:  # P's rows carry LDFA_PS extra fractional bits
+                f[lp.n_in:] *= 2.0 ** -int(self.P[k, K.LDFA_PS])
+            out.append(f)
+        return out
 
     def set_weights(self, k: int, W_raw, b_raw=None) -> None:
         """Overwrite layer k's raw weights (n_in, n_out) and biases (checked against the formats)."""

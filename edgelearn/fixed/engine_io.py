@@ -56,7 +56,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def weights_meta(eng) -> dict[str, Any]:
-    from .engine import FEEDBACK_STREAM
+    from .engine import FEEDBACK_STREAM, LDFA_P_STREAM
 
     layers = []
     for k, lp in enumerate(eng.precision.layers):
@@ -71,6 +71,11 @@ def weights_meta(eng) -> dict[str, Any]:
                 "shape": list(shape), "seed": derive_seed(eng.seed, FEEDBACK_STREAM + k),
                 "mode": "lfsr" if eng.P[k, K.FB_LFSR] else "stored"},
         })
+        if eng.rules[k] == "ldfa" and shape is not None:  # packed factors (docs/engine.md "Feedback matrices")
+            layers[-1]["feedback"].update({
+                "layout": "rows [0, n_in): Q (n_in x rank); rows [n_in, n_in + rank): P (rank x n_out)",
+                "rank": eng.ldfa_rank(k), "p_shift": eng.ldfa_p_shift(k),
+                "p_seed": derive_seed(eng.seed, LDFA_P_STREAM + k)})
     return {
         "format": FILE_FORMAT, "version": VERSION, "network": eng.spec.to_dict(), "layers": layers,
         "bits": eng.bits, "seed": eng.seed, "feedback_mode": eng.precision.feedback_mode,

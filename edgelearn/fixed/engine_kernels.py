@@ -37,12 +37,16 @@ RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST
 ACC32, FAST32_W = 57, 58
 # rows per flat block of the short-row kernels (engine_kernels._short_rows)
 SHORT_R = 59
-NPARAM = 60
+# ldfa: extra fractional bits of the factor P's entries (a wiring shift that normalises P's rows)
+LDFA_PS = 60
+NPARAM = 61
 
 # activation kinds
 ACT_NONE, ACT_TANH, ACT_SIGMOID, ACT_HARDTANH, ACT_RELU = 0, 1, 2, 3, 4
 # rule codes
-R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW = 0, 1, 2, 3, 4, 5
+R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW, R_LDFA = 0, 1, 2, 3, 4, 5, 6
+# PROP_B: how the signal of layer k - 1 passes layer k: through W_k (0), fa's B_k (1), or ldfa's factors (2)
+PROP_W, PROP_FA, PROP_LOWRANK = 0, 1, 2
 # counter tensors
 T_INPUT, T_WEIGHT, T_BIAS, T_ACCUM, T_ACT, T_DERIV, T_ERROR, T_UPDATE = 0, 1, 2, 3, 4, 5, 6, 7
 NTENSORS = 8
@@ -463,13 +467,17 @@ def _fb_row(P, k, B, fb_states, row, buf):
 
 
 @numba.njit(cache=True)
-def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_up, B_up, d_up, f_up, prop_b, cnt):
+def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_up, B_up, d_up, f_up, prop, cnt):
     """delta_k = p ⊙ g assigned to the error format, p the projected signal of the layer's rule:
 
     drtp  p_i = B[label, i]                          (F_FB)
     sdfa  p_i = sum_c B[c, i] sign(e_c)              (F_FB)
     dfa   p_i = sum_c B[c, i] e_c                    (F_FB + F_E(out))
     bp/fa p_j = sum_i M[j, i] delta_up_i             M = W_{k+1} (bp) or B_{k+1} (fa above), (F_M + F_E(k+1))
+    ldfa  u_t = sum_i Pf[t, i] delta_up_i, Pf's entries read with LDFA_PS extra fractional bits (F_FB + LDFA_PS +
+          F_E(k+1)), assigned to the error format of layer k+1 (r values, t ascending),
+          p_j = sum_t Q[j, t] u_t                    (F_FB(k+1) + F_E(k+1))
+          B_up packs ldfa's factors: rows [0, n) Q (n x r), rows [n, n + r) Pf (r x n_up)
     """
     n = P[k, N_OUT]
     rule = P[k, RULE]
@@ -494,11 +502,28 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
             for i in range(n):
                 p[i] += buf[i] * ec
         fp = P[k, F_FB] if rule == R_SDFA else P[k, F_FB] + fk_out
+    elif prop == PROP_LOWRANK:  # ldfa above: through its rank-r bottleneck
+        n_up = d_up.shape[0]
+        r = B_up.shape[0] - n
+        for t in range(r):
+            acc = np.int64(0)
+            for i in range(n_up):
+                acc += B_up[n + t, i] * d_up[i]
+            buf[t] = acc
+        cv_array(buf, r, P[k + 1, F_FB] + P[k + 1, LDFA_PS] + P[k + 1, F_E], P[k + 1, W_E], P[k + 1, F_E],
+                 P[k + 1, S_E] != 0,
+                 P[k + 1, R_E], P[k + 1, O_E], cnt[k + 1, T_ERROR], buf)
+        for j in range(n):
+            acc = np.int64(0)
+            for t in range(r):
+                acc += B_up[j, t] * buf[t]
+            p[j] = acc
+        fp = f_up
     else:  # bp / fa: through the layer above
         n_up = d_up.shape[0]
         for j in range(n):
             acc = np.int64(0)
-            if prop_b:
+            if prop == PROP_FA:
                 for i in range(n_up):
                     acc += B_up[j, i] * d_up[i]
             else:
@@ -1274,7 +1299,7 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
             layer_activate(P, k, zs[k], tables[k], acts[k + 1], gs[k], cnt)
             if P[k, IS_OUT] == 0 and P[k, RULE] == R_DRTP:
                 hidden_delta(P, k, label, Bs[k], fbst[k], ds[K - 1], 0, gs[k], ds[k], ps[k], bufs[k],
-                             Ws[k], Bs[k], ds[k], 0, False, cnt)
+                             Ws[k], Bs[k], ds[k], 0, PROP_W, cnt)
                 _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
                                       online, batch_shift, rnd_state, Js[k], cnt, nblk, dbufs[k], dmetas[k])
         # prediction
@@ -1295,11 +1320,11 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
             r = P[k, RULE]
             if r == R_DRTP or r == R_SHALLOW:
                 continue
-            prop_b = P[k + 1, PROP_B] != 0
-            # the product M d_up has the fractional bits of M (weights, or fa's feedback) plus the error's
-            f_up = P[k + 1, F_E] + (P[k + 1, F_FB] if prop_b else P[k + 1, F_W])
+            prop = P[k + 1, PROP_B]
+            # the product M d_up has the fractional bits of M (weights, or the feedback) plus the error's
+            f_up = P[k + 1, F_E] + (P[k + 1, F_FB] if prop != PROP_W else P[k + 1, F_W])
             hidden_delta(P, k, label, Bs[k], fbst[k], ds[ko], P[ko, F_E], gs[k], ds[k], ps[k], bufs[k],
-                         Ws[k + 1], Bs[k + 1], ds[k + 1], f_up, prop_b, cnt)
+                         Ws[k + 1], Bs[k + 1], ds[k + 1], f_up, prop, cnt)
         for k in range(K - 1, -1, -1):
             r = P[k, RULE]
             if r == R_SHALLOW or (r == R_DRTP and P[k, IS_OUT] == 0):

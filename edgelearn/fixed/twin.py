@@ -57,7 +57,7 @@ def _forward(W, b, x, z):
 
 
 @numba.njit(cache=True)
-def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop_b):
+def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop):
     n = d.shape[0]
     if rule == K.R_DRTP:
         for i in range(n):
@@ -73,8 +73,21 @@ def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop_b):
                 d[i] += B[c, i] * ec
         for i in range(n):
             d[i] *= g[i]
+    elif prop == K.PROP_LOWRANK:  # ldfa above: Q (P d_up), B_up packs Q (rows < n) and P (rows >= n)
+        r = B_up.shape[0] - n
+        u = np.zeros(r)
+        for t in range(r):
+            acc = 0.0
+            for i in range(d_up.shape[0]):
+                acc += B_up[n + t, i] * d_up[i]
+            u[t] = acc
+        for j in range(n):
+            acc = 0.0
+            for t in range(r):
+                acc += B_up[j, t] * u[t]
+            d[j] = acc * g[j]
     else:
-        M = B_up if prop_b else W_up
+        M = B_up if prop == K.PROP_FA else W_up
         for j in range(n):
             acc = 0.0
             for i in range(d_up.shape[0]):
@@ -123,7 +136,7 @@ def _train(X, labels, order, start, stop, rules, acts, is_mse, lrs, prop_b, Ws, 
             _forward(Ws[k], bs[k], xs[k], zs[k])
             _act(acts[k], zs[k], xs[k + 1], gs[k])
             if k < L - 1 and rules[k] == K.R_DRTP:
-                _delta(rules[k], label, Bs[k], ds[L - 1], gs[k], ds[k], Ws[k], Bs[k], ds[k], False)
+                _delta(rules[k], label, Bs[k], ds[L - 1], gs[k], ds[k], Ws[k], Bs[k], ds[k], K.PROP_W)
                 if online:
                     _update(Ws[k], bs[k], xs[k], ds[k], lrs[k])
                 else:
@@ -206,7 +219,7 @@ class FloatTwin:
         self.W = [np.array(w, dtype=np.float64) for w in weights]
         self.b = [np.array(b, dtype=np.float64) for b in biases]
         self.B = [np.zeros((1, 1)) if B is None else np.array(B, dtype=np.float64) for B in feedback]
-        self.prop_b = np.asarray(prop_b, dtype=np.bool_)
+        self.prop_b = np.asarray(prop_b, dtype=np.int64)
         self.seed = seed
         self.batch_size = batch_size
         self.mode = mode
@@ -226,7 +239,7 @@ class FloatTwin:
         wf = eng.weights_float()
         fb = eng.feedback_float()
         tw = cls(eng.sizes, [int(r) for r in eng.P[:, K.RULE]], [int(a) for a in eng.P[:, K.ACT]], eng.spec.loss,
-                 lrs, [w["W"] for w in wf], [w["b"] for w in wf], fb, [bool(v) for v in eng.P[:, K.PROP_B]],
+                 lrs, [w["W"] for w in wf], [w["b"] for w in wf], fb, [int(v) for v in eng.P[:, K.PROP_B]],
                  eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done, eng.mode)
         tw.num_classes = eng.num_classes
         return tw
