@@ -8,16 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
 
 SIMULATORS = ("icarus", "verilator")
-#: where the hand-written Verilog lives (hw/ at the repository root)
-HW_DIR = Path(__file__).resolve().parents[2] / "hw"
-#: the cocotb testbenches
-TB_DIR = HW_DIR.parent / "rtl_tb"
+#: where the hand-written Verilog lives (inside the package, so an installed wheel can generate and check designs)
+HW_DIR = Path(str(resources.files("edgelearn") / "hw"))
+#: the cocotb testbench of generated datapaths (a module of the package, see bench.py)
+BENCH_MODULE = "edgelearn.rtl.bench"
 #: Verilator warnings that the generic, parameterised modules trigger by design (width adaptation of constants)
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-UNUSEDPARAM",
                   "-Wno-GENUNNAMED", "-Wno-CASEINCOMPLETE", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
@@ -91,16 +92,16 @@ def build(sim: str, sources: Sequence[Path], toplevel: str, build_dir: Path,
 
 
 def test(runner: Any, toplevel: str, test_module: str, build_dir: Path, extra_env: Mapping[str, str] | None = None,
-         run_dir: Path | None = None, testcase: str | None = None) -> tuple[int, int]:
-    """Run cocotb tests of ``test_module`` (a module of rtl_tb/) on a built design, in ``run_dir`` (where the
-    design's relative $readmemh paths resolve; default the build folder); returns (tests, failures).
+         run_dir: Path | None = None, testcase: str | None = None, module_dir: Path | None = None) -> tuple[int, int]:
+    """Run cocotb tests of ``test_module`` (an importable module name, e.g. :data:`BENCH_MODULE`; ``module_dir``:
+    a folder to import it from) on a built design, in ``run_dir`` (where the design's relative $readmemh paths
+    resolve; default the build folder); returns (tests, failures).
 
     Under pytest the runner itself fails the calling test when a cocotb test fails."""
     from cocotb_tools.check_results import get_results
 
-    here = str(TB_DIR)
-    if here not in sys.path:
-        sys.path.insert(0, here)  # the runner exports sys.path as the simulator's PYTHONPATH
+    if module_dir is not None and str(module_dir) not in sys.path:
+        sys.path.insert(0, str(module_dir))  # the runner exports sys.path as the simulator's PYTHONPATH
     xml = Path(build_dir).resolve() / f"{test_module}.{testcase or 'all'}.results.xml"
     log = None if "PYTEST_CURRENT_TEST" in os.environ else Path(build_dir).resolve() / f"{test_module}.log"
     res = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=str(build_dir),

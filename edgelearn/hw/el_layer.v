@@ -20,11 +20,17 @@
 module el_layer #(
     parameter integer N_IN = 16, parameter integer N_OUT = 8, parameter integer P = 4,
     parameter integer NCLS = 10,
-    parameter integer RULE = 0,          // 0 drtp hidden, 1 frozen (shallow, or an inference-only datapath), 2 trained
-                                         // output layer (error from the label), 3 sdfa hidden, 4 dfa hidden
+    // rule and activation codes: edgelearn.program's RuleCode / ActCode, passed by the generated top level (the
+    // defaults match no code)
+    parameter integer R_DRTP = -1, parameter integer R_SDFA = -1, parameter integer R_DFA = -1,
+    parameter integer R_SHALLOW = -1, parameter integer R_OUTPUT = -1,
+    parameter integer A_TANH = -1, parameter integer A_SIGMOID = -1, parameter integer A_HARDTANH = -1,
+    parameter integer A_RELU = -1,
+    parameter integer RULE = -1,         // R_DRTP / R_SDFA / R_DFA hidden, R_SHALLOW frozen (also every layer of an
+                                         // inference-only datapath), R_OUTPUT the output layer (error from the label)
     parameter integer IS_OUT = 0,        // the output layer: prediction = argmax z
     parameter integer LOSS = 0,          // output layer: 0 bce (e = y* - y), 1 mse (e = (y* - y) f'(z))
-    parameter integer ACT = 1,           // 0 none, 1 tanh table, 2 sigmoid table, 3 hard-tanh, 4 relu
+    parameter integer ACT = -1,          // A_TANH / A_SIGMOID table, A_HARDTANH, A_RELU, anything else: none
     parameter integer XW = 8, parameter integer XF = 8, parameter integer XS = 0,                              // input
     parameter integer WW = 8, parameter integer WF = 6, parameter integer WS = 1, parameter integer WR = 7,
     parameter integer WO = 1,                                                                                  // weight
@@ -92,9 +98,9 @@ module el_layer #(
     localparam integer TN = 1 << TB;
     localparam integer STOCH_W = (WR == 7) ? 1 : 0;
     localparam integer STOCH_B = (BR == 7) ? 1 : 0;
-    localparam integer LEARN = (RULE != 1) ? 1 : 0;
-    localparam integer DIRECT = (RULE == 3 || RULE == 4) ? 1 : 0;   // signal from the output error: sdfa / dfa
-    localparam integer TABLE = (ACT == 1 || ACT == 2) ? 1 : 0;
+    localparam integer LEARN = (RULE != R_SHALLOW) ? 1 : 0;
+    localparam integer DIRECT = (RULE == R_SDFA || RULE == R_DFA) ? 1 : 0;   // signal from the output error
+    localparam integer TABLE = (ACT == A_TANH || ACT == A_SIGMOID) ? 1 : 0;
     localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
 
     localparam [3:0] ST_IDLE = 4'd0, ST_READY = 4'd1, ST_FWD = 4'd2, ST_FDRAIN = 4'd3, ST_UPD = 4'd4,
@@ -352,19 +358,19 @@ module el_layer #(
         end
     endgenerate
 
-    wire need_fb = (RULE == 0);
+    wire need_fb = (RULE == R_DRTP);
     wire [31:0] fbst_label;
     wire [FBW-1:0] fb_draw;
     wire [31:0] fb_next;
     generate
-        if (RULE == 0 && FB_LFSR == 0) begin : g_fb_rom
+        if (RULE == R_DRTP && FB_LFSR == 0) begin : g_fb_rom
             reg [FBW-1:0] fbrom [0:NCLS*N_OUT-1];
             initial $readmemh(FB_INIT, fbrom);
             always @(posedge clk) fb_q <= fbrom[fb_base + act_i];
             assign fbst_label = 0;
             assign fb_draw = 0;
             assign fb_next = 0;
-        end else if (RULE == 0) begin : g_fb_lfsr
+        end else if (RULE == R_DRTP) begin : g_fb_lfsr
             // B regenerated on the fly: row `label` starts at its stored row state; one FBW-bit draw per entry
             reg [31:0] fbst [0:NCLS-1];
             initial $readmemh(FBST_INIT, fbst);
@@ -405,8 +411,8 @@ module el_layer #(
     wire signed [AW+2:0] ht_src = z_ge_one ? one_a : (z_le_mone ? -one_a : zvx);
     wire [YW-1:0] y_conv;
     el_convert #(.IW(AW + 3), .S(AF - YF), .RMODE(YR), .OW(YW), .OSIGNED(YS), .OMODE(YO))
-        u_y (.din((ACT == 3) ? ht_src : zvx), .rnd(32'd0), .dout(y_conv), .ovf());
-    wire [YW-1:0] y_val = TABLE ? t_q : ((ACT == 4 && z_neg) ? {YW{1'b0}} : y_conv);
+        u_y (.din((ACT == A_HARDTANH) ? ht_src : zvx), .rnd(32'd0), .dout(y_conv), .ovf());
+    wire [YW-1:0] y_val = TABLE ? t_q : ((ACT == A_RELU && z_neg) ? {YW{1'b0}} : y_conv);
 
     // derivative: tanh 1 - t^2, sigmoid t (1 - t) at 2*YF fractional bits, assigned to the derivative format;
     // hard-tanh / relu / none: an exact 0/1 mask (F = 0)
@@ -414,13 +420,13 @@ module el_layer #(
     wire signed [DTW-1:0] one_y2 = $signed({{(DTW-1){1'b0}}, 1'b1}) <<< (2 * ((YF > 0) ? YF : 0));
     wire signed [DTW-1:0] one_y = $signed({{(DTW-1){1'b0}}, 1'b1}) <<< ((YF > 0) ? YF : 0);
     wire signed [DTW-1:0] tvx = tv;
-    wire signed [DTW-1:0] dtab = (ACT == 1) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx));
+    wire signed [DTW-1:0] dtab = (ACT == A_TANH) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx));
     wire [GW-1:0] g_tab;
     el_convert #(.IW(DTW), .S(2 * YF - GF), .RMODE(GR), .OW(GW), .OSIGNED(GS), .OMODE(GO))
         u_deriv (.din(dtab), .rnd(32'd0), .dout(g_tab), .ovf());
     localparam integer GVW = (TABLE ? GW : 1) + 1;
     localparam integer FG = TABLE ? GF : 0;
-    wire g_mask = (ACT == 3) ? (!z_ge_one && !z_le_mone) : ((ACT == 4) ? z_pos : 1'b1);
+    wire g_mask = (ACT == A_HARDTANH) ? (!z_ge_one && !z_le_mone) : ((ACT == A_RELU) ? z_pos : 1'b1);
     wire signed [GVW-1:0] gv;
     generate
         if (TABLE) begin : g_gv_t
@@ -449,9 +455,9 @@ module el_layer #(
     // p_i = sum_c B[c, i] s_c (s_c = sign(e_c) for sdfa, e_c for dfa; c ascending, exact), delta_i = p_i f'(z_i)
     // assigned to the error format; one word of P feedback entries per cycle, rows c outer, groups inner.
     localparam integer CLW = (NCLS > 1) ? $clog2(NCLS) : 1;
-    localparam integer SVW = (RULE == 4) ? EOW + 1 : 2;                 // s_c
+    localparam integer SVW = (RULE == R_DFA) ? EOW + 1 : 2;                 // s_c
     localparam integer PPW = FBW + 1 + SVW + CLW + 1;                   // p_i
-    localparam integer FPP = (RULE == 4) ? FBF + EOF : FBF;
+    localparam integer FPP = (RULE == R_DFA) ? FBF + EOF : FBF;
     reg [NCLS*EOW-1:0] e_lat;
     reg [CLW-1:0] pc, pc2;
     reg [GAW-1:0] pg, pg2;
@@ -482,7 +488,7 @@ module el_layer #(
             wire [EOW-1:0] ec = e_lat[pc2*EOW +: EOW];
             wire signed [EOW:0] ecv = EOS ? {ec[EOW-1], ec} : {1'b0, ec};
             wire signed [SVW-1:0] sv;
-            if (RULE == 4) begin : g_dfa
+            if (RULE == R_DFA) begin : g_dfa
                 assign sv = ecv;
             end else begin : g_sdfa
                 assign sv = (ecv > 0) ? 1 : ((ecv < 0) ? -1 : 0);
@@ -606,7 +612,7 @@ module el_layer #(
                 y_g <= bank_g;
                 y_lastlane <= (act_l == bank_nv_m1);
                 act_i <= act_i + 1'b1;
-                if (RULE == 0 && FB_LFSR != 0) fb_state <= fb_next;
+                if (RULE == R_DRTP && FB_LFSR != 0) fb_state <= fb_next;
                 if (act_l == bank_nv_m1) bank_full <= 1'b0;
                 else act_l <= act_l + 1'b1;
             end
@@ -678,7 +684,7 @@ module el_layer #(
                     f_base <= 0;
                     act_i <= 0;
                     fb_base <= label * N_OUT;
-                    if (RULE == 0 && FB_LFSR != 0) fb_state <= fbst_label;
+                    if (RULE == R_DRTP && FB_LFSR != 0) fb_state <= fbst_label;
                     state <= ST_FWD;
                 end
                 ST_FDRAIN: if (!b_valid && !c_valid && !bank_full && !y_valid) begin

@@ -1,0 +1,199 @@
+"""The cocotb testbench of a generated learning datapath: the design against the engine's golden run, bit for bit.
+
+It ships inside the package so that ``edgelearn rtl --check`` works from an installed wheel; the pytest runner
+functions that drive it over many configurations are in ``rtl_tb/test_mlp.py``. A runner (:func:`edgelearn.rtl.verify.run_bench`)
+generates the RTL (edgelearn.rtl.generate), records the engine's golden run (edgelearn.rtl.verify.golden: the
+prediction of every sample before its update and every weight and bias after it) and runs these coroutines:
+
+* ``mlp_lockstep``: one sample at a time; after each, the prediction and -- read back through the weight port --
+  every weight and bias of every layer are compared with the engine; mismatching bits are counted.
+* ``mlp_stream``: samples back to back (the design overlaps layers and samples); predictions are compared on the
+  fly, the final weights at the end; cycles are measured (throughput and per-sample latency).
+
+Each coroutine writes a JSON report (mismatches, comparisons made, cycles) that the runner function asserts on.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+    from cocotb.utils import get_sim_time
+except ImportError:  # pragma: no cover
+    cocotb = None
+
+PERIOD_NS = 10
+
+
+# =============================================================================================================
+# runs inside the simulator; numpy, edgelearn.program and edgelearn.rtl.layout only
+
+
+class _Bench:
+    def __init__(self, dut):
+        from edgelearn.program import GoldenTrace
+        from edgelearn.rtl.layout import mismatched_bits, unpack
+
+        self.dut = dut
+        self.unpack = unpack
+        self.mismatched_bits = mismatched_bits
+        self.design = json.loads(Path(os.environ["EL_DESIGN"]).read_text())
+        self.g = GoldenTrace.load(os.environ["EL_GOLDEN"])
+        self.layers = self.design["layers"]
+        self.in_mask = (1 << self.design["ports"]["s_data"]) - 1
+        self.report: dict = {"pred_mismatches": 0, "weight_bits_mismatched": 0, "bias_bits_mismatched": 0,
+                             "weights_compared": 0, "biases_compared": 0, "snapshots_compared": 0,
+                             "first_mismatch": None}
+        self.preds: list[tuple[int, float]] = []
+
+    def now(self) -> float:
+        return get_sim_time(unit="ns") / PERIOD_NS
+
+    async def reset(self):
+        d = self.dut
+        Clock(d.clk, PERIOD_NS, unit="ns").start()
+        d.rst.value = 1
+        d.s_valid.value = 0
+        d.s_data.value = 0
+        d.s_label.value = 0
+        d.s_train.value = 0
+        d.m_ready.value = 1
+        d.rd_layer.value = 0
+        d.rd_addr.value = 0
+        for _ in range(3):
+            await RisingEdge(d.clk)
+        d.rst.value = 0
+        await FallingEdge(d.clk)
+
+    async def send(self, n: int):
+        d = self.dut
+        while not int(d.s_ready.value):
+            await FallingEdge(d.clk)
+        d.s_label.value = int(self.g.labels[n])
+        d.s_train.value = int(self.g.train[n])
+        for v in self.g.X[n]:
+            d.s_data.value = int(v) & self.in_mask
+            d.s_valid.value = 1
+            await FallingEdge(d.clk)  # the beat is taken at the rising edge in between (s_ready stays 1)
+        d.s_valid.value = 0
+
+    async def monitor(self, count: int):
+        d = self.dut
+        for _ in range(count):
+            await RisingEdge(d.m_valid)
+            await ReadOnly()
+            self.preds.append((int(d.m_pred.value), self.now()))
+
+    async def wait_idle(self):
+        d = self.dut
+        await FallingEdge(d.clk)
+        while int(d.busy.value) or int(d.m_valid.value):
+            if int(d.busy.value):
+                await FallingEdge(d.busy)
+            await FallingEdge(d.clk)
+
+    async def read_weights(self):
+        """Every weight and bias word through the read-back port (one word per cycle)."""
+        d = self.dut
+        out = []
+        for k, lay in enumerate(self.layers):
+            d.rd_layer.value = k
+            words, bwords = [], []
+            n = lay["words"]
+            for a in range(n):
+                d.rd_addr.value = a
+                await FallingEdge(d.clk)  # registered read: the word of address a after the rising edge
+                words.append(int(d.rd_wdata.value))
+                if a < lay["groups"]:
+                    bwords.append(int(d.rd_bdata.value))
+            wf, bf = _parse(lay["formats"]["weight"]), _parse(lay["formats"]["bias"])
+            W = self.unpack(words, lay["lanes"], wf[0], wf[1], lay["n_out"], lay["n_in"])
+            b = self.unpack(bwords, lay["lanes"], bf[0], bf[1], lay["n_out"], 1)[0]
+            out.append((W, b, wf[0], bf[0]))
+        return out
+
+    def compare(self, got, snap_index: int, sample: int):
+        for k, (W, b, ww, bw) in enumerate(got):
+            eW = self.g.W[k][snap_index]
+            eb = self.g.b[k][snap_index]
+            mw = self.mismatched_bits(W, eW, ww)
+            mb = self.mismatched_bits(b, eb, bw)
+            self.report["weight_bits_mismatched"] += mw
+            self.report["bias_bits_mismatched"] += mb
+            self.report["weights_compared"] += W.size
+            self.report["biases_compared"] += b.size
+            if (mw or mb) and self.report["first_mismatch"] is None:
+                j, i = np.argwhere(W != eW)[0] if mw else (None, int(np.argwhere(b != eb)[0][0]))
+                self.report["first_mismatch"] = {
+                    "sample": sample, "layer": k, "row": None if j is None else int(j), "col": int(i),
+                    "rtl": int(W[j, i] if mw else b[i]), "engine": int(eW[j, i] if mw else eb[i])}
+        self.report["snapshots_compared"] += 1
+
+    def write(self, extra: dict):
+        self.report.update(extra)
+        Path(os.environ["EL_REPORT"]).write_text(json.dumps(self.report, indent=1))
+
+
+def _parse(spelling: str) -> tuple[int, bool]:
+    """Width and signedness of a 'fixed<W,I,Q,O>' / 'ufixed<...>' spelling."""
+    w = int(spelling.split("<", 1)[1].split(",", 1)[0])
+    return w, not spelling.startswith("u")
+
+
+if cocotb is not None:
+    @cocotb.test()
+    async def mlp_lockstep(dut):
+        """One sample at a time: prediction, then every weight and bias (at the golden snapshots)."""
+        tb = _Bench(dut)
+        await tb.reset()
+        N = len(tb.g.labels)
+        snaps = {int(s): i for i, s in enumerate(tb.g.snap)}
+        lat, comp = [], []
+        cocotb.start_soon(tb.monitor(N))
+        for n in range(N):
+            t0 = tb.now()
+            await tb.send(n)
+            t1 = tb.now()  # the last beat was taken half a cycle ago
+            while len(tb.preds) <= n:
+                await FallingEdge(dut.clk)
+            await tb.wait_idle()
+            lat.append(tb.now() - t0)
+            comp.append(tb.now() - t1)
+            if tb.preds[n][0] != int(tb.g.preds[n]):
+                tb.report["pred_mismatches"] += 1
+            if n in snaps:
+                tb.compare(await tb.read_weights(), snaps[n], n)
+        tb.write({"mode": "lockstep", "samples": N, "cycles_per_sample": lat, "compute_cycles": comp})
+        assert tb.report["pred_mismatches"] == 0, tb.report
+        assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
+
+    @cocotb.test()
+    async def mlp_stream(dut):
+        """Samples back to back; predictions on the fly, final weights at the end, cycles measured."""
+        tb = _Bench(dut)
+        await tb.reset()
+        N = len(tb.g.labels)
+        mon = cocotb.start_soon(tb.monitor(N))
+        t0 = tb.now()
+        starts = []
+        for n in range(N):
+            await tb.send(n)
+            starts.append(tb.now())
+        await mon
+        await tb.wait_idle()
+        t1 = tb.now()
+        bad = sum(int(p != int(e)) for (p, _), e in zip(tb.preds, tb.g.preds))
+        tb.report["pred_mismatches"] = bad
+        tb.compare(await tb.read_weights(), len(tb.g.snap) - 1, N - 1)
+        times = [t for _, t in tb.preds]
+        tb.write({"mode": "stream", "samples": N, "cycles_total": t1 - t0,
+                  "cycles_per_sample": (times[-1] - times[0]) / max(1, N - 1) if N > 1 else t1 - t0,
+                  "wall_cycles": t1 - t0})
+        assert bad == 0, tb.report
+        assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
