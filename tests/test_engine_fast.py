@@ -251,42 +251,6 @@ def test_stream_survives_rnd_state_changes_and_weight_files(tmp_path):
         assert np.array_equal(a.rnd_state, e.rnd_state)
 
 
-@pytest.mark.parametrize("wq", ["STOCH", "RND"])
-def test_row_parallel_update_equals_sequential(wq):
-    """threads=2 splits the written rows of a wide layer in two parts with their own jumped-ahead streams."""
-    rng = np.random.default_rng(11)
-    n_in, hidden = 200, 300
-    x = rng.random((40, n_in))
-    x[rng.random(x.shape) < 0.3] = 0
-    x[:5, 3:] = 0  # a few samples with too few rows to split
-    y = rng.integers(0, 10, 40)
-    spec = _spec(n_in, hidden, 10, "tanh", "drtp", {"preset": 8, "weight": f"fixed<8,2,{wq},SAT>"})
-    a = FixedEngine(spec, seed=1)
-    b = FixedEngine(spec, seed=1, threads=2)
-    b.parallel = "on"
-    assert (x != 0).sum(1).max() * hidden >= K.PAR_MIN_WEIGHTS and b._dbufs[0].shape[0] == 2
-    for e in (a, b):
-        e.fit(x, y, epochs=2)
-    for wa, wb in zip(a.weights(), b.weights()):
-        assert np.array_equal(wa["W"], wb["W"]) and np.array_equal(wa["b"], wb["b"])
-    assert np.array_equal(a.cnt, b.cnt) and np.array_equal(a.rnd_state, b.rnd_state)
-
-
-def test_auto_parallel_times_both_paths_and_gives_the_same_bits():
-    rng = np.random.default_rng(13)
-    x = rng.random((400, 100))
-    y = rng.integers(0, 10, 400)
-    spec = _spec(100, 400, 10, "tanh", "drtp", {"preset": 8})
-    a = FixedEngine(spec, seed=2)
-    b = FixedEngine(spec, seed=2, threads=2)  # parallel "auto"
-    a.fit(x, y, epochs=3)
-    b.fit(x, y, epochs=3)
-    assert b._rates[1] > 0 and b._rates[2] > 0  # both paths were timed
-    for wa, wb in zip(a.weights(), b.weights()):
-        assert np.array_equal(wa["W"], wb["W"]) and np.array_equal(wa["b"], wb["b"])
-    assert np.array_equal(a.cnt, b.cnt) and np.array_equal(a.rnd_state, b.rnd_state)
-
-
 def test_jump_draws_equals_sequential_draws():
     from edgelearn.fixed.lfsr import jump_draws
 
@@ -294,17 +258,3 @@ def test_jump_draws_equals_sequential_draws():
     for n in [0, 1, 2, 3, 31, 32, 1000, 4095, 150000]:
         st = int(rng.integers(1, 1 << 32))
         assert jump_draws(st, n) == lfsr_draws(st, n)[0]
-
-
-def test_parallel_mac_equals_mac32():
-    rng = np.random.default_rng(14)
-    W = rng.integers(-128, 128, (300, 1000)).astype(np.int8)
-    x = rng.integers(0, 256, 300).astype(np.int64)
-    x[rng.random(300) < 0.3] = 0
-    nz = np.zeros(300, dtype=np.int64)
-    nnz = K.nonzeros(x, nz)
-    a, b = np.zeros(1000, np.int32), np.zeros(1000, np.int32)
-    K.mac32(W, x, nz, nnz, a)
-    for blocks in (2, 3):
-        K.mac32_par(W, x, nz, nnz, b, blocks)
-        assert np.array_equal(a, b) and np.array_equal(a, x @ W.astype(np.int64))

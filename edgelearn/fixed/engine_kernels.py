@@ -16,35 +16,67 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic
 
+from ..program import ActCode, RuleCode
 from .arith import accumulate_counted, convert_counted, update_weight_counted
-from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, draws_extend, draws_start, jump_draws, lfsr_bits,
+from .formats import OVERFLOW, ROUNDING
+from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, draws_extend, draws_start, lfsr_bits,
                    lfsr_draw32, state_after_draw)
 
-# --- columns of the per-layer parameter matrix P --------------------------------------------------------------
-N_IN, N_OUT, F_X = 0, 1, 2
-W_W, F_W, S_W, R_W, O_W = 3, 4, 5, 6, 7
-W_B, F_B, S_B, R_B, O_B = 8, 9, 10, 11, 12
-W_A, F_A, S_A, R_A, O_A, ACC_PATH, ACC_SHIFT = 13, 14, 15, 16, 17, 18, 19
-W_Y, F_Y, S_Y, R_Y, O_Y, ACT = 20, 21, 22, 23, 24, 25
-W_G, F_G, S_G, R_G, O_G = 26, 27, 28, 29, 30
-W_E, F_E, S_E, R_E, O_E = 31, 32, 33, 34, 35
-HAS_U, W_U, F_U, S_U, R_U, O_U = 36, 37, 38, 39, 40, 41
-LR, M_RAW, F_M = 42, 43, 44
-RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST_B = (
-    45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56)
-# int32 fast paths, each proved overflow-free from the formats by the engine (docs/engine.md "Range checks"):
-# ACC32 the exact accumulation; FAST32_W the online weight update (increment, addend, w + delta)
-ACC32, FAST32_W = 57, 58
-# rows per flat block of the short-row kernels (engine_kernels._short_rows)
-SHORT_R = 59
-# ldfa: extra fractional bits of the factor P's entries (a wiring shift that normalises P's rows)
-LDFA_PS = 60
-NPARAM = 61
+# --- the per-layer parameter record: one int64 row P[k, :] per layer, its columns named in one list ---------------
 
-# activation kinds
-ACT_NONE, ACT_TANH, ACT_SIGMOID, ACT_HARDTANH, ACT_RELU = 0, 1, 2, 3, 4
-# rule codes
-R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW, R_LDFA = 0, 1, 2, 3, 4, 5, 6
+
+def _fmt_cols(t: str) -> tuple[str, ...]:
+    """Columns of one tensor format: width, fractional bits, signedness, rounding and overflow codes."""
+    return (f"W_{t}", f"F_{t}", f"S_{t}", f"R_{t}", f"O_{t}")
+
+
+PARAM_COLUMNS = (
+    "N_IN", "N_OUT", "F_X",                       # sizes; fractional bits of the input
+    *_fmt_cols("W"), *_fmt_cols("B"),             # weight, bias
+    *_fmt_cols("A"), "ACC_PATH", "ACC_SHIFT",     # accumulator and its accumulation path (ACC_* below)
+    *_fmt_cols("Y"), "ACT",                       # activation format and kind (ActCode)
+    *_fmt_cols("G"), *_fmt_cols("E"),             # derivative, error
+    "HAS_U", *_fmt_cols("U"),                     # the optional update format
+    "LR", "M_RAW", "F_M",                         # learning-rate shift, multiplier (raw, fractional bits)
+    "RULE", "W_FB", "F_FB", "FB_LFSR", "PROP_B",  # rule (RuleCode), feedback format, regenerated B, PROP_* below
+    "IS_OUT", "TB", "RB", "STOCH_ANY", "LOSS",    # output layer, table bits / range, any STOCH tensor, 0 bce 1 mse
+    "FAST_W", "FAST_B",                           # fast weight / bias update eligible (online, no update format)
+    # int32 fast paths, each proved overflow-free from the formats by the engine (docs/engine.md "Range checks"):
+    # ACC32 the exact accumulation; FAST32_W the online weight update (increment, addend, w + delta)
+    "ACC32", "FAST32_W",
+    "SHORT_R",                                    # rows per flat block of the short-row kernels (_short_rows)
+    "LDFA_PS",                                    # ldfa: extra fractional bits of the factor P (a wiring shift)
+)
+NPARAM = len(PARAM_COLUMNS)
+(N_IN, N_OUT, F_X, W_W, F_W, S_W, R_W, O_W, W_B, F_B, S_B, R_B, O_B, W_A, F_A, S_A, R_A, O_A, ACC_PATH, ACC_SHIFT,
+ W_Y, F_Y, S_Y, R_Y, O_Y, ACT, W_G, F_G, S_G, R_G, O_G, W_E, F_E, S_E, R_E, O_E, HAS_U, W_U, F_U, S_U, R_U, O_U,
+ LR, M_RAW, F_M, RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST_B, ACC32, FAST32_W,
+ SHORT_R, LDFA_PS) = range(NPARAM)
+assert all(globals()[c] == i for i, c in enumerate(PARAM_COLUMNS))  # the names above follow the list
+
+
+def param_row(**values: int) -> np.ndarray:
+    """One layer's row of P from its named columns (every column must be given)."""
+    missing = set(PARAM_COLUMNS) - set(values)
+    extra = set(values) - set(PARAM_COLUMNS)
+    if missing or extra:
+        raise KeyError(f"parameter columns missing {sorted(missing)}, unknown {sorted(extra)}")
+    return np.array([int(values[c]) for c in PARAM_COLUMNS], dtype=np.int64)
+
+
+# rounding and overflow codes (formats.ROUNDING / OVERFLOW) the kernels branch on
+RM_TRN, RM_RND, RM_STOCH = ROUNDING["TRN"], ROUNDING["RND"], ROUNDING["STOCH"]
+OV_WRAP, OV_SAT = OVERFLOW["WRAP"], OVERFLOW["SAT"]
+assert (OV_WRAP, OV_SAT) == (0, 1)  # "omode <= OV_SAT" reads "WRAP or SAT"
+
+# activation kinds and rule codes (edgelearn.program), as plain ints for the compiled code
+ACT_NONE, ACT_TANH, ACT_SIGMOID, ACT_HARDTANH, ACT_RELU = (int(a) for a in (
+    ActCode.NONE, ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU))
+R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW, R_LDFA, R_OUTPUT = (int(r) for r in (
+    RuleCode.BP, RuleCode.FA, RuleCode.DFA, RuleCode.SDFA, RuleCode.DRTP, RuleCode.SHALLOW, RuleCode.LDFA,
+    RuleCode.OUTPUT))
+# LOSS: the output layer's loss
+LOSS_BCE, LOSS_MSE = 0, 1
 # PROP_B: how the signal of layer k - 1 passes layer k: through W_k (0), fa's B_k (1), or ldfa's factors (2)
 PROP_W, PROP_FA, PROP_LOWRANK = 0, 1, 2
 # counter tensors
@@ -54,9 +86,6 @@ NTENSORS = 8
 ACC_EXACT, ACC_SHIFT_TRN, ACC_SHIFT_RND, ACC_GENERAL = 0, 1, 2, 3
 
 _MASK32 = 0xFFFFFFFF
-#: with threads > 1, a layer's MACs (column blocks) and online update (row parts) run in parallel when the sample
-#: touches at least this many of its weights
-PAR_MIN_WEIGHTS = 1 << 15
 
 
 # =============================================================================================================
@@ -117,11 +146,11 @@ def cv(r, src_frac, width, frac, signed, rmode, omode, cnt):
     TRN and RND with WRAP or SAT on moderate values are computed inline (tests/test_engine.py proves the
     identity on random values); everything else calls the primitive."""
     s = src_frac - frac
-    if (rmode == 0 or rmode == 2) and omode <= 1 and width < 64 and -60 < s < 61 \
+    if (rmode == RM_TRN or rmode == RM_RND) and omode <= OV_SAT and width < 64 and -60 < s < 61 \
             and -(np.int64(1) << (60 + min(s, 0))) < r < (np.int64(1) << (60 + min(s, 0))):
         if s <= 0:
             v = r << (-s)
-        elif rmode == 0:
+        elif rmode == RM_TRN:
             v = r >> s
         else:
             v = (r + (np.int64(1) << (s - 1))) >> s
@@ -133,7 +162,7 @@ def cv(r, src_frac, width, frac, signed, rmode, omode, cnt):
             hi = (np.int64(1) << width) - 1
         if v > hi or v < lo:
             cnt[0] += 1
-            if omode == 1:
+            if omode == OV_SAT:
                 v = hi if v > hi else lo
             else:
                 m = v & ((np.int64(1) << width) - 1)
@@ -154,7 +183,7 @@ def cv_array(src, n, src_frac, width, frac, signed, rmode, omode, cnt, dst):
     TRN / RND with WRAP / SAT run as one branch-free loop (vectorized) after a check that every value is in
     the range where cv's inline path applies; anything else goes element by element through cv."""
     s = src_frac - frac
-    if not ((rmode == 0 or rmode == 2) and omode <= 1 and width < 64 and -60 < s < 61):
+    if not ((rmode == RM_TRN or rmode == RM_RND) and omode <= OV_SAT and width < 64 and -60 < s < 61):
         for i in range(n):
             dst[i] = cv(src[i], src_frac, width, frac, signed, rmode, omode, cnt)
         return
@@ -176,10 +205,10 @@ def cv_array(src, n, src_frac, width, frac, signed, rmode, omode, cnt, dst):
     mask = (np.int64(1) << width) - 1
     ls = -s if s < 0 else 0
     rs = s if s > 0 else 0
-    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
     ov = 0
     zr = 0
-    if omode == 1:
+    if omode == OV_SAT:
         for i in range(n):
             r = src[i]
             v = ((r << ls) + add) >> rs
@@ -265,28 +294,8 @@ def mac32(W, x, nz, nnz, acc):
     _mac32_cols(W, _nz_int32(x, nz, nnz), nz, nnz, acc, 0, W.shape[1])
 
 
-@numba.njit(cache=True, parallel=True)
-def mac32_par(W, x, nz, nnz, acc, nblk):
-    """mac32 with the outputs split into ``nblk`` column blocks (multiples of 16) computed in parallel."""
-    n_out = W.shape[1]
-    xv = _nz_int32(x, nz, nnz)
-    bs = ((n_out + nblk - 1) // nblk + 15) // 16 * 16
-    for blk in prange(nblk):
-        _mac32_cols(W, xv, nz, nnz, acc, min(n_out, blk * bs), min(n_out, (blk + 1) * bs))
-
-
-@numba.njit(cache=True, parallel=True)
-def _mac_par(W, x, nz, nnz, acc, nblk, path, s):
-    n_out = W.shape[1]
-    bs = (n_out + nblk - 1) // nblk
-    for b in prange(nblk):
-        lo = b * bs
-        hi = min(n_out, lo + bs)
-        _mac_range(W, x, nz, nnz, acc, lo, hi, path, s)
-
-
 @numba.njit(cache=True)
-def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt, nblk):
+def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt):
     """Pre-activations z (raw, accumulator format) of layer k for input x (raw, F_X)."""
     n_out = P[k, N_OUT]
     fp = P[k, F_W] + P[k, F_X]
@@ -297,12 +306,7 @@ def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt, nblk):
         if path == ACC_EXACT and P[k, ACC32] != 0 and n_out < SHORT_ROW:
             mac32_short(W, x, acc, P[k, SHORT_R])
         elif path == ACC_EXACT and P[k, ACC32] != 0:
-            if nblk > 1 and n_out >= 256 and nnz * n_out >= PAR_MIN_WEIGHTS:
-                mac32_par(W, x, nz, nnz, acc, nblk)
-            else:
-                mac32(W, x, nz, nnz, acc)
-        elif nblk > 1 and n_out >= 64:
-            _mac_par(W, x, nz, nnz, acc, nblk, path, s)
+            mac32(W, x, nz, nnz, acc)
         else:
             _mac_range(W, x, nz, nnz, acc, 0, n_out, path, s)
         lsh = fa - fp if path == ACC_EXACT else 0
@@ -333,7 +337,7 @@ def layer_activate(P, k, z, table, y, g, cnt):
     wg, fg, sg, rg, og = P[k, W_G], P[k, F_G], P[k, S_G] != 0, P[k, R_G], P[k, O_G]
     kind = P[k, ACT]
     tb, rb = P[k, TB], P[k, RB]
-    need_g = P[k, IS_OUT] == 0 or P[k, LOSS] == 1
+    need_g = P[k, IS_OUT] == 0 or P[k, LOSS] == LOSS_MSE
     c_act = cnt[k, T_ACT]
     c_der = cnt[k, T_DERIV]
     if kind == ACT_TANH or kind == ACT_SIGMOID:
@@ -537,17 +541,6 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
     cv_array(p, n, fp + fg, we, fe, se, re_, oe, c_err, delta)
 
 
-@numba.njit(cache=True)
-def fa_rows_lfsr(P, k, fb_states, n_in, n_out):
-    """The whole (n_in, n_out) FA matrix of layer k regenerated from its LFSR row states."""
-    out = np.empty((n_in, n_out), dtype=np.int64)
-    buf = np.empty(n_out, dtype=np.int64)
-    for j in range(n_in):
-        _fb_row(P, k, out, fb_states, j, buf)
-        out[j, :] = buf
-    return out
-
-
 # =============================================================================================================
 # weight update (docs/arithmetic.md §12; draws §9; order docs/engine.md)
 
@@ -557,9 +550,9 @@ def _fast_delta(u, s, rmode, rnd):
     """round_shift(u, s, rmode, rnd) for TRN / RND / STOCH with 0 < s <= 32, or s <= 0 (exact)."""
     if s <= 0:
         return u << (-s)
-    if rmode == 0:
+    if rmode == RM_TRN:
         return u >> s
-    if rmode == 2:
+    if rmode == RM_RND:
         return (u + (np.int64(1) << (s - 1))) >> s
     return (u + ((rnd & _MASK32) >> (32 - s))) >> s
 
@@ -570,7 +563,7 @@ def _apply_one(P, k, w, u, ufrac, shift, fmt_w, fmt_r, fmt_o, fmt_f, fmt_s, rnd_
     update format (docs/engine.md); draws one 32-bit LFSR value per STOCH assignment."""
     if P[k, HAS_U] != 0:
         rnd = np.int64(0)
-        if P[k, R_U] == 7:
+        if P[k, R_U] == RM_STOCH:
             rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
         dlt = convert_counted(u, ufrac + shift, P[k, W_U], P[k, F_U], P[k, S_U] != 0, P[k, R_U], P[k, O_U], rnd,
                               cnt[k, T_UPDATE])
@@ -582,18 +575,18 @@ def _apply_one(P, k, w, u, ufrac, shift, fmt_w, fmt_r, fmt_o, fmt_f, fmt_s, rnd_
             tot = np.int64(w) + (dlt << (fmt_f - fu))
             sf = fmt_f
         rnd = np.int64(0)
-        if fmt_r == 7:
+        if fmt_r == RM_STOCH:
             rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
         return convert_counted(tot, sf, fmt_w, fmt_f, fmt_s, fmt_r, fmt_o, rnd, cnt[k, t_w])
     rnd = np.int64(0)
-    if fmt_r == 7:
+    if fmt_r == RM_STOCH:
         rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
     return update_weight_counted(w, u, ufrac, shift, fmt_w, fmt_f, fmt_s, fmt_r, fmt_o, rnd, cnt[k, t_w])
 
 
 @numba.njit(cache=True, inline="always")
 def _sat_or_wrap(v, lo, hi, width, signed, omode):
-    if omode == 1:
+    if omode == OV_SAT:
         return hi if v > hi else lo
     mask = (np.int64(1) << width) - 1
     r = v & mask
@@ -664,20 +657,6 @@ def fill_draws(st, J, buf, s):
     return s3
 
 
-@numba.njit(cache=True, inline="always")
-def _stoch_elem(w, i, u, s, rnd, lo, hi, width, signed, omode):
-    """One STOCH weight assignment (update_weight_counted fast path); returns (zero, overflow) events."""
-    d = _fast_delta(u, s, 7, rnd)
-    z = 1 if (d == 0 and u != 0) else 0
-    v = np.int64(w[i]) + d
-    o = 0
-    if v > hi or v < lo:
-        o = 1
-        v = _sat_or_wrap(v, lo, hi, width, signed, omode)
-    w[i] = v
-    return z, o
-
-
 @numba.njit(cache=True)
 def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_state, k, J, cw):
     """Fast path of update_weight_counted (no update format; TRN/RND/STOCH, 0 < s <= 32 or s <= 0; WRAP/SAT).
@@ -692,7 +671,7 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
     zc = 0
     oc = 0
     st = rnd_state[k]
-    if rmode == 7:
+    if rmode == RM_STOCH:
         buf = np.empty(n_out, dtype=np.int64)
         sh = 32 - s if s > 0 else 32
         for t in range(nnz):
@@ -705,7 +684,7 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
                     buf[i] = r0 >> sh
             else:
                 st = fill_draws(st, J, buf, s)
-            if omode == 1:
+            if omode == OV_SAT:
                 for i in range(n_out):
                     u = dm[i] * xj
                     d = (u + buf[i]) >> s if s > 0 else u << (-s)
@@ -724,8 +703,8 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
                         oc += 1
                         v = _sat_or_wrap(v, lo, hi, width, signed, omode)
                     w[i] = v
-    elif omode == 1 and s > 0:
-        add = np.int64(0) if rmode == 0 else (np.int64(1) << (s - 1))
+    elif omode == OV_SAT and s > 0:
+        add = np.int64(0) if rmode == RM_TRN else (np.int64(1) << (s - 1))
         for t in range(nnz):
             j = nz[t]
             xj = x[j]
@@ -757,75 +736,6 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
     cw[1] += zc
 
 
-@numba.njit(cache=True, inline="always")
-def _row_update(w, lo_i, hi_i, xj, dm, buf, s, stoch, add, lo, hi, width, signed, omode):
-    """Fast-path assignments of w[lo_i:hi_i] (one row); buf holds the STOCH addends. Returns (zero, overflow)."""
-    zc = 0
-    oc = 0
-    if omode == 1:
-        for i in range(lo_i, hi_i):
-            u = dm[i] * xj
-            a = buf[i] if stoch else add
-            d = (u + a) >> s if s > 0 else u << (-s)
-            zc += (d == 0) & (u != 0)
-            v = np.int64(w[i]) + d
-            vc = min(max(v, lo), hi)
-            oc += v != vc
-            w[i] = vc
-    else:
-        for i in range(lo_i, hi_i):
-            u = dm[i] * xj
-            a = buf[i] if stoch else add
-            d = (u + a) >> s if s > 0 else u << (-s)
-            zc += (d == 0) & (u != 0)
-            v = np.int64(w[i]) + d
-            if v > hi or v < lo:
-                oc += 1
-                v = _sat_or_wrap(v, lo, hi, width, signed, omode)
-            w[i] = v
-    return zc, oc
-
-
-@numba.njit(cache=True, parallel=True)
-def update_rows_par(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_state, k, Jrow, Joff, Jin, nblk, cw):
-    """update_rows_fast split over ``nblk`` blocks of outputs run in parallel (same result and draws).
-
-    Row t's draws start at state Jrow^t(st); block b of a row starts Joff[b] draws later and fills its part with
-    four interleaved chains (Jin[b] jumps a quarter of the block)."""
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    n_out = W.shape[1]
-    stoch = rmode == 7
-    add = np.int64(0) if (rmode == 0 or s <= 0) else (np.int64(1) << (s - 1))
-    rs = np.empty(nnz + 1, dtype=np.int64)
-    rs[0] = rnd_state[k]
-    if stoch:
-        for t in range(nnz):
-            rs[t + 1] = _jump(Jrow, rs[t])
-    bsz = (n_out + nblk - 1) // nblk
-    zcs = np.zeros(nblk, dtype=np.int64)
-    ocs = np.zeros(nblk, dtype=np.int64)
-    for b in prange(nblk):
-        lo_i = b * bsz
-        hi_i = min(n_out, lo_i + bsz)
-        buf = np.zeros(n_out, dtype=np.int64)
-        zc = 0
-        oc = 0
-        for t in range(nnz):
-            j = nz[t]
-            if stoch and hi_i > lo_i:
-                fill_draws(_jump(Joff[b], rs[t]), Jin[b], buf[lo_i:hi_i], s)
-            a, o = _row_update(W[j], lo_i, hi_i, x[j], dm, buf, s, stoch, add, lo, hi, width, signed, omode)
-            zc += a
-            oc += o
-        zcs[b] = zc
-        ocs[b] = oc
-    if stoch:
-        rnd_state[k] = rs[nnz]
-    cw[0] += ocs.sum()
-    cw[1] += zcs.sum()
-
-
 @numba.njit(cache=True)
 def _update_bias_fast(b, dm, s, rmode, omode, width, signed, rnd_state, k, cb):
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
@@ -833,7 +743,7 @@ def _update_bias_fast(b, dm, s, rmode, omode, width, signed, rnd_state, k, cb):
     st = rnd_state[k]
     for i in range(b.shape[0]):
         rnd = np.int64(0)
-        if rmode == 7:
+        if rmode == RM_STOCH:
             st, rnd = lfsr_draw32(st)
         u = dm[i]
         d = _fast_delta(u, s, rmode, rnd)
@@ -991,7 +901,7 @@ def update_rows32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
     hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
     mask = (np.int64(1) << width) - 1
-    stoch = rmode == 7
+    stoch = rmode == RM_STOCH
     # s <= 0: the increment u << -s is exact; the shift is folded into dm (STOCH draws are taken, addend 0)
     sp = s if s > 0 else 0
     mul = np.int64(1) << (-s if s < 0 else 0)
@@ -999,9 +909,9 @@ def update_rows32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta
     for i in range(n_out):
         dmm[i] = np.int32(dm[i] * mul)
     use_draws = stoch and s > 0
-    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
     sh = 32 - sp
-    sat = omode == 1
+    sat = omode == OV_SAT
     zc = 0
     oc = 0
     for t in range(nnz):
@@ -1074,11 +984,11 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
     hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
     mask = (np.int64(1) << width) - 1
-    stoch = rmode == 7
+    stoch = rmode == RM_STOCH
     sp = s if s > 0 else 0
     mul = np.int64(1) << (-s if s < 0 else 0)
     use_draws = stoch and s > 0
-    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
+    add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
     sh = np.uint32(32 - sp)
     dmt = np.empty(R * n_out, dtype=np.int32)
     for q in range(R):
@@ -1102,7 +1012,7 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
             draws_extend(dbuf, p0, L)
             stream_advance(dmeta, L)
         z, o = _flat32(Wf[j0 * n_out:j0 * n_out + L], dmt[:L], xe[:L], dbuf[p0:p0 + L], use_draws, sh, add, sp, lo, hi,
-                       mask, omode == 1)
+                       mask, omode == OV_SAT)
         zc += z
         oc += o
         t += r
@@ -1137,37 +1047,6 @@ def mac32_short(W, x, acc, R):
         acc[i] = a
 
 
-@numba.njit(cache=True, parallel=True)
-def update_rows32_par(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbufs, dmetas, cw):
-    """update_rows32 with the written rows split into T = dbufs.shape[0] consecutive parts run in parallel.
-
-    Part p starts at the stream position of its first row, (r_p * n_out) draws after stream 0's position (a
-    jump-ahead), in its own buffer dbufs[p]; afterwards stream 0 continues from where the last part ended (its
-    history is copied over).  Same assignments, draws and counters as update_rows32."""
-    T = dbufs.shape[0]
-    n_out = W.shape[1]
-    stoch = rmode == 7
-    st0 = dmetas[0, 1]
-    cws = np.zeros((T, 2), dtype=np.int64)
-    for p in prange(T):
-        r0 = p * nnz // T
-        r1 = (p + 1) * nnz // T
-        if stoch and p > 0:
-            stream_open(dbufs[p], dmetas[p], jump_draws(st0, r0 * n_out))
-        update_rows32(W, x, nz[r0:r1], r1 - r0, dm, s, rmode, omode, width, signed, dbufs[p], dmetas[p], cws[p])
-        if stoch:
-            stream_close(dbufs[p], dmetas[p])
-    if stoch and T > 1:  # the last part stands where the layer's stream goes on (also with no rows of its own)
-        pl = dmetas[T - 1, 2]
-        dbufs[0, 0:DRAW_HISTORY] = dbufs[T - 1, pl - DRAW_HISTORY:pl]
-        dmetas[0, 1] = dmetas[T - 1, 1]
-        dmetas[0, 2] = DRAW_HISTORY
-        dmetas[0, 4] = 0
-    for p in range(T):
-        cw[0] += cws[p, 0]
-        cw[1] += cws[p, 1]
-
-
 @numba.njit(cache=True)
 def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
     """_update_bias_fast (TRN / RND / STOCH with s <= 32, WRAP / SAT) as branch-free loops, the STOCH draws taken
@@ -1177,15 +1056,15 @@ def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
     mask = (np.int64(1) << width) - 1
     n = b.shape[0]
     p0 = 0
-    if rmode == 7:
+    if rmode == RM_STOCH:
         p0 = stream_room(dbuf, dmeta, n)
         draws_extend(dbuf, p0, n)
         stream_advance(dmeta, n)
-    dr = dbuf[p0:p0 + n] if rmode == 7 else dbuf[0:0]
+    dr = dbuf[p0:p0 + n] if rmode == RM_STOCH else dbuf[0:0]
     ls = -s if s < 0 else 0
     rs = s if s > 0 else 0
-    add = (np.int64(1) << (s - 1)) if (rmode == 2 and s > 0) else np.int64(0)
-    use_draws = rmode == 7 and s > 0
+    add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
+    use_draws = rmode == RM_STOCH and s > 0
     sh = 32 - rs
     ad = np.empty(n, dtype=np.int64)
     if use_draws:
@@ -1196,7 +1075,7 @@ def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
             ad[i] = add
     zc = 0
     oc = 0
-    if omode == 1:
+    if omode == OV_SAT:
         for i in range(n):
             u = dm[i]
             d = ((u << ls) + ad[i]) >> rs
@@ -1219,7 +1098,7 @@ def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
 
 
 @numba.njit(cache=True)
-def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, nblk, dbufs, dmetas):
+def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, dbuf, dmeta):
     """Apply increments to layer k: weights rows j with x_j != 0 (in that order, outputs i inner), then biases.
 
     Online: ``U`` is None-like (size 0) and u_ji = dm_i * x_j; batch: ``U`` holds the accumulated sums and
@@ -1235,15 +1114,13 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
     ufrac = fe + P[k, F_X]
     s = ufrac + shift - fw
     if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:
-        stoch_b = P[k, FAST_B] != 0 and rb == 7
-        streamed = rw == 7 or stoch_b
-        d0, m0 = dbufs[0], dmetas[0]
+        stoch_b = P[k, FAST_B] != 0 and rb == RM_STOCH
+        streamed = rw == RM_STOCH or stoch_b
+        d0, m0 = dbuf, dmeta
         if streamed:
             stream_open(d0, m0, rnd_state[k])
         if n_out < SHORT_ROW:
             update_short32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, P[k, SHORT_R], cnt[k, T_WEIGHT])
-        elif nblk > 1 and dbufs.shape[0] > 1 and nnz >= dbufs.shape[0] and nnz * n_out >= PAR_MIN_WEIGHTS:
-            update_rows32_par(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbufs, dmetas, cnt[k, T_WEIGHT])
         else:
             update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, cnt[k, T_WEIGHT])
         if P[k, FAST_B] != 0:
@@ -1252,9 +1129,6 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
             rnd_state[k] = stream_close(d0, m0)
         if P[k, FAST_B] != 0:
             return
-    elif not batch and P[k, FAST_W] != 0 and nblk > 1 and n_out >= 256 and J3.shape[0] == 2 + 2 * nblk:
-        update_rows_par(W, x, nz, nnz, dm, s, rw, ow, ww, swg, rnd_state, k, J3[1], J3[2:2 + nblk],
-                        J3[2 + nblk:2 + 2 * nblk], nblk, cnt[k, T_WEIGHT])
     elif not batch and P[k, FAST_W] != 0:
         _update_rows_fast(W, x, nz, nnz, dm, s, rw, ow, ww, swg, rnd_state, k, J3[0], cnt[k, T_WEIGHT])
     else:
@@ -1277,7 +1151,7 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
 
 @numba.njit(cache=True)
 def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs, nzs,
-                  accs, Us, Ubs, touched, rnd_state, Js, cnt, nblk, online, batch_size, batch_shift, in_batch,
+                  accs, Us, Ubs, touched, rnd_state, Js, cnt, online, batch_size, batch_shift, in_batch,
                   dbufs, dmetas):
     """Train on samples order[start:stop] (online, or minibatch of ``batch_size``; ``in_batch[0]`` carries the
     number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw streams).
@@ -1295,13 +1169,13 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
         # ---- forward, layer by layer; DRTP / frozen layers need nothing from above: update right away
         for k in range(K):
             nnz = nonzeros(acts[k], nzs[k])
-            layer_preact(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, accs[k], zs[k], cnt, nblk)
+            layer_preact(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, accs[k], zs[k], cnt)
             layer_activate(P, k, zs[k], tables[k], acts[k + 1], gs[k], cnt)
             if P[k, IS_OUT] == 0 and P[k, RULE] == R_DRTP:
                 hidden_delta(P, k, label, Bs[k], fbst[k], ds[K - 1], 0, gs[k], ds[k], ps[k], bufs[k],
                              Ws[k], Bs[k], ds[k], 0, PROP_W, cnt)
                 _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                      online, batch_shift, rnd_state, Js[k], cnt, nblk, dbufs[k], dmetas[k])
+                                      online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k])
         # prediction
         zo = zs[K - 1]
         best = 0
@@ -1312,7 +1186,7 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
             correct += 1
         # ---- output error and the signals of the layers that need it (top-down, before any of them updates)
         ko = K - 1
-        if P[ko, LOSS] == 0:
+        if P[ko, LOSS] == LOSS_BCE:
             output_error(P, ko, acts[K], label, ds[ko], cnt)
         else:
             output_error_mse(P, ko, acts[K], gs[ko], label, ds[ko], cnt)
@@ -1331,7 +1205,7 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
                 continue
             nnz = nonzeros(acts[k], nzs[k])
             _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                  online, batch_shift, rnd_state, Js[k], cnt, nblk, dbufs[k], dmetas[k])
+                                  online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k])
         if not online:
             in_batch[0] += 1
             if in_batch[0] == batch_size:
@@ -1353,13 +1227,13 @@ def _scaled_delta(P, k, d, out):
 
 @numba.njit(cache=True)
 def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, batch_shift, rnd_state, J, cnt,
-                          nblk, dbufs, dmetas):
+                          dbuf, dmeta):
     n_out = P[k, N_OUT]
     dm = np.empty(n_out, dtype=np.int64)
     _scaled_delta(P, k, d, dm)
     if online:
         layer_update(P, k, W, b, x, nz, nnz, dm, np.empty((0, 0), dtype=np.int64), np.empty(0, dtype=np.int64),
-                     0, rnd_state, J, cnt, nblk, dbufs, dmetas)
+                     0, rnd_state, J, cnt, dbuf, dmeta)
     else:
         for t in range(nnz):
             j = nz[t]
@@ -1374,15 +1248,15 @@ def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, bat
 @numba.njit(cache=True)
 def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt):
     K = P.shape[0]
-    no_buf = np.zeros((1, 0), dtype=np.uint32)  # batch updates draw sequentially (no buffered stream)
-    no_meta = np.zeros((1, 5), dtype=np.int64)
+    no_buf = np.zeros(0, dtype=np.uint32)  # batch updates draw sequentially (no buffered stream)
+    no_meta = np.zeros(5, dtype=np.int64)
     for k in range(K):
         r = P[k, RULE]
         if r == R_SHALLOW:
             continue
         nnz = nonzeros(touched[k], nzs[k])
         layer_update(P, k, Ws[k], bs[k], touched[k], nzs[k], nnz, np.empty(0, dtype=np.int64), Us[k], Ubs[k],
-                     batch_shift, rnd_state, Js[k], cnt, 1, no_buf, no_meta)
+                     batch_shift, rnd_state, Js[k], cnt, no_buf, no_meta)
         for t in range(nnz):
             j = nzs[k][t]
             Us[k][j, :] = 0
@@ -1411,7 +1285,7 @@ def predict(X, P, Ws, bs, tables, out_z):
             nnz = nonzeros(x, nz)
             acc = np.empty(n_out, dtype=np.int64)
             z = np.empty(n_out, dtype=np.int64)
-            layer_preact(P, k, Ws[k], bs[k], x, nz, nnz, acc, z, cnt, 1)
+            layer_preact(P, k, Ws[k], bs[k], x, nz, nnz, acc, z, cnt)
             if k == K - 1:
                 for i in range(n_out):
                     out_z[n, i] = z[i]
@@ -1420,15 +1294,3 @@ def predict(X, P, Ws, bs, tables, out_z):
                 g = np.empty(n_out, dtype=np.int64)
                 layer_activate(P, k, z, tables[k], y, g, cnt)
                 x = y
-
-
-@numba.njit(cache=True)
-def row_states(state, rows, cols, width):
-    """LFSR state at the start of each row of a row-major (rows, cols) matrix of width-bit draws."""
-    out = np.empty(rows, dtype=np.int64)
-    s = np.int64(state)
-    for r in range(rows):
-        out[r] = s
-        for _ in range(cols):
-            s, _b = lfsr_bits(s, width)
-    return out

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from edgelearn.errors import FormatError
+from edgelearn.program import row_start_steps
 
 #: Galois toggle mask of x^32 + x^22 + x^2 + x + 1
 TAPS = 0x80200003
@@ -45,7 +46,7 @@ __all__ = [
     "seed_state", "derive_seed", "lfsr_next", "lfsr_bits", "lfsr_draw32", "lfsr_draw_into",
     "lfsr_matrix", "lfsr_sign_matrix", "lfsr_next_taps",
     "py_lfsr_next", "py_lfsr_bits", "py_lfsr_matrix",
-    "lfsr_jump", "feedback_value", "lfsr_step_masks", "lfsr_draw_masks",
+    "lfsr_jump", "row_states", "feedback_value", "lfsr_step_masks", "lfsr_draw_masks",
     "DRAW_HISTORY", "state_after_draw", "draws_start", "draws_extend", "lfsr_draws", "jump_draws",
 ]
 
@@ -253,17 +254,34 @@ def _compose(a: list[int], b: list[int]) -> list[int]:
     return [_apply(a, c) for c in b]
 
 
-def lfsr_jump(state: int, n: int) -> int:
-    """State after ``n`` steps, in O(32^2 log n) (square-and-multiply of the GF(2) step matrix)."""
+def _jump_matrix(n: int) -> list[int]:
+    """Matrix of 'advance by ``n`` steps' (square-and-multiply of the GF(2) step matrix)."""
     n = int(n) % PERIOD
     mat = _step_matrix_cols()
-    s = int(state) & _MASK32
+    out = [1 << j for j in range(STATE_BITS)]
     while n:
         if n & 1:
-            s = _apply(mat, s)
+            out = _compose(mat, out)
         mat = _compose(mat, mat)
         n >>= 1
-    return s
+    return out
+
+
+def lfsr_jump(state: int, n: int) -> int:
+    """State after ``n`` steps, in O(32^3 log n)."""
+    return _apply(_jump_matrix(n), int(state) & _MASK32)
+
+
+def row_states(state: int, rows: int, cols: int, width: int) -> np.ndarray:
+    """LFSR state at the start of each row of a row-major (rows, cols) matrix of ``width``-bit draws from
+    ``state`` (``program.row_start_steps``): what regenerates one row of a feedback matrix without storing it."""
+    step = _jump_matrix(row_start_steps(1, cols, width))
+    out = np.empty(int(rows), dtype=np.int64)
+    s = int(state) & _MASK32
+    for r in range(int(rows)):
+        out[r] = s
+        s = _apply(step, s)
+    return out
 
 
 def feedback_value(seed: int, row: int, col: int, cols: int, width: int) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 from numba.typed import List
 
 from ..errors import DataError
+from ..program import sample_order
 from . import engine_kernels as K
 
 _ACT_TANH, _ACT_SIGMOID, _ACT_HARDTANH, _ACT_RELU = K.ACT_TANH, K.ACT_SIGMOID, K.ACT_HARDTANH, K.ACT_RELU
@@ -271,7 +272,6 @@ class FloatTwin:
 
     def fit(self, x, y, epochs: int = 1, shuffle: bool = True, callback: Callable[[int], None] | None = None,
             chunk: int = 2000):
-        from .engine import sample_order
         X = self._inputs(x, self.sizes[0])
         labels = np.asarray(y, dtype=np.int64)
         N = X.shape[0]

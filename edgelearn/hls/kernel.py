@@ -36,28 +36,26 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, FormatError, RuleError
+from ..errors import ConfigError, DataError, FormatError
 from ..fixed.engine_io import clone_engine  # noqa: F401  (re-exported)
 from ..fixed.formats import FixedFormat
-from ..fixed.lfsr import derive_seed, lfsr_jump, seed_state
+from ..fixed.lower import lower, raise_unsupported, trace
+from ..program import (FEEDBACK_STREAM, SUPPORT, ActCode, LayerProgram, Program, RuleCode,  # noqa: F401
+                       StepOp, fmt_max, signed_bits)
 from .toolchain import HLSBuildError, MissingDependencyError, ap_types_dir, compile_cached
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "hls_templates"
+TEMPLATES = Path(str(resources.files("edgelearn") / "hls_templates"))  # package data, also in a wheel
 
 #: hidden-layer rules the kernel implements (the output layer always learns from its error)
-KERNEL_RULES = ("drtp", "sdfa", "dfa", "shallow")
-ACT_CODES = {"none": 0, "tanh": 1, "sigmoid": 2, "hardtanh": 3, "relu": 4}
-RULE_CODES = {"drtp": 0, "sdfa": 1, "dfa": 2, "shallow": 3, "output": 4}
-#: engine constants (edgelearn.fixed.engine): LFSR stream numbers of the feedback matrices
-FEEDBACK_STREAM = 16
+KERNEL_RULES = SUPPORT["hls"].hidden_rules
 
-DEFAULT_PART = "xcvu13p-flga2577-2-e"
+from . import DEFAULT_PART  # noqa: E402  (one default part for both HLS projects)
 
 __all__ = ["KERNEL_RULES", "KernelLayer", "KernelSpec", "KernelProject", "KernelRun", "write_kernel_project",
            "exact_decimal"]
@@ -80,13 +78,7 @@ def exact_decimal(raw: int, frac: int) -> str:
     return "-" + out if neg and q else out
 
 
-def max_abs(f: FixedFormat) -> int:
-    return (1 << (f.width - 1)) if f.signed else (1 << f.width) - 1
-
-
-def signed_bits(v: int) -> int:
-    """Width of a signed word holding every integer in [-v, v]."""
-    return int(v).bit_length() + 1
+max_abs = fmt_max
 
 
 def _fixed_t(width: int, frac: int, signed: bool = True, q: str | None = None, o: str | None = None) -> str:
@@ -105,122 +97,45 @@ def _hls(f: FixedFormat) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# what the kernel implements, snapshot from an engine
+# what the kernel implements: the engine's lowered program (edgelearn.program), checked against the kernel's support
+
+#: a layer of the kernel is a layer of the program
+KernelLayer = LayerProgram
 
 
-@dataclass
-class KernelLayer:
-    name: str
-    index: int
-    n_in: int
-    n_out: int
-    act: str
-    rule: str  # drtp / sdfa / dfa / shallow for hidden layers, "output" for the last one
-    is_output: bool
-    input: FixedFormat
-    weight: FixedFormat
-    bias: FixedFormat
-    accum: FixedFormat
-    act_fmt: FixedFormat
-    deriv: FixedFormat
-    error: FixedFormat
-    update: FixedFormat | None
-    feedback: FixedFormat
-    lr_shift: int
-    mult_raw: int | None
-    mult_fmt: FixedFormat | None
-    fb_mode: str
-    fb_seed: int | None
-    table: np.ndarray | None
-    B: np.ndarray | None  # (C, n_out) raw, direct rules only
-
-    @property
-    def need_g(self) -> bool:
-        return not self.is_output
-
-    @property
-    def has_table(self) -> bool:
-        return self.act in ("tanh", "sigmoid")
-
-    @property
-    def has_feedback(self) -> bool:
-        return self.rule in ("drtp", "sdfa", "dfa")
-
-
-@dataclass
 class KernelSpec:
-    """Everything the generated kernel needs, taken from an engine (formats, rules, state)."""
+    """The learning kernel's view of an engine's :class:`~edgelearn.program.Program` (its layers, schedule and
+    state), checked for what the kernel implements; every attribute not defined here is the program's."""
 
-    name: str
-    sizes: list[int]
-    loss: str
-    layers: list[KernelLayer]
-    table_bits: int
-    range_bits: int
-    seed: int
-    W: list[np.ndarray]
-    b: list[np.ndarray]
-    rnd_state: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, program: Program):
+        self.program = program
 
-    @property
-    def num_classes(self) -> int:
-        return self.sizes[-1]
+    def __getattr__(self, name: str):
+        if name == "program":  # not set yet (copy / unpickle)
+            raise AttributeError(name)
+        return getattr(self.program, name)
 
     @classmethod
     def from_engine(cls, eng) -> "KernelSpec":
-        prec = eng.precision
-        L = len(prec.layers)
-        spec = eng.spec
-        if spec.loss not in ("bce", "mse"):
-            raise ConfigError(f"{spec.name}: loss {spec.loss!r} cannot be exported to the learning kernel")
-        layers: list[KernelLayer] = []
-        weights = eng.weights()
-        for k, lp in enumerate(prec.layers):
-            rule = eng.rules[k]
-            is_out = k == L - 1
-            if not is_out and rule not in KERNEL_RULES:
-                raise RuleError(f"layer {lp.name}: rule {rule!r} is not implemented by the HLS learning kernel "
-                                f"(hidden layers: {', '.join(KERNEL_RULES)}); bp/fa need the transposed weights of "
-                                f"the layer above, which the kernel does not keep")
-            act = eng.acts[k]
-            if act not in ACT_CODES:
-                raise FormatError(f"layer {lp.name}: activation {act!r} cannot be exported to the learning kernel")
-            if act in ("tanh", "sigmoid") and lp.act.frac < 0:
-                raise FormatError(f"layer {lp.name}: {act} output format {lp.act} needs F >= 0")
-            table = np.asarray(eng.tables[k], dtype=np.int64).copy() if act in ("tanh", "sigmoid") else None
-            if table is not None and table.size != 1 << prec.table_bits:
-                raise FormatError(f"layer {lp.name}: activation table has {table.size} entries, "
-                                  f"expected 2**{prec.table_bits}")
-            direct = (not is_out) and rule in ("drtp", "sdfa", "dfa")
-            B = None
-            fb_seed = None
-            if direct:
-                B = np.asarray(eng.B[k], dtype=np.int64).copy()
-                if B.shape != (eng.num_classes, lp.n_out):
-                    raise FormatError(f"layer {lp.name}: feedback matrix has shape {B.shape}, "
-                                      f"expected {(eng.num_classes, lp.n_out)}")
-                fb_seed = derive_seed(eng.seed, FEEDBACK_STREAM + k)
-            mult_raw = int(lp.lr_mult_raw) if lp.lr_mult is not None else None
-            layers.append(KernelLayer(
-                name=lp.name, index=k, n_in=lp.n_in, n_out=lp.n_out, act=act,
-                rule="output" if is_out else rule, is_output=is_out, input=lp.input, weight=lp.weight,
-                bias=lp.bias, accum=lp.accum, act_fmt=lp.act, deriv=lp.deriv, error=lp.error, update=lp.update,
-                feedback=lp.feedback, lr_shift=int(lp.lr_shift), mult_raw=mult_raw,
-                mult_fmt=prec.lr_mult_format if mult_raw is not None else None,
-                fb_mode=prec.feedback_mode, fb_seed=fb_seed, table=table, B=B))
-        ks = cls(name=spec.name, sizes=list(eng.sizes), loss=spec.loss, layers=layers, table_bits=prec.table_bits,
-                 range_bits=prec.range_bits, seed=int(eng.seed),
-                 W=[np.asarray(w["W"], dtype=np.int64).copy() for w in weights],
-                 b=[np.asarray(w["b"], dtype=np.int64).copy() for w in weights],
-                 rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
-                 meta={"formats": eng.formats(), "rules": dict(zip(eng.layer_names, eng.rules)),
-                       "network": spec.to_dict()})
-        if ks.layers[-1].act_fmt.frac < 0:
-            raise FormatError(f"output activation format {ks.layers[-1].act_fmt} needs F >= 0 (the target 1.0)")
-        if ks.layers[-1].n_out < 2:
+        return cls.from_program(lower(eng))
+
+    @classmethod
+    def from_program(cls, prog: Program) -> "KernelSpec":
+        raise_unsupported("hls", prog)
+        for lay in prog.layers:
+            if lay.has_table and lay.act_fmt.frac < 0:
+                raise FormatError(f"layer {lay.name}: {lay.act} output format {lay.act_fmt} needs F >= 0")
+            if lay.has_table and lay.table.size != 1 << prog.table_bits:
+                raise FormatError(f"layer {lay.name}: activation table has {lay.table.size} entries, "
+                                  f"expected 2**{prog.table_bits}")
+            if lay.direct and lay.B.shape != (prog.num_classes, lay.n_out):
+                raise FormatError(f"layer {lay.name}: feedback matrix has shape {lay.B.shape}, "
+                                  f"expected {(prog.num_classes, lay.n_out)}")
+        if prog.output.act_fmt.frac < 0:
+            raise FormatError(f"output activation format {prog.output.act_fmt} needs F >= 0 (the target 1.0)")
+        if prog.num_classes < 2:
             raise ConfigError("the learning kernel needs at least two classes")
-        return ks
+        return cls(prog)
 
     # ---- state as flat lines (tb_data format) -------------------------------------------------------------------
     def state_lines(self, W=None, b=None, rnd=None) -> list[str]:
@@ -286,12 +201,11 @@ def _layer_types(ks: KernelSpec, lay: KernelLayer) -> dict[str, str]:
     t["fb_t"] = _hls(lay.feedback)
     tb, rb = ks.table_bits, ks.range_bits
     t["idx_t"] = f"ap_fixed<{tb},{rb + 1},AP_TRN,AP_SAT>"
-    need_g = lay.need_g or (lay.is_output and ks.loss == "mse")
-    t["g_t"] = _hls(lay.deriv) if (lay.has_table and need_g) else "ap_uint<1>"
+    t["g_t"] = _hls(lay.deriv) if (lay.has_table and lay.need_g) else "ap_uint<1>"
     cb = max(1, math.ceil(math.log2(C)))
     fb = lay.feedback
     out_err = ks.layers[-1].error
-    if lay.rule == "dfa":
+    if lay.code == RuleCode.DFA:
         pmax = C * max_abs(fb) * max_abs(out_err)
         t["psum_t"] = _fixed_t(signed_bits(pmax) + 1, fb.frac + out_err.frac)
     else:
@@ -312,26 +226,24 @@ def _config_struct(ks: KernelSpec, lay: KernelLayer) -> str:
     t = _layer_types(ks, lay)
     k = lay.index
     mult_raw = lay.mult_raw if lay.mult_raw is not None else 1
-    mult_frac = lay.mult_fmt.frac if lay.mult_raw is not None else 0
-    m_max = mult_raw
-    e_max = max_abs(lay.error) * m_max
-    u_w = e_max * max_abs(lay.input)
-    f_dm = lay.error.frac + mult_frac
-    need_g = lay.need_g or (lay.is_output and ks.loss == "mse")
+    mult_frac = lay.mult_frac
+    e_max = lay.bias_inc_max
+    u_w = lay.weight_inc_max
+    f_dm = lay.dm_frac
     table_size = (1 << ks.table_bits) if lay.has_table else 1
     parts = [
-        f"// layer {k} ({lay.name}): {lay.n_in} -> {lay.n_out}, activation {lay.act}, rule {lay.rule}",
+        f"// layer {k} ({lay.name}): {lay.n_in} -> {lay.n_out}, activation {lay.act}, rule {lay.role}",
         _upd_policy(f"config{k}_wupd", lay, lay.weight, u_w, f_dm + lay.input.frac),
         _upd_policy(f"config{k}_bupd", lay, lay.bias, e_max, f_dm),
         f"struct config{k} {{",
         f"    static const unsigned n_in = {lay.n_in};",
         f"    static const unsigned n_out = {lay.n_out};",
         f"    static const unsigned n_classes = {ks.num_classes};",
-        f"    static const int act = {ACT_CODES[lay.act]};  // EL_ACT_{lay.act.upper()}",
-        f"    static const int rule = {RULE_CODES[lay.rule]};  // EL_RULE_{lay.rule.upper()}",
+        f"    static const int act = EL_ACT_{lay.act_code.name};",
+        f"    static const int rule = EL_RULE_{lay.code.name};",
         f"    static const bool is_output = {'true' if lay.is_output else 'false'};",
-        f"    static const bool need_g = {'true' if need_g else 'false'};",
-        f"    static const bool fb_lfsr = {'true' if (lay.has_feedback and lay.fb_mode == 'lfsr') else 'false'};",
+        f"    static const bool need_g = {'true' if lay.need_g else 'false'};",
+        f"    static const bool fb_lfsr = {'true' if lay.fb_lfsr else 'false'};",
         f"    static const int fb_width = {lay.feedback.width};",
         f"    static const unsigned table_size = {table_size};",
     ]
@@ -359,11 +271,6 @@ def _matrix_init(M: np.ndarray) -> str:
     return "{\n" + ",\n".join(rows) + "}"
 
 
-def _row_states(lay: KernelLayer, C: int) -> list[int]:
-    s0 = seed_state(lay.fb_seed)
-    return [lfsr_jump(s0, r * lay.n_out * lay.feedback.width) for r in range(C)]
-
-
 def render_parameters(ks: KernelSpec, project: str) -> str:
     L = len(ks.layers)
     guard = "PARAMETERS_H_"
@@ -380,6 +287,15 @@ def render_parameters(ks: KernelSpec, project: str) -> str:
         out.append(_config_struct(ks, lay))
         out.append("")
     out += ["typedef config0::in_t input_t;", f"typedef config{L - 1}::acc_t result_t;", "", f"#endif  // {guard}", ""]
+    return "\n".join(out)
+
+
+def render_codes() -> str:
+    """el_codes.h: the activation and rule codes of edgelearn.program (one numbering for every back end)."""
+    out = ["// Generated by edgelearn from edgelearn.program: activation and rule codes.", "#ifndef EL_CODES_H_",
+           "#define EL_CODES_H_", ""]
+    out += [f"#define EL_ACT_{a.name} {int(a)}" for a in ActCode] + [""]
+    out += [f"#define EL_RULE_{r.name} {int(r)}" for r in RuleCode] + ["", "#endif", ""]
     return "\n".join(out)
 
 
@@ -410,18 +326,18 @@ def render_feedback(ks: KernelSpec) -> str:
            "#ifndef FEEDBACK_H_", "#define FEEDBACK_H_", "", '#include "parameters.h"', ""]
     for lay in ks.layers:
         k = lay.index
-        if lay.has_feedback and lay.fb_mode == "stored":
+        if lay.direct and not lay.fb_lfsr:
             out.append(f"// layer {k} ({lay.name}): B stored, format {lay.feedback}, seed {lay.fb_seed:#010x}")
             out.append(f"static const config{k}::fb_raw_t B{k}[{C}][{lay.n_out}] = {_matrix_init(lay.B)};")
             out.append(f"static const el::lfsr_t B{k}_rows[{C}] = {{0}};")
-        elif lay.has_feedback:
-            rows = _row_states(lay, C)
+        elif lay.direct:
+            rows = [int(r) for r in lay.fb_rows]
             out.append(f"// layer {k} ({lay.name}): B regenerated from the LFSR (seed {lay.fb_seed:#010x}), "
                        f"format {lay.feedback}; start state of each row")
             out.append(f"static const config{k}::fb_raw_t B{k}[1][{lay.n_out}] = {{{{0}}}};")
             out.append(f"static const el::lfsr_t B{k}_rows[{C}] = {{" + ", ".join(f"{r:#010x}u" for r in rows) + "};")
         else:
-            out.append(f"// layer {k} ({lay.name}): no feedback (rule {lay.rule})")
+            out.append(f"// layer {k} ({lay.name}): no feedback (rule {lay.role})")
             out.append(f"static const config{k}::fb_raw_t B{k}[1][{lay.n_out}] = {{{{0}}}};")
             out.append(f"static const el::lfsr_t B{k}_rows[1] = {{0}};")
         out.append("")
@@ -478,39 +394,29 @@ def render_top(ks: KernelSpec, project: str) -> str:
             pr(f"#pragma HLS ARRAY_PARTITION variable=d{k} complete")
         pr(f"    el::lfsr_t rnd{k} = rnd_state[{k}];")
     pr("")
-    for lay in ks.layers:
-        k = lay.index
-        xin = "x" if k == 0 else f"a{k - 1}"
-        pr(f"    // ---- layer {k} ({lay.name}): forward")
-        pr(f"    el::dense<config{k}>({xin}, W{k}, b{k}, z{k});")
-        pr(f"    el::activate<config{k}>(z{k}, table{k}, a{k}, g{k});")
-        if not lay.is_output and lay.rule == "drtp":
-            pr(f"    // DRTP needs only the label: update this layer right away")
+    # the program's schedule, step by step (edgelearn.program.schedule)
+    for step in ks.steps:
+        k = step.layer
+        xin = "x" if k <= 0 else f"a{k - 1}"
+        if step.op == StepOp.FORWARD:
+            pr(f"    // ---- layer {k} ({ks.layers[k].name}): forward")
+            pr(f"    el::dense<config{k}>({xin}, W{k}, b{k}, z{k});")
+            pr(f"    el::activate<config{k}>(z{k}, table{k}, a{k}, g{k});")
+        elif step.op in (StepOp.INJECT_DRTP, StepOp.HIDDEN_SIGNAL):
+            if step.op == StepOp.INJECT_DRTP:
+                pr("    // DRTP needs only the label: this layer learns right away")
             pr(f"    el::hidden_delta<config{k}, config{lo}::err_t>(label, d{lo}, g{k}, B{k}, B{k}_rows, d{k});")
-            pr(f"    if (learn)")
+        elif step.op == StepOp.PREDICT:
+            pr("    // ---- prediction (before any update of the output layer)")
+            pr("    for (unsigned c = 0; c < N_OUTPUT; c++)")
+            pr(f"        z_out[c] = z{lo}[c];")
+            pr(f"    pred = el::argmax<config{lo}::acc_t, N_OUTPUT>(z{lo});")
+        elif step.op == StepOp.OUTPUT_ERROR:
+            pr("    // ---- output error, then the hidden signals (top-down) and the updates (output layer first)")
+            pr(f"    el::output_error<config{lo}>(a{lo}, g{lo}, label, EL_LOSS_MSE, d{lo});")
+        elif step.op == StepOp.UPDATE:
+            pr("    if (learn)")
             pr(f"        el::update<config{k}>({xin}, d{k}, W{k}, b{k}, rnd{k});")
-    pr("")
-    pr("    // ---- prediction (before any update of the output layer)")
-    pr(f"    for (unsigned c = 0; c < N_OUTPUT; c++)")
-    pr(f"        z_out[c] = z{lo}[c];")
-    pr(f"    pred = el::argmax<config{lo}::acc_t, N_OUTPUT>(z{lo});")
-    pr("")
-    pr("    // ---- output error, then the direct-feedback signals of the hidden layers (top-down)")
-    pr(f"    el::output_error<config{lo}>(a{lo}, g{lo}, label, EL_LOSS_MSE, d{lo});")
-    for lay in reversed(ks.layers[:-1]):
-        k = lay.index
-        if lay.rule in ("sdfa", "dfa"):
-            pr(f"    el::hidden_delta<config{k}, config{lo}::err_t>(label, d{lo}, g{k}, B{k}, B{k}_rows, d{k});")
-    pr("")
-    pr("    // ---- updates, output layer first")
-    pr("    if (learn) {")
-    for lay in reversed(ks.layers):
-        k = lay.index
-        xin = "x" if k == 0 else f"a{k - 1}"
-        if lay.rule in ("shallow", "drtp"):
-            continue
-        pr(f"        el::update<config{k}>({xin}, d{k}, W{k}, b{k}, rnd{k});")
-    pr("    }")
     for lay in ks.layers:
         pr(f"    rnd_state[{lay.index}] = rnd{lay.index};")
     pr("}")
@@ -705,6 +611,7 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
     fw = out / "firmware"
     fw.mkdir(parents=True, exist_ok=True)
     shutil.copy2(TEMPLATES / "el_learn.h", fw / "el_learn.h")
+    (fw / "el_codes.h").write_text(render_codes())
     (fw / "parameters.h").write_text(render_parameters(ks, project))
     (fw / "tables.h").write_text(render_tables(ks))
     (fw / "feedback.h").write_text(render_feedback(ks))
@@ -726,7 +633,7 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
         "generator": "edgelearn export-hls (learning kernel)", "project": project, "network": ks.name,
         "sizes": ks.sizes, "loss": ks.loss, "rules": ks.meta["rules"], "formats": ks.meta["formats"],
         "activations": [lay.act for lay in ks.layers], "seed": ks.seed,
-        "feedback": [{"layer": lay.name, "mode": lay.fb_mode if lay.has_feedback else None,
+        "feedback": [{"layer": lay.name, "mode": lay.fb_mode if lay.direct else None,
                       "seed": lay.fb_seed} for lay in ks.layers],
         "part": part, "clock_period_ns": clock_period,
         "top_function": f"{project}(x, label, learn, z_out, pred, W0, b0, ..., rnd_state)",
@@ -744,19 +651,16 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
 
 def engine_reference(eng, X_raw, labels):
     """Step a copy of ``eng`` through the samples: (outputs before each update (N, C), W, b, rnd_state)."""
-    e = clone_engine(eng)
-    X = np.asarray(X_raw, dtype=np.int64).reshape(-1, e.sizes[0])
-    lab = np.asarray(labels, dtype=np.int64).reshape(-1)
-    outs = np.zeros((X.shape[0], e.num_classes), dtype=np.int64)
-    for n in range(X.shape[0]):
-        outs[n] = e.output_raw(X[n:n + 1])[0]
-        e.step(X[n], int(lab[n]))
-    w = e.weights()
-    return outs, [x["W"] for x in w], [x["b"] for x in w], np.asarray(e.rnd_state, dtype=np.int64).copy()
+    X = np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.sizes[0])
+    gold = trace(eng, X, labels, True, snapshots=[X.shape[0] - 1] if X.shape[0] else [])
+    if not X.shape[0]:
+        w = eng.weights()
+        return gold.outputs, [x["W"] for x in w], [x["b"] for x in w], gold.rnd_state
+    return gold.outputs, [W[-1] for W in gold.W], [b[-1] for b in gold.b], gold.rnd_state
 
 
 def _readme(ks: KernelSpec, project: str) -> str:
-    rules = ", ".join(f"{lay.name}: {lay.rule}" for lay in ks.layers)
+    rules = ", ".join(f"{lay.name}: {lay.role}" for lay in ks.layers)
     return f"""# {project}: on-chip learning kernel for {ks.name}
 
 Generated by `edgelearn export-hls`. Network {' -> '.join(map(str, ks.sizes))}, loss {ks.loss}, rules ({rules}).

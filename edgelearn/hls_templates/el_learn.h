@@ -20,17 +20,7 @@
 #include "ap_fixed.h"
 #include "ap_int.h"
 
-#define EL_ACT_NONE 0
-#define EL_ACT_TANH 1
-#define EL_ACT_SIGMOID 2
-#define EL_ACT_HARDTANH 3
-#define EL_ACT_RELU 4
-
-#define EL_RULE_DRTP 0
-#define EL_RULE_SDFA 1
-#define EL_RULE_DFA 2
-#define EL_RULE_SHALLOW 3
-#define EL_RULE_OUTPUT 4
+#include "el_codes.h"  // EL_ACT_*, EL_RULE_*: generated from edgelearn.program, the codes of every back end
 
 namespace el {
 

@@ -26,19 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, FormatError, RuleError
+from ..errors import ConfigError, FormatError
 from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
-from ..fixed.lfsr import lfsr_jump, seed_state
+from ..fixed.lower import lower, raise_unsupported
+from ..program import DIRECT_RULES, SUPPORT, ActCode, LayerProgram, RuleCode  # noqa: F401 (DIRECT_RULES re-exported)
 from . import layout
 from .sim import HW_DIR
 
 #: hidden-layer rules the datapath implements (the output layer always learns from its error)
-RTL_RULES = ("drtp", "sdfa", "dfa", "shallow")
-RULE_CODES = {"drtp": 0, "shallow": 1, "output": 2, "sdfa": 3, "dfa": 4}
-ACT_CODES = {"none": 0, "tanh": 1, "sigmoid": 2, "hardtanh": 3, "relu": 4}
+RTL_RULES = SUPPORT["rtl"].hidden_rules
 HW_FILES = ("el_convert.v", "el_layer.v")
-#: hidden rules with a random feedback matrix B (C x n_out)
-DIRECT_RULES = ("drtp", "sdfa", "dfa")
+#: the codes el_layer.v distinguishes, passed to every instance as parameters (R_*, A_*)
+HW_RULE_CODES = (RuleCode.DRTP, RuleCode.SDFA, RuleCode.DFA, RuleCode.SHALLOW, RuleCode.OUTPUT)
+HW_ACT_CODES = (ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU)
 MAX_PARALLEL = 64
 MAX_WORDS = 1 << 24          # weight words per layer (address width <= 24)
 MAX_NEURONS = 1 << 16
@@ -46,29 +46,23 @@ MAX_NEURONS = 1 << 16
 
 @dataclass
 class RtlLayer:
-    index: int
-    name: str
-    n_in: int
-    n_out: int
+    """A layer of the program (every attribute not defined here is the :class:`LayerProgram`'s) as the datapath
+    holds it: its MAC lanes and its state."""
+
+    lp: LayerProgram
     lanes: int
-    rule: str
-    act: str
-    input: FixedFormat
-    weight: FixedFormat
-    bias: FixedFormat
-    accum: FixedFormat
-    act_fmt: FixedFormat
-    deriv: FixedFormat
-    error: FixedFormat
-    feedback: FixedFormat
-    lr_shift: int
-    fb_mode: str
-    rnd_state: int
-    table: np.ndarray | None
-    B: np.ndarray | None
-    fb_seed: int | None
     W: np.ndarray
     b: np.ndarray
+    rnd_state: int
+
+    def __getattr__(self, name: str):
+        if name == "lp":
+            raise AttributeError(name)
+        return getattr(self.lp, name)
+
+    @property
+    def rule(self) -> str:
+        return self.lp.role
 
     @property
     def groups(self) -> int:
@@ -90,7 +84,8 @@ def _fmt_params(prefix: str, f: FixedFormat, signed: bool = True, modes: bool = 
 
 
 class RtlDesign:
-    """What the generated datapath implements, snapshot from an engine and checked for buildability."""
+    """What the generated datapath implements: an engine's lowered program (edgelearn.program), checked for
+    buildability, with the datapath's parallelism."""
 
     def __init__(self, eng, parallel: int = 4, top: str = "el_mlp", learning: bool = True):
         if isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or not 1 <= parallel <= MAX_PARALLEL:
@@ -100,40 +95,22 @@ class RtlDesign:
         self.top = top
         self.parallel = int(parallel)
         self.learning = bool(learning)  # False: the same network as an inference-only datapath (no update logic)
-        spec = eng.spec
-        prec = eng.precision
-        if spec.loss not in ("bce", "mse"):
-            raise ConfigError(f"{spec.name}: loss {spec.loss!r} cannot be generated (bce or mse)")
-        if eng.mode != "online" or eng.batch_size != 1:
-            raise ConfigError("the datapath learns online (one sample at a time); the engine is in minibatch mode")
-        self.name = spec.name
-        self.loss = spec.loss
-        self.sizes = list(eng.sizes)
-        self.num_classes = self.sizes[-1]
-        self.table_bits = prec.table_bits
-        self.range_bits = prec.range_bits
-        self.seed = int(eng.seed)
+        prog = self.program = lower(eng)
+        raise_unsupported("rtl", prog)
+        self.name = prog.name
+        self.loss = prog.loss
+        self.sizes = list(prog.sizes)
+        self.num_classes = prog.num_classes
+        self.table_bits = prog.table_bits
+        self.range_bits = prog.range_bits
+        self.seed = prog.seed
         if self.num_classes < 2:
             raise ConfigError("the datapath needs at least two classes")
         if not 1 <= self.table_bits <= 16:
             raise FormatError(f"table_bits {self.table_bits} out of range for a ROM (1..16)")
-        weights = eng.weights()
         self.layers: list[RtlLayer] = []
-        L = len(prec.layers)
-        for k, lp in enumerate(prec.layers):
+        for k, lp in enumerate(prog.layers):
             where = f"layer {lp.name}"
-            is_out = k == L - 1
-            rule = "output" if is_out else eng.rules[k]
-            if not is_out and rule not in RTL_RULES:
-                raise RuleError(f"{where}: rule {rule!r} has no generated datapath (hidden layers: "
-                                f"{', '.join(RTL_RULES)}; bp/fa need the transposed weights of the layer above)")
-            act = eng.acts[k]
-            if act not in ACT_CODES:
-                raise FormatError(f"{where}: activation {act!r} has no hardware definition")
-            if lp.update is not None:
-                raise FormatError(f"{where}: a separate update format is not generated (drop 'update')")
-            if lp.lr_mult is not None:
-                raise FormatError(f"{where}: a learning-rate multiplier is not generated (power-of-two lr_shift only)")
             if not 1 <= lp.n_in <= MAX_NEURONS or not 1 <= lp.n_out <= MAX_NEURONS:
                 raise ConfigError(f"{where}: {lp.n_in} -> {lp.n_out} is out of range (1..{MAX_NEURONS} per side)")
             lanes = min(self.parallel, lp.n_out)
@@ -143,31 +120,17 @@ class RtlDesign:
                                   f"({MAX_WORDS}); use more parallel MAC units")
             if lp.accum.width > 64:
                 raise FormatError(f"{where}: accumulator {lp.accum} wider than 64 bits")
-            if act in ("tanh", "sigmoid") and lp.act.frac < 0:
-                raise FormatError(f"{where}: {act} output format {lp.act} needs F >= 0")
-            if act == "hardtanh" and lp.accum.frac < 0:
+            if lp.has_table and lp.act_fmt.frac < 0:
+                raise FormatError(f"{where}: {lp.act} output format {lp.act_fmt} needs F >= 0")
+            if lp.act == "hardtanh" and lp.accum.frac < 0:
                 raise FormatError(f"{where}: hard-tanh needs an accumulator with F >= 0 (got {lp.accum})")
-            if is_out and lp.act.frac < 0:
-                raise FormatError(f"output activation format {lp.act} needs F >= 0 (the target 1.0)")
+            if lp.is_output and lp.act_fmt.frac < 0:
+                raise FormatError(f"output activation format {lp.act_fmt} needs F >= 0 (the target 1.0)")
             for t in ("weight", "bias"):
                 if getattr(lp, t).width > 32:
                     raise FormatError(f"{where}: {t} format wider than 32 bits")
-            table = np.asarray(eng.tables[k], dtype=np.int64).copy() if act in ("tanh", "sigmoid") else None
-            B = None
-            fb_seed = None
-            if rule in DIRECT_RULES:
-                B = np.asarray(eng.B[k], dtype=np.int64).copy()
-                from ..fixed.engine import FEEDBACK_STREAM
-                from ..fixed.lfsr import derive_seed
-
-                fb_seed = derive_seed(eng.seed, FEEDBACK_STREAM + k)
-            self.layers.append(RtlLayer(
-                index=k, name=lp.name, n_in=lp.n_in, n_out=lp.n_out, lanes=lanes, rule=rule, act=act,
-                input=lp.input, weight=lp.weight, bias=lp.bias, accum=lp.accum, act_fmt=lp.act, deriv=lp.deriv,
-                error=lp.error, feedback=lp.feedback, lr_shift=int(lp.lr_shift), fb_mode=prec.feedback_mode,
-                rnd_state=int(eng.rnd_state[k]) & 0xFFFFFFFF, table=table, B=B, fb_seed=fb_seed,
-                W=np.asarray(weights[k]["W"], dtype=np.int64).copy(),
-                b=np.asarray(weights[k]["b"], dtype=np.int64).copy()))
+            self.layers.append(RtlLayer(lp=lp, lanes=lanes, W=prog.W[k], b=prog.b[k],
+                                        rnd_state=int(prog.rnd_state[k]) & 0xFFFFFFFF))
 
     # ------------------------------------------------------------------------------------------------------------
     # memory images
@@ -185,8 +148,7 @@ class RtlDesign:
         return layout.pack(lay.b if b is None else b, lay.lanes, lay.bias.width)
 
     def fb_row_states(self, lay: RtlLayer) -> list[int]:
-        s0 = seed_state(lay.fb_seed)
-        return [lfsr_jump(s0, r * lay.n_out * lay.feedback.width) for r in range(self.num_classes)]
+        return [int(r) for r in lay.fb_rows]
 
     # ------------------------------------------------------------------------------------------------------------
     # Verilog
@@ -196,8 +158,9 @@ class RtlDesign:
         out = self.layers[-1]
         p: dict[str, Any] = {
             "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "NCLS": self.num_classes,
-            "RULE": RULE_CODES[lay.rule] if self.learning else RULE_CODES["shallow"],
-            "IS_OUT": int(lay.rule == "output"), "LOSS": 0 if self.loss == "bce" else 1, "ACT": ACT_CODES[lay.act],
+            **{f"R_{c.name}": int(c) for c in HW_RULE_CODES}, **{f"A_{c.name}": int(c) for c in HW_ACT_CODES},
+            "RULE": int(lay.code) if self.learning else int(RuleCode.SHALLOW),
+            "IS_OUT": int(lay.is_output), "LOSS": 0 if self.loss == "bce" else 1, "ACT": int(lay.act_code),
         }
         p.update(_fmt_params("X", lay.input, modes=False))
         p.update(_fmt_params("W", lay.weight))
@@ -207,7 +170,7 @@ class RtlDesign:
         p.update(_fmt_params("G", lay.deriv))
         p.update(_fmt_params("E", lay.error))
         p.update({"FBW": lay.feedback.width, "FBF": lay.feedback.frac,
-                  "FB_LFSR": int(lay.fb_mode == "lfsr" and lay.rule in DIRECT_RULES),
+                  "FB_LFSR": int(lay.fb_lfsr),
                   "EOW": out.error.width, "EOF": out.error.frac, "EOS": int(out.error.signed),
                   "LR": lay.lr_shift, "TB": self.table_bits, "RB": self.range_bits,
                   "RND_SEED": f"32'h{lay.rnd_state:08x}",

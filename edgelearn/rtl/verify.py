@@ -2,8 +2,8 @@
 
 :func:`golden` runs the engine on a sequence of samples exactly as the datapath sees them (one at a time;
 training or inference per sample) and records, per sample, the prediction before the update and -- at chosen
-samples -- every weight and bias.  The cocotb testbench (``rtl_tb/test_mlp.py``) reads the ``.npz`` and compares
-the design with it bit for bit.
+samples -- every weight and bias.  The cocotb testbench (``bench.py``) reads the ``.npz`` and compares
+the design with it bit for bit; :func:`run_bench` runs the two together.
 """
 from __future__ import annotations
 
@@ -13,70 +13,42 @@ from typing import Sequence
 
 import numpy as np
 
-from ..fixed.engine_io import clone_engine
+from ..fixed.lower import trace
 
 
 def golden(eng, X_raw: np.ndarray, labels: Sequence[int], train: Sequence[bool], snapshots: Sequence[int] | None = None,
            path=None) -> dict[str, np.ndarray]:
-    """Run a *copy* of ``eng`` over the samples; ``snapshots``: sample indices after which W and b are recorded
-    (default: every sample).  Returns (and writes to ``path`` if given) arrays ``X`` (N, n_in) raw inputs, ``labels``,
-    ``train``, ``preds``, ``snap`` (indices), ``W{k}`` (S, n_in, n_out), ``b{k}`` (S, n_out), ``nnz{k}`` (N,) non-zero
-    inputs of layer k per sample (for the cycle model)."""
-    eng = clone_engine(eng)
-    X = np.ascontiguousarray(np.asarray(X_raw, dtype=np.int64))
-    labels = np.asarray(labels, dtype=np.int64)
-    train = np.asarray(train, dtype=bool)
-    N = X.shape[0]
-    snap = list(range(N)) if snapshots is None else sorted(set(int(s) for s in snapshots))
-    L = len(eng.sizes) - 1
-    Ws: list[list[np.ndarray]] = [[] for _ in range(L)]
-    bs: list[list[np.ndarray]] = [[] for _ in range(L)]
-    preds = np.zeros(N, dtype=np.int64)
-    nnz = np.zeros((L, N), dtype=np.int64)
-    snapset = set(snap)
-    for n in range(N):
-        nnz[:, n] = _layer_nnz(eng, X[n])
-        preds[n] = int(np.argmax(eng.output_raw(X[n:n + 1])[0]))
-        if train[n]:
-            eng.step(X[n], int(labels[n]))
-        if n in snapset:
-            for k, w in enumerate(eng.weights()):
-                Ws[k].append(w["W"])
-                bs[k].append(w["b"])
-    out = {"X": X, "labels": labels, "train": train.astype(np.int64), "preds": preds,
-           "snap": np.asarray(snap, dtype=np.int64)}
-    for k in range(L):
-        out[f"W{k}"] = np.stack(Ws[k]) if Ws[k] else np.zeros((0,) + eng.W[k].shape, dtype=np.int64)
-        out[f"b{k}"] = np.stack(bs[k]) if bs[k] else np.zeros((0, eng.sizes[k + 1]), dtype=np.int64)
-        out[f"nnz{k}"] = nnz[k]
+    """The engine's golden trace (:func:`edgelearn.fixed.lower.trace`, a *copy* of ``eng`` runs) as arrays: ``X``
+    (N, n_in) raw inputs, ``labels``, ``train``, ``outputs``, ``preds``, ``snap`` (indices), ``W{k}`` (S, n_in,
+    n_out), ``b{k}`` (S, n_out), ``nnz{k}`` (N,) non-zero inputs of layer k per sample (for the cycle model),
+    ``rnd_state``; written to ``path`` if given (``GoldenTrace.load`` reads it back)."""
+    gold = trace(eng, X_raw, labels, train, snapshots=snapshots)
     if path is not None:
-        np.savez(path, **out)
-    return out
+        gold.save(path)
+    return gold.to_arrays()
 
 
-def _layer_nnz(eng, x: np.ndarray) -> list[int]:
-    """Non-zero inputs of every layer for sample x under the engine's current weights (forward only)."""
-    from ..fixed import engine_kernels as K
+def run_bench(eng, design, prj: Path, sim: str, testcase: str, X_raw: np.ndarray, labels: Sequence[int],
+              train: Sequence[bool], snapshots: Sequence[int] | None = None) -> dict:
+    """Record the engine's golden run on the samples, build the design written in ``prj`` (by ``write_rtl``) for
+    ``sim`` and run the packaged cocotb testbench's ``testcase`` (``mlp_lockstep`` or ``mlp_stream``) on it.
 
-    P = eng.P
-    out = []
-    v = np.asarray(x, dtype=np.int64)
-    cnt = np.zeros((P.shape[0], K.NTENSORS, 2), dtype=np.int64)
-    for k in range(P.shape[0]):
-        out.append(int(np.count_nonzero(v)))
-        if k == P.shape[0] - 1:
-            break
-        nz = np.empty(v.shape[0], dtype=np.int64)
-        n = K.nonzeros(v, nz)
-        acc = np.empty(P[k, K.N_OUT], dtype=np.int64)
-        z = np.empty(P[k, K.N_OUT], dtype=np.int64)
-        K.layer_preact(P, k, eng._Ws[k], eng._bs[k], v, nz, n, acc, z, cnt, 1)
-        y = np.empty_like(z)
-        g = np.empty_like(z)
-        K.layer_activate(P, k, z, eng._tables[k], y, g, cnt)
-        v = y
-    return out
+    Returns the testbench's report (mismatches, comparisons, cycles) plus ``sim_seconds`` and the ``golden`` run."""
+    import time
 
+    from . import sim as rsim
 
-def read_report(path) -> dict:
-    return json.loads(Path(path).read_text())
+    prj = Path(prj).resolve()  # the simulator runs in another folder: every path it is given must be absolute
+    gold = golden(eng, X_raw, labels, train, snapshots=snapshots, path=prj / "golden.npz")
+    build = prj / f"sim_{sim}"
+    srcs = [prj / line for line in (prj / "filelist.f").read_text().split()]
+    runner = rsim.build(sim, srcs, design.top, build)
+    report = prj / f"report_{sim}_{testcase}.json"
+    t0 = time.perf_counter()
+    rsim.test(runner, design.top, rsim.BENCH_MODULE, build, run_dir=prj, testcase=testcase,
+              extra_env={"EL_DESIGN": str(prj / "design.json"), "EL_GOLDEN": str(prj / "golden.npz"),
+                         "EL_REPORT": str(report)})
+    rep = json.loads(report.read_text())
+    rep["sim_seconds"] = time.perf_counter() - t0
+    rep["golden"] = gold
+    return rep

@@ -1,0 +1,130 @@
+"""Lowering an engine to its on-chip program (:mod:`edgelearn.program`), and the engine's golden trace.
+
+:func:`lower_layers` derives the per-layer records from an engine's network, resolved formats, rules and seed
+(the engine builds its own kernel parameters from them); :func:`lower` adds the schedule and the engine's current
+state -- what the HLS kernel and the RTL generator read.  :func:`trace` runs a copy of the engine over samples as a
+datapath sees them: the reference of every hardware check.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, FormatError, RuleError
+from ..program import (DIRECT_RULES, FEEDBACK_STREAM, LDFA_P_STREAM, GoldenTrace, LayerProgram, Program,
+                       RuleCode, act_code, rule_code, schedule, unsupported)
+from .activations import sigmoid_table, tanh_table
+from .lfsr import derive_seed, row_states, seed_state
+
+
+def _feedback(eng, k: int, lp, rule: str) -> tuple[str | None, tuple[int, int] | None]:
+    """Feedback mode and matrix shape of layer k (docs/engine.md "Feedback matrices")."""
+    if not lp.is_output and rule in DIRECT_RULES:
+        return eng.precision.feedback_mode, (eng.num_classes, lp.n_out)
+    if rule == "fa" and k > 0:
+        return "stored", (lp.n_in, lp.n_out)
+    if rule == "ldfa" and k > 0:  # Q (n_in x r) over P (r x n_out), packed (engine_kernels.hidden_delta)
+        r = eng.ldfa_rank(k)
+        return "stored", (lp.n_in + r, max(r, lp.n_out))
+    return None, None
+
+
+def lower_layers(eng) -> list[LayerProgram]:
+    """The layers of ``eng`` as every back end runs them (no weights: see :func:`lower`)."""
+    prec = eng.precision
+    out = []
+    for k, lp in enumerate(prec.layers):
+        rule, act = eng.rules[k], eng.acts[k]
+        code = RuleCode.OUTPUT if lp.is_output else rule_code(rule)
+        fb_mode, fb_shape = _feedback(eng, k, lp, rule)
+        fb_seed = derive_seed(eng.seed, FEEDBACK_STREAM + k) if fb_shape is not None else None
+        fb_rows = None
+        if fb_shape is not None and rule in DIRECT_RULES:
+            fb_rows = row_states(seed_state(fb_seed), fb_shape[0], fb_shape[1], lp.feedback.width)
+        if act == "tanh":
+            table = tanh_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64)
+        elif act == "sigmoid":
+            table = sigmoid_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64)
+        else:
+            table = None
+        ldfa = rule == "ldfa" and fb_shape is not None
+        need_g = not lp.is_output or eng.spec.loss == "mse"
+        out.append(LayerProgram(
+            index=k, name=lp.name, n_in=lp.n_in, n_out=lp.n_out, rule=rule, code=code, act=act,
+            act_code=act_code(act), is_output=lp.is_output, input=lp.input, weight=lp.weight, bias=lp.bias,
+            accum=lp.accum, act_fmt=lp.act, deriv=lp.deriv, error=lp.error, update=lp.update, feedback=lp.feedback,
+            lr_shift=int(lp.lr_shift), mult_raw=int(lp.lr_mult_raw) if lp.lr_mult is not None else None,
+            mult_frac=int(lp.lr_mult_frac) if lp.lr_mult is not None else 0,
+            mult_fmt=prec.lr_mult_format if lp.lr_mult is not None else None, need_g=need_g, table=table,
+            fb_mode=fb_mode, fb_shape=fb_shape, fb_seed=fb_seed, fb_rows=fb_rows, B=None,
+            ldfa_rank=eng.ldfa_rank(k) if ldfa else 0, ldfa_p_shift=eng.ldfa_p_shift(k) if ldfa else 0,
+            ldfa_p_seed=derive_seed(eng.seed, LDFA_P_STREAM + k) if ldfa else None))
+    return out
+
+
+def lower(eng) -> Program:
+    """The program of ``eng`` in its current state (weights, feedback values, LFSR states copied)."""
+    layers = [dataclasses.replace(lay, B=None if lay.fb_shape is None else np.asarray(eng.B[k], dtype=np.int64).copy())
+              for k, lay in enumerate(eng.program_layers)]
+    weights = eng.weights()
+    return Program(
+        name=eng.spec.name, loss=eng.spec.loss, sizes=list(eng.sizes), layers=layers,
+        steps=schedule([lay.code for lay in layers]), table_bits=eng.precision.table_bits,
+        range_bits=eng.precision.range_bits, seed=int(eng.seed), feedback_mode=eng.precision.feedback_mode,
+        W=[np.asarray(w["W"], dtype=np.int64).copy() for w in weights],
+        b=[np.asarray(w["b"], dtype=np.int64).copy() for w in weights],
+        rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
+        meta={"formats": eng.formats(), "rules": dict(zip(eng.layer_names, eng.rules)),
+              "network": eng.spec.to_dict(), "mode": eng.mode, "batch_size": eng.batch_size})
+
+
+#: the error each kind of missing support raises (program.unsupported)
+_SUPPORT_ERRORS = {"loss": ConfigError, "minibatch": ConfigError, "rule": RuleError, "act": FormatError,
+                   "update": FormatError, "lr_mult": FormatError}
+
+
+def raise_unsupported(backend: str, prog: Program) -> None:
+    """Refuse, with one line, a program that ``backend`` cannot run (the first problem of program.unsupported)."""
+    problems = unsupported(backend, prog)
+    if problems:
+        kind, msg = problems[0]
+        raise _SUPPORT_ERRORS[kind](msg)
+
+
+def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True,
+          snapshots: Sequence[int] | None = None) -> GoldenTrace:
+    """Run a *copy* of ``eng`` over the samples one at a time (training or inference per sample); ``snapshots``:
+    the sample indices after which W and b are recorded (default: every sample)."""
+    from .engine_io import clone_engine
+    from .engine_kernels import NTENSORS
+
+    eng = clone_engine(eng)
+    X = np.ascontiguousarray(np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.sizes[0]))
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    N = X.shape[0]
+    train = np.broadcast_to(np.asarray(train, dtype=bool), (N,)).copy()
+    snap = list(range(N)) if snapshots is None else sorted(set(int(s) for s in snapshots))
+    L = len(eng.sizes) - 1
+    Ws: list[list[np.ndarray]] = [[] for _ in range(L)]
+    bs: list[list[np.ndarray]] = [[] for _ in range(L)]
+    outputs = np.zeros((N, eng.num_classes), dtype=np.int64)
+    nnz = np.zeros((L, N), dtype=np.int64)
+    cnt = np.zeros((L, NTENSORS, 2), dtype=np.int64)
+    snapset = set(snap)
+    for n in range(N):
+        nnz[:, n] = eng.layer_nonzeros(X[n], cnt)
+        outputs[n] = eng.output_raw(X[n:n + 1])[0]
+        if train[n]:
+            eng.step(X[n], int(labels[n]))
+        if n in snapset:
+            for k, w in enumerate(eng.weights()):
+                Ws[k].append(w["W"])
+                bs[k].append(w["b"])
+    return GoldenTrace(
+        X=X, labels=labels, train=train, outputs=outputs, preds=np.argmax(outputs, axis=1).astype(np.int64),
+        snap=np.asarray(snap, dtype=np.int64),
+        W=[np.stack(Ws[k]) if Ws[k] else np.zeros((0,) + eng.W[k].shape, dtype=np.int64) for k in range(L)],
+        b=[np.stack(bs[k]) if bs[k] else np.zeros((0, eng.sizes[k + 1]), dtype=np.int64) for k in range(L)],
+        nnz=[nnz[k] for k in range(L)], rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy())
