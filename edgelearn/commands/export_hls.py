@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from ..hls import DEFAULT_PART, MAX_UNROLLED_MULTS
 from .common import add_engine_args, engine_from_args, positive_int
 
 
@@ -32,12 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tb-samples", type=positive_int, default=32,
                    help="samples in the testbenches' tb_data (default 32; the kernel learns from each)")
     p.add_argument("--backend", choices=("vitis", "vivado"), default="vitis", help="hls4ml backend (default vitis)")
-    p.add_argument("--part", help="FPGA part (default xcvu13p-flga2577-2-e)")
+    p.add_argument("--part", help=f"FPGA part of both projects (default {DEFAULT_PART}, the Zynq-7020 of the PYNQ-Z2)")
     p.add_argument("--clock-period", type=float, default=5.0, help="clock period in ns (default 5)")
-    p.add_argument("--strategy", choices=("Latency", "Resource"), default="Latency",
-                   help="hls4ml dense strategy (default Latency; Resource only when the accumulator cannot "
-                        "overflow or round)")
-    p.add_argument("--reuse-factor", type=positive_int, default=1, help="hls4ml reuse factor (default 1)")
+    p.add_argument("--strategy", choices=("Latency", "Resource"),
+                   help="hls4ml dense strategy of every layer (default: per layer, Latency while the layer unrolls "
+                        f"at most {MAX_UNROLLED_MULTS} multiplications, else Resource with the smallest reuse factor "
+                        "that fits; Resource only when the accumulator cannot overflow or round)")
+    p.add_argument("--reuse-factor", type=positive_int,
+                   help="hls4ml reuse factor of every layer (default: per layer, see --strategy); hls4ml may "
+                        "change it to the nearest one it accepts, which is reported")
     p.add_argument("--no-hls4ml", action="store_true", help="write only the learning kernel (no hls4ml needed)")
     p.add_argument("--no-kernel", action="store_true", help="write only the hls4ml project")
     p.add_argument("--check", action="store_true",
@@ -47,9 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..fileio import output_dir
     from ..hls.project import export_hls
     from ..hls.toolchain import require
 
+    out = output_dir(args.out)
     if args.qat_epochs < 0:
         raise ConfigError(f"--qat-epochs must be >= 0, got {args.qat_epochs}")
     if args.no_hls4ml and args.no_kernel:
@@ -68,27 +73,24 @@ def run(args: argparse.Namespace) -> int:
         model, hist = _qat(eng, args)
         origin = (f"Brevitas QAT, {args.qat_epochs} epoch(s), final train accuracy "
                   f"{hist[-1]['train_accuracy']:.4f}" + (f" (from {args.weights})" if args.weights else ""))
-    res = export_hls(eng, Path(args.out), hls4ml=not args.no_hls4ml, kernel=not args.no_kernel,
+    res = export_hls(eng, out, hls4ml=not args.no_hls4ml, kernel=not args.no_kernel,
                      backend=args.backend, part=args.part, clock_period=args.clock_period, strategy=args.strategy,
                      reuse_factor=args.reuse_factor, n_tb=args.tb_samples, dataset=args.dataset,
                      data_dir=args.data_dir, model=model, check=args.check)
     _print(res, origin)
+    for line in (res.summary.get("hls4ml") or {}).get("warnings", []):
+        print(f"edgelearn export-hls: warning: {line}", file=sys.stderr)
     return 0 if _checks_ok(res.checks) else 1
 
 
 def _qat(eng, args):
-    import math
-
     from ..data import load_dataset
-    from ..errors import ConfigError
     from ..hls.brevitas_model import build_qat_model, engine_from_model, load_engine_weights, qat_train
+    from .common import check_engine_dataset
 
     name = args.dataset or eng.spec.dataset or "digits"
     ds = load_dataset(name, args.data_dir, seed=args.seed, n_train=args.n_train)
-    if ds.task != "classification" or int(math.prod(ds.input_shape)) != eng.sizes[0] \
-            or ds.num_classes != eng.num_classes:
-        raise ConfigError(f"dataset {name} does not fit network {eng.spec.name} "
-                          f"({eng.sizes[0]} inputs, {eng.num_classes} classes)")
+    check_engine_dataset(eng, ds, name)
     model = build_qat_model(eng)
     load_engine_weights(model, eng)
     hist = qat_train(model, eng, ds.x_train, ds.y_train, epochs=args.qat_epochs, lr=args.qat_lr,
@@ -117,7 +119,12 @@ def _print(res, origin: str) -> None:
         info = s.get(key)
         if not info:
             continue
-        print(f"\n{title}: {res.out / info['dir']}")
+        print(f"\n{title}: {res.out / info['dir']}" + (f" (part {info['part']})" if "part" in info else ""))
+        for la in info.get("layers", []):
+            print(f"  dense {la['layer']} {la['n_in']}x{la['n_out']}: {la['strategy']}, reuse factor "
+                  f"{la['reuse_factor']} ({la['unrolled_multiplications']} multiplications unrolled)")
+        if info.get("serialized_model"):
+            print(f"  rebuild exactly from {res.out / info['serialized_model']} (hls4ml_config.yml alone does not)")
         files = info["files"]
         shown = [f for f in files if not f.startswith(("firmware/ap_types/", "firmware/nnet_utils/"))]
         hidden = len(files) - len(shown)

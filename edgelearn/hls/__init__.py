@@ -5,4 +5,14 @@ Both are bit-exact in C-simulation with the fixed-point engine (docs/hls.md).  h
 """
 from .toolchain import HLSBuildError, MissingDependencyError
 
-__all__ = ["HLSBuildError", "MissingDependencyError"]
+#: FPGA part both projects target unless told otherwise: the Zynq-7020 of the PYNQ-Z2 board, an edge device (the
+#: network learns on the device; a data-centre part would hide designs that cannot fit one)
+DEFAULT_PART = "xc7z020clg400-1"
+
+#: the most multiplications one hls4ml dense layer may unroll.  Vivado/Vitis HLS stop unrolling a loop of more
+#: copies than about this ("XFORM 203-504 Stop unrolling loop", the limit hls4ml's maintainers quote), so a larger
+#: layer does not synthesize.  Latency unrolls all n_in*n_out products whatever its reuse factor (which only caps
+#: the multiplier instances), Resource n_in*n_out / reuse_factor of them per pipelined step.
+MAX_UNROLLED_MULTS = 4096
+
+__all__ = ["DEFAULT_PART", "MAX_UNROLLED_MULTS", "HLSBuildError", "MissingDependencyError"]

@@ -21,12 +21,20 @@ What makes it exact (every point is checked or enforced here; docs/hls.md has th
   engine's ``output_raw``; the class is its argmax (the sigmoid of a ``bce`` network does not change it).
 * **strategy** -- ``Latency`` accumulates bias first, then inputs in index order, like the engine; ``Resource``
   reorders the sum, so it is allowed only when the accumulator can neither overflow nor round.
+
+What makes it deployable: each dense layer's strategy and reuse factor are chosen so that it unrolls at most
+:data:`MAX_UNROLLED_MULTS` multiplications (:func:`plan_dense`), a reuse factor hls4ml changes is reported with the
+value it writes, and hls4ml's own serialization of the configured model (``hls4ml_model.fml``) is written beside the
+project: ``hls4ml_config.yml`` does not hold the types set here, so only the serialization rebuilds the firmware.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +42,34 @@ import numpy as np
 
 from ..errors import ConfigError, FormatError
 from ..fixed.formats import FixedFormat
+from . import DEFAULT_PART, MAX_UNROLLED_MULTS
 from .brevitas_model import build_qat_model, check_exportable, load_engine_weights
 from .toolchain import HLSBuildError, require
 
 BACKENDS = {"vitis": "Vitis", "vivado": "Vivado"}
 STRATEGIES = ("Latency", "Resource")
-DEFAULT_PART = "xcvu13p-flga2577-2-e"
 
-__all__ = ["BACKENDS", "export_qonnx", "clean_qonnx", "Hls4mlProject", "convert_engine"]
+#: hls4ml's own serialization of the configured model, written beside the project (``OUT/``)
+SERIALIZED_MODEL = "hls4ml_model.fml"
+
+#: first lines of the written hls4ml_config.yml
+CONFIG_NOTE = (f"# edgelearn: this configuration alone does NOT rebuild this firmware (the fixed-point types are set "
+               f"after conversion);\n# rebuild it exactly from ../{SERIALIZED_MODEL} with "
+               f"hls4ml.utils.serialization.deserialize_model (docs/hls.md)\n")
+
+__all__ = ["BACKENDS", "MAX_UNROLLED_MULTS", "SERIALIZED_MODEL", "DensePlan", "plan_dense", "unrolled_mults",
+           "export_qonnx", "clean_qonnx", "Hls4mlProject", "convert_engine", "load_serialized"]
+
+
+#: (category, message start) of the third-party warnings an export always triggers and the user cannot act on:
+#: Brevitas on import of its export module (an optional CUDA kernel package; its own use of brevitas.fx), qonnx's
+#: GemmToMatMul on the opset torch exports (it handles the Gemm nodes Brevitas writes; the bit-exact check would
+#: catch a wrong graph)
+KNOWN_WARNINGS = (
+    (UserWarning, "fast_hadamard_transform package not found"),
+    (DeprecationWarning, "brevitas.fx is deprecated"),
+    (UserWarning, "The GemmToMatMul transformation only offers explicit support for version 9"),
+)
 
 
 def _quiet():
@@ -49,13 +77,22 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+@contextlib.contextmanager
+def _known_warnings_ignored():
+    """Drop :data:`KNOWN_WARNINGS` inside the block only; any other warning still shows."""
+    with warnings.catch_warnings():
+        for category, message in KNOWN_WARNINGS:
+            warnings.filterwarnings("ignore", message=re.escape(message), category=category)
+        yield
+
+
 def export_qonnx(model, n_in: int, path) -> Path:
     """Export the Brevitas model to QONNX (TorchScript exporter, ``dynamo=False``)."""
     require("brevitas", "onnx")
-    import warnings
-
     import torch
-    from brevitas.export import export_qonnx as _export
+
+    with _known_warnings_ignored():
+        from brevitas.export import export_qonnx as _export
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +111,7 @@ def clean_qonnx(path):
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    with _quiet():
+    with _quiet(), _known_warnings_ignored():
         mw = cleanup_model(ModelWrapper(str(path)))
         mw = mw.transform(ConvertToChannelsLastAndClean())
         mw = mw.transform(GemmToMatMul())
@@ -111,6 +148,15 @@ class Hls4mlProject:
         self.backend = backend
         self.qonnx_path = qonnx_path
         self.compiled = False
+        self.plans: list[DensePlan] = []
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per dense layer whose reuse factor hls4ml changed or that unrolls too many multiplications."""
+        return [n for p in self.plans for n in p.notes]
+
+    def layers(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in asdict(p).items() if k != "notes"} for p in self.plans]
 
     @property
     def out_format(self) -> FixedFormat:
@@ -119,6 +165,41 @@ class Hls4mlProject:
     def write(self) -> None:
         with _quiet():
             self.model.write()
+        self._mark_config()
+
+    def _mark_config(self) -> None:
+        """The types set after conversion are not in hls4ml_config.yml: say so in it, where a user would look."""
+        cfg = self.path / "hls4ml_config.yml"
+        if cfg.is_file() and not cfg.read_text().startswith(CONFIG_NOTE):
+            cfg.write_text(CONFIG_NOTE + cfg.read_text())
+
+    def serialize(self, path) -> Path:
+        """hls4ml's own serialization of the configured model (``.fml``): rebuilds the firmware exactly.
+
+        hls4ml 1.3.0's ``serialize_model`` looks for the testbench files one level too high in its config and leaves
+        them out, while ``deserialize_model`` requires them; they are added here under the names it reads."""
+        import tarfile
+        import tempfile
+
+        from hls4ml.utils.serialization import serialize_model
+
+        path = Path(path)
+        cfg = self.model.config.config
+        with tempfile.TemporaryDirectory(prefix="edgelearn_fml_", dir=path.parent) as tmp:
+            raw = Path(tmp) / "raw.fml"
+            with _quiet():
+                serialize_model(self.model, raw)
+            part = Path(tmp) / path.name
+            with tarfile.open(raw, "r:gz") as src, tarfile.open(part, "w:gz") as dst:
+                names = set()
+                for member in src.getmembers():
+                    names.add(member.name.strip("/"))
+                    dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+                for key, stem in (("InputData", "input_data_tb"), ("OutputPredictions", "output_data_tb")):
+                    if cfg.get(key) is not None and f"{stem}{Path(cfg[key]).suffix}" not in names:
+                        dst.add(cfg[key], arcname=f"{stem}{Path(cfg[key]).suffix}")
+            part.replace(path)
+        return path
 
     def compile(self) -> None:
         """hls4ml's C-simulation library (g++ with the bundled ap_types headers)."""
@@ -128,6 +209,7 @@ class Hls4mlProject:
                 self.model.compile()
         except Exception as exc:  # hls4ml raises bare Exception on a failed build
             raise HLSBuildError(f"hls4ml compile failed: {exc}\n{buf.getvalue()[-3000:]}") from None
+        self._mark_config()  # compile() rewrote the project
         self.compiled = True
 
     def predict_float(self, x) -> np.ndarray:
@@ -157,7 +239,7 @@ class Hls4mlProject:
                       if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".so", ".o")))
 
 
-def _configure(hm, eng, strategy: str) -> dict[str, Any]:
+def _configure(hm, eng, plans: list[DensePlan]) -> dict[str, Any]:
     """Set every type of the converted graph to the engine's formats (see the module docstring)."""
     prec = eng.precision
     L = len(prec.layers)
@@ -189,7 +271,7 @@ def _configure(hm, eng, strategy: str) -> dict[str, Any]:
         d.get_weights("weight").update_precision(_precision(lp.weight))
         d.get_weights("bias").update_precision(_precision(lp.bias))
         d.attributes["accum_t"].precision = _precision(lp.accum)
-        d.set_attr("strategy", strategy.lower())
+        d.set_attr("strategy", plans[k].strategy.lower())
         after = seq.get(k, [])
         kinds = [(a.class_name, a.get_attr("activation")) for a in after]
         if act == "output":
@@ -232,45 +314,142 @@ def _configure(hm, eng, strategy: str) -> dict[str, Any]:
     return report
 
 
-def _check_strategy(eng, strategy: str) -> None:
-    if strategy not in STRATEGIES:
+def _resource_inexact(lp) -> str | None:
+    """Why strategy Resource is not bit-exact for layer ``lp`` (None when it is)."""
+    fp = lp.weight.frac + lp.input.frac
+    pmax = (1 << (lp.weight.width - 1)) * ((1 << (lp.input.width - 1)) if lp.input.signed
+                                          else (1 << lp.input.width) - 1)
+    bmax = 1 << (lp.bias.width - 1)
+    fa = lp.accum.frac
+    if fa < fp or fa < lp.bias.frac:
+        return f"it reorders the accumulation; with accumulator {lp.accum} it rounds, so only Latency is bit-exact"
+    total = lp.n_in * (pmax << (fa - fp)) + (bmax << (fa - lp.bias.frac))
+    if total > lp.accum.max_raw:
+        return f"it reorders the accumulation; accumulator {lp.accum} can overflow, so only Latency is bit-exact"
+    return None
+
+
+def _check_strategy(eng, strategy: str | None) -> None:
+    if strategy is not None and strategy not in STRATEGIES:
         raise ConfigError(f"hls4ml strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    if strategy == "Latency":
+    if strategy != "Resource":
         return
     for lp in eng.precision.layers:
-        fp = lp.weight.frac + lp.input.frac
-        pmax = (1 << (lp.weight.width - 1)) * ((1 << (lp.input.width - 1)) if lp.input.signed
-                                              else (1 << lp.input.width) - 1)
-        bmax = 1 << (lp.bias.width - 1)
-        fa = lp.accum.frac
-        if fa < fp or fa < lp.bias.frac:
-            raise FormatError(f"layer {lp.name}: strategy Resource reorders the accumulation; with accumulator "
-                              f"{lp.accum} it rounds, so only Latency is bit-exact")
-        total = lp.n_in * (pmax << (fa - fp)) + (bmax << (fa - lp.bias.frac))
-        if total > lp.accum.max_raw:
-            raise FormatError(f"layer {lp.name}: strategy Resource reorders the accumulation; accumulator "
-                              f"{lp.accum} can overflow, so only Latency is bit-exact")
+        why = _resource_inexact(lp)
+        if why:
+            raise FormatError(f"layer {lp.name}: strategy Resource {why}")
+
+
+def unrolled_mults(n_in: int, n_out: int, strategy: str, reuse_factor: int) -> int:
+    """Multiplications a dense layer unrolls (see :data:`MAX_UNROLLED_MULTS`)."""
+    n = n_in * n_out
+    return n if strategy == "Latency" else -(-n // reuse_factor)
+
+
+@dataclass
+class DensePlan:
+    """Strategy and reuse factor of one dense layer: what was asked (None: chosen here), what is given to hls4ml,
+    and after conversion what hls4ml made of it (the values in ``parameters.h``)."""
+    layer: str
+    n_in: int
+    n_out: int
+    requested_strategy: str | None
+    requested_reuse_factor: int | None
+    strategy: str
+    reuse_factor: int
+    dense: str | None = None
+    unrolled_multiplications: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _valid_reuse_factors(backend: str, n_in: int, n_out: int) -> list[int]:
+    """The reuse factors hls4ml's Resource dense accepts for n_in x n_out (hls4ml's own list, sorted)."""
+    from hls4ml.backends import get_backend
+
+    return get_backend(backend).get_valid_reuse_factors(n_in, n_out)
+
+
+def plan_dense(eng, strategy: str | None = None, reuse_factor: int | None = None,
+               backend: str = "Vitis") -> list[DensePlan]:
+    """Strategy and reuse factor of every dense layer, keeping each under :data:`MAX_UNROLLED_MULTS` unrolled
+    multiplications when they are not given: Latency (reuse 1, the engine's accumulation order) while the layer's
+    n_in*n_out fits, else Resource with the smallest reuse factor hls4ml accepts that fits.  Bit-exactness comes
+    first: where Resource would not be exact (:func:`_resource_inexact`) the layer stays on Latency with a note, as
+    a larger reuse factor does not reduce what Latency unrolls.  Given values are kept (hls4ml may still change the
+    reuse factor; :func:`convert_engine` reports it)."""
+    _check_strategy(eng, strategy)
+    plans = []
+    for lp in eng.precision.layers:
+        n = lp.n_in * lp.n_out
+        st, notes = strategy, []
+        if st is None:
+            st = "Latency"
+            if n > MAX_UNROLLED_MULTS:
+                why = _resource_inexact(lp)
+                if why is None:
+                    st = "Resource"
+                else:
+                    notes.append(f"layer {lp.name}: kept on Latency although it unrolls {n} multiplications "
+                                 f"(limit {MAX_UNROLLED_MULTS}): Resource {why}; an accumulator that can neither "
+                                 f"round nor overflow lets the export use Resource")
+        rf = reuse_factor
+        if rf is None:
+            rf = 1
+            if st == "Resource":
+                rf = next((r for r in _valid_reuse_factors(backend, lp.n_in, lp.n_out)
+                           if unrolled_mults(lp.n_in, lp.n_out, st, r) <= MAX_UNROLLED_MULTS), rf)
+        plans.append(DensePlan(lp.name, lp.n_in, lp.n_out, strategy, reuse_factor, st, rf, notes=notes))
+    return plans
+
+
+def _record_conversion(plans: list[DensePlan], dense: list, backend: str) -> None:
+    """Read back what hls4ml made of each plan (its reuse factor is what ``parameters.h`` gets) and note every
+    difference from the request and every layer over :data:`MAX_UNROLLED_MULTS`."""
+    for p, d in zip(plans, dense):
+        rf = int(d.get_attr("reuse_factor"))
+        p.dense = d.name
+        if rf != p.reuse_factor:
+            valid = _valid_reuse_factors(backend, p.n_in, p.n_out)
+            asked = "requested" if p.requested_reuse_factor is not None else "chosen"
+            p.notes.append(f"layer {p.layer}: reuse factor {p.reuse_factor} {asked}, hls4ml uses {rf}: its "
+                           f"{p.strategy} dense of {p.n_in}x{p.n_out} accepts only {len(valid)} reuse factors "
+                           f"({_short_list(valid)}) and takes the nearest")
+            p.reuse_factor = rf
+        p.unrolled_multiplications = unrolled_mults(p.n_in, p.n_out, p.strategy, rf)
+        kept_on_latency = p.requested_strategy is None and p.strategy == "Latency"  # plan_dense said why
+        if p.unrolled_multiplications > MAX_UNROLLED_MULTS and not kept_on_latency:
+            hint = ("a reuse factor does not reduce what Latency unrolls: use Resource" if p.strategy == "Latency"
+                    else "raise the reuse factor")
+            p.notes.append(f"layer {p.layer}: {p.strategy} with reuse factor {rf} unrolls "
+                           f"{p.unrolled_multiplications} multiplications, over the {MAX_UNROLLED_MULTS} HLS tools "
+                           f"unroll ({hint}, or leave --strategy/--reuse-factor out to have them chosen)")
+
+
+def _short_list(values: list[int], n: int = 12) -> str:
+    return ", ".join(map(str, values)) if len(values) <= n else ", ".join(map(str, values[:n])) + ", ..."
 
 
 def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: str = DEFAULT_PART,
-                   clock_period: float = 5.0, strategy: str = "Latency", reuse_factor: int = 1,
+                   clock_period: float = 5.0, strategy: str | None = None, reuse_factor: int | None = None,
                    project_name: str = "myproject", io_type: str = "io_parallel",
                    tb_inputs=None, write: bool = True) -> Hls4mlProject:
     """Convert the engine's network (its current weights; or the Brevitas ``model`` if given, whose weights must be
     the engine's) through QONNX into an hls4ml project in ``out_dir``.
 
+    ``strategy`` / ``reuse_factor`` apply to every dense layer; None chooses them per layer (:func:`plan_dense`).
     ``tb_inputs`` (raw input integers, (N, n_in)) become hls4ml's ``tb_data`` with the engine's outputs as the
-    expected predictions."""
+    expected predictions.  ``write`` also writes :data:`SERIALIZED_MODEL` into ``out_dir``."""
     require("hls4ml", "brevitas", "qonnx", "onnx")
     bkey = str(backend).lower()
     if bkey not in BACKENDS:
         raise ConfigError(f"hls4ml backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if io_type != "io_parallel":
         raise ConfigError("only io_parallel is exported (the UnaryLUT tables and the type settings assume it)")
-    if isinstance(reuse_factor, bool) or not isinstance(reuse_factor, int) or reuse_factor < 1:
+    if reuse_factor is not None and (isinstance(reuse_factor, bool) or not isinstance(reuse_factor, int)
+                                     or reuse_factor < 1):
         raise ConfigError(f"reuse factor must be a positive integer, got {reuse_factor!r}")
     check_exportable(eng)
-    _check_strategy(eng, strategy)
+    plans = plan_dense(eng, strategy, reuse_factor, BACKENDS[bkey])
     if model is None:
         model = build_qat_model(eng)
     load_engine_weights(model, eng)  # the engine's weights are the truth (exact, checked)
@@ -290,9 +469,9 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
 
     with _quiet():
         cfg = config_from_onnx_model(mw, granularity="name", backend=BACKENDS[bkey], default_precision="fixed<32,16>",
-                                     default_reuse_factor=reuse_factor)
-    cfg["Model"]["Strategy"] = strategy
-    cfg["Model"]["ReuseFactor"] = reuse_factor
+                                     default_reuse_factor=reuse_factor or 1)
+    cfg["Model"]["Strategy"] = strategy or "Latency"
+    cfg["Model"]["ReuseFactor"] = reuse_factor or 1
     tb_args: dict[str, Any] = {}
     if tb_inputs is not None:
         Xr = np.asarray(tb_inputs, dtype=np.int64).reshape(-1, eng.sizes[0])
@@ -313,6 +492,11 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
         for i, lay in enumerate(layer_list):
             if lay.get("class_name") == "MatMul":
                 k += 1
+                if not 0 <= k < L:
+                    raise HLSBuildError(f"unexpected MatMul node {lay['name']} in the QONNX graph")
+                # hls4ml turns the MatMul into a Dense layer that takes over the MatMul's layer config
+                config["HLSConfig"].setdefault("LayerName", {}).setdefault(lay["name"], {}).update(
+                    Strategy=plans[k].strategy, ReuseFactor=plans[k].reuse_factor)
             act = lay.get("activation")
             if lay.get("class_name") == "Activation" and act in ("tanh", "sigmoid"):
                 if not 0 <= k < L - 1 or eng.acts[k] != act:
@@ -321,9 +505,27 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
                                  "outputs": lay["outputs"], "table_data": _lut_table(eng, k),
                                  "table_t": _precision(eng.precision.layers[k].act), "activation": "unary_lut"}
         hm = ModelGraph.from_layer_list(config, layer_list, inputs, outputs)
-    report = _configure(hm, eng, strategy)
+    report = _configure(hm, eng, plans)
+    _record_conversion(plans, [la for la in hm.get_layers() if la.class_name == "Dense"], BACKENDS[bkey])
     proj = Hls4mlProject(hm, eng, out / "hls4ml_prj", BACKENDS[bkey], qonnx_path)
+    proj.plans = plans
     if write:
         proj.write()
         (out / "hls4ml_prj" / "edgelearn_types.json").write_text(json.dumps(report, indent=2) + "\n")
+        proj.serialize(out / SERIALIZED_MODEL)
     return proj
+
+
+def load_serialized(path, eng, out_dir, backend: str = "Vitis") -> Hls4mlProject:
+    """The hls4ml model of :data:`SERIALIZED_MODEL` at ``path``, rebuilt exactly, as a project writing to
+    ``out_dir`` (hls4ml's ``deserialize_model`` keeps the original project folder, which it would overwrite)."""
+    require("hls4ml")
+    import hls4ml  # noqa: F401  (registers layers and backends)
+    from hls4ml.utils.serialization import deserialize_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        hm = deserialize_model(Path(path), output_dir=out)
+    hm.config.config["OutputDir"] = str(out / "hls4ml_prj")
+    return Hls4mlProject(hm, eng, out / "hls4ml_prj", backend, None)

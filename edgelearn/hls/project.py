@@ -2,6 +2,7 @@
 
     OUT/
       hls4ml_prj/        hls4ml inference project (Vitis or Vivado backend), bit-exact with the engine's forward
+      hls4ml_model.fml   hls4ml's own serialization of the configured model: rebuilds hls4ml_prj exactly
       qonnx/             the Brevitas QONNX export (raw and cleaned) and hls4ml's testbench data (.npy)
       learning_kernel/   the on-chip learning kernel (edgelearn.hls.kernel)
       weights.npz/.json  the engine state both projects were generated from (edgelearn.fixed.engine_io)
@@ -37,8 +38,9 @@ class ExportResult:
 
 
 def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int = 0):
-    """(X_raw, labels, source): ``n`` test samples of the network's dataset, or random inputs when it is not
-    available (the testbench checks bit-exactness, any input will do)."""
+    """(X_raw, labels, source): ``n`` test samples of the network's dataset, or random inputs when the config's
+    dataset is not available (the testbench checks bit-exactness, any input will do). A dataset or data folder the
+    caller names must load and fit: a DataError / ConfigError then, never a silent fallback."""
     name = dataset or eng.spec.dataset or "digits"
     try:
         from ..data import load_dataset
@@ -47,24 +49,32 @@ def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int
         x = ds.x_test[:n]
         if ds.task != "classification" or int(np.prod(ds.input_shape)) != eng.sizes[0] \
                 or ds.num_classes != eng.num_classes:
-            raise DataError("shape mismatch")
+            raise ConfigError(f"dataset {name} does not fit network {eng.spec.name} "
+                              f"({eng.sizes[0]} inputs, {eng.num_classes} classes)")
         return eng.quantize_inputs(x, count=False), np.asarray(ds.y_test[:n], dtype=np.int64), f"{ds.name} test set"
-    except (DataError, ConfigError, OSError):
+    except (DataError, ConfigError, OSError) as exc:
+        if dataset is not None or data_dir is not None:
+            if isinstance(exc, OSError):
+                raise DataError(f"dataset {name}: {exc}") from None
+            raise
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xB5])
         x = rng.random((n, eng.sizes[0]))
         return eng.quantize_inputs(x, count=False), rng.integers(0, eng.num_classes, n), "random inputs in [0, 1)"
 
 
 def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: str = "vitis", part: str | None = None,
-               clock_period: float = 5.0, strategy: str = "Latency", reuse_factor: int = 1, n_tb: int = 32,
+               clock_period: float = 5.0, strategy: str | None = None, reuse_factor: int | None = None, n_tb: int = 32,
                dataset: str | None = None, data_dir=None, model=None, check: bool = False,
                kernel_name: str = "edgelearn_kernel", hls4ml_name: str = "myproject") -> ExportResult:
     """Write the hls4ml project and/or the learning kernel of ``eng`` (its current weights) into ``out``.
 
     Everything is validated before anything is written.  ``check`` compiles both C-simulations (g++) and compares
     them with the engine on the testbench samples (outputs; for the kernel also the weights after the learning
-    steps); the mismatching bit counts land in ``result.checks`` and ``export.json``."""
-    from .hls4ml_export import DEFAULT_PART, convert_engine
+    steps); the mismatching bit counts land in ``result.checks`` and ``export.json``.  ``strategy`` /
+    ``reuse_factor`` None: chosen per dense layer (:func:`~edgelearn.hls.hls4ml_export.plan_dense`); what hls4ml
+    wrote per layer and every change from the request are in ``export.json`` (``layers``, ``warnings``)."""
+    from . import DEFAULT_PART
+    from .hls4ml_export import SERIALIZED_MODEL, convert_engine
     from .brevitas_model import check_exportable
 
     if not (hls4ml or kernel):
@@ -76,9 +86,9 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
         KernelSpec.from_engine(eng)  # validates rules / formats before anything is written
     if isinstance(n_tb, bool) or not isinstance(n_tb, int) or n_tb < 1:
         raise ConfigError(f"the number of testbench samples must be a positive integer, got {n_tb!r}")
+    X, y, source = tb_samples(eng, n_tb, dataset, data_dir, eng.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    X, y, source = tb_samples(eng, n_tb, dataset, data_dir, eng.seed)
     res = ExportResult(out=out)
     eng.save(out / "weights.npz")
     t0 = time.perf_counter()
@@ -97,7 +107,9 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
         "activations": list(eng.acts), "loss": eng.spec.loss, "formats": eng.formats(), "seed": eng.seed,
         "testbench": {"samples": int(len(y)), "source": source},
         "hls4ml": None if res.hls4ml is None else {
-            "dir": HLS4ML_DIR, "backend": res.hls4ml.backend, "strategy": strategy, "reuse_factor": reuse_factor,
+            "dir": HLS4ML_DIR, "backend": res.hls4ml.backend, "part": part or DEFAULT_PART,
+            "requested_strategy": strategy, "requested_reuse_factor": reuse_factor,  # None: chosen per layer
+            "layers": res.hls4ml.layers(), "warnings": res.hls4ml.warnings, "serialized_model": SERIALIZED_MODEL,
             "project": hls4ml_name, "files": res.hls4ml.files(),
             "commands": hls4ml_commands(res.hls4ml.backend)},
         "learning_kernel": None if res.kernel is None else {
