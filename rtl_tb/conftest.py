@@ -1,13 +1,13 @@
+import sys
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the tool/data gate shared with tests/ (tests/needs.py): skips locally, fails under CI
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from needs import SHARED_DATA, require_data  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    d = SHARED_DATA / "mnist"
-    if not d.is_dir():
-        pytest.skip(f"real MNIST not present at {d} (it sits beside the project in CI)")
-    return d
+    return require_data(SHARED_DATA / "mnist", "real MNIST")

@@ -1,4 +1,4 @@
-"""el_convert (hw/el_convert.v) against the engine's arith.convert: every rounding x overflow mode, random formats.
+"""el_convert (edgelearn/hw/el_convert.v) against the engine's arith.convert: every rounding x overflow mode, random formats.
 
 One generated wrapper instantiates many converters side by side; the pytest runner function computes the expected
 outputs with edgelearn.fixed.arith and the cocotb coroutine drives the vectors and compares every output bit.
@@ -11,6 +11,9 @@ import random
 from pathlib import Path
 
 import pytest
+from needs import require_tool
+
+from edgelearn.rtl import sim as rsim
 
 try:
     import cocotb
@@ -93,10 +96,7 @@ def _vectors(cfgs, rng: random.Random) -> list[dict]:
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_el_convert_bit_exact(sim, tmp_path):
-    from edgelearn.rtl import sim as rsim
-
-    if not rsim.available(sim):
-        pytest.skip(f"{sim} is not installed (scripts/setup.sh installs it)")
+    require_tool(sim)
     rng = random.Random(1234)
     cfgs = _configs(rng)
     wrapper = tmp_path / "conv_bank.v"
@@ -104,5 +104,6 @@ def test_el_convert_bit_exact(sim, tmp_path):
     vec = tmp_path / "vectors.json"
     vec.write_text(json.dumps({"configs": cfgs, "vectors": _vectors(cfgs, rng)}))
     runner = rsim.build(sim, rsim.hw_sources("el_convert.v") + [wrapper], "conv_bank", tmp_path / "build")
-    ntests, nfail = rsim.test(runner, "conv_bank", "test_convert", tmp_path / "build", {"EL_VECTORS": str(vec)})
+    ntests, nfail = rsim.test(runner, "conv_bank", "test_convert", tmp_path / "build", {"EL_VECTORS": str(vec)},
+                              module_dir=Path(__file__).resolve().parent)
     assert ntests == 1 and nfail == 0

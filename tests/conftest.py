@@ -1,25 +1,19 @@
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from needs import SHARED_DATA, require_data
 
-# keep test runs on the 2-core machine predictable
-torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# one thread per test process: the suite runs one process per core (run-tests), and the small models of the tests
+# run faster on one thread than on two (edgelearn/threads.py)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not present at {SHARED_DATA} (it sits beside the project in CI)")
-    return SHARED_DATA
+    return require_data(SHARED_DATA, "real data")
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(shared_data) -> Path:
-    d = shared_data / "mnist"
-    if not d.is_dir():
-        pytest.skip(f"MNIST not present at {d}")
-    return d
+    return require_data(shared_data / "mnist", "MNIST")

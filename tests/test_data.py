@@ -17,6 +17,7 @@ from edgelearn.data.idx import IMAGES_MAGIC, LABELS_MAGIC, encode_idx, parse_idx
 from edgelearn.data.safe_pickle import safe_loads
 from edgelearn.data.synthetic import cosine_targets
 from edgelearn.errors import DataError, EdgelearnError
+from needs import require_data
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MNIST_DIR = SHARED_DATA / "mnist"
@@ -93,9 +94,7 @@ class Evil:
 # ------------------------------------------------------------------------------------------------ real MNIST
 @pytest.fixture(scope="module")
 def mnist() -> Dataset:
-    if not MNIST_DIR.is_dir():
-        pytest.skip(f"real MNIST not found at {MNIST_DIR} (shared/ data absent)")
-    return load_dataset("mnist", MNIST_DIR)
+    return load_dataset("mnist", require_data(MNIST_DIR, "real MNIST"))
 
 
 @pytest.mark.data
@@ -187,8 +186,8 @@ def test_truncated_idx_is_rejected(tmp_path):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST not found at {MNIST_DIR} (shared/ data absent)")
 def test_truncated_copy_of_real_labels(tmp_path):
+    require_data(MNIST_DIR, "real MNIST")
     raw = gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
     assert len(raw) == 8 + 10000
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(raw[:5000])
@@ -252,9 +251,7 @@ def test_out_of_range_label(tmp_path):
 # ---------------------------------------------------------------------------------------------------- CIFAR
 @pytest.fixture(scope="module")
 def cifar_subset() -> Dataset:
-    if not CIFAR_DIR.is_dir():
-        pytest.skip(f"CIFAR-10 subset not found at {CIFAR_DIR} (shared/ data absent)")
-    return load_dataset("cifar10", CIFAR_DIR)
+    return load_dataset("cifar10", require_data(CIFAR_DIR, "CIFAR-10 subset"))
 
 
 @pytest.mark.data

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from edgelearn.network import load_network
 from edgelearn.train import train
+from needs import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -53,8 +53,7 @@ ARGS = ["--variant", "all", "--n-train", "30", "--n-test", "20", "--quiet", "--d
 
 def torchrun(cfg: Path, out: Path, *extra: str) -> str:
     torchrun_bin = Path(sys.executable).with_name("torchrun")
-    if not torchrun_bin.exists():
-        pytest.skip("torchrun not installed beside the interpreter")
+    require_tool("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [str(torchrun_bin), "--standalone", "--nproc_per_node", "2", "-m", "edgelearn", "train", "--config", str(cfg),
            "--out", str(out), *ARGS, *extra]

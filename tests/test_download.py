@@ -20,6 +20,7 @@ from edgelearn.data import download as dl
 from edgelearn.data import load_dataset
 from edgelearn.data.idx import encode_idx
 from edgelearn.errors import DataError
+from needs import require_data
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -246,8 +247,8 @@ def test_verify_mismatch(tmp_path, monkeypatch):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"real MNIST not found at {SHARED_MNIST} (shared/ data absent)")
 def test_verify_real_mnist(capsys):
+    require_data(SHARED_MNIST, "real MNIST")
     result = dl.verify("mnist", SHARED_MNIST)
     assert result["train-images-idx3-ubyte.gz"] == "6bbc9ace898e44ae57da46a324031adb"
     assert result["t10k-labels-idx1-ubyte.gz"] == "27ae3e4e09519cfbb04c329615203637"

@@ -1,19 +1,16 @@
 """HLS export: the hls4ml inference project and the learning kernel, compiled with g++ against the ap_types
 headers bundled in hls4ml and compared with the fixed-point engine bit for bit."""
-import shutil
-
 import numpy as np
 import pytest
 
 from edgelearn.cli import main
 from edgelearn.errors import EdgelearnError
 from edgelearn.network import load_network, network_from_dict
+from needs import require_tool
 
-hls = pytest.importorskip("edgelearn.hls.project")
+require_tool("hls4ml", "g++", "ap_types", allow_module_level=True)
+from edgelearn.hls import project as hls  # noqa: E402
 from edgelearn.hls import toolchain  # noqa: E402
-
-if shutil.which("g++") is None or toolchain.ap_types_dir() is None:
-    pytest.skip("g++ or the ap_types headers (bundled with hls4ml) are not available", allow_module_level=True)
 
 from edgelearn.data import load_dataset  # noqa: E402
 from edgelearn.fixed import FixedEngine  # noqa: E402

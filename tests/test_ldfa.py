@@ -371,7 +371,10 @@ def test_rank_mapping_defaults_and_config():
     assert [s.module.el_ldfa_q.shape[0] for s in learner.sites] == [4, 4, 4]  # default: number of classes
     # feedback alignment is reported as angle(W, P^T Q^T) for ldfa
     rep = learner.probe(torch.randn(4, 10), torch.arange(4))
-    assert all(0 < row["feedback_alignment"] < 180 for row in rep)
+    for row, site in zip(rep, learner.sites):
+        W, B = site.module.weight.double(), (site.module.el_ldfa_p.t() @ site.module.el_ldfa_q).double()
+        cos = float((W * B).sum() / (W.norm() * B.norm()))
+        assert row["feedback_alignment"] == pytest.approx(math.degrees(math.acos(cos)), abs=1e-6), row
 
 
 @pytest.mark.parametrize("params,match", [

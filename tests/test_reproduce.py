@@ -20,7 +20,8 @@ def test_rules_table_rows_have_paper_ours_gap(tmp_path):
     assert [r["setting"] for r in rows] == ["bp", "drtp"]
     assert rows[0]["gap"] == pytest.approx(rows[0]["ours"] - 1.85)
     assert rows[1]["paper"] is None and rows[1]["gap"] is None
-    assert 0 <= rows[0]["ours"] <= 100
+    # test error below chance (90 % for 10 classes) by a margin: the rows come from runs that learned
+    assert all(r["ours"] < 80 for r in rows), rows
     text = rep.table(rows)
     assert "| drtp-synthetic | bp | test error (%) | 1.85 |" in text
 
@@ -35,7 +36,9 @@ def test_regression_config_sdfa_signal_within_90_degrees_of_bp():
     m = train(spec, "sdfa", epochs=2, n_train=1000, n_test=200, progress=False, probe=True, device="cpu")
     angles = [layer["angle_to_bp"] for layer in m["epochs"][-1]["layers"]]
     assert len(angles) == 2 and all(0 < a < 90 for a in angles), angles
-    assert m["final"]["test_loss"] < m["epochs"][0]["test_loss"] * 1.5
+    # the loss goes down: the second epoch ends below the first (test) and trains 10 % lower
+    assert m["final"]["test_loss"] < m["epochs"][0]["test_loss"]
+    assert m["epochs"][1]["train_loss"] < 0.9 * m["epochs"][0]["train_loss"]
 
 
 def test_ldfa_rank_runs_the_papers_settings_at_every_rank(tmp_path, monkeypatch):

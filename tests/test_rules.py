@@ -115,12 +115,26 @@ def test_direct_rules_cut_the_graph(rule):
     assert seen == [False, False]
     # hidden gradients do not depend on downstream weights (DRTP/shallow: none at all; DFA: only via e)
     if rule in ("drtp", "shallow"):
-        g1 = model[0].weight.grad.clone() if model[0].weight.grad is not None else None
+        x, y = torch.randn(4, 20), torch.randint(0, 5, (4,))
+
+        def hidden_grads():
+            model.zero_grad(set_to_none=True)
+            learner.train_step(x, y)
+            return [m.weight.grad for m in (model[0], model[2])]
+
+        before = hidden_grads()
         with torch.no_grad():
-            model[2].weight.mul_(-3.0)
-        model.zero_grad()
-        learner.train_step(torch.randn(4, 20).copy_(torch.zeros(4, 20)), torch.zeros(4, dtype=torch.long))
-        assert (g1 is None) == (rule == "shallow")
+            model[4].weight.mul_(-3.0)  # downstream of both hidden layers
+        after_out = hidden_grads()
+        with torch.no_grad():
+            model[2].weight.mul_(-3.0)  # downstream of the first
+        after_mid = hidden_grads()
+        if rule == "shallow":
+            assert before == after_out == after_mid == [None, None]
+        else:
+            assert all(g is not None and g.abs().sum() > 0 for g in before)
+            assert torch.equal(before[0], after_out[0]) and torch.equal(before[1], after_out[1])
+            assert torch.equal(before[0], after_mid[0])
 
 
 def test_bp_keeps_graph():
@@ -179,11 +193,22 @@ def test_probe_reports_zero_angle_for_bp_and_fa_with_transposed_weights():
     # probe leaves gradients untouched
     assert all(p.grad is None for p in fa_model.parameters())
     # DRTP signal: rank <= number of distinct labels in the batch
-    d = convert(mlp(), "drtp", input_shape=(20,), num_classes=5)
+    d_model = mlp()
+    d = convert(d_model, "drtp", input_shape=(20,), num_classes=5)
     y3 = torch.tensor([0, 1, 2] * 5 + [0])
-    for r in d.probe(x, y3):
+    rep = d.probe(x, y3)
+    for r in rep:
         assert 0 < r["effective_rank"] <= 3 + 1e-6
-        assert 0 <= r["angle_to_bp"] <= 180
+    # DRTP's angle is the one between -y* B_k and autograd's BCE gradient at the layer's output (after tanh)
+    h1 = torch.tanh(d_model[0](x)).detach().requires_grad_()
+    h2 = torch.tanh(d_model[2](h1))
+    h2.retain_grad()
+    F.binary_cross_entropy_with_logits(d_model[4](h2), F.one_hot(y3, 5).float()).backward()
+    for r, h, m in zip(rep, (h1, h2), (d_model[0], d_model[2])):
+        sig = -(F.one_hot(y3, 5).double() @ m.el_feedback.double())
+        g = h.grad.double()
+        angle = math.degrees(math.acos(float((sig * g).sum() / (sig.norm() * g.norm()))))
+        assert r["angle_to_bp"] == pytest.approx(angle, abs=1e-4)
 
 
 def test_probe_restores_batchnorm_buffers():

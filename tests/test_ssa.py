@@ -294,8 +294,19 @@ def test_probe_reports_angles_and_alignment(digits):
     spec, model, learner = make("digits-mlp")
     report = learner.probe(digits[0][:64], digits[1][:64])
     assert [r["layer"] for r in report] == ["fc1"]
-    assert 0 <= report[0]["angle_to_bp"] <= 180 and report[0]["effective_rank"] > 1
+    assert report[0]["effective_rank"] > 1
     assert report[0]["feedback_alignment"] is not None
+    # the angle between SSA's delivered signal alpha * e D and autograd's BCE gradient at fc1's output (after tanh)
+    x, y = digits[0][:64], digits[1][:64]
+    h = model[:3](x).detach().requires_grad_()
+    out = model[3](h)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.nn.functional.one_hot(y, 10).to(out.dtype))
+    g, e = torch.autograd.grad(loss, [h, out])
+    site = learner.sites[0]
+    sig = (e @ site.module.el_feedback * site.rule.cfg["ssa_alpha"]).double()
+    g = g.double()
+    angle = math.degrees(math.acos(float((sig * g).sum() / (sig.norm() * g.norm()))))
+    assert report[0]["angle_to_bp"] == pytest.approx(angle, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
