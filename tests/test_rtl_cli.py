@@ -1,0 +1,107 @@
+"""``edgelearn rtl --check`` and ``--synth`` end to end, and the reading of yosys ``stat -json``."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from edgelearn.cli import main
+from edgelearn.errors import ConfigError
+from edgelearn.rtl.synth import CLASSES, STAT_FILE, parse_stat_json, resources
+from needs import require_tool
+
+#: ``stat -json`` of yosys 0.23 (Debian 12's) after synth_xilinx of a 4-3-2 el_mlp, 4 bits, inference only
+SAMPLE = Path(__file__).parent / "data" / "yosys-0.23-stat.json"
+
+#: the smallest network the generator builds, so that yosys takes seconds
+TINY = {"name": "tiny", "input_shape": [4], "num_classes": 2, "loss": "bce", "rule": "drtp",
+        "layers": [{"type": "linear", "out": 3, "act": "tanh", "name": "fc1"},
+                   {"type": "linear", "out": 2, "name": "out"}]}
+
+
+def test_check_icarus_on_the_embedded_default(tmp_path, capsys, monkeypatch):
+    """The README's command with a relative --out (the cocotb run happens in other folders): 0 mismatching bits."""
+    require_tool("icarus")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["rtl", "--out", "prj", "--parallel", "16", "--check", "icarus", "--check-samples", "2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.out + captured.err
+    rep = json.loads((tmp_path / "prj" / "check_icarus.json").read_text())
+    assert rep["samples"] == 2 and rep["weights_compared"] > 0 and rep["biases_compared"] > 0
+    assert rep["pred_mismatches"] == 0
+    assert rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0
+    assert "mismatching bits 0" in captured.out
+    assert not list(tmp_path.glob(".*")), "a staging folder was left behind"
+
+
+def test_synth_reads_the_cell_counts_from_stat_json(tmp_path, capsys):
+    require_tool("yosys")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(json.dumps(TINY))  # JSON is YAML
+    out = tmp_path / "prj"
+    assert main(["rtl", "--config", str(cfg), "--bits", "4", "--parallel", "1", "--inference-only", "--synth",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "resources.json").read_text())
+    assert res["resources"]["LUT"] > 0 and res["resources"]["FF"] > 0
+    assert res["cells"] == parse_stat_json((out / STAT_FILE).read_text())
+    assert f"LUT {res['resources']['LUT']:,}  FF {res['resources']['FF']:,}" in capsys.readouterr().out
+
+
+def _sample() -> dict:
+    return json.loads(SAMPLE.read_text())
+
+
+def test_stat_json_sample():
+    cells = parse_stat_json(SAMPLE.read_text())
+    r = resources(cells)
+    assert r["LUT"] > 0 and r["FF"] > 0 and r["DSP"] > 0 and r["LUTRAM"] > 0
+    assert r["LUT"] == sum(cells.get(c, 0) for c in CLASSES["LUT"])
+    # yosys without design totals: the only module's counts; escaped names lose their backslash
+    data = _sample()
+    only = data.pop("design")
+    assert parse_stat_json(json.dumps(data)) == cells
+    only["num_cells_by_type"] = {"\\" + c: n for c, n in only["num_cells_by_type"].items()}
+    assert parse_stat_json(json.dumps({"modules": {"\\top": only}})) == cells
+
+
+def _without_design(data: dict) -> dict:
+    data.pop("design")
+    return data
+
+
+def _miscounted(data: dict) -> dict:
+    data["design"]["num_cells_by_type"].pop("FDRE")
+    return data
+
+
+def _text_count(data: dict) -> dict:
+    data["design"]["num_cells_by_type"]["FDRE"] = str(data["design"]["num_cells_by_type"]["FDRE"])
+    return data
+
+
+def _two_modules(data: dict) -> dict:
+    data = _without_design(data)
+    data["modules"]["\\other"] = copy.deepcopy(next(iter(data["modules"].values())))
+    return data
+
+
+def _no_table(data: dict) -> dict:
+    del data["design"]["num_cells_by_type"]
+    return data
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_two_modules, "no design totals and 2 modules"),
+    (_no_table, "no num_cells / num_cells_by_type"),
+    (_miscounted, "add up to"),
+    (_text_count, "not a count"),
+])
+def test_unreadable_cell_counts_are_errors_not_zeros(damage, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_stat_json(json.dumps(damage(_sample())))
+
+
+def test_the_text_table_is_not_json():
+    text = "   Number of cells:                625\n     FDRE                          229\n"
+    with pytest.raises(ConfigError, match="unreadable JSON"):
+        parse_stat_json(text)
