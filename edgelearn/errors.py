@@ -23,3 +23,11 @@ class RuleError(EdgelearnError):
 
 class FormatError(EdgelearnError):
     """A fixed-point format or arithmetic setting is invalid."""
+
+
+class OutputError(EdgelearnError):
+    """An output path cannot be written (a file where a folder is needed, no permission, ...)."""
+
+
+class ClusterError(EdgelearnError):
+    """A compute cluster cannot be used (its client library is not installed, its scheduler cannot be reached)."""

@@ -26,14 +26,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import ConfigError
+from .rule_names import RULE_NAMES
 
-RULES = ("bp", "shallow", "fa", "dfa", "sdfa", "drtp", "kp", "ldfa", "dldfa", "ssa")
+RULES = RULE_NAMES  # the float reference registers exactly these (edgelearn.rule_names)
 ACTIVATIONS = ("none", "tanh", "sigmoid", "relu", "hardtanh", "gelu", "leaky_relu")
 LOSSES = ("bce", "ce", "mse")
 TRAINABLE_TYPES = ("linear", "conv2d")
@@ -327,7 +329,7 @@ def _parse_layers(raw_layers: Any, source: str) -> list[LayerSpec]:
             raise ConfigError(f"{where} ({t}): unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(schema) or 'none'}")
         params = {}
         for key, default in schema.items():
-            if key in raw:
+            if key in raw and raw[key] is not None:  # an explicit null means "not given"
                 params[key] = raw[key]
             elif default is None and not (t in ("maxpool", "avgpool") and key == "stride"):
                 raise ConfigError(f"{where} ({t}): missing required key {key!r}")
@@ -584,12 +586,13 @@ def network_from_dict(raw: Any, source: str = "<dict>", base_dir: Path | None = 
     return spec
 
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-EMBEDDED_DIR = Path(__file__).resolve().parent / "configs"
+# package resources (not paths beside a checkout), so a wheel installed without -e finds its configs
+MODELS_DIR = Path(str(resources.files("edgelearn") / "models"))
+EMBEDDED_DIR = Path(str(resources.files("edgelearn") / "configs"))
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A path, or the name of a config in ``models/`` (``fc1-500``) or of an embedded default."""
+    """A path, or the name of a config in ``edgelearn/models/`` (``fc1-500``) or of an embedded default."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p

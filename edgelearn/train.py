@@ -31,7 +31,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,9 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .fileio import write_json_atomic  # noqa: F401  (re-exported for scripts)
+from .fileio import atomic_open, write_json_atomic  # noqa: F401  (write_json_atomic re-exported for scripts)
 from .network import NetworkSpec, network_from_dict
+from .threads import apply_threads, check_threads, default_threads
 from .torch_ref import build_model, convert_network
 from .torch_ref import distributed as tdist
 
@@ -66,15 +66,8 @@ def pick_device(device: str | None = "auto") -> torch.device:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_data(spec: NetworkSpec, dataset: str | None, data_dir: str | None, seed: int, n_train: int | None,
@@ -100,6 +93,10 @@ def _check_data(spec: NetworkSpec, ds, name: str) -> None:
     for split, arr in (("train", ds.x_train), ("test", ds.x_test)):
         if not np.isfinite(arr).all():
             raise DataError(f"dataset {name}: {split} inputs contain NaN or Inf")
+    # regression targets are floats: a NaN would surface only as a NaN loss, reported as divergence
+    for split, arr in (("train", ds.y_train), ("test", ds.y_test)):
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError(f"dataset {name}: {split} targets contain NaN or Inf")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -387,7 +384,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
           lr: float | None = None, n_train: int | None = None, n_test: int | None = None, resume: bool = True,
           progress: bool = True, probe: bool = True, log=print, smoke: bool = False, amp: str = "auto",
           checkpoint_every: int | None = None, max_steps: int | None = None, distributed: str = "auto",
-          deterministic: bool = False) -> dict[str, Any]:
+          deterministic: bool = False, threads: int | None = None) -> dict[str, Any]:
     """Train ``spec`` with ``rule`` (default: the spec's) and return the metrics dictionary.
 
     With ``out`` set, a checkpoint is written after every epoch (and every ``checkpoint_every`` steps) and an
@@ -396,6 +393,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
     rules' final gradients; rank 0 writes the files, every rank reads the checkpoint. ``smoke``: tiny widths, a few
     steps on random data (or on the first rows of the real dataset when ``data_dir`` is given). ``max_steps``: stop
     after that many optimiser steps in this call, without writing a checkpoint (a simulated interruption).
+    ``threads``: CPU threads of this process (default: :func:`edgelearn.threads.default_threads`).
     """
     spec = spec.with_rule(rule, rules)
     rule = spec.rule
@@ -421,6 +419,8 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     d = tdist.setup(dev, distributed)
+    if dev.type == "cpu":  # CPU threads per process (edgelearn/threads.py): 1 unless the batch is large
+        apply_threads(check_threads(threads) or default_threads(batch_size, d.world))
     amp_t = amp_dtype(amp, dev)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -462,6 +462,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
     if norm is not None:
         identity["normalize"] = norm
     history: list[dict[str, Any]] = []
+    checkpoint: Path | None = None  # set once OUT holds a checkpoint of this run (resumed from or written)
     start_epoch, start_step, run = 0, 0, [0.0, 0.0, 0.0]  # run: loss sum, correct, samples of the current epoch
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
@@ -489,6 +490,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
                 say(f"note: {ckpt_path} was written by {len(rng)} process(es), resuming with {d.world}")
             history = state["history"]
             start_epoch, start_step = int(state["epoch"]), int(state.get("step", 0))
+            checkpoint = ckpt_path
             run = list(state.get("run", run))
             where = f"epoch {start_epoch}" + (f", step {start_step} of epoch {start_epoch + 1}" if start_step else "")
             say(f"resuming {out_dir} after {where}")
@@ -504,6 +506,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
     shapes_now = shapes()
 
     def save(epoch_done: int, step_done: int) -> None:
+        nonlocal checkpoint
         rngs = tdist.gather_objects(_rng_state(dev), d)
         if d.main and out_dir is not None:
             _save_checkpoint(out_dir / CHECKPOINT, {
@@ -511,6 +514,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
                 "history": history, "epoch": epoch_done, "step": step_done, "run": run,
                 "rules_state": learner.rule_states(), "world_size": d.world,
             })
+            checkpoint = out_dir / CHECKPOINT
         tdist.barrier(d)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -615,6 +619,7 @@ def _train(spec: NetworkSpec, rule: str | None = None, rules: dict[str, str] | N
     tdist.barrier(d)
     metrics["model"] = model
     metrics["learner"] = learner
+    metrics["checkpoint"] = checkpoint  # None when none was resumed or written (--epochs 0, an early --max-steps)
     return metrics
 
 

@@ -55,6 +55,7 @@ def test_rules_and_learning_rates():
     ({"num_classes": 1}, "num_classes >= 2"),
     ({"colour": "red"}, "unknown top-level key"),
     ({"layers": [{"type": "maxpool", "kernel": 16}, {"type": "flatten"}, {"type": "linear", "out": 10}]}, "does not fit"),
+    ({"layers": [{"type": "linear", "out": None}, {"type": "linear", "out": 10}]}, "missing required key 'out'"),
 ])
 def test_invalid_descriptions(changes, message):
     with pytest.raises(ConfigError) as exc:

@@ -4,9 +4,11 @@ import json
 import pytest
 
 from edgelearn.cli import main
+from edgelearn.errors import DataError, FormatError, RuleError
 from edgelearn.network import EMBEDDED_DIR
 from edgelearn.report import SweepConfig, render, sweep
-from edgelearn.report.sweep import RUNS_DIR
+from edgelearn.report.sweep import PLAN_FILE, RUNS_DIR
+from edgelearn.word_length import MAX_BITS, MIN_BITS
 
 
 def tiny(**kw):
@@ -23,12 +25,16 @@ def test_sweep_resumes_without_recomputing(tmp_path):
     assert sweep(cfg, tmp_path, jobs=1, progress=False) == []  # nothing left to do
     # an interrupted run: its file truncated mid-write (and another simply absent)
     runs = tmp_path / RUNS_DIR
+    whole = json.loads((runs / "fixed-drtp-8b-preset-s1.json").read_text())
     (runs / "fixed-drtp-8b-preset-s1.json").write_text('{"key": {"kind": "fi')
     (runs / "fixed-sdfa-6b-preset-s0.json").unlink()
     again = sweep(cfg, tmp_path, jobs=1, progress=False)
     assert sorted(again) == ["fixed-drtp-8b-preset-s1", "fixed-sdfa-6b-preset-s0"]
     data = json.loads((runs / "fixed-drtp-8b-preset-s1.json").read_text())
-    assert data["complete"] and 0 <= data["test_accuracy"] <= 1 and len(data["curve"]) == 1
+    assert data["complete"] and len(data["curve"]) == 1
+    # the recomputed run is the uninterrupted one (same seed, same bits), and it learned: 10 classes, chance 0.1
+    assert data["test_accuracy"] == whole["test_accuracy"] and data["curve"] == whole["curve"]
+    assert data["test_accuracy"] > 0.15
 
 
 def test_same_seed_same_result(tmp_path):
@@ -82,8 +88,51 @@ def test_cli_errors(argv, message, capsys, tmp_path, monkeypatch):
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_bad_bits_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["report", "--bits", "1,8", "--out", "x"])
-    assert exc.value.code == 2
-    assert "between 2 and 32" in capsys.readouterr().err
+def test_bad_bits_is_a_usage_error(capsys, tmp_path):
+    out = tmp_path / "r"
+    for bits in (f"{MIN_BITS - 1},8", f"8,{MAX_BITS + 1}"):
+        with pytest.raises(SystemExit) as exc:
+            main(["report", "--bits", bits, "--out", str(out)])
+        assert exc.value.code == 2
+        assert f"between {MIN_BITS} and {MAX_BITS}" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert f"{MIN_BITS}..{MAX_BITS}" in capsys.readouterr().out
+
+
+def test_a_refused_sweep_writes_nothing_and_the_corrected_one_runs(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["report", "--seeds", "1", "--n-train", "60", "--n-test", "30", "--jobs", "1", "--quiet", "--out", str(out)]
+    refused = [
+        # kp has no fixed-point engine: refused before its float reference trains
+        (["--rules", "drtp,kp", "--bits", "8"], "rule 'kp' (layer fc1) is not supported by the fixed-point engine"),
+        (["--rules", "drtp", "--bits", "8", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere")],
+         "does not exist"),
+        (["--rules", "drtp", "--bits", "8", "--dataset", "synthetic"], "has input shape [256]"),
+    ]
+    for extra, message in refused:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+        assert not out.exists(), extra
+    corrected = base + ["--rules", "drtp", "--bits", "8", "--no-float-reference"]
+    assert main(corrected) == 0
+    assert "ran 1 run(s)" in capsys.readouterr().out
+    # a refused sweep into a finished one leaves its plan as it was
+    plan = (out / PLAN_FILE).read_bytes()
+    assert main(base + ["--rules", "drtp", "--bits", "8"]) == 2  # now with the float reference
+    assert "other settings" in capsys.readouterr().err
+    assert (out / PLAN_FILE).read_bytes() == plan
+    assert main(corrected) == 0 and "ran 0 run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, error", [
+    (dict(rules=["drtp", "kp"]), RuleError),
+    (dict(bits=[MIN_BITS - 1]), FormatError),
+    (dict(dataset="mnist", data_dir="/nonexistent/mnist"), DataError),
+])
+def test_sweep_checks_every_run_before_writing(change, error, tmp_path):
+    with pytest.raises(error):
+        sweep(tiny(**change), tmp_path / "r", jobs=1, progress=False)
+    assert not (tmp_path / "r").exists()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..network import NetworkSpec, default_network, load_network
 
 
@@ -42,6 +42,18 @@ def parse_layer_rules(items: list[str] | None) -> dict[str, str] | None:
 
 def load_spec(config: str | None) -> NetworkSpec:
     return default_network() if config is None else load_network(config)
+
+
+def check_engine_dataset(eng, ds, name: str) -> None:
+    """A dataset a fixed-point engine can learn from: a classification task with the network's inputs and classes."""
+    import math
+
+    if ds.task != "classification":
+        raise DataError(f"dataset {name} is a {ds.task} dataset; the fixed-point engine learns classifiers")
+    n_in = int(math.prod(ds.input_shape))
+    if n_in != eng.sizes[0] or ds.num_classes != eng.num_classes:
+        raise ConfigError(f"dataset {name} has {n_in} inputs and {ds.num_classes} classes; network {eng.spec.name} "
+                          f"expects {eng.sizes[0]} and {eng.num_classes}")
 
 
 def add_engine_args(p: argparse.ArgumentParser, rules_help: str) -> None:

@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("download", help="download mnist, cifar10 or cifar100 (md5-verified)",
                            description="Download a dataset's original archives, verify their md5 and unpack them.")
     p.add_argument("name", metavar="NAME", help="mnist, cifar10 or cifar100")
-    p.add_argument("--dir", required=True, metavar="DIR", help="destination directory (created if needed)")
+    # --data-dir as in every other command; --dir, its former name, still works (hidden)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", metavar="DIR", help="destination directory (created if needed; required)")
+    where.add_argument("--dir", dest="data_dir", help=argparse.SUPPRESS)
     p.add_argument("--base-url", metavar="URL", help="mirror to fetch from instead of the official site")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=_cmd_download)
@@ -78,8 +81,12 @@ def parse_params(items: list[str]) -> dict[str, object]:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from ..data.download import download
+    from ..fileio import output_dir
 
-    path = download(args.name, args.dir, base_url=args.base_url, progress=not args.no_progress)
+    if args.data_dir is None:
+        raise DataError("--data-dir DIR is required: the folder to download into")
+    path = download(args.name, output_dir(args.data_dir, "--data-dir"), base_url=args.base_url,
+                    progress=not args.no_progress)
     print(f"{args.name}: files in {path}")
     return 0
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..errors import ConfigError
+from ..word_length import MAX_BITS, MIN_BITS
 from .common import positive_int
 
 
@@ -12,8 +14,8 @@ def _int_list(text: str) -> list[int]:
         vals = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 2 or v > 32 for v in vals):
-        raise argparse.ArgumentTypeError(f"word lengths must be between 2 and 32, got {text!r}")
+    if not vals or any(v < MIN_BITS or v > MAX_BITS for v in vals):
+        raise argparse.ArgumentTypeError(f"word lengths must be between {MIN_BITS} and {MAX_BITS}, got {text!r}")
     return vals
 
 
@@ -25,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "recomputed: re-running resumes an interrupted sweep.")
     p.add_argument("--config", "-c", default=None, help="network config (default: the embedded digits MLP)")
     p.add_argument("--rules", default="drtp,sdfa,dfa,shallow", help="comma-separated rules")
-    p.add_argument("--bits", type=_int_list, default=[4, 6, 8, 12, 16], help="word lengths (default 4,6,8,12,16)")
+    p.add_argument("--bits", type=_int_list, default=[4, 6, 8, 12, 16],
+                   help=f"word lengths, {MIN_BITS}..{MAX_BITS} (default 4,6,8,12,16)")
     p.add_argument("--rounding", default="preset",
                    help="comma-separated rounding modes of the weight/bias updates (default: the preset's)")
     p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (default 3)")
@@ -37,33 +40,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-float-reference", action="store_true", help="skip the float PyTorch reference runs")
     p.add_argument("--jobs", "-j", type=positive_int, help="parallel runs (default: the number of cores)")
     p.add_argument("--out", "-o", required=True, help="output directory")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="CPU threads of each parallel run (torch, numba, BLAS; default 1: --jobs runs already "
+                        "share the cores)")
+    p.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="where the runs go: a local process pool (default) or the workers of a dask scheduler")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of the dask scheduler, e.g. tcp://host:8786 (with --executor dask)")
     p.add_argument("--render-only", action="store_true", help="re-render from saved results, run nothing")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fixed.formats import ROUNDING
-    from ..network import EMBEDDED_DIR, RULES, load_network
+    from ..fileio import output_dir
+    from ..network import EMBEDDED_DIR
     from ..report import SweepConfig, render, sweep
+    from ..threads import check_threads
 
+    check_threads(args.threads)
+    if (args.executor == "dask") != (args.scheduler is not None):
+        raise ConfigError("--executor dask and --scheduler ADDRESS go together")
+
+    # --render-only on a missing folder: render's message (no plan.json there) says more than a write check
+    out = args.out if args.render_only and not os.path.lexists(args.out) else output_dir(args.out)
     if not args.render_only:
         config = args.config or str(EMBEDDED_DIR / "digits-mlp.yaml")
-        load_network(config)  # validate before anything is written
         rules = [r.strip() for r in args.rules.split(",") if r.strip()]
-        for r in rules:
-            if r not in RULES:
-                raise ConfigError(f"unknown rule {r!r}; choose from {', '.join(RULES)}")
         roundings = [r.strip().upper() if r.strip() != "preset" else "preset" for r in args.rounding.split(",")]
-        for r in roundings:
-            if r != "preset" and r.removeprefix("AP_") not in ROUNDING:
-                raise ConfigError(f"unknown rounding mode {r!r}; choose from preset, {', '.join(ROUNDING)}")
+        # sweep() checks the whole sweep (settings, data, every rule on every back end) before writing anything
         cfg = SweepConfig(config=config, rules=rules, bits=args.bits, roundings=roundings, seeds=args.seeds,
                           epochs=args.epochs, dataset=args.dataset, data_dir=args.data_dir, n_train=args.n_train,
                           n_test=args.n_test, float_reference=not args.no_float_reference)
-        done = sweep(cfg, args.out, jobs=args.jobs, progress=not args.quiet)
+        done = sweep(cfg, out, jobs=args.jobs, progress=not args.quiet, threads=args.threads,
+                     scheduler=args.scheduler)
         print(f"ran {len(done)} run(s); {len(cfg.keys()) - len(done)} already done")
-    info = render(args.out)
+    info = render(out)
     if info["missing"]:
         print(f"{len(info['missing'])} run(s) missing from the report (listed in it)")
     print(f"report: {args.out}/report.md  {args.out}/report.html  ({len(info['plots'])} plots, results.json, results.csv)")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..fileio import output_dir, write_text_atomic
     from ..report.reproduce import EXPERIMENTS, reproduce, table
 
     if args.list or not args.name:
@@ -28,10 +28,10 @@ def run(args: argparse.Namespace) -> int:
         return 0 if args.list else 2
     if args.name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {args.name!r}; known: {', '.join(EXPERIMENTS)}")
-    rows = reproduce(args.name, args.out, full=args.full, data_dir=args.data_dir, progress=not args.quiet)
+    out = output_dir(args.out)
+    rows = reproduce(args.name, out, full=args.full, data_dir=args.data_dir, progress=not args.quiet)
     text = table(rows)
     print(text)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.md").write_text(text + "\n")
+    write_text_atomic(out / f"{args.name}.md", text + "\n")
     return 0

@@ -38,31 +38,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fileio import output_dir
     from ..rtl import sim as rsim
     from ..rtl.generate import RtlDesign, write_rtl
 
+    # absolute: the simulators run in other folders; staged: write_rtl builds the design beside OUT
+    out = output_dir(args.out, staged=True)
     eng = engine_from_args(args, "rtl")
     RtlDesign(eng, parallel=args.parallel, top=args.top, learning=not args.inference_only)  # validate first
+    samples = None
     if args.check:
-        for s in args.check:
-            rsim.require(s)
         if args.inference_only:
             from ..errors import ConfigError
 
             raise ConfigError("--check compares learning with the engine; drop --inference-only")
+        samples = check_samples(eng, args.check_samples, args.dataset, args.data_dir)  # before any file is written
+        for s in args.check:
+            rsim.require(s)
     if args.synth:
         from ..rtl.synth import require_yosys
 
         require_yosys()
-    out = Path(args.out)
     design = write_rtl(eng, out, parallel=args.parallel, top=args.top, learning=not args.inference_only)
     sizes = "-".join(map(str, design.sizes))
-    print(f"{design.top}: {design.name} {sizes}, rules {', '.join(l.rule for l in design.layers)}, "
-          f"{args.parallel} MAC lanes per layer{' (inference only)' if args.inference_only else ''}")
+    what = "inference only" if args.inference_only else f"rules {', '.join(l.rule for l in design.layers)}"
+    print(f"{design.top}: {design.name} {sizes}, {what}, {args.parallel} MAC lanes per layer")
     print(f"  written to {out}: {design.top}.v, hdl/, mem/, filelist.f, design.json")
     status = 0
     for s in args.check or []:
-        rep = check(eng, design, out, s, args.check_samples, args.dataset, args.data_dir)
+        rep = check(eng, design, out, s, *samples)
         ok = rep["pred_mismatches"] == 0 and rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0
         status |= 0 if ok else 1
         print(f"  {s}: {rep['samples']} samples, predictions {rep['samples'] - rep['pred_mismatches']}/"
@@ -81,26 +85,30 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def check(eng, design, out: Path, sim: str, n: int, dataset: str | None, data_dir) -> dict:
-    """Lockstep cocotb run on ``n`` training samples of the dataset: report of rtl_tb/test_mlp.py::mlp_lockstep."""
+def check_samples(eng, n: int, dataset: str | None, data_dir):
+    """(X_raw, labels) of the check: the first ``n`` training samples of the dataset, which must fit the network."""
     import numpy as np
 
     from ..data import load_dataset
-    from ..rtl import sim as rsim
-    from ..rtl.verify import golden
+    from .common import check_engine_dataset
 
-    ds = load_dataset(dataset or eng.spec.dataset or "digits", data_dir, seed=0, n_train=n, n_test=1)
+    name = dataset or eng.spec.dataset or "digits"
+    ds = load_dataset(name, data_dir, seed=0, n_train=n, n_test=1)
+    check_engine_dataset(eng, ds, name)
     X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
-    y = np.asarray(ds.y_train[:n], dtype=np.int64)
-    gold = golden(eng, X, y, np.ones(len(y), dtype=bool), path=out / "golden.npz")
-    build = out / f"sim_{sim}"
-    srcs = [out / line for line in (out / "filelist.f").read_text().split()]
-    runner = rsim.build(sim, srcs, design.top, build)
-    report = out / f"check_{sim}.json"
-    rsim.test(runner, design.top, "test_mlp", build, run_dir=out, testcase="mlp_lockstep",
-              extra_env={"EL_DESIGN": str(out / "design.json"), "EL_GOLDEN": str(out / "golden.npz"),
-                         "EL_REPORT": str(report)})
-    rep = json.loads(report.read_text())
+    return X, eng._labels(ds.y_train[:n], X.shape[0])
+
+
+def check(eng, design, out: Path, sim: str, X, y) -> dict:
+    """Lockstep cocotb run on the samples ``X`` (raw inputs) and labels ``y`` (:func:`check_samples`): report of the
+    packaged bench's mlp_lockstep."""
+    import numpy as np
+
+    from ..rtl.verify import run_bench
+
+    rep = run_bench(eng, design, out, sim, "mlp_lockstep", X, y, np.ones(len(y), dtype=bool))
+    gold = rep.pop("golden")
+    report = Path(out).resolve() / f"check_{sim}.json"
     nnz = np.stack([gold[f"nnz{k}"] for k in range(len(design.layers))], axis=1)
     rep["mean_compute_cycles"] = float(np.mean(rep["compute_cycles"]))
     rep["mean_ideal_cycles"] = float(np.mean([design.ideal_cycles(list(r), True) for r in nnz]))

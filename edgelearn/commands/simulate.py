@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
 
+from ..fixed.presets import BitsHelp
+from ..threads import add_threads_arg
 from .common import load_spec, parse_layer_rules, positive_int
 
 #: --epochs default: the config's, capped (a simulation is a quick look; ask for more explicitly)
@@ -33,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset name (default: the config's)")
     p.add_argument("--data-dir", help="directory of the MNIST / CIFAR files")
     p.add_argument("--epochs", "-e", type=int, help=f"epochs (default: the config's, at most {MAX_DEFAULT_EPOCHS})")
-    p.add_argument("--bits", type=int, help="preset word length 4..32 (default: the config's precision, else 8)")
+    p.add_argument("--bits", type=int, help=BitsHelp(
+        "preset word length 4..32 (default: the config's precision, else 8); rules whose hidden-layer signal is a "
+        "sum over a layer must keep it in int64, which caps the word length by the layer widths (an error names "
+        "the limit), e.g."))
     p.add_argument("--format", "-f", action="append", metavar="TENSOR=FMT",
                    help="format of a tensor (input weight bias accum act out_act deriv error update feedback), "
                         "or LAYER.TENSOR=FMT for one layer; repeatable")
@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tensor or of one; repeatable")
     p.add_argument("--overflow", action="append", metavar="[TENSOR=]MODE",
                    help="overflow mode (WRAP SAT SAT_ZERO SAT_SYM) of every tensor or of one; repeatable")
-    p.add_argument("--lr-shift", type=int, help="learning rate 2**-N of every layer (default: the preset's, 6)")
+    p.add_argument("--lr-shift", type=int, help="learning rate 2**-N of every layer (default: the rule's preset shift "
+                        "for the word length, docs/engine.md)")
     p.add_argument("--mode", choices=("online", "batch"), default="online",
                    help="online: one sample at a time (default); batch: accumulate over --batch-size samples")
     p.add_argument("--batch-size", "-b", type=positive_int, help="minibatch size in batch mode (default: the config's)")
@@ -53,24 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=positive_int, help="use only the first N test samples")
     p.add_argument("--no-twin", action="store_true", help="skip the float twin")
     p.add_argument("--out", "-o", help="output directory (default runs/simulate-NAME-RULE-BITSb-sSEED)")
+    add_threads_arg(p, "1 (online and small batches), the cores for --mode batch with large batches")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
     p.set_defaults(func=run)
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import load_dataset
     from ..errors import ConfigError, DataError
+    from ..fileio import output_dir, write_json_atomic
     from ..fixed.engine import FixedEngine
     from ..fixed.precision import parse_format_overrides, parse_mode_overrides
+    from ..threads import apply_threads, check_threads, default_threads
 
+    check_threads(args.threads)
+    out = output_dir(args.out) if args.out else None
     spec = load_spec(args.config)
     layer_rules = parse_layer_rules(args.layer_rule)
     if args.rule or layer_rules:
@@ -96,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
         batch = args.batch_size or int(spec.train.get("batch_size", 32))
     elif args.batch_size and args.batch_size != 1:
         raise ConfigError("--batch-size needs --mode batch (online mode updates after every sample)")
+    threads = apply_threads(args.threads or default_threads(batch), torch=False, numba=True)
     eng = FixedEngine(spec, bits=args.bits, seed=args.seed, formats=formats, rounding=rounding, overflow=overflow,
-                      lr_shift=args.lr_shift, feedback=args.feedback, batch_size=batch, mode=args.mode, threads=1)
+                      lr_shift=args.lr_shift, feedback=args.feedback, batch_size=batch, mode=args.mode,
+                      threads=threads)
     name = args.dataset or spec.dataset or "digits"
     ds = load_dataset(name, args.data_dir, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
     if ds.task != "classification":
@@ -112,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     ytr = eng._labels(ds.y_train, Xtr.shape[0])
     yte = eng._labels(ds.y_test, Xte.shape[0])
     rule = spec.rule if not layer_rules else "+".join(sorted(set(eng.rules)))
-    out = Path(args.out or f"runs/simulate-{spec.name}-{rule}-{eng.bits}b-s{args.seed}")
+    out = out or output_dir(f"runs/simulate-{spec.name}-{rule}-{eng.bits}b-s{args.seed}")
     twin = None if args.no_twin else eng.float_twin()
 
     t0 = time.perf_counter()
@@ -153,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     eng.save(out / "weights.npz")
-    _atomic_json(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
 
     tw_txt = f"{tw_acc:.4f}" if tw_acc is not None else "skipped"
     print(f"{spec.name} / {rule} / {eng.bits}-bit preset, {args.mode}, {epochs} epoch(s) on {ds.name} "

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..fileio import output_dir
+from ..threads import LARGE_BATCH, add_threads_arg, check_threads
 from .common import load_spec, nonneg_int, parse_layer_rules, positive_int
 
 
@@ -46,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels (bit-reproducible on a GPU, slower)")
     p.add_argument("--distributed", choices=("auto", "off"), default="auto",
                    help="auto: join the torchrun job when WORLD_SIZE > 1 (default)")
+    add_threads_arg(p, "on the CPU 1, or the cores (shared by the torchrun processes) for batches of "
+                       f"{LARGE_BATCH} or more")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -53,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train import train
 
+    check_threads(args.threads)
     spec = load_spec(args.config)
     if args.variant and not spec.variants:
         raise ConfigError(f"{spec.source} has no variants (--variant applies to experiment configs)")
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         names = [args.variant or spec.variant]
     rank0 = _is_rank0()
-    for name in names:
+    runs = []
+    for name in names:  # every output folder checked before the first run starts
         s = spec.with_variant(name) if name and name != spec.variant else spec
         rule = args.rule or s.rule
         if args.out and args.variant == "all":
@@ -70,12 +76,14 @@ def run(args: argparse.Namespace) -> int:
             out = Path(args.out)
         else:
             out = Path(f"runs/{s.name}{'-' + name if name else ''}-{rule}-s{args.seed}{'-smoke' if args.smoke else ''}")
+        runs.append((name, s, output_dir(out)))
+    for name, s, out in runs:
         metrics = train(s, args.rule, parse_layer_rules(args.layer_rule), dataset=args.dataset, data_dir=args.data_dir,
                         epochs=args.epochs, seed=args.seed, device=args.device, out=out, batch_size=args.batch_size,
                         lr=args.lr, n_train=args.n_train, n_test=args.n_test, resume=not args.no_resume,
                         progress=not args.quiet, probe=not args.no_probe, smoke=args.smoke, amp=args.amp,
                         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
-                        distributed=args.distributed, deterministic=args.deterministic)
+                        distributed=args.distributed, deterministic=args.deterministic, threads=args.threads)
         if not rank0:
             continue
         final = metrics["final"]
@@ -92,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         for layer, info in (metrics.get("receptive_fields") or {}).items():
             if info.get("png"):
                 print(f"receptive fields of {layer}: {out / info['png']} (mean isotropy {info['isotropy_mean']:.3f})")
-        print(f"metrics: {out / 'metrics.json'}   checkpoint: {out / 'checkpoint.pt'}")
+        ckpt = metrics.get("checkpoint")
+        print(f"metrics: {out / 'metrics.json'}   " + (f"checkpoint: {ckpt}" if ckpt else "(no checkpoint written)"))
     return 0
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
+from ..fileio import make_temp
 from .files import md5_of_file, one_line
 from .mnist import MNIST_FILES, find_idx_file, mnist_dir
 from .paths import resolve_data_dir
@@ -118,7 +119,7 @@ def _fetch(url: str, dest_dir: Path, filename: str, *, bar, timeout: float) -> P
     except ValueError as exc:
         raise DataError(f"bad download URL {url!r}: {one_line(exc)}") from None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{filename}.", suffix=".part")
+        fd, tmp_name = make_temp(dest_dir, prefix=f".{filename}.", suffix=".part")  # umask mode, not 0600
     except OSError as exc:
         raise DataError(f"cannot write to {dest_dir} ({one_line(exc)})") from None
     tmp = Path(tmp_name)

@@ -14,7 +14,6 @@ operations, draw schedule, learning rule per layer).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Callable
 
 import numba
@@ -22,20 +21,17 @@ import numpy as np
 from numba.typed import List
 
 from ..errors import ConfigError, DataError, FormatError, RuleError
+from ..program import (ACT_NAMES, FEEDBACK_STREAM, LDFA_P_STREAM, ROUNDING_STREAM, SUPPORT,  # noqa: F401 (re-exported)
+                       RuleCode, sample_order)
 from . import engine_kernels as K
-from .activations import sigmoid_table, tanh_table
 from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat
 from .lfsr import derive_seed, lfsr_matrix, seed_state
+from .lower import lower, lower_layers
 from .precision import Precision, bits_for, max_abs_raw, resolve_precision
+from .twin import FloatTwin
 
-SUPPORTED_RULES = ("drtp", "sdfa", "dfa", "fa", "bp", "shallow", "ldfa")
-RULE_CODES = {"bp": K.R_BP, "fa": K.R_FA, "dfa": K.R_DFA, "sdfa": K.R_SDFA, "drtp": K.R_DRTP, "shallow": K.R_SHALLOW,
-              "ldfa": K.R_LDFA}
-ACT_CODES = {"none": K.ACT_NONE, "tanh": K.ACT_TANH, "sigmoid": K.ACT_SIGMOID, "hardtanh": K.ACT_HARDTANH,
-             "relu": K.ACT_RELU}
+SUPPORTED_RULES = SUPPORT["engine"].hidden_rules
 TENSOR_NAMES = ("input", "weight", "bias", "accum", "act", "deriv", "error", "update")
-#: LFSR stream numbers (derive_seed(seed, stream)): feedback matrix of layer k, stochastic rounding of layer k
-FEEDBACK_STREAM, ROUNDING_STREAM, LDFA_P_STREAM = 16, 32, 48
 INT64_LIMIT = (1 << 63) - 1
 
 
@@ -53,9 +49,9 @@ def check_spec(spec) -> None:
     lin = spec.trainable_layers
     for k, layer in enumerate(lin):
         act = layer.params.get("act", "none")
-        if act not in ACT_CODES:
+        if act not in SUPPORT["engine"].acts:
             raise ConfigError(f"{spec.name}: layer {layer.name}: activation {act!r} is not supported by the "
-                              f"fixed-point engine ({', '.join(ACT_CODES)})")
+                              f"fixed-point engine ({', '.join(ACT_NAMES)})")
         rule = spec.layer_rule(layer)
         if rule not in SUPPORTED_RULES:
             raise RuleError(f"rule {rule!r} (layer {layer.name}) is not supported by the fixed-point engine; "
@@ -64,13 +60,6 @@ def check_spec(spec) -> None:
         if rule == "shallow" and k == len(lin) - 1 and explicit:
             raise RuleError(f"rule 'shallow' freezes hidden layers; {layer.name!r} is the output layer, "
                             f"which is always trained")
-
-
-def sample_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
-    """The order samples are visited in epoch ``epoch`` (shared by the engine and its float twin)."""
-    if not shuffle:
-        return np.arange(n, dtype=np.int64)
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5EED, int(epoch)]).permutation(n).astype(np.int64)
 
 
 def _storage_dtype(fmts: list[FixedFormat]):
@@ -136,14 +125,16 @@ class FixedEngine:
             raise ConfigError(f"mode must be 'online' or 'batch', got {self.mode!r}")
         if self.mode == "online" and self.batch_size != 1:
             raise ConfigError("online mode updates after every sample (batch_size must be 1)")
-        # threads > 1: row-parallel weight updates of wide layers; both paths give the same bits and the engine
-        # times them and runs the faster one ("auto", see _run); "on" / "off" force one
+        # recorded only: training runs on one thread (row- and column-parallel kernels lost to the sequential ones
+        # in benchmarks/bench_engine.py); predict() runs over samples on numba's threads
         self.threads = max(1, int(threads or 1))
-        self.parallel = "auto"
-        self._rates = {1: 0.0, self.threads: 0.0}  # samples/s last measured per block count
-        self._probe_wait = 0  # chunks until the other path is timed again
-        self._probe_gap = 1
-        self._build_params()
+        if precision is None and lr_shift is None:
+            self._preset_lr_shifts()
+        try:
+            self._build_params()
+        except FormatError as exc:
+            raise self._word_length_error(exc, bits, dict(formats=formats, rounding=rounding, overflow=overflow,
+                                                          lr_shift=lr_shift, feedback_mode=feedback)) from None
         self._init_state()
         self.epochs_done = 0
         self.samples_seen = 0
@@ -185,66 +176,97 @@ class FixedEngine:
         n_out = self.precision.layers[k].n_out
         return max(0, int(round(0.5 * math.log2(n_out / 3.0))))
 
+    def _preset_lr_shifts(self) -> None:
+        """Layers whose learning rate the network does not set take their rule's preset shift
+        (presets.lr_shift_for): the DRTP-tuned 2**-6 makes FA's float twin diverge and BP's lag (docs/engine.md)."""
+        from .presets import lr_shift_for
+
+        raw = self.spec.precision or {}
+        if "lr_shift" in raw:
+            return
+        per_layer = raw.get("per_layer") or {}
+        for k, lp in enumerate(self.precision.layers):
+            if "lr_shift" not in (per_layer.get(lp.name) or {}):
+                lp.lr_shift = lr_shift_for(self.rules[k], self.bits, self.sizes)
+
+    def _range_check(self) -> None:
+        """The int64 range checks of every layer (as _build_params runs them); the error carries the layer."""
+        for k, lp in enumerate(self.precision.layers):
+            try:
+                self._acc_path(lp, f"layer {lp.name}")
+                self._check_ranges(k, lp, f"layer {lp.name}")
+            except FormatError as exc:
+                exc.layer = k
+                raise
+
+    def _word_length_error(self, exc: FormatError, bits_arg, resolve_kw: dict) -> FormatError:
+        """A preset word length past what the rule's int64 arithmetic allows: the error names the largest preset
+        that passes every range check on this network (same overrides), so the user knows what to ask for."""
+        from .presets import MIN_BITS
+
+        if self.bits is None:
+            return exc
+        try:
+            self._range_check()
+        except FormatError as first:
+            layer = getattr(first, "layer", None)
+        else:  # pragma: no cover - _build_params failed on something else
+            return exc
+        failed, limit = self.precision, None
+        for b in range(self.bits - 1, MIN_BITS - 1, -1):
+            try:
+                self.precision = resolve_precision(self.spec, bits=b, **resolve_kw)
+                if resolve_kw.get("lr_shift") is None:
+                    self._preset_lr_shifts()
+                self._range_check()
+            except FormatError:
+                continue
+            limit = b
+            break
+        self.precision = failed
+        if limit is None or layer is None:
+            return exc
+        what = "--bits" if bits_arg is not None else "precision bits"
+        err = FormatError(f"{what} {self.bits}: rule {self.rules[layer]} supports up to {limit} bits on "
+                          f"{self.spec.name} ({'-'.join(map(str, self.sizes))}) because {exc}")
+        err.max_bits = limit
+        return err
+
     def _build_params(self) -> None:
         prec = self.precision
         L = len(prec.layers)
         P = np.zeros((L, K.NPARAM), dtype=np.int64)
         acc32 = True
-        self._fb_shapes: list[tuple[int, int] | None] = []
+        self.program_layers = lower_layers(self)
+        self._fb_shapes: list[tuple[int, int] | None] = [lay.fb_shape for lay in self.program_layers]
         for k, lp in enumerate(prec.layers):
             where = f"layer {lp.name}"
-            rule = self.rules[k]
-            P[k, K.N_IN], P[k, K.N_OUT], P[k, K.F_X] = lp.n_in, lp.n_out, lp.input.frac
-            P[k, K.W_W:K.O_W + 1] = _fmt_cols(lp.weight)
-            P[k, K.W_B:K.O_B + 1] = _fmt_cols(lp.bias)
-            P[k, K.W_A:K.O_A + 1] = _fmt_cols(lp.accum)
-            P[k, K.W_Y:K.O_Y + 1] = _fmt_cols(lp.act)
-            P[k, K.ACT] = ACT_CODES[self.acts[k]]
-            P[k, K.W_G:K.O_G + 1] = _fmt_cols(lp.deriv)
-            P[k, K.W_E:K.O_E + 1] = _fmt_cols(lp.error)
-            if lp.update is not None:
-                P[k, K.HAS_U] = 1
-                P[k, K.W_U:K.O_U + 1] = _fmt_cols(lp.update)
-            P[k, K.LR] = lp.lr_shift
-            P[k, K.M_RAW], P[k, K.F_M] = (lp.lr_mult_raw, lp.lr_mult_frac) if lp.lr_mult is not None else (0, 0)
-            P[k, K.RULE] = RULE_CODES[rule]
-            P[k, K.W_FB], P[k, K.F_FB] = lp.feedback.width, lp.feedback.frac
-            P[k, K.IS_OUT] = int(lp.is_output)
-            P[k, K.TB], P[k, K.RB] = prec.table_bits, prec.range_bits
-            P[k, K.LOSS] = 0 if self.spec.loss == "bce" else 1
-            P[k, K.PROP_B] = (K.PROP_FA if rule == "fa" else K.PROP_LOWRANK if rule == "ldfa" else K.PROP_W) \
-                if k > 0 else K.PROP_W
-            stoch = any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update))
-            P[k, K.STOCH_ANY] = int(stoch)
-            direct = (not lp.is_output) and rule in ("drtp", "sdfa", "dfa")
-            P[k, K.FB_LFSR] = int(direct and prec.feedback_mode == "lfsr")
-            if direct:
-                self._fb_shapes.append((self.num_classes, lp.n_out))
-            elif rule == "fa" and k > 0:
-                self._fb_shapes.append((lp.n_in, lp.n_out))
-            elif rule == "ldfa" and k > 0:  # Q (n_in x r) over P (r x n_out), packed (engine_kernels.hidden_delta)
-                r = self.ldfa_rank(k)
-                self._fb_shapes.append((lp.n_in + r, max(r, lp.n_out)))
-                P[k, K.LDFA_PS] = self.ldfa_p_shift(k)
-            else:
-                self._fb_shapes.append(None)
+            lay = self.program_layers[k]
+            fmts = {}
+            for t, f in (("W", lp.weight), ("B", lp.bias), ("A", lp.accum), ("Y", lp.act), ("G", lp.deriv),
+                         ("E", lp.error), ("U", lp.update)):
+                fmts.update(zip(K._fmt_cols(t), _fmt_cols(f) if f is not None else (0,) * 5))
             # ---- accumulation path and worst cases (docs/engine.md "Range checks")
             path, shift, fits32 = self._acc_path(lp, where)
-            P[k, K.ACC_PATH], P[k, K.ACC_SHIFT] = path, shift
-            P[k, K.ACC32] = int(path == K.ACC_EXACT and fits32)
-            P[k, K.SHORT_R] = K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1
             acc32 &= fits32
+            # fast weight/bias update eligibility (online, no update format)
+            s = lay.shift_to(lay.dm_frac + lp.input.frac, lp.weight)
+            fast_w = (lp.update is None and lp.weight.rounding in ("TRN", "RND", "STOCH")
+                      and lp.weight.overflow in ("WRAP", "SAT") and s <= 32)
+            fast_b = (lp.update is None and lp.bias.rounding in ("TRN", "RND", "STOCH")
+                      and lp.bias.overflow in ("WRAP", "SAT") and lay.shift_to(lay.dm_frac, lp.bias) <= 32)
+            P[k] = K.param_row(
+                **fmts, N_IN=lp.n_in, N_OUT=lp.n_out, F_X=lp.input.frac, ACC_PATH=path, ACC_SHIFT=shift,
+                ACT=lay.act_code, HAS_U=lp.update is not None, LR=lp.lr_shift, M_RAW=lay.mult_raw or 0,
+                F_M=lay.mult_frac, RULE=lay.code, W_FB=lp.feedback.width, F_FB=lp.feedback.frac,
+                FB_LFSR=lay.fb_lfsr, IS_OUT=lp.is_output, TB=prec.table_bits, RB=prec.range_bits,
+                PROP_B=(K.PROP_FA if lay.rule == "fa" else K.PROP_LOWRANK if lay.rule == "ldfa" else K.PROP_W)
+                if k > 0 else K.PROP_W,
+                STOCH_ANY=any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update)),
+                LOSS=K.LOSS_BCE if self.spec.loss == "bce" else K.LOSS_MSE, FAST_W=fast_w, FAST_B=fast_b,
+                ACC32=path == K.ACC_EXACT and fits32, FAST32_W=fast_w and self._update_fits32(lp, s),
+                SHORT_R=K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1, LDFA_PS=lay.ldfa_p_shift)
             self._check_ranges(k, lp, where)
-        # fast weight/bias update eligibility (online, no update format)
-        for k, lp in enumerate(prec.layers):
-            s = lp.error.frac + (lp.lr_mult_frac if lp.lr_mult is not None else 0) + lp.input.frac + lp.lr_shift \
-                - lp.weight.frac
-            P[k, K.FAST_W] = int(lp.update is None and lp.weight.rounding in ("TRN", "RND", "STOCH")
-                                 and lp.weight.overflow in ("WRAP", "SAT") and s <= 32)
-            sb = s - lp.input.frac - lp.bias.frac + lp.weight.frac
-            P[k, K.FAST_B] = int(lp.update is None and lp.bias.rounding in ("TRN", "RND", "STOCH")
-                                 and lp.bias.overflow in ("WRAP", "SAT") and sb <= 32)
-            P[k, K.FAST32_W] = int(P[k, K.FAST_W] != 0 and self._update_fits32(lp, s))
         self.P = P
         self.acc_dtype = np.int32 if acc32 else np.int64
         self.w_dtype = _storage_dtype([lp.weight for lp in prec.layers])
@@ -368,30 +390,21 @@ class FixedEngine:
             init_fmt = lp.weight.with_(rounding="RND", overflow="SAT")
             self.W.append(init_fmt.quantize(w0).astype(self.w_dtype))
             self.b.append(np.zeros(lp.n_out, dtype=np.int64))
-            shape = self._fb_shapes[k]
-            fseed = derive_seed(self.seed, FEEDBACK_STREAM + k)
+            lay = self.program_layers[k]
+            shape, fseed = lay.fb_shape, lay.fb_seed
             if shape is None:
                 self.B.append(np.zeros((1, 1), dtype=np.int64))
-                self.fb_states.append(np.zeros(1, dtype=np.int64))
-            elif self.rules[k] == "ldfa":  # stored factors: Q from the layer's feedback stream, P from its own
-                r = shape[0] - lp.n_in
+            elif lay.ldfa_rank:  # stored factors: Q from the layer's feedback stream, P from its own
+                r = lay.ldfa_rank
                 packed = np.zeros(shape, dtype=np.int64)
                 packed[:lp.n_in, :r] = lfsr_matrix(fseed, lp.n_in, r, lp.feedback.width)
-                packed[lp.n_in:, :lp.n_out] = lfsr_matrix(derive_seed(self.seed, LDFA_P_STREAM + k), r, lp.n_out,
-                                                          lp.feedback.width)
+                packed[lp.n_in:, :lp.n_out] = lfsr_matrix(lay.ldfa_p_seed, r, lp.n_out, lp.feedback.width)
                 self.B.append(packed)
-                self.fb_states.append(np.zeros(1, dtype=np.int64))
             else:
                 self.B.append(np.ascontiguousarray(lfsr_matrix(fseed, shape[0], shape[1], lp.feedback.width),
                                                    dtype=np.int64))
-                self.fb_states.append(K.row_states(np.int64(seed_state(fseed)), shape[0], shape[1],
-                                                   lp.feedback.width))
-            if self.acts[k] == "tanh":
-                self.tables.append(tanh_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64))
-            elif self.acts[k] == "sigmoid":
-                self.tables.append(sigmoid_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64))
-            else:
-                self.tables.append(np.zeros(1, dtype=np.int64))
+            self.fb_states.append(lay.fb_rows if lay.fb_rows is not None else np.zeros(1, dtype=np.int64))
+            self.tables.append(lay.table if lay.table is not None else np.zeros(1, dtype=np.int64))
         self.jump_tables = [self._jumps(lp.n_out) if self.P[k, K.STOCH_ANY] else np.zeros((1, 4, 256), np.int64)
                             for k, lp in enumerate(prec.layers)]
         self.rnd_state = np.array([seed_state(derive_seed(self.seed, ROUNDING_STREAM + k))
@@ -400,15 +413,9 @@ class FixedEngine:
         self._alloc_work()
 
     def _jumps(self, n_out: int) -> np.ndarray:
-        """Jump tables of one layer's stochastic-rounding stream: [0] a quarter row (the sequential kernel);
-        with threads > 1 also [1] a row, [2:2+T] block offsets, [2+T:] a quarter block (the parallel kernel)."""
-        tabs = [jump_table(n_out // 4)]
-        T = self.threads
-        if T > 1 and n_out >= 256:
-            bsz = -(-n_out // T)
-            lens = [max(0, min(n_out, (b + 1) * bsz) - b * bsz) for b in range(T)]
-            tabs += [jump_table(n_out)] + [jump_table(b * bsz) for b in range(T)] + [jump_table(n // 4) for n in lens]
-        return np.ascontiguousarray(np.stack(tabs))
+        """Jump table of one layer's stochastic-rounding stream: [0] a quarter row (the four interleaved chains
+        of engine_kernels.fill_draws)."""
+        return np.ascontiguousarray(np.stack([jump_table(n_out // 4)]))
 
     def _alloc_work(self) -> None:
         sizes = self.sizes
@@ -430,11 +437,9 @@ class FixedEngine:
         self._in_batch = np.zeros(1, dtype=np.int64)
         # buffered stochastic-rounding streams (engine_kernels.stream_open): a cache of each layer's next draws,
         # rebuilt from rnd_state whenever it does not stand at rnd_state
-        # (one stream per thread for the row-parallel update of wide layers, engine_kernels.update_rows32_par)
-        parts = [self.threads if (self.threads > 1 and n >= K.SHORT_ROW) else 1 for n in sizes[1:]]
-        self._dbufs = List([np.zeros((t, K.stream_size(n) if self.P[k, K.FAST32_W] else 1), dtype=np.uint32)
-                            for k, (t, n) in enumerate(zip(parts, sizes[1:]))])
-        self._dmetas = List([np.zeros((t, 5), dtype=np.int64) for t in parts])
+        self._dbufs = List([np.zeros(K.stream_size(n) if self.P[k, K.FAST32_W] else 1, dtype=np.uint32)
+                            for k, n in enumerate(sizes[1:])])
+        self._dmetas = List([np.zeros(5, dtype=np.int64) for _ in sizes[1:]])
         self._refresh_lists()
 
     def _refresh_lists(self) -> None:
@@ -491,54 +496,12 @@ class FixedEngine:
     # ------------------------------------------------------------------------------------------------------------
     # training
 
-    #: samples of a chunk spent timing the path not in use (threads > 1, parallel "auto")
-    PROBE = 64
-
     def _run(self, X: np.ndarray, labels: np.ndarray, order: np.ndarray, start: int, stop: int) -> int:
-        """Train on order[start:stop].  With threads > 1 and parallel "auto" the row-parallel and the sequential
-        update (bit-identical) are both timed: the sequential path first, then every few chunks up to PROBE
-        samples on the path not in use, 4 at a time, given up once they have taken twice what the path in use
-        needs for PROBE samples; the rest of the chunk runs on the faster one.  A losing probe doubles the gap
-        to the next (up to 64 chunks).  On a busy machine the parallel path can take milliseconds per sample."""
-        if self.threads <= 1 or self.parallel == "off":
-            return self._run_blocks(X, labels, order, start, stop, 1)
-        if self.parallel == "on":
-            return self._run_blocks(X, labels, order, start, stop, self.threads)
-        T, correct = self.threads, 0
-        if self._rates[1] <= 0 and stop - start > 2 * self.PROBE:
-            t = time.perf_counter()
-            correct += self._run_blocks(X, labels, order, start, start + self.PROBE, 1)
-            self._rates[1] = self.PROBE / max(time.perf_counter() - t, 1e-9)
-            start += self.PROBE
-        best = T if self._rates[T] > self._rates[1] else 1
-        other = 1 if best == T else T
-        if self._probe_wait <= 0 and self._rates[best] > 0 and stop - start > 2 * self.PROBE:
-            limit = 2 * self.PROBE / self._rates[best]
-            t = time.perf_counter()
-            done = 0
-            while done < self.PROBE and time.perf_counter() - t < limit:
-                correct += self._run_blocks(X, labels, order, start + done, start + done + 4, other)
-                done += 4
-            self._rates[other] = done / max(time.perf_counter() - t, 1e-9)
-            start += done
-            won = self._rates[other] > self._rates[best]
-            self._probe_gap = 1 if won else min(2 * self._probe_gap, 64)
-            self._probe_wait = self._probe_gap
-            if won:
-                best = other
-        self._probe_wait -= 1
-        t = time.perf_counter()
-        correct += self._run_blocks(X, labels, order, start, stop, best)
-        if stop - start >= self.PROBE:
-            self._rates[best] = (stop - start) / max(time.perf_counter() - t, 1e-9)
-        return correct
-
-    def _run_blocks(self, X: np.ndarray, labels: np.ndarray, order: np.ndarray, start: int, stop: int,
-                    nblk: int) -> int:
+        """Train on order[start:stop]; returns the number of right predictions (before each update)."""
         return int(K.train_samples(
             X, labels, order, start, stop, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
             self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,
-            self._Ubs, self._touched, self.rnd_state, self._Js, self.cnt, nblk, self.mode == "online", self.batch_size,
+            self._Ubs, self._touched, self.rnd_state, self._Js, self.cnt, self.mode == "online", self.batch_size,
             self.batch_shift, self._in_batch, self._dbufs, self._dmetas))
 
     def flush(self) -> None:
@@ -711,8 +674,32 @@ class FixedEngine:
 
     def float_twin(self):
         """A float64 twin of this engine in its *current* state (same weights, B, learning rates, order)."""
-        from .twin import FloatTwin
         return FloatTwin.from_engine(self)
+
+    def program(self):
+        """The on-chip program of this engine in its current state (edgelearn.program), what HLS and RTL read."""
+        return lower(self)
+
+    def layer_nonzeros(self, x_raw, cnt: np.ndarray) -> list[int]:
+        """Non-zero inputs of every layer for one raw sample under the current weights (forward only; the counters
+        go to ``cnt``, not the engine's)."""
+        P = self.P
+        out = []
+        v = np.asarray(x_raw, dtype=np.int64)
+        for k in range(P.shape[0]):
+            out.append(int(np.count_nonzero(v)))
+            if k == P.shape[0] - 1:
+                break
+            nz = np.empty(v.shape[0], dtype=np.int64)
+            n = K.nonzeros(v, nz)
+            acc = np.empty(P[k, K.N_OUT], dtype=np.int64)
+            z = np.empty(P[k, K.N_OUT], dtype=np.int64)
+            K.layer_preact(P, k, self._Ws[k], self._bs[k], v, nz, n, acc, z, cnt)
+            y = np.empty_like(z)
+            g = np.empty_like(z)
+            K.layer_activate(P, k, z, self._tables[k], y, g, cnt)
+            v = y
+        return out
 
     def formats(self) -> dict[str, Any]:
         return self.precision.to_dict()

@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError, EdgelearnError
+from ..fileio import write_bytes_atomic
+from ..program import FEEDBACK_STREAM, LDFA_P_STREAM
 from . import engine_kernels as K
-from .lfsr import derive_seed
+from .lfsr import STATE_BITS, derive_seed
+from .precision import fmt_str
 
 FILE_FORMAT = "edgelearn-fixed-weights"
 VERSION = 1
@@ -42,22 +44,10 @@ VERSION = 1
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(path, data)
 
 
 def weights_meta(eng) -> dict[str, Any]:
-    from .engine import FEEDBACK_STREAM, LDFA_P_STREAM
-
     layers = []
     for k, lp in enumerate(eng.precision.layers):
         shape = eng._fb_shapes[k]
@@ -108,27 +98,134 @@ def save_weights(eng, path) -> tuple[Path, Path]:
     return path, side
 
 
-def load_weights(path):
-    """Rebuild a :class:`FixedEngine` from a weight file (formats, rules, weights, feedback, LFSR states)."""
-    from ..network import network_from_dict
-    from .engine import FixedEngine
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_ABSENT = object()
 
-    path = Path(path)
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_field(path: Path, obj: dict, key: str, where: str, ok, what: str, default=_ABSENT):
+    """``obj[key]`` of the metadata, checked with ``ok``; ``where`` locates ``obj`` ("layers[0]", "" at the top)."""
+    if key not in obj:
+        if default is not _ABSENT:
+            return default
+        raise DataError(f"{path}: metadata {f'{where!r} ' if where else ''}has no {key!r}")
+    v = obj[key]
+    if not ok(v):
+        raise DataError(f"{path}: metadata {f'{where}.{key}' if where else key!r} must be {what}, got {v!r:.60}")
+    return v
+
+
+def _read_archive(path: Path) -> dict[str, Any]:
+    """Every member of the .npz archive ``path``, as numpy arrays (bytes for members that are not .npy)."""
     if not path.is_file():
         raise DataError(f"{path}: no such weight file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz weight file ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the weight file ({exc.strerror})") from None
+    if not raw:
+        raise DataError(f"{path}: empty file, not a weight archive")
+    if raw.startswith(_NPY_MAGIC):
+        raise DataError(f"{path}: a single .npy array, not a .npz weight archive")
+    if not raw.startswith(_ZIP_MAGIC):  # np.load would try to unpickle it
+        raise DataError(f"{path}: not a .npz weight archive (no zip signature)")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # of the bytes alone: BadZipFile (CRC), zlib.error, EOFError, TokenError (header)...
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{path}: corrupt or truncated weight archive ({detail})") from None
+
+
+def _read_meta(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The metadata, its structure and the types of every entry the loader reads checked."""
     if "meta" not in data:
         raise DataError(f"{path}: not an edgelearn weight file (no 'meta' entry)")
+    text = data["meta"]
+    if not (isinstance(text, np.ndarray) and text.shape == () and text.dtype.kind == "U"):
+        raise DataError(f"{path}: the 'meta' entry must be JSON text, got "
+                        f"{getattr(text, 'dtype', type(text).__name__)} {getattr(text, 'shape', '')}")
     try:
-        meta = json.loads(str(data["meta"]))
+        meta = json.loads(str(text))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: corrupt metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: metadata must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FILE_FORMAT or meta.get("version") != VERSION:
         raise DataError(f"{path}: unsupported weight file format {meta.get('format')!r} v{meta.get('version')}")
+    is_dict, is_str = (lambda v: isinstance(v, dict)), (lambda v: isinstance(v, str))
+    count = (lambda v: _is_int(v) and v >= 0)
+    net = _meta_field(path, meta, "network", "", is_dict, "an object")
+    _meta_field(path, net, "precision", "network", lambda v: v is None or isinstance(v, dict), "an object", None)
+    layers = _meta_field(path, meta, "layers", "", lambda v: isinstance(v, list) and v, "a non-empty list")
+    _meta_field(path, meta, "bits", "", lambda v: v is None or _is_int(v), "an integer or null")
+    _meta_field(path, meta, "seed", "", _is_int, "an integer")
+    _meta_field(path, meta, "feedback_mode", "", is_str, "a string")
+    for key in ("table_bits", "range_bits"):
+        _meta_field(path, meta, key, "", _is_int, "an integer")
+    for key in ("samples_seen", "epochs_done"):
+        _meta_field(path, meta, key, "", count, "a non-negative integer", 0)
+    for k, lay in enumerate(layers):
+        where = f"layers[{k}]"
+        if not isinstance(lay, dict):
+            raise DataError(f"{path}: metadata {where!r} must be an object, got {type(lay).__name__}")
+        for key in ("name", "rule", "act"):
+            _meta_field(path, lay, key, where, is_str, "a string")
+        for key in ("n_in", "n_out", "lr_shift"):
+            _meta_field(path, lay, key, where, _is_int, "an integer")
+        fmts = _meta_field(path, lay, "formats", where, is_dict, "an object")
+        for t in fmts:
+            _meta_field(path, fmts, t, f"{where}.formats", lambda v: v is None or isinstance(v, str),
+                        "a format string or null")
+        if k == 0:
+            _meta_field(path, fmts, "input", f"{where}.formats", is_str, "a format string")
+        mult = _meta_field(path, lay, "lr_mult", where, lambda v: v is None or isinstance(v, dict),
+                           "an object or null")
+        if mult is not None:
+            _meta_field(path, mult, "value", f"{where}.lr_mult",
+                        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
+        _meta_field(path, lay, "feedback", where, lambda v: v is None or (isinstance(v, dict) and "shape" in v),
+                    "an object with a 'shape' or null", None)
+    return meta
+
+
+def _int_array(path: Path, data: dict[str, Any], name: str, shape: tuple[int, ...], fmt=None) -> np.ndarray:
+    """Member ``name`` as int64 raw values, checked: integer dtype, exact ``shape`` (no broadcasting), inside
+    ``fmt``'s storage range."""
+    if name not in data:
+        raise DataError(f"{path}: no array {name!r} (the network of its metadata needs it)")
+    a = data[name]
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"{path}: {name} is not a numpy array")
+    if a.dtype.kind not in "iu":
+        raise DataError(f"{path}: {name} has dtype {a.dtype}; raw values are integers")
+    if a.shape != tuple(shape):
+        raise DataError(f"{path}: {name} must have shape {tuple(shape)}, got {a.shape}")
+    if fmt is not None and a.size:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < fmt.min_raw or hi > fmt.max_raw:
+            raise DataError(f"{path}: {name} out of range of {fmt_str(fmt)} (raw {fmt.min_raw}..{fmt.max_raw}, "
+                            f"the file has {lo}..{hi})")
+    return a.astype(np.int64)
+
+
+def load_weights(path):
+    """Rebuild a :class:`FixedEngine` from a weight file (formats, rules, weights, feedback, LFSR states).
+
+    Everything is checked before it is used -- the archive, the metadata's structure, every array the network
+    needs (and no other), dtypes, shapes, ranges, LFSR states -- and any problem is a :class:`DataError` naming the
+    file: a damaged or hand-edited file never loads as a different engine.
+    """
+    from ..network import network_from_dict
+    from .engine import FixedEngine, check_spec
+
+    path = Path(path)
+    data = _read_archive(path)
+    meta = _read_meta(path, data)
     net = dict(meta["network"])
     per_layer = {}
     for lay in meta["layers"]:
@@ -145,17 +242,89 @@ def load_weights(path):
     net["precision"] = prec
     try:
         spec = network_from_dict(net, source=str(path))
-    except ConfigError as exc:
+        check_spec(spec)
+        sizes = spec.mlp_sizes()
+    except EdgelearnError as exc:
         raise DataError(f"{path}: bad network description: {exc}") from None
-    eng = FixedEngine(spec, seed=int(meta["seed"]))
-    for k in range(len(eng.W)):
-        eng.set_weights(k, data[f"W{k}"], data[f"b{k}"])
-        if f"B{k}" in data and not eng.P[k, K.FB_LFSR]:
-            eng.set_feedback(k, data[f"B{k}"])
-    eng.rnd_state[:] = data["rnd_state"]
-    eng.samples_seen = int(meta.get("samples_seen", 0))
-    eng.epochs_done = int(meta.get("epochs_done", 0))
+    # the file's arrays bound the sizes before the engine allocates anything for them
+    for k in range(len(sizes) - 1):
+        _int_array(path, data, f"W{k}", (sizes[k], sizes[k + 1]))
+        _int_array(path, data, f"b{k}", (sizes[k + 1],))
+    try:
+        eng = FixedEngine(spec, seed=meta["seed"])
+    except EdgelearnError as exc:
+        raise DataError(f"{path}: bad network description: {exc}") from None
+    _check_layers(path, meta["layers"], eng)
+    _check_members(path, data, eng)
+    for k, lp in enumerate(eng.precision.layers):
+        eng.set_weights(k, _int_array(path, data, f"W{k}", (lp.n_in, lp.n_out), lp.weight),
+                        _int_array(path, data, f"b{k}", (lp.n_out,), lp.bias))
+        if eng._fb_shapes[k] is not None:
+            B = _int_array(path, data, f"B{k}", eng._fb_shapes[k], lp.feedback)
+            if not eng.P[k, K.FB_LFSR]:
+                eng.set_feedback(k, B)
+            elif not np.array_equal(B, eng.B[k]):  # lfsr mode regenerates B: a different stored one would be lost
+                raise DataError(f"{path}: B{k} differs from the LFSR feedback matrix its seed gives "
+                                f"(feedback_mode lfsr regenerates it)")
+        if eng.acts[k] in ("tanh", "sigmoid"):  # rebuilt from the formats: another table would be dropped
+            table = _int_array(path, data, f"table{k}", eng.tables[k].shape)
+            if not np.array_equal(table, eng.tables[k]):
+                raise DataError(f"{path}: table{k} differs from the {eng.acts[k]} table its formats give")
+    eng.rnd_state[:] = _rnd_state(path, data, len(eng.W))
+    eng.samples_seen = meta.get("samples_seen", 0)
+    eng.epochs_done = meta.get("epochs_done", 0)
     return eng
+
+
+def _check_layers(path: Path, layers: list[dict], eng) -> None:
+    """The metadata's per-layer description is what its network and formats give (else the file was edited):
+    every entry the file has is compared with :func:`weights_meta` of the rebuilt engine."""
+    if len(layers) != len(eng.W):
+        raise DataError(f"{path}: the network has {len(eng.W)} trainable layers, the metadata lists {len(layers)}")
+    want = json.loads(json.dumps(weights_meta(eng)["layers"]))  # as the file would hold it
+    for lay, ref, name in zip(layers, want, eng.layer_names):
+        diff = _first_difference(lay, ref)
+        if diff:
+            key, got, exp = diff
+            raise DataError(f"{path}: layer {name}: the file says {key} {got!r:.60}, its network gives {exp!r:.60}")
+
+
+def _first_difference(got, want, key: str = ""):
+    """(dotted key, file's value, expected value) of the first entry of ``got`` that differs from ``want``, or
+    None; entries the file lacks are not compared."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        for k, v in got.items():
+            diff = _first_difference(v, want.get(k), f"{key}.{k}" if key else k)
+            if diff:
+                return diff
+        return None
+    return None if got == want and type(got) is type(want) else (key, got, want)
+
+
+def _check_members(path: Path, data: dict[str, Any], eng) -> None:
+    """No array the network does not use (missing ones are found where they are read)."""
+    need = {"meta", "rnd_state"}
+    for k in range(len(eng.W)):
+        need |= {f"W{k}", f"b{k}"}
+        if eng._fb_shapes[k] is not None:
+            need.add(f"B{k}")
+        if eng.acts[k] in ("tanh", "sigmoid"):
+            need.add(f"table{k}")
+    extra = sorted(set(data) - need)
+    if extra:
+        raise DataError(f"{path}: unexpected array {extra[0]!r} (not part of the network of its metadata)")
+
+
+def _rnd_state(path: Path, data: dict[str, Any], n_layers: int) -> np.ndarray:
+    """One LFSR state per layer, each a 32-bit state other than 0 (from 0 the LFSR only ever gives 0, so
+    stochastic rounding would silently become truncation)."""
+    st = _int_array(path, data, "rnd_state", (n_layers,))
+    for k, s in enumerate(data["rnd_state"].tolist()):
+        if not 0 <= s < 1 << STATE_BITS:
+            raise DataError(f"{path}: rnd_state[{k}] = {s} is not a {STATE_BITS}-bit LFSR state")
+        if s == 0:
+            raise DataError(f"{path}: rnd_state[{k}] is 0, the LFSR's lock-up state (its stream would stay 0)")
+    return st
 
 
 def clone_engine(eng):

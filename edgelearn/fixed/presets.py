@@ -13,13 +13,32 @@ A preset is a plain mapping ``tensor -> format string`` (hls4ml syntax) plus eng
 """
 from __future__ import annotations
 
-from ..errors import FormatError
+import math
 
-#: default learning-rate shift (eta = 2**-lr_shift) of every layer
+from ..errors import FormatError
+from ..word_length import MAX_BITS, MIN_BITS
+
+#: learning-rate shift (eta = 2**-lr_shift) of a rule not in LR_SHIFTS (sdfa, shallow: not measured)
 DEFAULT_LR_SHIFT = 6
+#: learning-rate shift per rule, (STOCH presets, RND presets) -- the two weight-rounding regimes of :func:`preset`
+#: -- measured at 8 and 16 bits on FC2-500 / MNIST: the shift where the worse of engine and float-twin accuracy is
+#: best (docs/engine.md "Learning-rate presets", benchmarks/preset_lr.py).  The old single 6 (tuned for DRTP)
+#: made FA's twin diverge (34 % at 8 bits) and held bp, dfa and ldfa back.
+LR_SHIFTS: dict[str, tuple[int, int]] = {
+    "fa": (8, 8),
+    "bp": (8, 8),
+    "dfa": (8, 8),
+    "ldfa": (8, 8),
+    "drtp": (6, 8),
+}
+#: fan-in of the first layer the shifts were measured at (MNIST); wider (denser) inputs take larger shifts
+MEASURED_FAN_IN = 784
+#: extra shift per doubling of the first layer's fan-in beyond MEASURED_FAN_IN (measured on the CIFAR-10 subset)
+FAN_IN_SHIFT_PER_OCTAVE = 2
 #: default preset when a network has no precision block and no --bits
 DEFAULT_BITS = 8
-MIN_BITS, MAX_BITS = 4, 32
+#: presets up to this word length round weight updates stochastically, wider ones to nearest
+STOCH_MAX_BITS = 12
 
 
 def preset(bits: int) -> dict[str, object]:
@@ -29,7 +48,7 @@ def preset(bits: int) -> dict[str, object]:
     if not MIN_BITS <= bits <= MAX_BITS:
         raise FormatError(f"--bits {bits} out of range (presets exist for {MIN_BITS}..{MAX_BITS} bits)")
     n = bits
-    wq = "STOCH" if n <= 12 else "RND"
+    wq = "STOCH" if n <= STOCH_MAX_BITS else "RND"
     nin = min(n, 16)
     nfb = min(n, 16)
     # weights in [-2, 2): DRTP/DFA weights of MNIST-sized layers stay well inside +-2
@@ -47,6 +66,56 @@ def preset(bits: int) -> dict[str, object]:
     }
 
 
-def preset_table() -> list[tuple[int, dict[str, object]]]:
-    """(bits, preset) for the documented sizes."""
-    return [(b, preset(b)) for b in (4, 6, 8, 10, 12, 16, 24, 32)]
+def lr_shift_for(rule: str, bits: int | None, sizes=None) -> int:
+    """The preset learning-rate shift of a layer trained with ``rule`` at ``bits`` (None: the default preset's word
+    length) in an MLP of widths ``sizes``: the rule's measured shift, plus FAN_IN_SHIFT_PER_OCTAVE per doubling of
+    the input width beyond MEASURED_FAN_IN (each update moves a pre-activation by a sum over the inputs)."""
+    b = DEFAULT_BITS if bits is None else bits
+    stoch, rnd = LR_SHIFTS.get(rule, (DEFAULT_LR_SHIFT, DEFAULT_LR_SHIFT))
+    octaves = max(0, round(math.log2(sizes[0] / MEASURED_FAN_IN))) if sizes else 0
+    return (stoch if b <= STOCH_MAX_BITS else rnd) + FAN_IN_SHIFT_PER_OCTAVE * octaves
+
+
+def max_bits(spec, rule: str | None = None) -> int:
+    """The largest ``--bits`` preset the engine accepts for ``spec`` (with ``rule`` on every layer): the engine's
+    own int64 range checks decide (engine.FixedEngine, docs/engine.md "Word-length limit")."""
+    from .engine import FixedEngine
+
+    try:
+        FixedEngine(spec, rule=rule, bits=MAX_BITS)
+    except FormatError as exc:
+        limit = getattr(exc, "max_bits", None)
+        if limit is None:
+            raise
+        return limit
+    return MAX_BITS
+
+
+#: the network whose word-length limits ``--help`` quotes (the DRTP paper's FC2-500 on MNIST)
+HELP_NETWORK = "fc2-500"
+#: rules whose limits ``--help`` quotes, in that order
+HELP_RULES = ("bp", "fa", "ldfa", "dfa", "sdfa", "drtp")
+
+
+def limits_sentence(network: str = HELP_NETWORK) -> str:
+    """'on fc2-500 (784-500-500-10): bp up to 18 bits, ...' -- from :func:`max_bits`, for help and docs."""
+    from ..network import load_network
+
+    spec = load_network(network)
+    groups: dict[int, list[str]] = {}
+    for r in HELP_RULES:
+        groups.setdefault(max_bits(spec, r), []).append(r)
+    parts = [f"{'/'.join(rs)} up to {b} bits" for b, rs in sorted(groups.items())]
+    return f"on {spec.name} ({'-'.join(map(str, spec.mlp_sizes()))}): {', '.join(parts)}"
+
+
+class BitsHelp(str):
+    """A ``--bits`` help text completed with :func:`limits_sentence` when argparse formats it (``%``), so that
+    the limits come from the engine's range checks without loading the engine unless help is printed."""
+
+    def __mod__(self, params):
+        try:
+            tail = limits_sentence()
+        except Exception:  # noqa: BLE001 - help must print even where the quoted config cannot load
+            tail = f"(limits of {HELP_NETWORK} unavailable here)"
+        return str.__mod__(str(self), params) + " " + tail

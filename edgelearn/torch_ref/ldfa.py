@@ -343,6 +343,7 @@ class LDFA(_LowRankFeedback):
     """Low-rank feedback B = QP through which the layer propagates to its input (Algorithm 1)."""
 
     name = "ldfa"
+    params = tuple(k for k in DEFAULTS if k != "dldfa_source")
 
     def __init__(self, learner, site):
         super().__init__(learner, site)
@@ -401,6 +402,7 @@ class DLDFA(_LowRankFeedback):
     name = "dldfa"
     cuts = True
     needs_error = True
+    params = tuple(k for k in DEFAULTS if k != "ldfa_output_p")
 
     def __init__(self, learner, site):
         super().__init__(learner, site)

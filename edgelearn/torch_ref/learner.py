@@ -11,37 +11,62 @@ DRTP/DFA signals are delivered after the activation and pooling as in the DRTP p
 comes from autograd on the segment alone. For the direct rules the graph is cut at that point: the layers downstream
 compute on a detached tensor, and the backward pass of a step is one local backward per segment -- no BP backward is
 ever computed (see ``benchmarks/bench_graph_cut.py``).
+
+The tracing pass also watches every torch function applied to a point: an activation, pooling, normalisation or
+dropout module called in ``forward()`` directly on it extends the segment to that module; the same operation as a
+function (``F.relu``, ``F.max_pool2d``) cannot carry a hook, so a rule that delivers its signal at the point refuses
+it -- unless a :class:`Point` marker after it says where the segment ends. The function that produces the model's
+output (none, ``log_softmax``, ``softmax``, ``sigmoid``) decides or checks the loss.
 """
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import RuleError
+from ..network import LOSSES
 from .rules import RULE_CLASSES, Rule, no_autocast
 
 TRAINABLE = (nn.Linear, nn.Conv2d)
-# modules absorbed into the segment of the trainable layer they follow in an nn.Sequential
+# modules absorbed into the segment of the trainable layer they follow in an nn.Sequential (or that forward() applies
+# to its output first)
 SEGMENT_TAIL = (nn.Tanh, nn.Sigmoid, nn.ReLU, nn.GELU, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity,
                 nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.LayerNorm, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-                nn.Flatten)
+                nn.Flatten, nn.Mish, nn.SELU, nn.CELU, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Dropout1d,
+                nn.Dropout2d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveMaxPool2d, nn.GroupNorm)
+# torch functions (by name) whose derivative belongs to the segment of the layer whose point they are applied to
+SEGMENT_FUNCTIONS = frozenset({
+    "relu", "relu_", "relu6", "gelu", "silu", "mish", "elu", "elu_", "selu", "celu", "leaky_relu", "leaky_relu_",
+    "hardtanh", "hardtanh_", "hardswish", "hardsigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_", "softplus",
+    "softsign", "tanhshrink", "logsigmoid", "threshold", "threshold_", "clamp", "clamp_", "clip", "clip_", "prelu",
+    "rrelu", "glu", "softmax", "log_softmax", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "dropout", "dropout1d", "dropout2d",
+    "dropout3d", "alpha_dropout", "feature_alpha_dropout", "batch_norm", "layer_norm", "group_norm",
+    "instance_norm", "rms_norm", "local_response_norm", "normalize"})
+# torch functions that return the same values rearranged: the point seen through a view is still the point
+ALIAS_FUNCTIONS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "contiguous", "transpose", "permute",
+    "squeeze", "unsqueeze", "t", "__getitem__", "clone", "detach", "to", "float", "double", "half", "bfloat16",
+    "type", "type_as", "expand", "expand_as", "narrow", "select"})
+# the model's last function -> what its outputs are, for the loss (logits when none)
+PROBABILITY_OUTPUTS = ("softmax", "sigmoid")
 
 
-def _load_extra_rules() -> None:
-    # the low-rank and SVD-space rules live in their own modules and register themselves on import
-    import importlib
-
-    for mod in ("edgelearn.torch_ref.ldfa", "edgelearn.torch_ref.ssa"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+class Point(nn.Identity):
+    """Marks the output point of the trainable layer its input was computed from (the one that ran last, if several):
+    that layer's segment (what a direct rule's signal passes through on its way to the layer) ends here. Needed where
+    ``forward()`` applies functions to a layer's output that the converter cannot hook, e.g.
+    ``x = self.p1(F.max_pool2d(F.relu(self.conv1(x)), 2))``; an nn.Identity otherwise (also in an nn.Sequential, where
+    it ends the segment of the layer before it)."""
 
 
 @dataclass
@@ -55,6 +80,81 @@ class Site:
     point_shape: tuple[int, ...] = ()
     is_output: bool = False
     rule: Rule | None = None
+    #: the end was declared (``el_segment_ends``, a :class:`Point`): the tracing pass neither moves it nor reports
+    #: what follows it
+    declared_end: bool = False
+    #: what the tracing pass saw applied to the point that no hook can follow (functions, a shared end module)
+    misses: list[str] = field(default_factory=list)
+
+
+def _tensors(obj: Any) -> Iterable[torch.Tensor]:
+    if torch.is_tensor(obj):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+
+
+_STATE_RANK = {"derived": 0, "point": 1, "seg": 2}
+
+
+class _PointTracer(TorchFunctionMode):
+    """The tracing pass's view of the tensors that come from a site (key: the site's position in the discovery list):
+    ``seg`` inside its segment (between the layer's output and the end module's), ``point`` its output point or a view
+    of it, ``derived`` computed from the point. ``consumed``: the sites whose point some function other than a view
+    has read; what reads it after that is a branch beside the next layer, not the segment's continuation. A segment
+    function (activation, pooling, ...) that reads a point first is a miss of that site, unless its end is
+    ``explicit`` (a Point marker, ``el_segment_ends``). ``producer``: the last function other than a view since a
+    trainable layer (the model's output: what the loss receives)."""
+
+    def __init__(self):
+        super().__init__()
+        self.status: dict[int, dict[int, str]] = {}
+        self.producer: dict[int, str | None] = {}
+        self.misses: dict[int, list[str]] = {}
+        self.consumed: set[int] = set()
+        self.explicit: set[int] = set()
+        self._alive: list[torch.Tensor] = []  # keeps the traced tensors alive so that their ids stay unique
+
+    def mark(self, t: torch.Tensor, states: dict[int, str], producer: str | None) -> None:
+        self.status[id(t)] = states
+        self.producer[id(t)] = producer
+        self._alive.append(t)
+
+    def miss(self, key: int, what: str) -> None:
+        seen = self.misses.setdefault(key, [])
+        if what not in seen:
+            seen.append(what)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        ins = [t for t in _tensors((args, kwargs)) if id(t) in self.status]
+        if not ins:
+            return out
+        name = getattr(func, "__name__", "")
+        merged: dict[int, str] = {}
+        for t in ins:
+            for k, st in self.status[id(t)].items():
+                if _STATE_RANK[st] >= _STATE_RANK[merged.get(k, "derived")]:
+                    merged[k] = st
+        if name in SEGMENT_FUNCTIONS:
+            for k, st in merged.items():
+                if st == "point" and k not in self.explicit and k not in self.consumed:
+                    self.miss(k, name)
+        alias = name in ALIAS_FUNCTIONS
+        results = list(_tensors(out))
+        if results and not alias:
+            self.consumed.update(k for k, st in merged.items() if st == "point")
+        states = {k: st if st == "seg" or (st == "point" and alias) else "derived" for k, st in merged.items()}
+        producer = self.producer.get(id(ins[0])) if alias else name
+        for r in results:
+            if not any(r is t for t in ins):  # an in-place or identity result keeps its state
+                self.mark(r, states, producer)
+        return out
 
 
 @dataclass
@@ -68,7 +168,6 @@ class Context:
     error: torch.Tensor | None = None  # e = dL/dz_out, flattened to (N, C)
     points: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     output_z: torch.Tensor | None = None
-    trace: list[tuple[nn.Module, tuple[int, ...]]] | None = None
 
 
 @dataclass
@@ -111,7 +210,7 @@ def effective_rank(signal: torch.Tensor) -> float:
 class LocalLearner:
     """A model with learning rules attached. Use like an optimiser-agnostic training step::
 
-        learner = convert(model, rule="drtp", num_classes=10, example_input=x[:2])
+        learner = convert(model, rule="drtp", num_classes=10, loss="ce", example_input=x[:2])
         opt = torch.optim.Adam(learner.parameters(), lr=1.5e-4)
         for x, y in loader:
             opt.zero_grad()
@@ -121,22 +220,27 @@ class LocalLearner:
 
     def __init__(self, model: nn.Module, rule: str = "bp", rules: dict[str | int, str] | None = None, *,
                  example_input: torch.Tensor, task: str = "classification", num_classes: int | None = None,
-                 output_dim: int | None = None, loss: str = "bce", seed: int = 0,
+                 output_dim: int | None = None, loss: str | None = None, seed: int = 0,
                  rule_params: dict[str, Any] | None = None):
-        _load_extra_rules()
         self.model = model
         self.task = task
         self.num_classes = num_classes
-        self.output_dim = int(num_classes if task == "classification" else output_dim)
-        self.loss_kind = loss
-        self._loss = _loss_fn(loss)
+        self.output_dim = self._output_width(task, num_classes, output_dim)
+        if loss is not None and loss not in LOSSES:
+            raise RuleError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if rule_params is not None and not isinstance(rule_params, dict):
+            raise RuleError(f"rule_params must be a mapping, got {type(rule_params).__name__}")
         self.rule_params = dict(rule_params or {})
         self.ctx = Context()
         self.sites = self._find_sites(model)
         if not self.sites:
             raise RuleError("the model has no trainable layer (nn.Linear or nn.Conv2d)")
-        self._trace(example_input)
+        final = self._trace(example_input)
+        self.loss_kind = self._resolve_loss(loss, final)
+        self._loss = _loss_fn(self.loss_kind)
         self._assign_rules(rule, rules or {})
+        self._check_rule_params()
+        self._check_points()
         gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
         for site in self.sites:
             site.rule.setup(gen)
@@ -149,9 +253,26 @@ class LocalLearner:
 
     # -- discovery -----------------------------------------------------------------------------------------------
     @staticmethod
+    def _output_width(task: str, num_classes: Any, output_dim: Any) -> int:
+        if task not in ("classification", "regression"):
+            raise RuleError(f"task must be 'classification' or 'regression', got {task!r}")
+        key, value = ("num_classes", num_classes) if task == "classification" else ("output_dim", output_dim)
+        if value is None:
+            if task == "classification":
+                need = ("num_classes (the number of classes, the model's output width); for regression pass "
+                        "task='regression' and output_dim")
+            else:
+                need = "output_dim (the model's output width)"
+            raise RuleError(f"a {task} model needs {need}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise RuleError(f"{key} must be a positive integer, got {value!r}")
+        return int(value)
+
+    @staticmethod
     def _find_sites(model: nn.Module) -> list[Site]:
         sites: list[Site] = []
         ends: dict[int, nn.Module] = {}
+        fixed: set[int] = set()  # layers whose end was declared
         for parent in model.modules():
             if isinstance(parent, nn.Sequential):
                 children = list(parent.children())
@@ -159,6 +280,10 @@ class LocalLearner:
                     if isinstance(child, TRAINABLE):
                         end = child
                         for nxt in children[i + 1:]:
+                            if isinstance(nxt, Point):
+                                end = nxt
+                                fixed.add(id(child))
+                                break
                             if isinstance(nxt, SEGMENT_TAIL):
                                 end = nxt
                             else:
@@ -173,54 +298,152 @@ class LocalLearner:
                     child, end = getattr(parent, child_name, None), getattr(parent, end_name, None)
                     if isinstance(child, TRAINABLE) and isinstance(end, nn.Module):
                         ends[id(child)] = end
+                        fixed.add(id(child))
         for name, mod in model.named_modules():
             if isinstance(mod, nn.MultiheadAttention):
                 raise RuleError(f"layer {name!r} is an nn.MultiheadAttention, which computes its projections "
                                 "functionally; build attention from nn.Linear projections "
                                 "(edgelearn.torch_ref.build.Attention) so rules can apply to them")
             if isinstance(mod, TRAINABLE):
-                sites.append(Site(name=name, module=mod, end=ends.get(id(mod), mod)))
+                sites.append(Site(name=name, module=mod, end=ends.get(id(mod), mod), declared_end=id(mod) in fixed))
         return sites
 
-    def _trace(self, example_input: torch.Tensor) -> None:
-        """One forward pass (no grad, eval mode) to learn execution order and point shapes."""
-        order: list[Site] = []
+    def _trace(self, example_input: torch.Tensor) -> str | None:
+        """One forward pass (no grad, eval mode) to learn execution order and point shapes, to extend segments over
+        the modules ``forward()`` applies to a point, to place :class:`Point` markers and to record what no hook can
+        follow (``Site.misses``). Returns the function that produced the model's output (None: logits)."""
+        sites = self.sites
+        tracer = _PointTracer()
+        key_of = {id(s.module): k for k, s in enumerate(sites)}
+        ends = {k: s.end for k, s in enumerate(sites)}
+        explicit = tracer.explicit
+        explicit.update(k for k, s in enumerate(sites) if s.declared_end)
+        order: list[int] = []
         shapes: dict[int, tuple[int, ...]] = {}
-        by_module = {id(s.module): s for s in self.sites}
-        by_end = {id(s.end): s for s in self.sites}
+        calls: dict[int, int] = {}
+        names = {id(m): n for n, m in self.model.named_modules()}
+
+        def before(mod, args):
+            calls[id(mod)] = calls.get(id(mod), 0) + 1
+            ins = [t for t in _tensors(args) if id(t) in tracer.status]
+            if isinstance(mod, Point):
+                owner = [k for k, end in ends.items() if end is mod]  # placed in an nn.Sequential
+                if not owner:
+                    owner = [k for t in ins for k in tracer.status[id(t)] if k not in explicit]
+                    if not owner:
+                        raise RuleError(f"the Point marker {names.get(id(mod), '?')!r} does not follow a trainable "
+                                        "layer whose segment end is still open (no Point or el_segment_ends yet)")
+                k = max(owner, key=order.index)  # the layer that ran last
+                ends[k] = mod
+                explicit.add(k)
+                sites[k].declared_end = True
+                tracer.misses.pop(k, None)  # what ran between the layer and its marker is part of its segment
+            elif isinstance(mod, SEGMENT_TAIL):
+                # a module applied to a point in forward() before anything else read it: the segment continues
+                # through it (once the next layer has read the point, a module on it is a branch, e.g. a residual
+                # block's identity shortcut)
+                for t in ins:
+                    for k, st in tracer.status[id(t)].items():
+                        if st == "point" and k not in explicit and k not in tracer.consumed:
+                            ends[k] = mod
+                            tracer.status[id(t)] = {**tracer.status[id(t)], k: "seg"}
+
+        def after(mod, args, out):
+            if not torch.is_tensor(out):
+                return
+            k = key_of.get(id(mod))
+            if k is not None:
+                if k not in order:
+                    order.append(k)
+                tracer.mark(out, {k: "seg"}, None)
+            for k, end in ends.items():
+                if end is mod and k in order:
+                    tracer.mark(out, {**tracer.status.get(id(out), {}), k: "point"}, tracer.producer.get(id(out)))
+                    shapes[k] = tuple(out.shape[1:])
+
         handles = []
-
-        def on_layer(mod, inp, out):
-            site = by_module[id(mod)]
-            if site not in order:
-                order.append(site)
-
-        def on_end(mod, inp, out):
-            site = by_end[id(mod)]
-            shapes[id(site.module)] = tuple(out.shape[1:])
-
-        for s in self.sites:
-            handles.append(s.module.register_forward_hook(on_layer))
-            handles.append(s.end.register_forward_hook(on_end))
+        for mod in self.model.modules():
+            handles.append(mod.register_forward_pre_hook(before))
+            handles.append(mod.register_forward_hook(after))
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), tracer:
                 out = self.model(example_input)
         finally:
             self.model.train(was_training)
             for h in handles:
                 h.remove()
-        unused = [s.name for s in self.sites if s not in order]
+        unused = [s.name for k, s in enumerate(sites) if k not in order]
         if unused:
             raise RuleError(f"trainable layer(s) not used in the forward pass: {', '.join(unused)}")
-        for i, s in enumerate(order):
-            s.index = i
-            s.point_shape = shapes[id(s.module)]
-        self.sites = order
+        shared: dict[int, list[str]] = {}
+        for k, s in enumerate(sites):
+            shared.setdefault(id(ends[k]), []).append(s.name)
+        for k, s in enumerate(sites):
+            s.end = ends[k]
+            s.misses = list(tracer.misses.get(k, []))
+            if s.end is s.module:
+                continue
+            # a hook on a module called several times, or ending several segments, fires for every call: it cannot
+            # mark one layer's point
+            end_name, n, others = names.get(id(s.end), "?"), calls.get(id(s.end), 0), shared[id(s.end)]
+            if n > 1:
+                s.misses.append(f"module {end_name!r}, which forward() calls {n} times")
+            elif len(others) > 1:
+                s.misses.append(f"module {end_name!r}, which ends the segments of {' and '.join(others)}")
+        for i, k in enumerate(order):
+            sites[k].index = i
+            sites[k].point_shape = shapes[k]
+        self.sites = [sites[k] for k in order]
         self.sites[-1].is_output = True
-        if tuple(out.shape[1:]) != (self.output_dim,):
-            raise RuleError(f"the model outputs shape {list(out.shape[1:])}, expected ({self.output_dim},)")
+        if not torch.is_tensor(out) or tuple(out.shape[1:]) != (self.output_dim,):
+            got = list(out.shape[1:]) if torch.is_tensor(out) else type(out).__name__
+            raise RuleError(f"the model outputs shape {got}, expected ({self.output_dim},)")
+        return tracer.producer.get(id(out))
+
+    def _resolve_loss(self, loss: str | None, final: str | None) -> str:
+        """The loss: given, or inferred from the function that produced the model's output (``final``)."""
+        if self.task == "regression":
+            if loss not in (None, "mse"):
+                raise RuleError(f"regression uses loss 'mse', got {loss!r}")
+            return "mse"
+        if loss == "mse":
+            raise RuleError("loss 'mse' is for regression (task='regression'); classification uses 'bce' or 'ce'")
+        if final in PROBABILITY_OUTPUTS:
+            raise RuleError(f"the model ends in {final}, so it outputs probabilities, but the losses take logits "
+                            f"('bce' applies a sigmoid, 'ce' a softmax): remove the final {final}, or end in "
+                            f"log_softmax for 'ce'")
+        if final == "log_softmax":
+            if loss == "bce":
+                raise RuleError("the model ends in log_softmax (log-probabilities), but loss 'bce' applies a sigmoid "
+                                "to its outputs: use loss='ce' or remove the log_softmax")
+            return "ce"  # cross-entropy of log-probabilities equals that of the logits: log_softmax is idempotent
+        if loss is None:
+            warnings.warn("convert(): no loss given and the model outputs logits: assuming loss='bce' (a sigmoid and "
+                          "binary cross-entropy per class, as in the DRTP paper); pass loss='ce' for softmax "
+                          "cross-entropy", stacklevel=4)
+            return "bce"
+        return loss
+
+    def _check_rule_params(self) -> None:
+        in_use = list(dict.fromkeys(s.rule.name for s in self.sites))
+        accepted = list(dict.fromkeys(k for s in self.sites for k in s.rule.params))
+        # a key that only a rule not in use reads is fine: an experiment's variants share its rule_params
+        known = {k for cls in RULE_CLASSES.values() for k in cls.params}
+        for key in self.rule_params:
+            if key not in known:
+                took = f"accept {', '.join(accepted)}" if accepted else "take no rule_params"
+                raise RuleError(f"unknown rule_params key {key!r}; the rules in use ({', '.join(in_use)}) {took}")
+
+    def _check_points(self) -> None:
+        for s in self.sites:
+            if s.misses and not s.is_output and s.rule.point_matters:
+                raise RuleError(
+                    f"layer {s.name!r} (rule {s.rule.name!r}): the converter cannot hook what forward() applies to "
+                    f"its output ({', '.join(s.misses)}), so the rule would deliver its signal before that and lose "
+                    f"its derivative; apply activations and pooling as modules (nn.ReLU, nn.MaxPool2d, one instance "
+                    f"per layer) or mark the end of the layer's segment with edgelearn.torch_ref.Point()")
 
     def _assign_rules(self, default: str, overrides: dict[str | int, str]) -> None:
         names = {s.name: s for s in self.sites}
@@ -334,7 +557,23 @@ class LocalLearner:
                     seen.add(id(p))
                     yield p
 
+    def _check_labels(self, target: Any) -> None:
+        if self.task != "classification":
+            return
+        if (not torch.is_tensor(target) or target.dtype.is_floating_point or target.dtype.is_complex
+                or target.dtype == torch.bool):
+            what = f"a {target.dtype} tensor" if torch.is_tensor(target) else type(target).__name__
+            raise RuleError(f"classification targets must be integer class labels, got {what}")
+        if target.dim() != 1:
+            raise RuleError(f"classification targets must be a 1-D tensor of class labels, got shape "
+                            f"{list(target.shape)}")
+        if target.numel():
+            lo, hi = torch.stack([target.min(), target.max()]).tolist()  # one host sync
+            if lo < 0 or hi >= self.output_dim:
+                raise RuleError(f"class labels must lie in [0, {self.output_dim - 1}]; got labels from {lo} to {hi}")
+
     def _begin(self, mode: str, target: torch.Tensor) -> None:
+        self._check_labels(target)
         ctx = self.ctx
         ctx.mode, ctx.target, ctx.error, ctx.output_z = mode, target, None, None
         ctx.points = {}
@@ -477,7 +716,12 @@ class LocalLearner:
 def convert(model: nn.Module, rule: str = "bp", rules: dict[str | int, str] | None = None, *,
             example_input: torch.Tensor | None = None, input_shape: tuple[int, ...] | None = None,
             **kwargs) -> LocalLearner:
-    """Attach learning rules to ``model`` in place and return the :class:`LocalLearner` that trains it."""
+    """Attach learning rules to ``model`` in place and return the :class:`LocalLearner` that trains it.
+
+    ``num_classes`` (or ``task="regression"`` and ``output_dim``) is required. ``loss`` (``bce``, ``ce``, ``mse``)
+    is checked against the model's last function: a model ending in ``log_softmax`` implies ``ce``, one ending in
+    ``softmax`` or ``sigmoid`` is refused (the losses take logits), plain logits without ``loss`` get ``bce`` with a
+    warning. ``rule_params`` keys must be read by some rule (``Rule.params``)."""
     if example_input is None:
         if input_shape is None:
             raise RuleError("convert() needs example_input or input_shape to trace the model")

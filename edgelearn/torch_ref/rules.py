@@ -16,7 +16,9 @@ modulatory signal -- the gradient delivered at its output point -- is obtained:
 Signs follow the gradient-descent convention (the optimiser subtracts): DRTP's update ``+eta B^T y*`` is a gradient of
 ``-B^T y*``. ``N`` is the batch size, so every signal is a per-sample mean like the loss.
 
-Further rules (``ldfa``, ``dldfa``, ``ssa``) register themselves in :data:`RULE_CLASSES` from their own modules.
+Further rules (``ldfa``, ``dldfa``, ``ssa``) register themselves in :data:`RULE_CLASSES` from their own modules, which
+``edgelearn.torch_ref`` imports, so the registry is complete as soon as the package is; its names are
+:data:`edgelearn.rule_names.RULE_NAMES`.
 """
 from __future__ import annotations
 
@@ -75,6 +77,14 @@ class Rule:
     #: the rule needs the output error e = dL/dz_out
     needs_error = False
     applies_to: tuple[type, ...] = (nn.Linear, nn.Conv2d)
+    #: the ``rule_params`` keys the rule reads (the converter refuses a key no rule reads)
+    params: tuple[str, ...] = ()
+
+    @property
+    def point_matters(self) -> bool:
+        """The rule delivers a signal at the site's output point, so that point must follow the layer's activation
+        and pooling (rules that only propagate through the layer do not care where its segment ends)."""
+        return self.cuts
 
     def __init__(self, learner: "LocalLearner", site: "Site"):
         self.learner = learner
@@ -123,6 +133,7 @@ class Shallow(Rule):
     name = "shallow"
     cuts = True
     immediate = True
+    point_matters = False  # no signal at all
 
     def setup(self, generator: torch.Generator) -> None:
         if self.site.is_output:
@@ -280,6 +291,7 @@ class KP(FA):
 
     name = "kp"
     trainable_feedback = True
+    params = ("kp_decay",)
 
     def feedback_parameters(self):
         return [self.site.module.el_feedback]

@@ -304,6 +304,7 @@ class SSA(Rule):
     name = "ssa"
     cuts = True
     needs_error = True
+    params = tuple(DEFAULTS)
 
     def __init__(self, learner, site):
         super().__init__(learner, site)
