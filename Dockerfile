@@ -2,7 +2,7 @@
 # of requirements.lock), with edgelearn installed as a user gets it: a regular, non-editable install of the package.
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iverilog yosys g++ make \
+ && apt-get install -y --no-install-recommends iverilog yosys g++ make ccache \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/edgelearn
 COPY requirements.lock pyproject.toml README.md ./

@@ -149,13 +149,14 @@ def test_short_training_run_on_real_digits(sim, tmp_path):
 
 
 def test_short_training_run_on_real_mnist(mnist_dir, tmp_path):
-    """784-64-10 on real MNIST in Verilator (32 MAC lanes): 200 online DRTP updates, then 100 test images."""
+    """784-64-10 on real MNIST in Verilator (32 MAC lanes): 120 online DRTP updates, then 60 test images
+    (the engine reaches 50 % on them; chance is 10 %)."""
     require_tool("verilator")
     from edgelearn.data import load_dataset
     from edgelearn.fixed.engine import FixedEngine
 
     eng = FixedEngine(_spec([784, 64, 10], ["tanh"], name="mnist-784-64-10"), bits=8, seed=0, lr_shift=4, threads=1)
-    ds = load_dataset("mnist", mnist_dir, n_train=200, n_test=100)
-    X, y, train = _real_run(eng, ds, 200, 100)
+    ds = load_dataset("mnist", mnist_dir, n_train=120, n_test=60)
+    X, y, train = _real_run(eng, ds, 120, 60)
     rep = run_design(eng, X, y, train, tmp_path / "prj", "verilator", "mlp_stream", 32, snapshots=[len(y) - 1])
-    _check_stream(rep, len(y), 100)
+    _check_stream(rep, len(y), 60)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-time, idempotent set-up on Debian: system packages (iverilog, yosys, g++) and a virtual environment in .venv
+# One-time, idempotent set-up on Debian: system packages (iverilog, yosys, g++, make, ccache) and a virtual environment in .venv
 # with the pinned versions of requirements.lock. Re-running it does nothing when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 command -v yosys >/dev/null 2>&1 || need_apt+=(yosys)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v ccache >/dev/null 2>&1 || need_apt+=(ccache)  # Verilator builds reuse their run-time objects
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
   SUDO=""

@@ -85,6 +85,10 @@ def build(sim: str, sources: Sequence[Path], toplevel: str, build_dir: Path,
         flags = os.environ.get("MAKEFLAGS", "")
         if "CFG_CXXFLAGS_PCH_I" not in flags:
             os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        # every build compiles Verilator's and cocotb's run-time objects anew: ccache (installed by the set-up)
+        # serves them from the second build on (20 % of a small design's build time)
+        if "OBJCACHE" not in os.environ and shutil.which("ccache"):
+            os.environ["OBJCACHE"] = "ccache"
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, build_dir=str(build_dir),
                  build_args=args, parameters=dict(parameters or {}), includes=[str(i) for i in includes],
                  always=True, timescale=("1ns", "1ps"), log_file=str(Path(build_dir) / "build.log"))
