@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
 from ..fixed.presets import BitsHelp
 from ..threads import add_threads_arg
-from .common import load_spec, parse_layer_rules, positive_int
+from .common import check_engine_dataset, load_spec, parse_layer_rules, positive_int
 
 #: --epochs default: the config's, capped (a simulation is a quick look; ask for more explicitly)
 MAX_DEFAULT_EPOCHS = 5
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..data import load_dataset
-    from ..errors import ConfigError, DataError
+    from ..errors import ConfigError
     from ..fileio import output_dir, write_json_atomic
     from ..fixed.engine import FixedEngine
     from ..fixed.precision import parse_format_overrides, parse_mode_overrides
@@ -92,12 +91,7 @@ def run(args: argparse.Namespace) -> int:
                       threads=threads)
     name = args.dataset or spec.dataset or "digits"
     ds = load_dataset(name, args.data_dir, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
-    if ds.task != "classification":
-        raise DataError(f"dataset {name} is a {ds.task} dataset; the engine trains classifiers")
-    n_in = int(math.prod(ds.input_shape))
-    if n_in != eng.sizes[0] or ds.num_classes != eng.num_classes:
-        raise ConfigError(f"dataset {name} has {n_in} inputs and {ds.num_classes} classes; network {spec.name} "
-                          f"expects {eng.sizes[0]} and {eng.num_classes}")
+    check_engine_dataset(eng, ds, name)
     # validate and quantize everything before any output exists (nothing half-written on bad data)
     Xtr = eng.quantize_inputs(ds.x_train)
     Xte = eng.quantize_inputs(ds.x_test, count=False)
