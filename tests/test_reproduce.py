@@ -46,23 +46,53 @@ def test_ldfa_rank_runs_the_papers_settings_at_every_rank(tmp_path, monkeypatch)
     seen = []
 
     def fake_train(spec, rule, **kw):
-        seen.append((spec, rule, kw["epochs"]))
-        rank = spec.rule_params.get("rank")
+        seen.append((spec, rule, kw["epochs"], kw["seed"], kw["out"].name))
+        rank = spec.rule_params.get("rank") if rule == "ldfa" else 64
         return {"test_accuracy": [0.2, 0.40 if rule == "bp" else 0.40 - (64 - rank) / 1000]}
 
     monkeypatch.setattr(rep, "train", fake_train)
     rows = rep.ldfa_rank(tmp_path, data_dir=tmp_path, progress=False)
-    assert [(s.variant, r, s.rule_params.get("rank") if r == "ldfa" else None) for s, r, _ in seen] == [
-        ("bp", "bp", None), ("r64", "ldfa", 64), ("r32", "ldfa", 32), ("r16", "ldfa", 16), ("r10", "ldfa", 10),
-        ("r4", "ldfa", 4)]
-    for spec, _, epochs in seen:  # the paper's optimiser (App. C), its layer init, 8 epochs unless --full
+    assert [(s.variant, r, s.rule_params.get("rank") if r == "ldfa" else None, d) for s, r, _, _, d in seen] == [
+        ("bp", "bp", None, "ldfa-bp"), ("bp", "dfa", None, "ldfa-dfa"), ("bp", "kp", None, "ldfa-kp"),
+        ("r32", "ldfa", 32, "ldfa-r32"), ("r10", "ldfa", 10, "ldfa-r10"), ("r4", "ldfa", 4, "ldfa-r4")]
+    for spec, _, epochs, _, _ in seen:  # the paper's optimiser (App. C), its layer init, 8 epochs unless --full
         assert epochs == 8
         assert spec.train["lr"] == 6e-4 and spec.train["batch_size"] == 32 and spec.train["amsgrad"] is True
         assert spec.train["init"] == "torch"
     assert rows[0]["ours"] == pytest.approx(40.0)
     assert rows[4]["setting"] == "ldfa r=10" and rows[4]["gap"] == pytest.approx(-5.4)
     assert rows[5]["paper"] is None and rows[5]["gap"] is None
-    assert rep.ldfa_rank(tmp_path, full=True, data_dir=tmp_path, progress=False) and seen[-1][2] == 160
+    assert [r["setting"] for r in rows] == ["bp", "dfa", "kp", "ldfa r=32", "ldfa r=10", "ldfa r=4"]
+    assert rows[1]["paper"] is None and rows[1]["ours"] == pytest.approx(0.0)
+    seen.clear()
+    rows = rep.ldfa_rank(tmp_path, full=True, data_dir=tmp_path, progress=False, seeds=2)
+    assert {s[2] for s in seen} == {160} and len(seen) == 12
+    # seeds outermost, seed 0 keeps the historical folder names, the others get a suffix
+    assert [(s[3], s[4]) for s in seen[5:7]] == [(0, "ldfa-r4"), (1, "ldfa-bp-s1")]
+    assert rows[0]["seeds"] == 2 and rows[0]["std"] == pytest.approx(0.0)
+
+
+def test_seeds_give_mean_and_std_and_the_paper_protocol(tmp_path, monkeypatch):
+    # the DRTP paper's protocol: the test error of a full run is the mean over its last 10 epochs
+    def fake_train(spec, rule, **kw):
+        final = 0.9 + 0.01 * kw["seed"]  # seed s ends at (90 + s) % accuracy
+        return {"test_accuracy": [0.5] * 90 + [final] * 10}
+
+    monkeypatch.setattr(rep, "train", fake_train)
+    rows = rep._rules_table("drtp-synthetic", {"bp": 8.5}, 100, tmp_path, None, progress=False, seeds=3,
+                            paper_std={"bp": 0.1})
+    (row,) = rows
+    assert row["values"] == pytest.approx([10.0, 9.0, 8.0])
+    assert row["ours"] == pytest.approx(9.0) and row["std"] == pytest.approx(1.0) and row["gap"] == pytest.approx(0.5)
+    assert "| 8.50 ± 0.10 | 9.00 ± 1.00 | 0.50 | 3 | 100 |" in rep.table(rows)
+    # a short run reports its final epoch: a mean would fold its first epochs in
+    assert rep._error({"test_accuracy": [0.5, 0.8]}) == pytest.approx(20.0)
+    assert rep._error({"test_accuracy": [0.5] * 50 + [0.9] * 10}) == pytest.approx(10.0)
+
+
+def test_seeds_below_one_is_a_clear_error(capsys):
+    assert main(["reproduce", "drtp-synthetic", "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
 
 
 def test_ldfa_models_use_pytorch_default_init():

@@ -11,6 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments")
     p.add_argument("--full", action="store_true", help="the paper's number of epochs (hours on a CPU)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="seeds per setting (0..N-1); the table shows mean +- std over them")
     p.add_argument("--data-dir", help="dataset directory (default: ../shared/data beside the project)")
     p.add_argument("--out", "-o", default="runs/reproduce", help="where runs and the table go")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -28,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
         return 0 if args.list else 2
     if args.name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {args.name!r}; known: {', '.join(EXPERIMENTS)}")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     out = output_dir(args.out)
-    rows = reproduce(args.name, out, full=args.full, data_dir=args.data_dir, progress=not args.quiet)
+    rows = reproduce(args.name, out, full=args.full, data_dir=args.data_dir, progress=not args.quiet,
+                     seeds=args.seeds)
     text = table(rows)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
