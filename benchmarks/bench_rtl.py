@@ -11,6 +11,8 @@
 * speed: cycles per second of Verilator and Icarus on the same design and samples (cocotb-driven stream).
 * resources: yosys synth_xilinx + stat, the same network with and without the learning logic (and with
   round-to-nearest instead of stochastic weight rounding, to show what the LFSR draws cost).
+* ice40: yosys synth_ice40 + nextpnr-ice40 (UP5K, HX8K), 64-32-10 at 2 MAC lanes, inference only vs DRTP with
+  stochastic rounding: LUT4 / FF / BRAM / DSP and fmax (min / median / max over --seeds placement seeds).
 * regression: wall time of the RTL test suite (pytest rtl_tb).
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_tb"))
+sys.path.insert(0, str(ROOT / "tests"))  # test_mlp imports the tool gate (needs)
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
@@ -125,6 +128,29 @@ def bench_resources(n_in: int, P: int) -> None:
                     f"{(100 * (r[c] - base[c]) / base[c]) if base[c] else float('nan'):>8.0f}%" for c in cols))
 
 
+def bench_ice40(n_in: int, hidden: int, P: int, seeds) -> None:
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.synth import ICE40_PARTS, synthesize_ice40
+
+    print(f"iCE40 (yosys synth_ice40, nextpnr-ice40 seeds {','.join(map(str, seeds))}), {n_in}-{hidden}-10 tanh, "
+          f"8-bit preset, {P} MAC lanes per layer; fmax in MHz")
+    cols = ("LUT4", "FF", "CARRY", "BRAM", "DSP")
+    print(f"  {'part':<11}{'design':<36}" + "".join(f"{c:>7}" for c in cols) +
+          f"{'fmax min':>10}{'median':>8}{'max':>8}{'vs infer':>9}")
+    with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
+        for part in ICE40_PARTS:
+            base = None
+            for label, learn in (("inference only", False), ("DRTP learning, stochastic rounding", True)):
+                prj = Path(tmp) / f"{part}-{learn}"
+                write_rtl(_engine(n_in, hidden), prj, parallel=P, learning=learn)
+                r = synthesize_ice40(prj, part, seeds=seeds)
+                f = r["fmax"]
+                base = base or f["median"]
+                print(f"  {part:<11}{label:<36}" + "".join(f"{r['resources'][c]:>7}" for c in cols) +
+                      f"{f['min']:>10.1f}{f['median']:>8.1f}{f['max']:>8.1f}{100 * f['median'] / base:>8.0f}%",
+                      flush=True)
+
+
 def bench_regression() -> None:
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "rtl_tb"], cwd=ROOT, capture_output=True, text=True,
@@ -135,23 +161,27 @@ def bench_regression() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("cycles", "speed", "resources", "regression"), action="append")
+    ap.add_argument("--only", choices=("cycles", "speed", "resources", "ice40", "regression"), action="append")
     ap.add_argument("--parallel", default="1,4,16,64", help="MAC units to measure (default 1,4,16,64)")
     ap.add_argument("--samples", type=int, default=10, help="samples per cycle measurement (default 10)")
     ap.add_argument("--speed-samples", type=int, default=100)
+    ap.add_argument("--resources-inputs", default="64,784", help="inputs of the synth_xilinx networks (default 64,784)")
+    ap.add_argument("--seeds", default="1,2,3", help="nextpnr placement seeds of the iCE40 runs (default 1,2,3)")
     a = ap.parse_args()
     from edgelearn.rtl import sim as rsim
 
     rsim.tool_env()
-    only = set(a.only or ("cycles", "speed", "resources", "regression"))
+    only = set(a.only or ("cycles", "speed", "resources", "ice40", "regression"))
     print(f"machine load {os.getloadavg()[0]:.1f} (2 cores)")
     if "cycles" in only:
         bench_cycles([int(p) for p in a.parallel.split(",")], a.samples)
     if "speed" in only:
         bench_speed(a.speed_samples)
     if "resources" in only:
-        bench_resources(64, 16)
-        bench_resources(784, 16)
+        for n_in in a.resources_inputs.split(","):
+            bench_resources(int(n_in), 16)
+    if "ice40" in only:
+        bench_ice40(64, 32, 2, [int(s) for s in a.seeds.split(",")])
     if "regression" in only:
         bench_regression()
 

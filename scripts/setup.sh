@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-time, idempotent set-up on Debian: system packages (iverilog, yosys, g++, make, ccache) and a virtual environment in .venv
-# with the pinned versions of requirements.lock. Re-running it does nothing when nothing changed.
+# One-time, idempotent set-up on Debian: system packages (iverilog, yosys, nextpnr-ice40, icestorm, g++, make, ccache)
+# and a virtual environment in .venv with the pinned versions of requirements.lock. Re-running it does nothing when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -8,6 +8,8 @@ root=$(pwd)
 need_apt=()
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 command -v yosys >/dev/null 2>&1 || need_apt+=(yosys)
+command -v nextpnr-ice40 >/dev/null 2>&1 || need_apt+=(nextpnr-ice40)  # edgelearn rtl --synth ice40-*
+command -v icepack >/dev/null 2>&1 || need_apt+=(fpga-icestorm)        # its chip database tools
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v ccache >/dev/null 2>&1 || need_apt+=(ccache)  # Verilator builds reuse their run-time objects

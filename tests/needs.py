@@ -57,6 +57,8 @@ TOOLS = {
     "icarus": (lambda: _sim("icarus"), "icarus is not installed (scripts/setup.sh installs it)"),
     "verilator": (lambda: _sim("verilator"), "verilator is not installed (scripts/setup.sh installs it)"),
     "yosys": (lambda: shutil.which("yosys") is not None, "yosys not found (scripts/setup.sh installs it)"),
+    "nextpnr-ice40": (lambda: shutil.which("nextpnr-ice40") is not None,
+                      "nextpnr-ice40 not found (scripts/setup.sh installs it)"),
     "torchrun": (lambda: Path(sys.executable).with_name("torchrun").exists(),
                  "torchrun not installed beside the interpreter"),
 }

@@ -7,7 +7,7 @@ import pytest
 
 from edgelearn.cli import main
 from edgelearn.errors import ConfigError
-from edgelearn.rtl.synth import CLASSES, STAT_FILE, parse_stat_json, resources
+from edgelearn.rtl.synth import CLASSES, STAT_FILE, parse_nextpnr_report, parse_stat_json, resources
 from needs import require_tool
 
 #: ``stat -json`` of yosys 0.23 (Debian 12's) after synth_xilinx of a 4-3-2 el_mlp, 4 bits, inference only
@@ -17,6 +17,9 @@ SAMPLE = Path(__file__).parent / "data" / "yosys-0.23-stat.json"
 TINY = {"name": "tiny", "input_shape": [4], "num_classes": 2, "loss": "bce", "rule": "drtp",
         "layers": [{"type": "linear", "out": 3, "act": "tanh", "name": "fc1"},
                    {"type": "linear", "out": 2, "name": "out"}]}
+#: smaller still for place and route (2-2-2, ReLU: no table ROM)
+TINIEST = {**TINY, "input_shape": [2], "layers": [{"type": "linear", "out": 2, "act": "relu", "name": "fc1"},
+                                                  {"type": "linear", "out": 2, "name": "out"}]}
 
 
 def test_check_icarus_on_the_embedded_default(tmp_path, capsys, monkeypatch):
@@ -45,6 +48,37 @@ def test_synth_reads_the_cell_counts_from_stat_json(tmp_path, capsys):
     assert res["resources"]["LUT"] > 0 and res["resources"]["FF"] > 0
     assert res["cells"] == parse_stat_json((out / STAT_FILE).read_text())
     assert f"LUT {res['resources']['LUT']:,}  FF {res['resources']['FF']:,}" in capsys.readouterr().out
+
+
+def test_synth_ice40_places_and_routes_behind_the_pin_light_wrapper(tmp_path, capsys):
+    """synth_ice40 + nextpnr on a UP5K (48 pins): the learning datapath's ports would not fit without the wrapper;
+    counts from stat -json, fmax from nextpnr's report."""
+    require_tool("yosys", "nextpnr-ice40")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(json.dumps(TINIEST))
+    out = tmp_path / "prj"
+    assert main(["rtl", "--config", str(cfg), "--bits", "4", "--parallel", "1", "--inference-only",
+                 "--synth", "ice40-up5k", "--pnr-seeds", "1", "--out", str(out)]) == 0
+    res = json.loads((out / "resources_ice40-up5k.json").read_text())
+    r, f = res["resources"], res["fmax"]
+    assert r["LUT4"] > 0 and r["FF"] > 0
+    assert f["min"] == f["median"] == f["max"] == res["fmax_mhz"]["1"] > 1
+    assert res["fmax_mhz"]["1"] == parse_nextpnr_report((out / "nextpnr_ice40-up5k_s1.json").read_text())
+    assert f"LUT4 {r['LUT4']:,}  FF {r['FF']:,}" in capsys.readouterr().out
+    assert not (out / "resources.json").exists()  # no Xilinx run was asked for
+
+
+@pytest.mark.parametrize("report, message", [
+    ("fmax: 12", "unreadable JSON"),
+    ({"utilization": {}}, "0 clocks"),
+    ({"fmax": {"clk": {"achieved": 10.0}, "clk2": {"achieved": 11.0}}}, "2 clocks"),
+    ({"fmax": {"clk": {"constraint": 100.0}}}, "no achieved fmax"),
+    ({"fmax": {"clk": {"achieved": "fast"}}}, "no achieved fmax"),
+])
+def test_unreadable_nextpnr_reports_are_errors(report, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_nextpnr_report(report if isinstance(report, str) else json.dumps(report))
+    assert parse_nextpnr_report(json.dumps({"fmax": {"clk": {"achieved": 27.5, "constraint": 100.0}}})) == 27.5
 
 
 def _sample() -> dict:

@@ -12,7 +12,7 @@ from edgelearn.errors import ConfigError, FormatError, RuleError
 from edgelearn.fixed.engine import FixedEngine
 from edgelearn.network import network_from_dict
 from edgelearn.rtl import layout
-from edgelearn.rtl.generate import RtlDesign, write_rtl
+from edgelearn.rtl.generate import RtlDesign, draw_masks, write_rtl
 
 
 def _spec(rule="drtp", act="tanh", sizes=(12, 8, 4), loss="bce"):
@@ -32,6 +32,39 @@ def test_layout_round_trip_and_lane_order():
     assert np.array_equal(layout.unpack(words, 3, 8, True, 7, 5), W)
     assert layout.mismatched_bits(W, W, 8) == 0
     assert layout.mismatched_bits(np.array([0]), np.array([-1]), 8) == 8
+
+
+def _parity_word(state: int, masks: int, bits: int) -> int:
+    return sum((bin(state & (masks >> (32 * b)) & 0xFFFFFFFF).count("1") & 1) << b for b in range(bits))
+
+
+def test_draw_masks_give_the_engines_draws_and_states():
+    """The datapath draws each stochastic-rounding bit as one parity of the LFSR state: the same draws, in the same
+    order, and the same state after a full (P lanes) and a last (REM lanes) word as the engine's stream."""
+    from edgelearn.fixed.lfsr import lfsr_draw32
+
+    lanes, rem = 5, 3
+    mx, mf, mr = draw_masks(lanes, rem)
+    for state in (1, 0x80200003, 0xDEADBEEF, 0x12345678):
+        s, draws = state, []
+        for lane in range(lanes):
+            s, d = lfsr_draw32(s)
+            draws.append(int(d))
+            if lane == rem - 1:
+                after_rem = int(s)
+        assert [_parity_word(state, mx >> (1024 * lane), 32) for lane in range(lanes)] == draws
+        assert _parity_word(state, mf, 32) == int(s) and _parity_word(state, mr, 32) == after_rem
+
+
+def test_stochastic_layers_get_their_draw_masks_and_others_none():
+    eng = FixedEngine(_spec(), bits=8, seed=1)  # 8-bit preset: stochastic weights and biases
+    top = RtlDesign(eng, parallel=3).render_top()
+    for rem in (2, 1):  # fc1: 8 outputs on 3 lanes, the last word 2 lanes; out: 4 outputs, 1 lane
+        mx, mf, mr = draw_masks(3, rem)
+        assert f".RND_MX(3072'h{mx:x})" in top and f".RND_MF(1024'h{mf:x})" in top and f".RND_MR(1024'h{mr:x})" in top
+    assert top.count(".RND_MX(") == 2
+    infer = RtlDesign(eng, parallel=3, learning=False).render_top()
+    assert "RND_MX" not in infer
 
 
 def test_written_files_memory_images_and_design_json(tmp_path):

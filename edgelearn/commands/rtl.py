@@ -9,6 +9,8 @@ from .common import add_engine_args, engine_from_args, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..rtl.synth import TARGETS
+
     p = sub.add_parser(
         "rtl",
         help="generate the Verilog learning datapath (bit-exact with the fixed-point engine)",
@@ -33,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check-samples", type=positive_int, default=16, help="samples of the check (default 16)")
     p.add_argument("--dataset", help="dataset of the check samples (default: the config's)")
     p.add_argument("--data-dir", help="directory of the MNIST / CIFAR files")
-    p.add_argument("--synth", action="store_true", help="resource estimate with yosys (synth_xilinx; stat)")
+    p.add_argument("--synth", nargs="?", const="xilinx", action="append", metavar="TARGET",
+                   choices=TARGETS,
+                   help="resources with yosys: xilinx (synth_xilinx estimate, the default), ice40-up5k or ice40-hx8k "
+                        "(synth_ice40 + nextpnr-ice40 place and route: LUT4/FF/BRAM/DSP and fmax; repeatable)")
+    p.add_argument("--pnr-seeds", type=positive_int, default=3,
+                   help="nextpnr placement seeds 1..N of an iCE40 target: fmax min / median / max (default 3)")
     p.set_defaults(func=run)
 
 
@@ -56,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
         for s in args.check:
             rsim.require(s)
     if args.synth:
-        from ..rtl.synth import require_yosys
+        from ..rtl.synth import require_target
 
-        require_yosys()
+        for target in args.synth:
+            require_target(target)
     design = write_rtl(eng, out, parallel=args.parallel, top=args.top, learning=not args.inference_only)
     sizes = "-".join(map(str, design.sizes))
     what = "inference only" if args.inference_only else f"rules {', '.join(l.rule for l in design.layers)}"
@@ -74,14 +82,22 @@ def run(args: argparse.Namespace) -> int:
               f"comparisons, mismatching bits {rep['weight_bits_mismatched'] + rep['bias_bits_mismatched']}; "
               f"compute cycles per training sample {rep['mean_compute_cycles']:.0f} "
               f"(ideal {rep['mean_ideal_cycles']:.0f})")
-    if args.synth:
-        from ..rtl.synth import synthesize
+    for target in dict.fromkeys(args.synth or []):
+        from ..rtl.synth import synthesize, synthesize_ice40
 
-        res = synthesize(out, design.top)
-        r = res["resources"]
-        print(f"  yosys synth_xilinx: LUT {r['LUT']:,}  FF {r['FF']:,}  DSP {r['DSP']}  BRAM36 {r['BRAM']:g}  "
-              f"LUTRAM {r['LUTRAM']}  ({res['seconds']:.0f} s; log {out / 'yosys.log'})")
-        (out / "resources.json").write_text(json.dumps(res, indent=1) + "\n")
+        if target == "xilinx":
+            res = synthesize(out, design.top)
+            r = res["resources"]
+            print(f"  yosys synth_xilinx: LUT {r['LUT']:,}  FF {r['FF']:,}  DSP {r['DSP']}  BRAM36 {r['BRAM']:g}  "
+                  f"LUTRAM {r['LUTRAM']}  ({res['seconds']:.0f} s; log {out / 'yosys.log'})")
+            (out / "resources.json").write_text(json.dumps(res, indent=1) + "\n")
+            continue
+        res = synthesize_ice40(out, target, seeds=range(1, args.pnr_seeds + 1), top=design.top)
+        r, f = res["resources"], res["fmax"]
+        print(f"  {target} (synth_ice40 + nextpnr-ice40): LUT4 {r['LUT4']:,}  FF {r['FF']:,}  BRAM {r['BRAM']}  "
+              f"DSP {r['DSP']}  fmax {f['median']:.1f} MHz (min {f['min']:.1f}, max {f['max']:.1f} over "
+              f"{args.pnr_seeds} seeds; {res['seconds']:.0f} s)")
+        (out / f"resources_{target}.json").write_text(json.dumps(res, indent=1) + "\n")
     return status
 
 

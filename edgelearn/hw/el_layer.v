@@ -49,6 +49,9 @@ module el_layer #(
     parameter integer LR = 6,            // learning rate 2^-LR
     parameter integer TB = 10, parameter integer RB = 3,          // table: 2^TB entries on [-2^RB, 2^RB)
     parameter [31:0] RND_SEED = 32'h1,   // LFSR state of the stochastic-rounding stream
+    // the stream's draws as XORs of state bits (edgelearn.rtl.generate.draw_masks): bit b of lane l's draw is the
+    // parity of st & RND_MX[(l*32+b)*32 +: 32]; the state after P (RND_MF) or REM (RND_MR) draws likewise
+    parameter [P*1024-1:0] RND_MX = 0, parameter [1023:0] RND_MF = 0, parameter [1023:0] RND_MR = 0,
     parameter W_INIT = "w.hex", parameter B_INIT = "b.hex", parameter T_INIT = "t.hex",
     parameter FB_INIT = "fb.hex", parameter FBST_INIT = "fbst.hex", parameter FBW_INIT = "fbw.hex",
     // derived
@@ -104,7 +107,8 @@ module el_layer #(
     localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
 
     localparam [3:0] ST_IDLE = 4'd0, ST_READY = 4'd1, ST_FWD = 4'd2, ST_FDRAIN = 4'd3, ST_UPD = 4'd4,
-                     ST_UDRAIN = 4'd5, ST_BIAS = 4'd6, ST_WAITE = 4'd7, ST_PROJ = 4'd8, ST_PDRAIN = 4'd9;
+                     ST_UDRAIN = 4'd5, ST_BIAS = 4'd6, ST_WAITE = 4'd7, ST_PROJ = 4'd8, ST_PDRAIN = 4'd9,
+                     ST_BPRE = 4'd10, ST_BDRAIN = 4'd11;
     reg [3:0] state;
     assign in_ready = (state == ST_IDLE);
     assign idle = (state == ST_IDLE);
@@ -200,42 +204,29 @@ module el_layer #(
     end
 
     // ---------------------------------------------------------------------------------------------------------
-    // stochastic-rounding draws: P consecutive 32-bit draws of the layer's stream per cycle (docs/arithmetic.md §8)
+    // stochastic-rounding draws: P consecutive 32-bit draws of the layer's stream per word (docs/arithmetic.md §8),
+    // each bit one parity of the state (depth 2 in LUT6), registered into dq a cycle before the word (or bias
+    // word) that rounds with them; st is the state after the draws in dq
     reg  [31:0]     st;
+    reg  [P*32-1:0] dq;
     wire [P*32-1:0] draws;
     wire [31:0]     st_full, st_rem;
+    genvar gd;
     generate
         if (LEARN && (STOCH_W || STOCH_B)) begin : g_draws
-            reg [P*32-1:0] dr;
-            reg [31:0] s, sf, sr, d;
-            integer l, k;
-            always @* begin
-                s = st;
-                sf = st;
-                sr = st;
-                dr = 0;
-                for (l = 0; l < P; l = l + 1) begin
-                    d = 0;
-                    for (k = 0; k < 32; k = k + 1) begin
-                        d = {d[30:0], s[0]};
-                        s = s[0] ? ((s >> 1) ^ 32'h80200003) : (s >> 1);
-                    end
-                    dr[l*32 +: 32] = d;
-                    if (l == REM - 1) sr = s;
-                    if (l == P - 1) sf = s;
-                end
+            for (gd = 0; gd < P * 32; gd = gd + 1) begin : g_dbit
+                assign draws[gd] = ^(st & RND_MX[gd*32 +: 32]);
             end
-            assign draws = dr;
-            assign st_full = sf;
-            assign st_rem = sr;
+            for (gd = 0; gd < 32; gd = gd + 1) begin : g_sbit
+                assign st_full[gd] = ^(st & RND_MF[gd*32 +: 32]);
+                assign st_rem[gd] = ^(st & RND_MR[gd*32 +: 32]);
+            end
         end else begin : g_nodraws
             assign draws = 0;
             assign st_full = st;
             assign st_rem = st;
         end
     endgenerate
-    wire [31:0] st_after_w = (uc_g == G - 1) ? st_rem : st_full;
-    wire [31:0] st_after_b = (bias_g == G - 1) ? st_rem : st_full;
 
     // ---------------------------------------------------------------------------------------------------------
     // lane datapaths: forward MAC (stage C) and weight / bias update
@@ -259,11 +250,21 @@ module el_layer #(
     wire bias_ph = (state == ST_BIAS);
 
     wire [P*AW-1:0] acc_new;
+    reg  [P*DWU-1:0] dw_q;               // update stage D: the rounded increments and the old words
+    reg  [P*WW-1:0] wo_q;
+    reg             ud_valid, bd_valid;
+    reg  [GAW-1:0]  ud_g, bd_g;
+    reg  [WAW-1:0]  ud_wa;
     wire [P*WW-1:0] w_new;
     wire [P*BW-1:0] b_new;
-    wire [P*BW-1:0] b_cur = bmem[c_g];
-    wire [P*BW-1:0] b_upd_cur = bmem[bias_g];
-    wire [P*EW-1:0] d_bias = dmem[bias_g];
+    // one read port per small memory: the forward pass (bias of group c_g), the bias update (bias_g) and the
+    // read-back (while idle) never need bmem at once; the update reads dmem at stage B or in the bias phase
+    wire [GAW-1:0]  b_ra = (state == ST_IDLE) ? rd_addr[GAW-1:0] : (bias_ph ? bias_g : c_g);
+    wire [P*BW-1:0] b_rd = bmem[b_ra];
+    wire [P*BW-1:0] b_cur = b_rd;
+    wire [P*BW-1:0] b_upd_cur = b_rd;
+    // d_q: the modulatory word of the next update word (read at stage B) or bias word (read the cycle before)
+    wire [P*EW-1:0] d_rd = dmem[(state == ST_BPRE) ? {GAW{1'b0}} : (bias_ph ? bias_g + 1'b1 : ub_g)];
 
     genvar gl;
     generate
@@ -271,10 +272,10 @@ module el_layer #(
             // one multiplier per lane, shared: w * x in the forward pass, delta * x in the update (never both)
             wire [WW-1:0] w_raw = w_q[gl*WW +: WW];
             wire signed [WW:0] wv = WS ? {w_raw[WW-1], w_raw} : {1'b0, w_raw};
-            wire [EW-1:0] d_raw = bias_ph ? d_bias[gl*EW +: EW] : d_q[gl*EW +: EW];
+            wire [EW-1:0] d_raw = d_q[gl*EW +: EW];
             wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
-            wire signed [MW-1:0] ma = uc_valid ? $signed(dv) : $signed(wv);
-            wire [XW-1:0] mx = uc_valid ? uc_x : c_x;
+            wire signed [MW-1:0] ma = (LEARN && uc_valid) ? $signed(dv) : $signed(wv);
+            wire [XW-1:0] mx = (LEARN && uc_valid) ? uc_x : c_x;
             wire signed [XW:0] mxv = XS ? {mx[XW-1], mx} : {1'b0, mx};
             wire signed [MW+XW:0] prod = ma * mxv;
 
@@ -300,26 +301,32 @@ module el_layer #(
             wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : prod;
             wire [DWU-1:0] dw;
             el_convert #(.IW(UIW), .S(SWU), .RMODE(WR), .OW(DWU), .OSIGNED(1), .OMODE(0))
-                u_dw (.din(u), .rnd(draws[gl*32 +: 32]), .dout(dw), .ovf());
-            wire signed [VWW-1:0] wold = (SHARE_B && bias_ph) ? $signed(bov) : $signed(wv);
-            wire signed [VWW-1:0] wsum = wold + $signed(dw);
+                u_dw (.din(u), .rnd(dq[gl*32 +: 32]), .dout(dw), .ovf());
+            // stage D (a cycle after the multiply and the rounding): the old value plus the increment, overflow
+            always @(posedge clk) begin
+                dw_q[gl*DWU +: DWU] <= dw;
+                wo_q[gl*WW +: WW] <= (SHARE_B && bias_ph) ? bo_raw : w_raw;
+            end
+            wire [WW-1:0] wo_raw = wo_q[gl*WW +: WW];
+            wire signed [VWW-1:0] wold = WS ? $signed({wo_raw[WW-1], wo_raw}) : $signed({1'b0, wo_raw});
+            wire signed [VWW-1:0] wsum = wold + $signed(dw_q[gl*DWU +: DWU]);
             wire [WW-1:0] wn;
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
                 u_w (.din(wsum), .rnd(32'd0), .dout(wn), .ovf());
-            assign w_new[gl*WW +: WW] = (uc_g * P + gl < N_OUT) ? wn : w_raw;
+            assign w_new[gl*WW +: WW] = (gl < REM || ud_g != G - 1) ? wn : wo_raw;  // padding lanes keep 0
 
             if (SHARE_B) begin : g_bias_shared
-                assign b_new[gl*BW +: BW] = (bias_g * P + gl < N_OUT) ? wn : bo_raw;
+                assign b_new[gl*BW +: BW] = (gl < REM || bd_g != G - 1) ? wn : wo_raw;
             end else begin : g_bias_own
                 // ---- bias update with its own format: b + round(delta * 2^-LR)
                 wire [DWB-1:0] db;
                 el_convert #(.IW(EW + 1), .S(SWB), .RMODE(BR), .OW(DWB), .OSIGNED(1), .OMODE(0))
-                    u_db (.din(dv), .rnd(STOCH_B ? draws[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
+                    u_db (.din(dv), .rnd(STOCH_B ? dq[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
                 wire signed [VWB-1:0] bsum = $signed(bov) + $signed(db);
                 wire [BW-1:0] bn;
                 el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
                     u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
-                assign b_new[gl*BW +: BW] = (bias_g * P + gl < N_OUT) ? bn : bo_raw;
+                assign b_new[gl*BW +: BW] = (gl < REM || bias_g != G - 1) ? bn : bo_raw;
             end
         end
     endgenerate
@@ -436,13 +443,21 @@ module el_layer #(
         end
     endgenerate
 
+    // activation stage Z (a cycle after Y, so that f'(z) and the product below are not one chained path):
     // hidden (DRTP): delta = B[label, i] * g -> error format; output: e = y* - y (bce) or (y* - y) g (mse)
-    localparam integer HPW = FBW + GVW + 1;
-    wire signed [HPW-1:0] h_prod = $signed(fb_q) * gv;
-    localparam integer OEW = YW + 3 + GVW;
     wire signed [YW+2:0] tgt = (y_i == label) ? ($signed({{(YW+2){1'b0}}, 1'b1}) <<< ((YF > 0) ? YF : 0)) : 0;
     wire signed [YW+2:0] ydiff = tgt - $signed({y_val[YW-1] & (YS != 0), y_val});
-    wire signed [OEW-1:0] o_prod = (LOSS == 1) ? ydiff * gv : ydiff;
+    reg                  z_valid, z_lastlane;
+    reg [OIDXW-1:0]      z_i;
+    reg [LNW-1:0]        z_l;
+    reg [GAW-1:0]        z_g;
+    reg [FBW-1:0]        z_fb;
+    reg signed [GVW-1:0] z_gv;
+    reg signed [YW+2:0]  z_ydiff;
+    localparam integer HPW = FBW + GVW + 1;
+    wire signed [HPW-1:0] h_prod = $signed(z_fb) * z_gv;
+    localparam integer OEW = YW + 3 + GVW;
+    wire signed [OEW-1:0] o_prod = (LOSS == 1) ? z_ydiff * z_gv : z_ydiff;
     wire [EW-1:0] sig_h, sig_o;
     el_convert #(.IW(HPW), .S(FBF + FG - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
         u_eh (.din(h_prod), .rnd(32'd0), .dout(sig_h), .ovf());
@@ -498,7 +513,13 @@ module el_layer #(
             genvar pl;
             for (pl = 0; pl < P; pl = pl + 1) begin : g_plane
                 wire signed [FBW-1:0] bl = pw_q[pl*FBW +: FBW];
-                wire signed [PPW-1:0] term = bl * sv;
+                wire signed [PPW-1:0] term;
+                if (RULE == R_DFA) begin : g_mul
+                    assign term = bl * sv;
+                end else begin : g_sel  // sign(e_c) B: a sign select, no multiplier
+                    wire signed [PPW-1:0] blx = bl;
+                    assign term = (sv > 0) ? blx : ((sv < 0) ? -blx : {PPW{1'b0}});
+                end
                 wire signed [PPW-1:0] pold = prev[pl*PPW +: PPW];
                 wire signed [PPW-1:0] pn = ((pc2 == 0) ? $signed({PPW{1'b0}}) : pold) + term;
                 assign pacc_new[pl*PPW +: PPW] = pn;
@@ -560,7 +581,7 @@ module el_layer #(
         pred_valid <= 1'b0;
         e_valid_out <= 1'b0;
         w_we <= 1'b0;
-        rd_bdata <= bmem[rd_addr[GAW-1:0]];
+        rd_bdata <= b_rd;
         if (rst) begin
             state <= ST_IDLE;
             nnz <= 0;
@@ -569,8 +590,11 @@ module el_layer #(
             c_valid <= 1'b0;
             bank_full <= 1'b0;
             y_valid <= 1'b0;
+            z_valid <= 1'b0;
             ub_valid <= 1'b0;
             uc_valid <= 1'b0;
+            ud_valid <= 1'b0;
+            bd_valid <= 1'b0;
         end else begin
             // ---- forward pipeline: B -> C, C -> accumulators / bank
             c_valid <= b_valid;
@@ -626,11 +650,24 @@ module el_layer #(
                     best_z <= y_z;
                     pred <= y_i;
                 end
-                if (IS_OUT) e_out[y_i*EW +: EW] <= sig;
-                if (LEARN && !DIRECT) dstage[y_l*EW +: EW] <= sig;
-                if (LEARN && !DIRECT && y_lastlane) begin
-                    dmem[y_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (y_l*EW)))
-                                 | ({{(P*EW-EW){1'b0}}, sig} << (y_l*EW));
+            end
+            // ---- activation stage Y -> Z: the modulatory signal
+            z_valid <= y_valid;
+            if (y_valid) begin
+                z_i <= y_i;
+                z_l <= y_l;
+                z_g <= y_g;
+                z_lastlane <= y_lastlane;
+                z_fb <= fb_q;
+                z_gv <= gv;
+                z_ydiff <= ydiff;
+            end
+            if (z_valid) begin
+                if (IS_OUT) e_out[z_i*EW +: EW] <= sig;
+                if (LEARN && !DIRECT) dstage[z_l*EW +: EW] <= sig;
+                if (LEARN && !DIRECT && z_lastlane) begin
+                    dmem[z_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (z_l*EW)))
+                                 | ({{(P*EW-EW){1'b0}}, sig} << (z_l*EW));
                 end
             end
             // ---- sdfa / dfa projection: stage 2 (the last row c writes the modulatory signals)
@@ -645,14 +682,23 @@ module el_layer #(
                 uc_g <= ub_g;
                 uc_x <= ub_jx[XW-1:0];
                 uc_wa <= w_ra;
-                d_q <= dmem[ub_g];
+                d_q <= d_rd;
+                if (LEARN && STOCH_W) begin  // the draws of word ub_g, used at stage C
+                    dq <= draws;
+                    st <= (ub_g == G - 1) ? st_rem : st_full;
+                end
             end
-            if (LEARN && uc_valid) begin
+            ud_valid <= LEARN && uc_valid;
+            ud_g <= uc_g;
+            ud_wa <= uc_wa;
+            if (ud_valid) begin
                 w_we <= 1'b1;
-                w_wa <= uc_wa;
+                w_wa <= ud_wa;
                 w_wd <= w_new;
-                if (STOCH_W) st <= st_after_w;
             end
+            bd_valid <= LEARN && SHARE_B && bias_ph;
+            bd_g <= bias_g;
+            if (bd_valid) bmem[bd_g] <= b_new;
             ub_valid <= u_issue;
             if (u_issue) begin
                 ub_g <= u_g;
@@ -687,7 +733,7 @@ module el_layer #(
                     if (RULE == R_DRTP && FB_LFSR != 0) fb_state <= fbst_label;
                     state <= ST_FWD;
                 end
-                ST_FDRAIN: if (!b_valid && !c_valid && !bank_full && !y_valid) begin
+                ST_FDRAIN: if (!b_valid && !c_valid && !bank_full && !y_valid && !z_valid) begin
                     if (!IS_OUT) begin
                         out_done <= 1'b1;
                         out_label <= label;
@@ -703,13 +749,13 @@ module el_layer #(
                         u_g <= 0;
                         u_base <= 0;
                         bias_g <= 0;
-                        state <= (nnz == 0) ? ST_BIAS : ST_UPD;
+                        state <= (nnz == 0) ? ST_BPRE : ST_UPD;
                     end else begin
                         nnz <= 0;
                         state <= ST_IDLE;
                     end
                 end
-                ST_UDRAIN: if (!ub_valid && !uc_valid && !w_we) state <= ST_BIAS;
+                ST_UDRAIN: if (!ub_valid && !uc_valid && !ud_valid && !w_we) state <= ST_BPRE;
                 ST_WAITE: if (e_valid_in) begin
                     e_lat <= e_in;
                     pc <= 0;
@@ -734,14 +780,27 @@ module el_layer #(
                     u_g <= 0;
                     u_base <= 0;
                     bias_g <= 0;
-                    state <= (nnz == 0) ? ST_BIAS : ST_UPD;
+                    state <= (nnz == 0) ? ST_BPRE : ST_UPD;
+                end
+                ST_BDRAIN: state <= ST_IDLE;  // the last bias word is written (stage D)
+                ST_BPRE: begin  // the draws and modulatory word of bias word 0
+                    d_q <= d_rd;
+                    if (LEARN && STOCH_B) begin
+                        dq <= draws;
+                        st <= (G == 1) ? st_rem : st_full;
+                    end
+                    state <= ST_BIAS;
                 end
                 ST_BIAS: begin
-                    if (LEARN) bmem[bias_g] <= b_new;
-                    if (LEARN && STOCH_B) st <= st_after_b;
+                    if (LEARN && !SHARE_B) bmem[bias_g] <= b_new;
+                    d_q <= d_rd;  // bias word bias_g + 1 (unused after the last)
+                    if (LEARN && STOCH_B && bias_g != G - 1) begin  // the draws of the next bias word
+                        dq <= draws;
+                        st <= (bias_g + 1 == G - 1) ? st_rem : st_full;
+                    end
                     if (bias_g == G - 1) begin
                         nnz <= 0;
-                        state <= ST_IDLE;
+                        state <= ST_BDRAIN;
                     end else begin
                         bias_g <= bias_g + 1'b1;
                     end

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError, FormatError
 from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
+from ..fixed.lfsr import TAPS
 from ..fixed.lower import lower, raise_unsupported
 from ..program import DIRECT_RULES, SUPPORT, ActCode, LayerProgram, RuleCode  # noqa: F401 (DIRECT_RULES re-exported)
 from . import layout
@@ -71,6 +72,28 @@ class RtlLayer:
     @property
     def words(self) -> int:
         return self.n_in * self.groups
+
+
+def draw_masks(lanes: int, rem: int) -> tuple[int, int, int]:
+    """The stochastic-rounding draws of one update word as parities of the LFSR state (el_layer's RND_MX, RND_MF,
+    RND_MR): ``lanes`` consecutive 32-bit draws of the stream (docs/arithmetic.md §8, the first output bit is the
+    draw's MSB), bit ``b`` of lane ``l`` the parity of ``state & mask[l*32 + b]``; and the state after ``lanes``
+    and after ``rem`` draws, bit ``i`` the parity of ``state & mask[i]``.  Masks are packed 32 bits each, element
+    0 in the least significant bits.  The same bits as stepping the LFSR, at a logic depth that does not grow
+    with the number of lanes."""
+    m = [1 << i for i in range(32)]  # state bit i as a mask of the starting state's bits
+    mx = mf = mr = 0
+    for lane in range(lanes):
+        for j in range(32):  # one Galois step: out = s & 1; s >>= 1; if out: s ^= TAPS
+            mx |= m[0] << ((lane * 32 + 31 - j) * 32)
+            out = m[0]
+            m = m[1:] + [0]
+            m = [v ^ out if (TAPS >> i) & 1 else v for i, v in enumerate(m)]
+        if lane == rem - 1:
+            mr = sum(v << (32 * i) for i, v in enumerate(m))
+        if lane == lanes - 1:
+            mf = sum(v << (32 * i) for i, v in enumerate(m))
+    return mx, mf, mr
 
 
 def _fmt_params(prefix: str, f: FixedFormat, signed: bool = True, modes: bool = True) -> dict[str, int]:
@@ -177,6 +200,9 @@ class RtlDesign:
                   "W_INIT": f'"mem/w{k}.hex"', "B_INIT": f'"mem/b{k}.hex"', "T_INIT": f'"mem/t{k}.hex"',
                   "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"',
                   "FBW_INIT": f'"mem/fbw{k}.hex"'})
+        if self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding):
+            mx, mf, mr = draw_masks(lay.lanes, lay.n_out - (lay.groups - 1) * lay.lanes)
+            p.update({"RND_MX": f"{lay.lanes * 1024}'h{mx:x}", "RND_MF": f"1024'h{mf:x}", "RND_MR": f"1024'h{mr:x}"})
         return p
 
     @property
