@@ -20,7 +20,8 @@ WALL_TIME = "seconds"
 
 
 def tiny() -> SweepConfig:
-    """2 rules x 2 word lengths x 1 seed on the embedded digits MLP, with a tiny float reference."""
+    """2 rules x 2 word lengths x 1 seed on the embedded digits MLP, with tiny float references (online SGD and the
+    config's optimiser)."""
     return SweepConfig(config=str(EMBEDDED_DIR / "digits-mlp.yaml"), rules=["drtp", "sdfa"], bits=[6, 8],
                        roundings=["preset"], seeds=1, epochs=1, n_train=120, n_test=60, float_reference=True)
 
@@ -49,16 +50,16 @@ def test_dask_sweep_gives_the_local_pools_files_written_by_the_client(tmp_path, 
     monkeypatch.setattr(sweep_mod, "write_json_atomic", lambda p, d, **kw: (written.append(p.name), write(p, d, **kw)))
     remote = sweep(cfg, tmp_path / "dask", progress=False, scheduler=scheduler)
     names = sorted(k.name for k in cfg.keys())
-    assert sorted(local) == sorted(remote) == names and len(names) == 6
+    assert sorted(local) == sorted(remote) == names and len(names) == 8
     # the client wrote every run file (and the plan): the workers need not share OUT's file system
     assert sorted(written) == sorted([PLAN_FILE] + [f"{n}.json" for n in names])
     a, b = tmp_path / "local", tmp_path / "dask"
     assert (a / PLAN_FILE).read_bytes() == (b / PLAN_FILE).read_bytes()
     assert sorted(p.name for p in (b / RUNS_DIR).iterdir()) == [f"{n}.json" for n in names]
     for n in names:
-        # key by key and line by line, the wall time excepted; the float reference has none: byte for byte
+        # key by key and line by line, the wall time excepted; the float references have none: byte for byte
         assert without_wall_time(a / RUNS_DIR / f"{n}.json") == without_wall_time(b / RUNS_DIR / f"{n}.json"), n
-        if n.startswith("float-"):
+        if n.startswith(("float-", "online-")):
             assert (a / RUNS_DIR / f"{n}.json").read_bytes() == (b / RUNS_DIR / f"{n}.json").read_bytes(), n
     fixed = json.loads((b / RUNS_DIR / "fixed-drtp-8b-preset-s0.json").read_text())
     assert fixed["complete"] and fixed["test_accuracy"] > 0.15  # it learned: 10 classes, chance 0.1
@@ -66,7 +67,7 @@ def test_dask_sweep_gives_the_local_pools_files_written_by_the_client(tmp_path, 
 
 def test_dask_sweep_resumes_after_an_interrupt(tmp_path, scheduler, monkeypatch, capsys):
     cfg = tiny()
-    cfg.float_reference = False
+    cfg.float_reference = cfg.online_reference = False
     runs = tmp_path / RUNS_DIR
     write = sweep_mod.write_json_atomic
 

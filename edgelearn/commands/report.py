@@ -5,8 +5,13 @@ import argparse
 import os
 
 from ..errors import ConfigError
+from ..program import SUPPORT
 from ..word_length import MAX_BITS, MIN_BITS
 from .common import positive_int
+
+#: the rules the fixed-point engine runs (program.SUPPORT), the default rows of a report
+ENGINE_RULES = tuple(SUPPORT["engine"].hidden_rules)
+FLOAT_CHOICES = ("both", "online", "config", "none")
 
 
 def _int_list(text: str) -> list[int]:
@@ -26,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "report.html, results.json/csv and PNG plots into OUT. Finished runs are never "
                                    "recomputed: re-running resumes an interrupted sweep.")
     p.add_argument("--config", "-c", default=None, help="network config (default: the embedded digits MLP)")
-    p.add_argument("--rules", default="drtp,sdfa,dfa,shallow", help="comma-separated rules")
+    p.add_argument("--rules", default=",".join(ENGINE_RULES),
+                   help=f"comma-separated rules (default: every rule of the engine, {','.join(ENGINE_RULES)})")
     p.add_argument("--bits", type=_int_list, default=[4, 6, 8, 12, 16],
                    help=f"word lengths, {MIN_BITS}..{MAX_BITS} (default 4,6,8,12,16)")
     p.add_argument("--rounding", default="preset",
@@ -37,7 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--n-train", type=positive_int)
     p.add_argument("--n-test", type=positive_int)
-    p.add_argument("--no-float-reference", action="store_true", help="skip the float PyTorch reference runs")
+    p.add_argument("--float-reference", choices=FLOAT_CHOICES, default="both",
+                   help="float PyTorch reference runs: 'online' (the engine's online algorithm: batch 1, plain SGD, "
+                        "the float twin's learning rates), 'config' (the config's optimiser and batch, e.g. Adam, "
+                        "batch 60), both (default) or none")
+    p.add_argument("--no-float-reference", action="store_true", help="the same as --float-reference none")
+    p.add_argument("--curve-points", type=positive_int, default=10, metavar="N",
+                   help="learning-curve points per epoch (default 10)")
+    p.add_argument("--curve-samples", type=positive_int, default=1000, metavar="N",
+                   help="the first N test samples are the learning curves' held-out set (default 1000)")
     p.add_argument("--jobs", "-j", type=positive_int, help="parallel runs (default: the number of cores)")
     p.add_argument("--out", "-o", required=True, help="output directory")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
@@ -68,10 +82,13 @@ def run(args: argparse.Namespace) -> int:
         config = args.config or str(EMBEDDED_DIR / "digits-mlp.yaml")
         rules = [r.strip() for r in args.rules.split(",") if r.strip()]
         roundings = [r.strip().upper() if r.strip() != "preset" else "preset" for r in args.rounding.split(",")]
+        floats = "none" if args.no_float_reference else args.float_reference
         # sweep() checks the whole sweep (settings, data, every rule on every back end) before writing anything
         cfg = SweepConfig(config=config, rules=rules, bits=args.bits, roundings=roundings, seeds=args.seeds,
                           epochs=args.epochs, dataset=args.dataset, data_dir=args.data_dir, n_train=args.n_train,
-                          n_test=args.n_test, float_reference=not args.no_float_reference)
+                          n_test=args.n_test, float_reference=floats in ("both", "config"),
+                          online_reference=floats in ("both", "online"), curve_points=args.curve_points,
+                          curve_samples=args.curve_samples)
         done = sweep(cfg, out, jobs=args.jobs, progress=not args.quiet, threads=args.threads,
                      scheduler=args.scheduler)
         print(f"ran {len(done)} run(s); {len(cfg.keys()) - len(done)} already done")
