@@ -7,6 +7,14 @@
 - learning: the learning kernel's C-simulation (g++ -O2 binary: N online DRTP steps, reading tb_data) vs
   N `FixedEngine.step` calls (the kernel binary's time includes reading its input files).
 Compilation time is reported separately. Inputs are random in [0, 1): any input exercises bit-exactness.
+
+    .venv/bin/python benchmarks/bench_hls.py --cycles [--data-dir ../shared/data/mnist] [--n 300]
+
+- the learning kernel's expected cycles per sample (`edgelearn.hls.kernel.cycle_model`, a model from the program's
+  schedule, not a synthesis report) for FC1-500 and 784-128-10 at 1, 4 and 16 lanes, with every input non-zero and
+  with the non-zero inputs of N MNIST test samples (when the data is there), beside the fixed-point engine's
+  measured online `FixedEngine.fit_raw` samples/s on the same samples in the same run (numba threads as set by
+  NUMBA_NUM_THREADS).
 """
 from __future__ import annotations
 
@@ -18,10 +26,49 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.fixed.engine import FixedEngine
-from edgelearn.hls.hls4ml_export import convert_engine
-from edgelearn.hls.kernel import write_kernel_project
-from edgelearn.hls.project import _popcount
-from edgelearn.network import load_network
+from edgelearn.fixed.lower import lower, trace
+from edgelearn.hls.kernel import cycle_model, write_kernel_project
+from edgelearn.network import load_network, network_from_dict
+
+MLP_128 = {"name": "mlp-784-128-10", "dataset": "mnist", "input_shape": [1, 28, 28], "num_classes": 10, "loss": "bce",
+           "rule": "drtp", "layers": [{"type": "flatten"}, {"type": "linear", "out": 128, "act": "tanh", "name": "fc1"},
+                                      {"type": "linear", "out": 10, "name": "out"}]}
+
+
+def cycles(args) -> None:
+    import os
+
+    from edgelearn.data import load_dataset
+
+    try:
+        ds = load_dataset("mnist", args.data_dir, n_test=args.n, n_train=1)
+        x, src = ds.x_test[:args.n], f"{args.n} MNIST test samples"
+    except Exception as exc:  # noqa: BLE001 -- no MNIST here: random inputs, every one non-zero
+        x, src = np.random.default_rng(0).random((args.n, 784)), f"{args.n} random inputs ({exc.__class__.__name__})"
+    y = np.random.default_rng(1).integers(0, 10, args.n)
+    print(f"learning kernel, expected cycles per sample (model, not a synthesis report), 200 MHz, {args.bits}-bit "
+          f"preset, DRTP; engine: one online epoch (fit_raw) on {src}, numba threads "
+          f"{os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+    print("| network | inputs | lanes | cycles/sample | kernel samples/s | inference samples/s | engine samples/s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for spec in (load_network("fc1-500"), network_from_dict(MLP_128, source="bench_hls")):
+        eng = FixedEngine(spec, bits=args.bits, seed=0)
+        X = eng.quantize_inputs(x, count=False)
+        nnz = np.mean(trace(eng, X, y, True, snapshots=[]).nnz, axis=1)
+        eng.set_mode("online")
+        eng.fit_raw(X[:2], y[:2])  # JIT warm-up
+        eng = FixedEngine(spec, bits=args.bits, seed=0)
+        eng.set_mode("online")
+        t = time.perf_counter()
+        eng.fit_raw(X, y)  # one online epoch: a learning step per sample
+        eng_sps = len(y) / (time.perf_counter() - t)
+        prog = lower(eng)
+        for title, nz in (("every input non-zero", None),
+                          ("non-zero of " + src.split(" (")[0] + " (" + ", ".join(f"{v:.0f}" for v in nnz) + ")", nnz)):
+            for p in (1, 4, 16):
+                c = cycle_model(prog, p, nnz=nz)
+                print(f"| {spec.name} {'-'.join(map(str, eng.sizes))} | {title} | {p} | {c['cycles_per_sample']:,} | "
+                      f"{c['samples_per_s']:,.0f} | {c['inference_samples_per_s']:,.0f} | {eng_sps:,.0f} |")
 
 
 def main() -> None:
@@ -29,7 +76,14 @@ def main() -> None:
     ap.add_argument("--config", default="fc1-500")
     ap.add_argument("--bits", type=int, default=8)
     ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--cycles", action="store_true", help="the kernel's cycle model beside the engine (see above)")
+    ap.add_argument("--data-dir", default="../shared/data/mnist", help="MNIST folder (--cycles)")
     args = ap.parse_args()
+    if args.cycles:
+        return cycles(args)
+    from edgelearn.hls.hls4ml_export import convert_engine
+    from edgelearn.hls.project import _popcount
+
     spec = load_network(args.config)
     eng = FixedEngine(spec, bits=args.bits, seed=0)
     rng = np.random.default_rng(0)

@@ -1,5 +1,7 @@
 """HLS export: the hls4ml inference project and the learning kernel, compiled with g++ against the ap_types
 headers bundled in hls4ml and compared with the fixed-point engine bit for bit."""
+import json
+
 import numpy as np
 import pytest
 
@@ -51,9 +53,10 @@ def test_both_projects_are_bit_exact_with_the_engine(case, tmp_path):
 
 
 def test_dfa_and_sdfa_kernels_are_bit_exact(tmp_path):
-    for rule in ("dfa", "sdfa"):
+    # sDFA with 4 lanes (10 outputs: the last cycle of a row runs 2) and the sample as an AXI stream
+    for rule, opts in (("dfa", {}), ("sdfa", dict(lanes=4, interface="axis"))):
         eng = trained_engine(bits=8, rule=rule)
-        res = hls.export_hls(eng, tmp_path / rule, n_tb=16, check=True, hls4ml=False)
+        res = hls.export_hls(eng, tmp_path / rule, n_tb=16, check=True, hls4ml=False, **opts)
         k = res.checks["learning_kernel"]
         assert k["output_mismatching_bits"] == 0 and k["weight_mismatching_bits_python"] == 0, (rule, k)
         assert k["weights_changed"] > 0
@@ -90,3 +93,90 @@ def test_brevitas_qat_weights_export_bit_exact(tmp_path, capsys):
     assert checks["hls4ml"]["mismatching_bits"] == 0
     assert checks["learning_kernel"]["weight_mismatching_bits_python"] == 0
     assert "QAT" in capsys.readouterr().out
+
+
+def small_engine(rule="drtp", **kw):
+    """The SMALL network untrained (generation tests: no C-simulation, no training needed)."""
+    return FixedEngine(network_from_dict(dict(SMALL, rule=rule), source="hls-small"), seed=1, bits=8, **kw)
+
+
+def test_lanes_and_interfaces_only_add_pragmas(tmp_path):
+    from edgelearn.hls import kernel
+
+    eng = small_engine()
+    one = kernel.write_kernel_project(eng, tmp_path / "p1")
+    fw1 = {p.name: p.read_text() for p in one.firmware.iterdir()}
+    assert not any("UNROLL factor" in t or "type=cyclic" in t or "{%" in t or "{#" in t for t in fw1.values())
+    assert "mode=ap_memory port=W0\n" in fw1["edgelearn_kernel.cpp"]  # the one-lane ports, as before
+    # the one-lane layer templates are the template with its jinja lines dropped
+    src = (kernel.TEMPLATES / "el_learn.h").read_text()
+    i, j = src.index("{#"), src.index("#}") + 3
+    src = src[:i] + src[j:]
+    kept, skip = [], False
+    for ln in src.splitlines(keepends=True):
+        if ln.startswith("{% if lanes > 1 %}"):
+            skip = True
+        elif ln.startswith("{% endif %}") and skip:
+            skip = False
+        elif not skip:
+            kept.append(ln)
+    assert fw1["el_learn.h"] == "".join(kept)
+    for lanes, iface in ((4, "axi"), (8, "axis")):
+        prj = kernel.write_kernel_project(eng, tmp_path / f"p{lanes}", lanes=lanes, interface=iface)
+        lay = (prj.firmware / "el_learn.h").read_text()
+        top = (prj.firmware / "edgelearn_kernel.cpp").read_text()
+        # every pipelined loop over output neurons gets the lanes: forward (3), signal (6), update (3)
+        assert lay.count(f"#pragma HLS UNROLL factor={lanes}\n") == 12
+        for arr, dim in (("W0", 2), ("b0", 1), ("W1", 2), ("b1", 1), ("B0", 2)):
+            assert f"ARRAY_PARTITION variable={arr} type=cyclic factor={lanes} dim={dim}\n" in top
+        assert "#pragma HLS INTERFACE mode=s_axilite port=return bundle=control\n" in top
+        assert "#pragma HLS INTERFACE mode=bram port=W0 storage_type=ram_2p\n" in top
+        x_port = "mode=axis port=x\n" if iface == "axis" else "mode=m_axi port=x offset=slave bundle=gmem depth=64\n"
+        assert x_port in top and "el::dense<config0>(xs, W0, b0, z0);" in top
+        # the C code itself is the one-lane code: the same lines once the pragmas are dropped
+        strip = lambda t: [ln for ln in t.splitlines() if not ln.startswith("#pragma") and not ln.startswith("//")]
+        assert strip(lay) == strip(fw1["el_learn.h"])
+        meta = json.loads((prj.path / "project.json").read_text())
+        assert meta["lanes"] == lanes and meta["interface"] == iface
+    for bad in (dict(lanes=0), dict(lanes=True), dict(interface="pcie")):
+        with pytest.raises(EdgelearnError):
+            kernel.write_kernel_project(eng, tmp_path / "bad", **bad)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cycle_model_walks_the_schedule():
+    from edgelearn.fixed.lower import lower
+    from edgelearn.hls.kernel import DEPTH, cycle_model
+
+    for rule in ("drtp", "sdfa"):
+        prog = lower(small_engine(rule))
+        c1, c4, c4axi = cycle_model(prog, 1), cycle_model(prog, 4), cycle_model(prog, 4, "axi")
+        assert [s["step"] for s in c1["steps"]] == [str(s) for s in prog.steps]
+        for c in (c1, c4, c4axi):
+            assert c["cycles_per_sample"] == round(c["io_cycles"] + sum(s["cycles"] for s in c["steps"]))
+            assert c["inference_cycles_per_sample"] < c["cycles_per_sample"]
+            assert c["samples_per_s"] == round(200e6 / (c["io_cycles"] + sum(s["cycles"] for s in c["steps"])), 1)
+        assert c4["cycles_per_sample"] < c1["cycles_per_sample"] / 2
+        assert c4axi["io_cycles"] == c4["io_cycles"] + 64 + DEPTH["copy"]  # the sample read once over AXI
+        # forward of layer 0, 24 outputs: per non-zero input row ceil(24 / P) cycles + the MAC depth, 1 per zero row
+        fwd = [s["cycles"] for s in cycle_model(prog, 4, nnz=[10, 24])["steps"] if s["step"] == "forward(0)"][0]
+        fwd_all = [s["cycles"] for s in c4["steps"] if s["step"] == "forward(0)"][0]
+        assert fwd_all - fwd == 54 * (6 + DEPTH["mac"]) - 54
+
+
+def test_export_hls_lanes_cli_prints_the_cycles(tmp_path, capsys):
+    out = tmp_path / "k"
+    assert main(["export-hls", "--no-hls4ml", "--lanes", "4", "--interface", "axis", "--tb-samples", "3",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    info = json.loads((out / "export.json").read_text())["learning_kernel"]
+    assert info["lanes"] == 4 and info["interface"] == "axis"
+    w = info["cycles"]["worst_case"]
+    assert f"learning {w['cycles_per_sample']:,} cycles" in printed and "not a synthesis report" in printed
+    assert "testbench" in info["cycles"] and info["cycles"]["model"].endswith("not a synthesis report.")
+    assert f"{w['cycles_per_sample']:,}" in (out / "learning_kernel" / "README.md").read_text()
+    with pytest.raises(SystemExit) as exc:  # argparse refuses it: usage and one error line, exit 2
+        main(["export-hls", "--no-hls4ml", "--lanes", "0", "--out", str(tmp_path / "bad")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("edgelearn export-hls: error: argument --lanes") and not (tmp_path / "bad").exists()

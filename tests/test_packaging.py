@@ -50,6 +50,17 @@ def test_the_wheel_ships_every_file_of_the_package(wheel):
                  "edgelearn/configs/digits-mlp.yaml", "edgelearn/hw/el_layer.v", "edgelearn/hw/el_convert.v",
                  "edgelearn/hls_templates/el_learn.h", "edgelearn/rtl/bench.py"):
         assert need in names, need
+    # the learning kernel's generated files are rendered from these (edgelearn.hls.kernel)
+    templates = {f"edgelearn/hls_templates/{t}" for t in (
+        "el_codes.h.j2", "parameters.h.j2", "tables.h.j2", "feedback.h.j2", "ports.j2", "kernel.h.j2",
+        "kernel.cpp.j2", "kernel_test.cpp.j2", "build_prj.tcl.j2", "build_opt.tcl.j2", "build_csim.sh.j2",
+        "README.md.j2")}
+    assert templates <= names, sorted(templates - names)
+    # and rendered with jinja2, so an install must bring it
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    requires = [ln.split(":", 1)[1].strip().lower() for ln in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
+                if ln.startswith("Requires-Dist:")]
+    assert any(r.startswith("jinja2") and "extra ==" not in r for r in requires), requires
     assert not any(n.startswith(("tests/", "rtl_tb/", "benchmarks/", "docs/")) for n in names)
 
 

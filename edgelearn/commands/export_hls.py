@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..hls import DEFAULT_PART, MAX_UNROLLED_MULTS
+from ..hls import DEFAULT_PART, KERNEL_INTERFACES as INTERFACES, MAX_UNROLLED_MULTS
 from .common import add_engine_args, engine_from_args, positive_int
 
 
@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse-factor", type=positive_int,
                    help="hls4ml reuse factor of every layer (default: per layer, see --strategy); hls4ml may "
                         "change it to the nearest one it accepts, which is reported")
+    p.add_argument("--lanes", type=positive_int, default=1,
+                   help="learning kernel: output neurons per cycle in its forward, signal and update loops "
+                        "(unrolled, memories partitioned; default 1). The bits do not depend on it")
+    p.add_argument("--interface", choices=INTERFACES, default=INTERFACES[0],
+                   help="learning kernel ports: ap_memory (default: ap_ctrl_hs and memory ports), axi (s_axilite "
+                        "control and scalars, m_axi sample/outputs/LFSR states, weights in BRAM ports) or axis "
+                        "(as axi, the sample as an AXI4-Stream)")
     p.add_argument("--no-hls4ml", action="store_true", help="write only the learning kernel (no hls4ml needed)")
     p.add_argument("--no-kernel", action="store_true", help="write only the hls4ml project")
     p.add_argument("--check", action="store_true",
@@ -76,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     res = export_hls(eng, out, hls4ml=not args.no_hls4ml, kernel=not args.no_kernel,
                      backend=args.backend, part=args.part, clock_period=args.clock_period, strategy=args.strategy,
                      reuse_factor=args.reuse_factor, n_tb=args.tb_samples, dataset=args.dataset,
-                     data_dir=args.data_dir, model=model, check=args.check)
+                     data_dir=args.data_dir, model=model, check=args.check, lanes=args.lanes,
+                     interface=args.interface)
     _print(res, origin)
     for line in (res.summary.get("hls4ml") or {}).get("warnings", []):
         print(f"edgelearn export-hls: warning: {line}", file=sys.stderr)
@@ -111,6 +119,20 @@ def _checks_ok(checks) -> bool:
     return True
 
 
+def _print_cycles(cycles) -> None:
+    """The learning kernel's cycle model (a model from the schedule: no synthesis report here)."""
+    if not cycles:
+        return
+    w = cycles["worst_case"]
+    print(f"  lanes {w['lanes']}, interface {w['interface']}; expected cycles per sample (model from the schedule, "
+          f"not a synthesis report), {w['clock_mhz']:g} MHz:")
+    for key, title in (("worst_case", "every input non-zero"), ("testbench", "testbench samples")):
+        c = cycles.get(key)
+        if c:
+            print(f"    {title}: learning {c['cycles_per_sample']:,} cycles ({c['samples_per_s']:,.0f} samples/s), "
+                  f"inference {c['inference_cycles_per_sample']:,} ({c['inference_samples_per_s']:,.0f} samples/s)")
+
+
 def _print(res, origin: str) -> None:
     s = res.summary
     print(f"{s['network']} ({' -> '.join(map(str, s['sizes']))}), {origin}; testbench: "
@@ -132,6 +154,7 @@ def _print(res, origin: str) -> None:
             print(f"  {f}")
         if hidden:
             print(f"  (+ {hidden} files under firmware/ap_types/ and firmware/nnet_utils/)")
+        _print_cycles(info.get("cycles"))
         print("  run with:")
         for cmd in info["commands"]:
             print(f"    {cmd}")

@@ -15,4 +15,9 @@ DEFAULT_PART = "xc7z020clg400-1"
 #: the multiplier instances), Resource n_in*n_out / reuse_factor of them per pipelined step.
 MAX_UNROLLED_MULTS = 4096
 
-__all__ = ["DEFAULT_PART", "MAX_UNROLLED_MULTS", "HLSBuildError", "MissingDependencyError"]
+#: port protocols of the learning kernel's top function (export-hls --interface), the first the default: ap_memory
+#: (ap_ctrl_hs and memory ports), axi (s_axilite control and scalars, m_axi sample / outputs / LFSR states, weights
+#: in BRAM ports), axis (as axi, the sample as an AXI4-Stream)
+KERNEL_INTERFACES = ("ap_memory", "axi", "axis")
+
+__all__ = ["DEFAULT_PART", "KERNEL_INTERFACES", "MAX_UNROLLED_MULTS", "HLSBuildError", "MissingDependencyError"]

@@ -9,6 +9,7 @@ rules, current weights, feedback matrices and LFSR states) into a Vitis/Vivado H
         <name>.h            its declaration
         parameters.h        per-layer config structs: sizes, ap_fixed types of every tensor, update policies
         el_learn.h          the layer templates (dense, activate, output_error, hidden_delta, update, LFSR)
+        el_codes.h          the activation and rule codes (edgelearn.program)
         tables.h            tanh / sigmoid tables (the engine's, entry for entry)
         feedback.h          feedback matrices B (stored mode) or their LFSR row states (lfsr mode)
       <name>_test.cpp       testbench: reads tb_data, runs every sample, compares outputs and final weights
@@ -20,8 +21,17 @@ rules, current weights, feedback matrices and LFSR states) into a Vitis/Vivado H
       project.json          network, formats, rules and what the files hold
       README.md
 
+Every source, script and the README are rendered from the jinja2 templates of ``edgelearn/hls_templates``
+(``*.j2``, and ``el_learn.h``, the layer templates, rendered with the lane count only) with the kernel's view of the
+engine's lowered program: the word types are derived here, the templates only lay the text out.
+
 The weights and biases are ports of the top function (BRAM interfaces, updated in place), so the host (or the
 testbench) loads any trained state; the LFSR states of the stochastic-rounding streams are a port too.
+``interface`` (:data:`INTERFACES`) chooses the port protocols: ``ap_memory`` (raw handshake and memories), ``axi``
+(``s_axilite`` control and scalars, ``m_axi`` sample / outputs / LFSR states, weights in BRAM behind AXI BRAM
+controllers), ``axis`` (as ``axi``, the sample as an AXI4-Stream).  ``lanes`` P processes P output neurons per cycle
+in the forward MAC, signal and update loops (pragmas only: the C code and its draw order are the same for every P).
+:func:`cycle_model` gives the expected cycles per sample from the program's schedule.
 
 Bit-exactness: every quantity has the engine's format (``FixedFormat.to_hls()``), every operation is an exact
 ap_fixed expression assigned to that type (docs/arithmetic.md), and the order of operations and of the LFSR draws
@@ -31,23 +41,21 @@ with :meth:`FixedEngine.step` bit for bit.
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import numpy as np
 
 from ..errors import ConfigError, DataError, FormatError
-from ..fixed.engine_io import clone_engine  # noqa: F401  (re-exported)
 from ..fixed.formats import FixedFormat
 from ..fixed.lower import lower, raise_unsupported, trace
-from ..program import (FEEDBACK_STREAM, SUPPORT, ActCode, LayerProgram, Program, RuleCode,  # noqa: F401
-                       StepOp, fmt_max, signed_bits)
+from ..program import SUPPORT, ActCode, LayerProgram, Program, RuleCode, StepOp, fmt_max, signed_bits
 from .toolchain import HLSBuildError, MissingDependencyError, ap_types_dir, compile_cached
 
 TEMPLATES = Path(str(resources.files("edgelearn") / "hls_templates"))  # package data, also in a wheel
@@ -56,9 +64,10 @@ TEMPLATES = Path(str(resources.files("edgelearn") / "hls_templates"))  # package
 KERNEL_RULES = SUPPORT["hls"].hidden_rules
 
 from . import DEFAULT_PART  # noqa: E402  (one default part for both HLS projects)
+from . import KERNEL_INTERFACES as INTERFACES  # noqa: E402
 
-__all__ = ["KERNEL_RULES", "KernelLayer", "KernelSpec", "KernelProject", "KernelRun", "write_kernel_project",
-           "exact_decimal"]
+__all__ = ["KERNEL_RULES", "INTERFACES", "KernelLayer", "KernelSpec", "KernelProject", "KernelRun",
+           "write_kernel_project", "exact_decimal", "cycle_model"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -78,8 +87,6 @@ def exact_decimal(raw: int, frac: int) -> str:
     return "-" + out if neg and q else out
 
 
-max_abs = fmt_max
-
 
 def _fixed_t(width: int, frac: int, signed: bool = True, q: str | None = None, o: str | None = None) -> str:
     base = f"ap_{'' if signed else 'u'}fixed<{width},{width - frac}"
@@ -90,10 +97,6 @@ def _fixed_t(width: int, frac: int, signed: bool = True, q: str | None = None, o
 
 def _raw_t(f: FixedFormat) -> str:
     return f"ap_{'' if f.signed else 'u'}int<{f.width}>"
-
-
-def _hls(f: FixedFormat) -> str:
-    return f.to_hls()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,301 +154,207 @@ class KernelSpec:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# C++ generation
+# C++ generation: the templates in edgelearn/hls_templates, rendered from the kernel's view of the program; the
+# word types are derived here (the facts), the templates only lay them out
 
 
-def _delta_type(u_max: int, u_frac: int, lr_shift: int, dst: FixedFormat) -> str:
+def _delta_type(lay: KernelLayer, u_max: int, u_frac: int, dst: FixedFormat) -> str:
     """Increment rounded to the stored LSB (F = F_dst) with the stored format's rounding, wide enough that it never
     overflows (|Delta| <= ceil(u_max * 2^-s) + 1)."""
-    s = u_frac + lr_shift - dst.frac
-    if s <= 0:
-        dmax = u_max << (-s)
-    else:
-        dmax = (u_max >> s) + 2
-    width = max(signed_bits(dmax) + 1, 2)
+    s = lay.shift_to(u_frac, dst)
+    dmax = u_max << (-s) if s <= 0 else (u_max >> s) + 2
     q = "TRN" if dst.rounding == "STOCH" else dst.rounding
-    return _fixed_t(width, dst.frac, True, q, "WRAP")
+    return _fixed_t(max(signed_bits(dmax) + 1, 2), dst.frac, True, q, "WRAP")
 
 
-def _upd_policy(name: str, lay: KernelLayer, dst: FixedFormat, u_max: int, u_frac: int) -> str:
-    upd = lay.update
-    has_u = upd is not None
-    lines = [
-        f"struct {name} {{",
-        f"    typedef {_hls(dst)} w_t;",
-        f"    typedef {_delta_type(u_max, u_frac, lay.lr_shift, dst)} delta_t;",
-        f"    typedef ap_ufixed<1, {1 - lay.lr_shift}> lr_t;  // exactly 2^-{lay.lr_shift}",
-        f"    typedef ap_ufixed<32, {-dst.frac}> draw_t;  // a 32-bit LFSR draw just below the stored LSB",
-        f"    static const bool stoch = {'true' if dst.rounding == 'STOCH' else 'false'};",
-        f"    static const bool has_update = {'true' if has_u else 'false'};",
-    ]
-    if has_u:
-        lines += [f"    typedef {_hls(upd)} upd_t;",
-                  f"    typedef ap_ufixed<32, {-upd.frac}> udraw_t;",
-                  f"    static const bool upd_stoch = {'true' if upd.rounding == 'STOCH' else 'false'};"]
-    else:
-        lines += ["    typedef delta_t upd_t;", "    typedef draw_t udraw_t;", "    static const bool upd_stoch = false;"]
-    lines.append("};")
-    return "\n".join(lines)
+def _upd_policy(name: str, lay: KernelLayer, dst: FixedFormat, u_max: int, u_frac: int) -> dict[str, Any]:
+    """What ``el::update`` needs to update the words of ``dst`` (weights or biases) of ``lay``."""
+    return {"name": name, "dst": dst, "delta_t": _delta_type(lay, u_max, u_frac, dst), "lr_shift": lay.lr_shift,
+            "upd": lay.update}
 
 
 def _layer_types(ks: KernelSpec, lay: KernelLayer) -> dict[str, str]:
-    C = ks.num_classes
-    t: dict[str, str] = {}
-    t["in_t"] = _hls(lay.input)
-    t["w_t"] = _hls(lay.weight)
-    t["b_t"] = _hls(lay.bias)
-    t["acc_t"] = _hls(lay.accum)
-    t["act_t"] = _hls(lay.act_fmt)
-    t["err_t"] = _hls(lay.error)
-    t["fb_t"] = _hls(lay.feedback)
-    tb, rb = ks.table_bits, ks.range_bits
-    t["idx_t"] = f"ap_fixed<{tb},{rb + 1},AP_TRN,AP_SAT>"
-    t["g_t"] = _hls(lay.deriv) if (lay.has_table and lay.need_g) else "ap_uint<1>"
-    cb = max(1, math.ceil(math.log2(C)))
-    fb = lay.feedback
-    out_err = ks.layers[-1].error
-    if lay.code == RuleCode.DFA:
-        pmax = C * max_abs(fb) * max_abs(out_err)
-        t["psum_t"] = _fixed_t(signed_bits(pmax) + 1, fb.frac + out_err.frac)
-    else:
-        pmax = C * max_abs(fb)
-        t["psum_t"] = _fixed_t(signed_bits(pmax) + 1, fb.frac)
+    """The C++ type of every word of ``lay``, in the order config{k} declares them."""
+    fb, out_err = lay.feedback, ks.output.error
+    if lay.code == RuleCode.DFA:  # sum over the classes of B * e
+        psum_t = _fixed_t(signed_bits(ks.num_classes * fmt_max(fb) * fmt_max(out_err)) + 1, fb.frac + out_err.frac)
+    else:  # sum over the classes of +-B
+        psum_t = _fixed_t(signed_bits(ks.num_classes * fmt_max(fb)) + 1, fb.frac)
     if lay.mult_raw is not None:
-        mf = lay.mult_fmt
-        t["mult_t"] = _hls(mf)
-        t["dm_t"] = _fixed_t(lay.error.width + mf.width + 1, lay.error.frac + mf.frac)
+        mult_t, dm_t = lay.mult_fmt.to_hls(), _fixed_t(lay.error.width + lay.mult_fmt.width + 1,
+                                                        lay.error.frac + lay.mult_fmt.frac)
     else:
-        t["mult_t"] = "ap_ufixed<1,1>"
-        t["dm_t"] = _hls(lay.error)
-    del cb
-    return t
+        mult_t, dm_t = "ap_ufixed<1,1>", lay.error.to_hls()
+    return {
+        "in_t": lay.input.to_hls(), "w_t": lay.weight.to_hls(), "b_t": lay.bias.to_hls(),
+        "acc_t": lay.accum.to_hls(), "act_t": lay.act_fmt.to_hls(),
+        "g_t": lay.deriv.to_hls() if (lay.has_table and lay.need_g) else "ap_uint<1>",
+        "err_t": lay.error.to_hls(), "fb_t": fb.to_hls(),
+        "idx_t": f"ap_fixed<{ks.table_bits},{ks.range_bits + 1},AP_TRN,AP_SAT>",
+        "psum_t": psum_t, "mult_t": mult_t, "dm_t": dm_t,
+    }
 
 
-def _config_struct(ks: KernelSpec, lay: KernelLayer) -> str:
-    t = _layer_types(ks, lay)
+def _layer_config(ks: KernelSpec, lay: KernelLayer) -> dict[str, Any]:
+    """Everything config{k} of parameters.h says about ``lay`` beyond the program's own fields."""
     k = lay.index
-    mult_raw = lay.mult_raw if lay.mult_raw is not None else 1
-    mult_frac = lay.mult_frac
-    e_max = lay.bias_inc_max
-    u_w = lay.weight_inc_max
-    f_dm = lay.dm_frac
-    table_size = (1 << ks.table_bits) if lay.has_table else 1
-    parts = [
-        f"// layer {k} ({lay.name}): {lay.n_in} -> {lay.n_out}, activation {lay.act}, rule {lay.role}",
-        _upd_policy(f"config{k}_wupd", lay, lay.weight, u_w, f_dm + lay.input.frac),
-        _upd_policy(f"config{k}_bupd", lay, lay.bias, e_max, f_dm),
-        f"struct config{k} {{",
-        f"    static const unsigned n_in = {lay.n_in};",
-        f"    static const unsigned n_out = {lay.n_out};",
-        f"    static const unsigned n_classes = {ks.num_classes};",
-        f"    static const int act = EL_ACT_{lay.act_code.name};",
-        f"    static const int rule = EL_RULE_{lay.code.name};",
-        f"    static const bool is_output = {'true' if lay.is_output else 'false'};",
-        f"    static const bool need_g = {'true' if lay.need_g else 'false'};",
-        f"    static const bool fb_lfsr = {'true' if lay.fb_lfsr else 'false'};",
-        f"    static const int fb_width = {lay.feedback.width};",
-        f"    static const unsigned table_size = {table_size};",
-    ]
-    for name in ("in_t", "w_t", "b_t", "acc_t", "act_t", "g_t", "err_t", "fb_t", "idx_t", "psum_t", "mult_t", "dm_t"):
-        parts.append(f"    typedef {t[name]} {name};")
-    parts.append(f"    typedef {_raw_t(lay.act_fmt)} act_raw_t;  // table ROM words: raw bits of act_t")
-    parts.append(f"    typedef {_raw_t(lay.feedback)} fb_raw_t;  // feedback ROM words: raw bits of fb_t")
-    parts += [
-        f"    typedef config{k}_wupd wupd;",
-        f"    typedef config{k}_bupd bupd;",
-        f"    static double mult_value() {{ return {exact_decimal(mult_raw, mult_frac)}; }}",
-        "};",
-    ]
-    return "\n".join(parts)
+    return {
+        "lay": lay, "types": _layer_types(ks, lay),
+        "wupd": _upd_policy(f"config{k}_wupd", lay, lay.weight, lay.weight_inc_max, lay.dm_frac + lay.input.frac),
+        "bupd": _upd_policy(f"config{k}_bupd", lay, lay.bias, lay.bias_inc_max, lay.dm_frac),
+        "table_size": (1 << ks.table_bits) if lay.has_table else 1,
+        "mult_value": exact_decimal(lay.mult_raw if lay.mult_raw is not None else 1, lay.mult_frac),
+    }
 
 
-def _array_init(values, per_line: int = 16) -> str:
+def _c_array(values, per_line: int = 16) -> str:
+    """A C initializer of integers, ``per_line`` a line."""
     vals = [str(int(v)) for v in np.asarray(values).ravel()]
     rows = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
     return "{\n    " + ",\n    ".join(rows) + "}"
 
 
-def _matrix_init(M: np.ndarray) -> str:
-    rows = [_array_init(row) for row in M]
-    return "{\n" + ",\n".join(rows) + "}"
+def _c_matrix(M: np.ndarray) -> str:
+    return "{\n" + ",\n".join(_c_array(row) for row in M) + "}"
 
 
-def render_parameters(ks: KernelSpec, project: str) -> str:
-    L = len(ks.layers)
-    guard = "PARAMETERS_H_"
-    out = [
-        "// Generated by edgelearn (edgelearn export-hls): formats, sizes and rules of the learning kernel.",
-        f"// Network {ks.name}: {' -> '.join(map(str, ks.sizes))}, loss {ks.loss}, "
-        f"tables 2^{ks.table_bits} entries on [-2^{ks.range_bits}, 2^{ks.range_bits}).",
-        f"#ifndef {guard}", f"#define {guard}", "", '#include "ap_fixed.h"', '#include "ap_int.h"',
-        '#include "el_learn.h"', "",
-        f"#define N_LAYERS {L}", f"#define N_INPUT {ks.sizes[0]}", f"#define N_OUTPUT {ks.sizes[-1]}",
-        f"#define EL_LOSS_MSE {1 if ks.loss == 'mse' else 0}", "",
-    ]
-    for lay in ks.layers:
-        out.append(_config_struct(ks, lay))
-        out.append("")
-    out += ["typedef config0::in_t input_t;", f"typedef config{L - 1}::acc_t result_t;", "", f"#endif  // {guard}", ""]
-    return "\n".join(out)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters.update(hls=lambda f: f.to_hls(), raw_t=_raw_t, cbool=lambda v: "true" if v else "false",
+                       hex32=lambda v: f"{int(v):#010x}", c_array=_c_array, c_matrix=_c_matrix)
+    env.globals.update(ActCode=ActCode, RuleCode=RuleCode, StepOp=StepOp)
+    return env
+
+
+_ENV = _environment()
+
+
+def render(template: str, **context) -> str:
+    """Render ``edgelearn/hls_templates/<template>``."""
+    return _ENV.get_template(template).render(**context)
 
 
 def render_codes() -> str:
     """el_codes.h: the activation and rule codes of edgelearn.program (one numbering for every back end)."""
-    out = ["// Generated by edgelearn from edgelearn.program: activation and rule codes.", "#ifndef EL_CODES_H_",
-           "#define EL_CODES_H_", ""]
-    out += [f"#define EL_ACT_{a.name} {int(a)}" for a in ActCode] + [""]
-    out += [f"#define EL_RULE_{r.name} {int(r)}" for r in RuleCode] + ["", "#endif", ""]
-    return "\n".join(out)
+    return render("el_codes.h.j2")
+
+
+def render_parameters(ks: KernelSpec, project: str) -> str:
+    return render("parameters.h.j2", ks=ks, project=project, configs=[_layer_config(ks, lay) for lay in ks.layers])
 
 
 def render_tables(ks: KernelSpec) -> str:
-    out = ["// Generated by edgelearn: activation lookup tables (docs/arithmetic.md section 11), entry for entry the",
-           "// tables of the fixed-point engine (edgelearn.fixed.activations): entry i = f(bin centre i) in the",
-           "// activation format, rounded AP_RND and saturated AP_SAT, stored as its raw bits (act_raw_t).",
-           "// Index = floor(z / bin) + N/2, clamped.",
-           "#ifndef TABLES_H_", "#define TABLES_H_", "", '#include "parameters.h"', ""]
-    for lay in ks.layers:
-        k = lay.index
-        if lay.has_table:
-            out.append(f"// {lay.act} of layer {k} ({lay.name}), output format {lay.act_fmt}")
-            out.append(f"static const config{k}::act_raw_t table{k}[config{k}::table_size] = "
-                       f"{_array_init(lay.table)};")
-        else:
-            out.append(f"static const config{k}::act_raw_t table{k}[1] = {{0}};  // {lay.act}: no table")
-        out.append("")
-    out += ["#endif", ""]
-    return "\n".join(out)
+    return render("tables.h.j2", ks=ks)
 
 
 def render_feedback(ks: KernelSpec) -> str:
-    C = ks.num_classes
-    out = ["// Generated by edgelearn: random feedback of the direct rules (docs/arithmetic.md section 10).",
-           "// B (n_classes x n_out) holds W_fb-bit two's-complement LFSR draws in row-major order; stored mode keeps",
-           "// it in a ROM, lfsr mode regenerates a row from its start state (the same values, no storage).",
-           "#ifndef FEEDBACK_H_", "#define FEEDBACK_H_", "", '#include "parameters.h"', ""]
-    for lay in ks.layers:
-        k = lay.index
-        if lay.direct and not lay.fb_lfsr:
-            out.append(f"// layer {k} ({lay.name}): B stored, format {lay.feedback}, seed {lay.fb_seed:#010x}")
-            out.append(f"static const config{k}::fb_raw_t B{k}[{C}][{lay.n_out}] = {_matrix_init(lay.B)};")
-            out.append(f"static const el::lfsr_t B{k}_rows[{C}] = {{0}};")
-        elif lay.direct:
-            rows = [int(r) for r in lay.fb_rows]
-            out.append(f"// layer {k} ({lay.name}): B regenerated from the LFSR (seed {lay.fb_seed:#010x}), "
-                       f"format {lay.feedback}; start state of each row")
-            out.append(f"static const config{k}::fb_raw_t B{k}[1][{lay.n_out}] = {{{{0}}}};")
-            out.append(f"static const el::lfsr_t B{k}_rows[{C}] = {{" + ", ".join(f"{r:#010x}u" for r in rows) + "};")
-        else:
-            out.append(f"// layer {k} ({lay.name}): no feedback (rule {lay.role})")
-            out.append(f"static const config{k}::fb_raw_t B{k}[1][{lay.n_out}] = {{{{0}}}};")
-            out.append(f"static const el::lfsr_t B{k}_rows[1] = {{0}};")
-        out.append("")
-    out += ["#endif", ""]
-    return "\n".join(out)
-
-
-def _port_list(ks: KernelSpec) -> list[str]:
-    ports = ["const input_t x[N_INPUT]", "const unsigned label", "const bool learn", "result_t z_out[N_OUTPUT]",
-             "unsigned &pred"]
-    for lay in ks.layers:
-        k = lay.index
-        ports.append(f"config{k}::w_t W{k}[{lay.n_in}][{lay.n_out}]")
-        ports.append(f"config{k}::b_t b{k}[{lay.n_out}]")
-    ports.append("el::lfsr_t rnd_state[N_LAYERS]")
-    return ports
+    return render("feedback.h.j2", ks=ks)
 
 
 def render_header(ks: KernelSpec, project: str) -> str:
-    guard = project.upper() + "_H_"
-    ports = ",\n    ".join(_port_list(ks))
-    return (f"// Generated by edgelearn: the on-chip learning kernel of {ks.name}.\n"
-            f"#ifndef {guard}\n#define {guard}\n\n#include \"parameters.h\"\n\n"
-            f"// One sample: forward pass (z_out = output pre-activation, pred = argmax, before any update) and, when\n"
-            f"// learn is set, the learning rule's update of every trainable layer (weights/biases updated in place).\n"
-            f"void {project}(\n    {ports});\n\n#endif\n")
+    return render("kernel.h.j2", ks=ks, project=project)
 
 
-def render_top(ks: KernelSpec, project: str) -> str:
-    L = len(ks.layers)
-    lo = L - 1
-    body: list[str] = []
-    pr = body.append
-    pr(f'#include "{project}.h"')
-    pr('#include "tables.h"')
-    pr('#include "feedback.h"')
-    pr("")
-    ports = ",\n    ".join(_port_list(ks))
-    pr(f"void {project}(\n    {ports}) {{")
-    for lay in ks.layers:
-        k = lay.index
-        pr(f"#pragma HLS INTERFACE mode=ap_memory port=W{k}")
-        pr(f"#pragma HLS INTERFACE mode=ap_memory port=b{k}")
-    pr("#pragma HLS INTERFACE mode=ap_memory port=rnd_state")
-    pr("")
-    for lay in ks.layers:
-        k = lay.index
-        pr(f"    // layer {k} ({lay.name}) work arrays")
-        pr(f"    config{k}::acc_t z{k}[{lay.n_out}];")
-        pr(f"    config{k}::act_t a{k}[{lay.n_out}];")
-        pr(f"    config{k}::g_t g{k}[{lay.n_out}];")
-        pr(f"    config{k}::err_t d{k}[{lay.n_out}];")
-        if lay.n_out <= 64:
-            pr(f"#pragma HLS ARRAY_PARTITION variable=d{k} complete")
-        pr(f"    el::lfsr_t rnd{k} = rnd_state[{k}];")
-    pr("")
-    # the program's schedule, step by step (edgelearn.program.schedule)
-    for step in ks.steps:
-        k = step.layer
-        xin = "x" if k <= 0 else f"a{k - 1}"
-        if step.op == StepOp.FORWARD:
-            pr(f"    // ---- layer {k} ({ks.layers[k].name}): forward")
-            pr(f"    el::dense<config{k}>({xin}, W{k}, b{k}, z{k});")
-            pr(f"    el::activate<config{k}>(z{k}, table{k}, a{k}, g{k});")
-        elif step.op in (StepOp.INJECT_DRTP, StepOp.HIDDEN_SIGNAL):
-            if step.op == StepOp.INJECT_DRTP:
-                pr("    // DRTP needs only the label: this layer learns right away")
-            pr(f"    el::hidden_delta<config{k}, config{lo}::err_t>(label, d{lo}, g{k}, B{k}, B{k}_rows, d{k});")
-        elif step.op == StepOp.PREDICT:
-            pr("    // ---- prediction (before any update of the output layer)")
-            pr("    for (unsigned c = 0; c < N_OUTPUT; c++)")
-            pr(f"        z_out[c] = z{lo}[c];")
-            pr(f"    pred = el::argmax<config{lo}::acc_t, N_OUTPUT>(z{lo});")
-        elif step.op == StepOp.OUTPUT_ERROR:
-            pr("    // ---- output error, then the hidden signals (top-down) and the updates (output layer first)")
-            pr(f"    el::output_error<config{lo}>(a{lo}, g{lo}, label, EL_LOSS_MSE, d{lo});")
-        elif step.op == StepOp.UPDATE:
-            pr("    if (learn)")
-            pr(f"        el::update<config{k}>({xin}, d{k}, W{k}, b{k}, rnd{k});")
-    for lay in ks.layers:
-        pr(f"    rnd_state[{lay.index}] = rnd{lay.index};")
-    pr("}")
-    pr("")
-    return "\n".join(body)
+def render_top(ks: KernelSpec, project: str, lanes: int = 1, interface: str = INTERFACES[0]) -> str:
+    dual = " storage_type=ram_2p" if dual_port(lanes, interface) and interface == "ap_memory" else ""
+    return render("kernel.cpp.j2", ks=ks, project=project, lanes=lanes, interface=interface, dual=dual)
 
 
 def render_testbench(ks: KernelSpec, project: str) -> str:
-    L = len(ks.layers)
-    decl, load, dump, cmp = [], [], [], []
-    for lay in ks.layers:
+    return render("kernel_test.cpp.j2", ks=ks, project=project)
+
+
+def render_layers(lanes: int = 1) -> str:
+    """el_learn.h, the layer templates, for ``lanes`` output neurons per cycle (1: the one-lane text)."""
+    return render("el_learn.h", lanes=lanes)
+
+
+#: the most lanes the kernel is generated with (a layer whose width is not a multiple of the lane count runs the
+#: remaining neurons in a row's last cycle)
+MAX_LANES = 256
+
+
+def dual_port(lanes: int, interface: str) -> bool:
+    """Whether the weight and bias ports are declared dual-port (a read and a write port: the update's
+    read-modify-write at II = 1).  The one-lane ap_memory kernel leaves it to Vitis HLS, which takes a dual-port RAM
+    where that lowers the II (UG1399, "Memory Property on Interface")."""
+    return lanes > 1 or interface != "ap_memory"
+
+
+def check_kernel_options(lanes, interface) -> None:
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or not 1 <= lanes <= MAX_LANES:
+        raise ConfigError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
+    if interface not in INTERFACES:
+        raise ConfigError(f"interface must be one of {', '.join(INTERFACES)}, got {interface!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cycle model: the program's schedule, loop by loop, as the kernel's pipelined loops run it (no synthesis report)
+
+#: pipeline depth estimates (cycles from the first read to the last write of one iteration) of the kernel's loops;
+#: a pipelined loop of n iterations at II takes ceil(n / P) * II + depth cycles
+DEPTH = {"copy": 2, "mac": 4, "act": 4, "fb": 2, "delta": 3, "update": 6, "error": 3}
+
+CYCLE_MODEL = ("cycles per sample = the sum, over the program's schedule (Program.steps), of each step's pipelined "
+               "loops: ceil(trip count / lanes) * II + a pipeline-depth estimate per loop start (DEPTH); the MAC and "
+               "update loops restart per non-zero input row (a zero row costs 1 cycle: read and test); II = 1, the "
+               "update's read-modify-write included (dual-port weight memories); the activation and argmax run one "
+               "neuron per cycle; DFA/sDFA count every class (e_c != 0). Ignored: the function-call handshakes, "
+               "the clock the lanes reach, memory stalls of the AXI ports beyond one burst of the sample. A model, "
+               "not a synthesis report.")
+
+
+def cycle_model(prog: Program, lanes: int = 1, interface: str = INTERFACES[0], nnz=None,
+                clock_period: float = 5.0) -> dict[str, Any]:
+    """Expected cycles of one call of the kernel (learning and inference) from ``prog``'s schedule.
+
+    ``nnz``: per layer, the (mean) number of non-zero inputs; None: every input non-zero (the worst case)."""
+    check_kernel_options(lanes, interface)
+    L = len(prog.layers)
+    nz = [float(lay.n_in) for lay in prog.layers] if nnz is None else [float(v) for v in nnz]
+    C = prog.num_classes
+
+    def loop(n, depth):
+        return -(-int(n) // lanes) + DEPTH[depth]
+
+    def rows(lay, depth):  # a row loop over the inputs, the inner loop pipelined (II = 1), zero rows skipped
         k = lay.index
-        decl.append(f"static config{k}::w_t W{k}[{lay.n_in}][{lay.n_out}];")
-        decl.append(f"static config{k}::b_t b{k}[{lay.n_out}];")
-        load.append(f'    ok &= read_tensor(f, "W{k}", &W{k}[0][0], {lay.n_in * lay.n_out});')
-        load.append(f'    ok &= read_tensor(f, "b{k}", b{k}, {lay.n_out});')
-        dump.append(f'        write_tensor(fw, "W{k}", &W{k}[0][0], {lay.n_in * lay.n_out});')
-        dump.append(f'        write_tensor(fw, "b{k}", b{k}, {lay.n_out});')
-        cmp.append(f'        bad += compare_tensor(f, "W{k}", &W{k}[0][0], {lay.n_in * lay.n_out});')
-        cmp.append(f'        bad += compare_tensor(f, "b{k}", b{k}, {lay.n_out});')
-    args = ", ".join([f"W{lay.index}, b{lay.index}" for lay in ks.layers])
-    src = (TEMPLATES / "kernel_test.cpp").read_text()
-    return (src.replace("@PROJECT@", project)
-            .replace("@N_LAYERS@", str(L))
-            .replace("@DECLARE_STATE@", "\n".join(decl))
-            .replace("@LOAD_STATE@", "\n".join(load))
-            .replace("@DUMP_STATE@", "\n".join(dump))
-            .replace("@COMPARE_STATE@", "\n".join(cmp))
-            .replace("@STATE_ARGS@", args))
+        return nz[k] * (-(-lay.n_out // lanes) + DEPTH[depth]) + (lay.n_in - nz[k])
+
+    def fb_row(lay):
+        return loop(lay.n_out, "fb")
+
+    steps = []
+    for st in prog.steps:
+        k = st.layer
+        lay = prog.layers[k] if k >= 0 else None
+        if st.op == StepOp.FORWARD:
+            c = loop(lay.n_out, "copy") + rows(lay, "mac") + loop(lay.n_out, "copy") \
+                + lay.n_out + DEPTH["act"]
+        elif st.op in (StepOp.INJECT_DRTP, StepOp.HIDDEN_SIGNAL):
+            if lay.code == RuleCode.DRTP:
+                c = fb_row(lay) + loop(lay.n_out, "delta")
+            else:
+                c = loop(lay.n_out, "copy") + C * (fb_row(lay) + loop(lay.n_out, "delta") + 1) \
+                    + loop(lay.n_out, "delta")
+        elif st.op == StepOp.PREDICT:
+            c = 2 * C + 2
+        elif st.op == StepOp.OUTPUT_ERROR:
+            c = DEPTH["error"]
+        else:  # UPDATE
+            # II = 1: dual-port weight memories, declared (lanes, AXI) or chosen by the tool (one-lane ap_memory)
+            c = loop(lay.n_out, "delta") + rows(lay, "update") + loop(lay.n_out, "update")
+        steps.append({"step": str(st), "cycles": round(c, 1), "learning": st.op in
+                      (StepOp.INJECT_DRTP, StepOp.HIDDEN_SIGNAL, StepOp.OUTPUT_ERROR, StepOp.UPDATE)})
+    io = 2 * L + ((prog.sizes[0] + DEPTH["copy"]) if interface != "ap_memory" else 0)  # LFSR states, sample read
+    learn = io + sum(s["cycles"] for s in steps)
+    infer = learn - sum(s["cycles"] for s in steps if s["learning"])
+    mhz = 1000.0 / clock_period
+    return {"lanes": int(lanes), "interface": interface, "clock_mhz": round(mhz, 3),
+            "nonzero_inputs": [round(v, 2) for v in nz], "steps": steps, "io_cycles": io,
+            "cycles_per_sample": round(learn), "inference_cycles_per_sample": round(infer),
+            "samples_per_s": round(mhz * 1e6 / learn, 1), "inference_samples_per_s": round(mhz * 1e6 / infer, 1)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -474,6 +383,7 @@ class KernelProject:
         self.spec = spec
         self.project = project
         self.exe: Path | None = None
+        self.cycles: dict[str, Any] = {}  # the cycle model (write_kernel_project)
 
     @property
     def firmware(self) -> Path:
@@ -588,54 +498,56 @@ def _read_state(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _render_tcl(project: str, part: str, clock_period: float) -> tuple[str, str]:
-    tcl = (TEMPLATES / "kernel_build_prj.tcl").read_text()
-    tcl = tcl.replace("@PROJECT@", project).replace("@PART@", part).replace("@CLOCK@", f"{clock_period:g}")
-    opt = (TEMPLATES / "kernel_build_opt.tcl").read_text()
-    return tcl, opt
-
-
 def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", part: str = DEFAULT_PART,
                          clock_period: float = 5.0, tb_samples: tuple | None = None,
-                         overwrite: bool = True) -> KernelProject:
+                         overwrite: bool = True, lanes: int = 1, interface: str = INTERFACES[0]) -> KernelProject:
     """Generate the learning-kernel project for ``eng`` (its current weights are the initial state) in ``out_dir``.
 
     ``tb_samples`` = (X_raw, labels): the testbench data; the expected outputs and final state are computed by
-    stepping a *copy* of the engine through the samples (the engine passed in is not modified)."""
+    stepping a *copy* of the engine through the samples (the engine passed in is not modified).  ``lanes`` and
+    ``interface``: see the module docstring; the project's ``cycles`` (:func:`cycle_model`, worst case and on the
+    testbench samples) land in ``project.json`` and the README."""
     if not project.isidentifier():
         raise ConfigError(f"project name {project!r} must be a C identifier")
+    check_kernel_options(lanes, interface)
     ks = KernelSpec.from_engine(eng)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty")
     fw = out / "firmware"
     fw.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(TEMPLATES / "el_learn.h", fw / "el_learn.h")
+    (fw / "el_learn.h").write_text(render_layers(lanes))
     (fw / "el_codes.h").write_text(render_codes())
     (fw / "parameters.h").write_text(render_parameters(ks, project))
     (fw / "tables.h").write_text(render_tables(ks))
     (fw / "feedback.h").write_text(render_feedback(ks))
     (fw / f"{project}.h").write_text(render_header(ks, project))
-    (fw / f"{project}.cpp").write_text(render_top(ks, project))
+    (fw / f"{project}.cpp").write_text(render_top(ks, project, lanes, interface))
     (out / f"{project}_test.cpp").write_text(render_testbench(ks, project))
-    tcl, opt = _render_tcl(project, part, clock_period)
-    (out / "build_prj.tcl").write_text(tcl)
-    (out / "build_opt.tcl").write_text(opt)
-    sh = (TEMPLATES / "kernel_build_csim.sh").read_text().replace("@PROJECT@", project)
-    (out / "build_csim.sh").write_text(sh)
+    (out / "build_prj.tcl").write_text(render("build_prj.tcl.j2", project=project, part=part,
+                                              clock_period=clock_period))
+    (out / "build_opt.tcl").write_text(render("build_opt.tcl.j2"))
+    (out / "build_csim.sh").write_text(render("build_csim.sh.j2", project=project))
     os.chmod(out / "build_csim.sh", 0o755)
     proj = KernelProject(out, ks, project)
+    cycles = {"model": CYCLE_MODEL,
+              "worst_case": cycle_model(ks.program, lanes, interface, clock_period=clock_period)}
     if tb_samples is not None:
         X, y = tb_samples
-        exp = engine_reference(eng, X, y)
+        gold = _reference_trace(eng, X, y)
+        exp = _reference(eng, gold)
         proj.write_tb_data(X, y, True, exp[0], None, (exp[1], exp[2], exp[3]))
+        if gold.X.shape[0]:
+            cycles["testbench"] = cycle_model(ks.program, lanes, interface, nnz=np.mean(gold.nnz, axis=1),
+                                              clock_period=clock_period)
+    proj.cycles = cycles
     meta = {
         "generator": "edgelearn export-hls (learning kernel)", "project": project, "network": ks.name,
         "sizes": ks.sizes, "loss": ks.loss, "rules": ks.meta["rules"], "formats": ks.meta["formats"],
         "activations": [lay.act for lay in ks.layers], "seed": ks.seed,
         "feedback": [{"layer": lay.name, "mode": lay.fb_mode if lay.direct else None,
                       "seed": lay.fb_seed} for lay in ks.layers],
-        "part": part, "clock_period_ns": clock_period,
+        "part": part, "clock_period_ns": clock_period, "lanes": lanes, "interface": interface, "cycles": cycles,
         "top_function": f"{project}(x, label, learn, z_out, pred, W0, b0, ..., rnd_state)",
         "tb_data": {"tb_weights_init.dat": "initial W{k}, b{k} (raw ints, W row-major n_in x n_out), rnd (LFSR states)",
                     "tb_input_features.dat": "one sample per line, raw ints of the input format",
@@ -645,40 +557,24 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
                     "csim_results.log / csim_weights.dat": "written by the C-simulation"},
     }
     (out / "project.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    (out / "README.md").write_text(_readme(ks, project))
+    (out / "README.md").write_text(render("README.md.j2", ks=ks, project=project, lanes=lanes,
+                                          interface=interface, cycles=cycles))
     return proj
+
+
+def _reference_trace(eng, X_raw, labels):
+    X = np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.sizes[0])
+    return trace(eng, X, labels, True, snapshots=[X.shape[0] - 1] if X.shape[0] else [])
 
 
 def engine_reference(eng, X_raw, labels):
     """Step a copy of ``eng`` through the samples: (outputs before each update (N, C), W, b, rnd_state)."""
-    X = np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.sizes[0])
-    gold = trace(eng, X, labels, True, snapshots=[X.shape[0] - 1] if X.shape[0] else [])
-    if not X.shape[0]:
+    return _reference(eng, _reference_trace(eng, X_raw, labels))
+
+
+def _reference(eng, gold):
+    if not gold.X.shape[0]:
         w = eng.weights()
         return gold.outputs, [x["W"] for x in w], [x["b"] for x in w], gold.rnd_state
     return gold.outputs, [W[-1] for W in gold.W], [b[-1] for b in gold.b], gold.rnd_state
 
-
-def _readme(ks: KernelSpec, project: str) -> str:
-    rules = ", ".join(f"{lay.name}: {lay.role}" for lay in ks.layers)
-    return f"""# {project}: on-chip learning kernel for {ks.name}
-
-Generated by `edgelearn export-hls`. Network {' -> '.join(map(str, ks.sizes))}, loss {ks.loss}, rules ({rules}).
-One call of `{project}(...)` runs one sample: the forward pass (`z_out`, `pred`, before any update) and, when
-`learn` is set, the update of every trainable layer. Weights, biases and the LFSR states of the stochastic
-rounding are ports (BRAM), updated in place. C-simulation is bit-exact with the edgelearn fixed-point engine.
-
-With Xilinx tools (edit `build_opt.tcl` to choose the steps; `csim=1 synth=1` by default):
-
-    vitis_hls -f build_prj.tcl                 # Vitis HLS (2022.x-2024.1)
-    vitis-run --mode hls --tcl build_prj.tcl   # Vitis 2024.2+
-    vivado_hls -f build_prj.tcl "csim=1 synth=1 cosim=0"   # Vivado HLS (options also on the command line)
-
-Without Xilinx tools (g++ and the ap_types headers, e.g. the copy bundled with hls4ml):
-
-    AP_TYPES=/path/to/ap_types ./build_csim.sh
-
-The testbench reads `tb_data/` (raw integers), runs every sample, writes `tb_data/csim_results.log` and
-`tb_data/csim_weights.dat`, and compares them bit for bit with the engine's results when
-`tb_data/tb_output_predictions.dat` / `tb_data/tb_weights_final.dat` are present (exit status 1 on a mismatch).
-"""

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .kernel import KernelSpec, engine_reference, write_kernel_project
+from . import KERNEL_INTERFACES
+from .kernel import KernelSpec, check_kernel_options, engine_reference, write_kernel_project
 from .toolchain import require
 
 __all__ = ["ExportResult", "export_hls", "tb_samples", "check_projects"]
@@ -65,14 +66,17 @@ def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int
 def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: str = "vitis", part: str | None = None,
                clock_period: float = 5.0, strategy: str | None = None, reuse_factor: int | None = None, n_tb: int = 32,
                dataset: str | None = None, data_dir=None, model=None, check: bool = False,
-               kernel_name: str = "edgelearn_kernel", hls4ml_name: str = "myproject") -> ExportResult:
+               kernel_name: str = "edgelearn_kernel", hls4ml_name: str = "myproject", lanes: int = 1,
+               interface: str = KERNEL_INTERFACES[0]) -> ExportResult:
     """Write the hls4ml project and/or the learning kernel of ``eng`` (its current weights) into ``out``.
 
     Everything is validated before anything is written.  ``check`` compiles both C-simulations (g++) and compares
     them with the engine on the testbench samples (outputs; for the kernel also the weights after the learning
     steps); the mismatching bit counts land in ``result.checks`` and ``export.json``.  ``strategy`` /
     ``reuse_factor`` None: chosen per dense layer (:func:`~edgelearn.hls.hls4ml_export.plan_dense`); what hls4ml
-    wrote per layer and every change from the request are in ``export.json`` (``layers``, ``warnings``)."""
+    wrote per layer and every change from the request are in ``export.json`` (``layers``, ``warnings``).
+    ``lanes`` / ``interface``: the kernel's (:func:`~edgelearn.hls.kernel.write_kernel_project`); its cycle model
+    lands in ``export.json`` (``learning_kernel.cycles``)."""
     from . import DEFAULT_PART
     from .hls4ml_export import SERIALIZED_MODEL, convert_engine
     from .brevitas_model import check_exportable
@@ -83,6 +87,7 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
         require("hls4ml", "brevitas", "qonnx", "onnx")
         check_exportable(eng)
     if kernel:
+        check_kernel_options(lanes, interface)
         KernelSpec.from_engine(eng)  # validates rules / formats before anything is written
     if isinstance(n_tb, bool) or not isinstance(n_tb, int) or n_tb < 1:
         raise ConfigError(f"the number of testbench samples must be a positive integer, got {n_tb!r}")
@@ -98,7 +103,8 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
                                     project_name=hls4ml_name, tb_inputs=X)
     if kernel:
         res.kernel = write_kernel_project(eng, out / KERNEL_DIR, project=kernel_name, part=part or DEFAULT_PART,
-                                          clock_period=clock_period, tb_samples=(X, y))
+                                          clock_period=clock_period, tb_samples=(X, y), lanes=lanes,
+                                          interface=interface)
     gen_s = time.perf_counter() - t0
     if check:
         res.checks = check_projects(res, eng, X, y)
@@ -113,7 +119,8 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
             "project": hls4ml_name, "files": res.hls4ml.files(),
             "commands": hls4ml_commands(res.hls4ml.backend)},
         "learning_kernel": None if res.kernel is None else {
-            "dir": KERNEL_DIR, "project": kernel_name, "files": res.kernel.files(),
+            "dir": KERNEL_DIR, "project": kernel_name, "files": res.kernel.files(), "lanes": lanes,
+            "interface": interface, "cycles": res.kernel.cycles,
             "commands": kernel_commands()},
         "generate_seconds": round(gen_s, 3),
         "checks": res.checks,

@@ -14,6 +14,16 @@
 //   rounding and enough bits never to overflow), lr_t (ap_ufixed<1, 1-lr_shift>: exactly 2^-lr_shift),
 //   draw_t (ap_ufixed<32, -F_w>: a 32-bit LFSR draw just below the stored LSB), stoch, has_update, upd_t (the optional
 //   update format), upd_stoch, udraw_t.
+{# Rendered by edgelearn.hls.kernel with `lanes` (export-hls --lanes P); lanes = 1 renders the one-lane kernel
+   unchanged.  P lanes only add pragmas: the C code, hence C-simulation and the draw order, is the same. #}
+{% if lanes > 1 %}
+// Lanes: {{ lanes }}.  The forward MAC, signal and update loops over a layer's output neurons are unrolled by
+// {{ lanes }} and pipelined (II = 1), and the arrays they walk are partitioned cyclic by {{ lanes }} on that dimension:
+// {{ lanes }} neurons per cycle (the activation, one table read a cycle, and argmax stay one neuron per cycle).
+// The unrolled lanes keep the sequential order of the C code, so lane l of an update takes the draws that
+// follow lane l-1's: one cycle advances the layer's LFSR by {{ lanes }} draws (a constant XOR network), the
+// draw order of the engine (docs/arithmetic.md sections 8-9) is unchanged and so are the bits.
+{% endif %}
 #ifndef EL_LEARN_H_
 #define EL_LEARN_H_
 
@@ -79,9 +89,15 @@ template <class CFG>
 void dense(const typename CFG::in_t x[CFG::n_in], typename CFG::w_t W[CFG::n_in][CFG::n_out],
            typename CFG::b_t b[CFG::n_out], typename CFG::acc_t z[CFG::n_out]) {
     typename CFG::acc_t acc[CFG::n_out];
+{% if lanes > 1 %}
+#pragma HLS ARRAY_PARTITION variable=acc type=cyclic factor={{ lanes }}
+{% endif %}
 DenseInit:
     for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
         acc[i] = b[i];
     }
 DenseRows:
@@ -92,12 +108,18 @@ DenseRows:
     DenseCols:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             acc[i] += W[j][i] * xj;
         }
     }
 DenseOut:
     for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
         z[i] = acc[i];
     }
 }
@@ -184,6 +206,9 @@ inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_class
     FeedbackGen:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             ap_uint<CFG::fb_width> bits = lfsr_draw<CFG::fb_width>(s);
             typename CFG::fb_t v;
             v.range() = bits;
@@ -193,6 +218,9 @@ inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_class
     FeedbackRead:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             typename CFG::fb_t v;
             v.range() = B[r][i];
             row[i] = v;
@@ -207,18 +235,30 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
                   const typename CFG::fb_raw_t B[CFG::n_classes][CFG::n_out], const lfsr_t row_state[CFG::n_classes],
                   typename CFG::err_t delta[CFG::n_out]) {
     typename CFG::fb_t row[CFG::n_out];
+{% if lanes > 1 %}
+#pragma HLS ARRAY_PARTITION variable=row type=cyclic factor={{ lanes }}
+{% endif %}
     if (CFG::rule == EL_RULE_DRTP) {
         feedback_row<CFG>(label, B, row_state, row);
     DeltaDRTP:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             delta[i] = row[i] * g[i];
         }
     } else {
         typename CFG::psum_t p[CFG::n_out];
+{% if lanes > 1 %}
+#pragma HLS ARRAY_PARTITION variable=p type=cyclic factor={{ lanes }}
+{% endif %}
     DeltaInit:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             p[i] = 0;
         }
     DeltaClasses:
@@ -229,6 +269,9 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
         DeltaAcc:
             for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
                 if (CFG::rule == EL_RULE_SDFA) {
                     if (e[c] > 0)
                         p[i] += row[i];
@@ -242,6 +285,9 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
     DeltaOut:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             delta[i] = p[i] * g[i];
         }
     }
@@ -282,9 +328,15 @@ void update(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t del
             typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out], lfsr_t &rnd) {
     const typename CFG::mult_t m = CFG::mult_value();
     typename CFG::dm_t dm[CFG::n_out];
+{% if lanes > 1 %}
+#pragma HLS ARRAY_PARTITION variable=dm type=cyclic factor={{ lanes }}
+{% endif %}
 UpdateScale:
     for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
         dm[i] = delta[i] * m;
     }
     lfsr_t s = rnd;
@@ -296,12 +348,18 @@ UpdateRows:
     UpdateCols:
         for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
             W[j][i] = apply_update<typename CFG::wupd>(W[j][i], dm[i] * xj, s);
         }
     }
 UpdateBias:
     for (unsigned i = 0; i < CFG::n_out; i++) {
 #pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
         b[i] = apply_update<typename CFG::bupd>(b[i], dm[i], s);
     }
     rnd = s;
