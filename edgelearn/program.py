@@ -93,7 +93,9 @@ class Support:
 
 SUPPORT: dict[str, Support] = {
     "engine": Support("the fixed-point engine", "is not supported by the fixed-point engine",
-                      ("drtp", "sdfa", "dfa", "fa", "bp", "shallow", "ldfa"), ACT_NAMES, ("linear", "flatten")),
+                      ("drtp", "sdfa", "dfa", "fa", "bp", "shallow", "ldfa"), ACT_NAMES,
+                      ("linear", "flatten", "conv2d", "maxpool", "avgpool"),  # the conv layers frozen (shallow)
+                      losses=("bce", "mse", "ce")),
     # the kernel learns one sample per call; a minibatch engine is exported with its state and stepped online
     "hls": Support("the HLS learning kernel", "is not implemented by the HLS learning kernel",
                    ("drtp", "sdfa", "dfa", "shallow"), ACT_NAMES, ("linear", "flatten"),
@@ -105,10 +107,14 @@ SUPPORT: dict[str, Support] = {
 
 
 def unsupported(backend: str, prog: "Program") -> list[tuple[str, str]]:
-    """What ``backend`` lacks to run ``prog``: (kind, one-line reason) pairs, kind one of ``loss``, ``minibatch``,
-    ``rule``, ``act``, ``update``, ``lr_mult`` (each back end raises its own error for the first)."""
+    """What ``backend`` lacks to run ``prog``: (kind, one-line reason) pairs, kind one of ``layer``, ``loss``,
+    ``minibatch``, ``rule``, ``act``, ``update``, ``lr_mult`` (each back end raises its own error for the first)."""
     s = SUPPORT[backend]
     out = []
+    for lay in prog.front:
+        if lay["type"] not in s.layer_types:
+            out.append(("layer", f"{prog.name}: layer {lay['name']}: {lay['type']} layers are not implemented by "
+                                 f"{s.name} (it runs {', '.join(s.layer_types)} layers)"))
     if prog.loss not in s.losses:
         out.append(("loss", f"{prog.name}: loss {prog.loss!r} is not supported by {s.name} "
                             f"({' or '.join(s.losses)})"))
@@ -301,6 +307,8 @@ class Program:
     b: list[np.ndarray]
     rnd_state: np.ndarray        # LFSR state of each layer's stochastic-rounding stream
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the frozen front end before the linear layers (name, type, out_shape per layer); empty for an MLP
+    front: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

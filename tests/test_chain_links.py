@@ -15,13 +15,12 @@ import torch
 
 from edgelearn.fixed.engine import FixedEngine
 from edgelearn.network import network_from_dict
+from edgelearn.report.online import sgd_scale
 from edgelearn.torch_ref import build_model, convert_network
 
 SIZES = (8, 6, 5, 4)
 C = SIZES[-1]
 SHIFT = 3
-#: hidden-layer rules whose torch_ref signal has no 1/C (it does not come from the mean-reduced output error)
-PER_SAMPLE_SIGNAL = ("drtp", "sdfa")
 
 
 def _spec(rule: str):
@@ -33,8 +32,7 @@ def _spec(rule: str):
 
 def torch_lr(rule: str, is_output: bool, n: int) -> float:
     """SGD learning rate that makes torch_ref's step on a batch of n samples the twin's step (per sample)."""
-    per_sample = not is_output and rule in PER_SAMPLE_SIGNAL
-    return 2.0 ** -SHIFT * n * (1 if per_sample else C)
+    return 2.0 ** -SHIFT * sgd_scale(rule, is_output, C, n)
 
 
 @pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "shallow"])

@@ -358,9 +358,9 @@ def test_engine_rejects_bad_input(digits):
         FixedEngine(small_spec(), formats={"weight": "fixed<1,0>"})
     with pytest.raises(FormatError, match="STOCH"):
         FixedEngine(small_spec(), formats={"act": "fixed<8,1,STOCH,SAT>"})
-    with pytest.raises(ConfigError, match="MLP"):
+    with pytest.raises(ConfigError, match="MLP"):  # batch norm: not in the engine's front end
         from edgelearn.network import load_network
-        FixedEngine(load_network("conv-mnist"))
+        FixedEngine(load_network("small-convbn"))
     with pytest.raises(RuleError):
         FixedEngine(small_spec(rule="kp"))
 
@@ -377,7 +377,8 @@ def _cli(capsys, *argv):
     (["--rounding", "ROUND_UP"], "unknown rounding"),
     (["--overflow", "weight=CLAMP"], "unknown overflow"),
     (["--format", "nosuch=fixed<8,2>"], "unknown tensor"),
-    (["--config", "conv-mnist"], "MLP"),
+    (["--config", "small-convbn"], "MLP"),
+    (["--config", "conv-mnist"], "learning conv kernels"),
 ])
 def test_cli_errors_are_one_line_exit_2(capsys, tmp_path, argv, kind):
     out = tmp_path / "o"

@@ -11,8 +11,9 @@ from helpers import cli_one_line_error
 from edgelearn.cli import main
 from edgelearn.errors import FormatError
 from edgelearn.fixed.engine import FixedEngine
+from edgelearn.fixed.limits import limits_sentence, max_bits
 from edgelearn.fixed.presets import (DEFAULT_LR_SHIFT, FAN_IN_SHIFT_PER_OCTAVE, LR_SHIFTS, MAX_BITS, STOCH_MAX_BITS,
-                                     limits_sentence, lr_shift_for, max_bits)
+                                     lr_shift_for)
 from edgelearn.network import load_network, network_from_dict
 from edgelearn.threads import LARGE_BATCH, available_cpus, current_threads, default_threads, physical_cores
 

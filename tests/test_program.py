@@ -37,13 +37,50 @@ def test_program_is_a_leaf():
     assert all(n.level == 0 for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
 
 
-def test_engine_io_and_twin_do_not_import_the_engine_at_module_level():
-    for name in ("twin.py", "engine_io.py", "lower.py"):
-        tree = ast.parse((PKG / "fixed" / name).read_text())
-        top = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
-        assert not any(n.module == "engine" and n.level == 1 for n in top), name
-    twin = (PKG / "fixed" / "twin.py").read_text()
-    assert "from .engine import" not in twin  # the twin needs nothing from the engine
+def _fixed_imports() -> dict[str, tuple[set[str], set[str]]]:
+    """Per module of edgelearn.fixed: the sibling modules it imports at module level, and inside functions."""
+    mods = {p.stem for p in (PKG / "fixed").glob("*.py")}
+    out = {}
+    for name in mods - {"__init__"}:  # the package's lazy attributes (FixedEngine, load_weights) are no cycle
+        tree = ast.parse((PKG / "fixed" / f"{name}.py").read_text())
+        top_nodes = set(map(id, tree.body))
+        top, local = set(), set()
+        for n in ast.walk(tree):
+            if not isinstance(n, ast.ImportFrom):
+                continue
+            if n.level == 1:
+                got = {n.module} if n.module else {a.name for a in n.names}
+            elif n.level == 0 and (n.module or "").startswith("edgelearn.fixed."):
+                got = {n.module.split(".")[2]}
+            else:
+                continue
+            (top if id(n) in top_nodes else local).update(got & mods)
+        out[name] = (top, local)
+    return out
+
+
+def test_the_fixed_package_imports_one_way():
+    """engine_io / weights_file / engine / lower / twin / presets import each other at module level and without a
+    cycle (a function-local import that closes one would hide it): the weight file below the engine, the engine's
+    loader above it, the golden trace copying engines through the file."""
+    imports = _fixed_imports()
+    for name, (_, local) in imports.items():
+        assert not local & {"engine", "engine_io", "weights_file", "lower", "limits"}, (name, local)
+    graph = {m: top | local for m, (top, local) in imports.items()}
+    order, seen = [], set()
+
+    def visit(m, path):
+        assert m not in path, " -> ".join(path + [m])
+        if m not in seen:
+            for dep in sorted(graph[m]):
+                visit(dep, path + [m])
+            seen.add(m)
+            order.append(m)
+
+    for m in sorted(graph):
+        visit(m, [])
+    assert order.index("weights_file") < order.index("engine") < order.index("engine_io")
+    assert "engine" not in graph["twin"]  # the twin needs nothing from the engine
 
 
 def test_one_numbering_for_engine_hls_and_rtl(tmp_path):
@@ -68,6 +105,30 @@ def test_one_numbering_for_engine_hls_and_rtl(tmp_path):
     assert p0["RULE"] == p0["R_SDFA"] == RuleCode.SDFA and p2["RULE"] == p2["R_OUTPUT"] == RuleCode.OUTPUT
     assert p0["ACT"] == p0["A_TANH"] == ActCode.TANH
     assert RtlDesign(eng, learning=False).layer_params(d.layers[0])["RULE"] == RuleCode.SHALLOW
+
+
+def test_the_learning_kernel_is_rendered_from_its_templates(tmp_path, monkeypatch):
+    """Every file of the HLS learning kernel comes from a jinja2 template of edgelearn/hls_templates (none from
+    code), every template is used, and the top function follows the program's schedule."""
+    from edgelearn.hls import kernel
+
+    env = kernel._environment()  # a fresh one: a cached template would not be loaded again
+    loaded = []
+    get_source = env.loader.get_source
+    monkeypatch.setattr(env.loader, "get_source", lambda e, name: loaded.append(name) or get_source(e, name))
+    monkeypatch.setattr(kernel, "_ENV", env)
+    eng = FixedEngine(_spec(rule="dfa", rules={"l1": "drtp"}), seed=1)
+    proj = kernel.write_kernel_project(eng, tmp_path / "k", project="kern")
+    # el_learn.h, the layer templates, is rendered too (with the lane count)
+    assert set(loaded) == {p.name for p in kernel.TEMPLATES.glob("*.j2")} | {"el_learn.h"}
+    for name in proj.files():
+        text = (proj.path / name).read_text()
+        assert not re.search(r"\{\{ |\{%|@PROJECT@", text), name  # C's own {{0}} has no space
+    top = (proj.firmware / "kern.cpp").read_text()
+    calls = re.findall(r"el::(dense|hidden_delta|output_error|update)<config(\d)", top)
+    want = {StepOp.FORWARD: "dense", StepOp.INJECT_DRTP: "hidden_delta", StepOp.HIDDEN_SIGNAL: "hidden_delta",
+            StepOp.OUTPUT_ERROR: "output_error", StepOp.UPDATE: "update"}
+    assert calls == [(want[s.op], str(s.layer)) for s in eng.program().steps if s.op in want]
 
 
 def test_row_states_are_the_row_offsets_of_the_lfsr_matrix():

@@ -106,3 +106,25 @@ def test_ldfa_models_use_pytorch_default_init():
     w = model.fc1.weight.detach()
     assert float(w.abs().max()) <= 1 / math.sqrt(w.shape[1]) + 1e-7
     assert float(w.abs().max()) > 0.9 / math.sqrt(w.shape[1])
+
+
+def test_finished_only_tabulates_finished_runs_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    # a long sweep's partial table: seed 0 of bp finished, seed 1 half-way, drtp not started
+    import json
+
+    def no_train(*a, **kw):
+        raise AssertionError("finished_only must not train")
+
+    monkeypatch.setattr(rep, "train", no_train)
+    (tmp_path / "drtp-synthetic-bp").mkdir()
+    (tmp_path / "drtp-synthetic-bp" / "metrics.json").write_text(json.dumps({"test_accuracy": [0.5] * 4 + [0.9]}))
+    (tmp_path / "drtp-synthetic-bp-s1").mkdir()
+    (tmp_path / "drtp-synthetic-bp-s1" / "metrics.json").write_text(json.dumps({"test_accuracy": [0.5] * 3}))
+    rows = rep.reproduce("drtp-synthetic", tmp_path, seeds=2, finished_only=True)
+    assert [(r["setting"], r["seeds"]) for r in rows] == [("bp", 1)]
+    assert rows[0]["ours"] == pytest.approx(10.0)
+    assert main(["reproduce", "drtp-synthetic", "--seeds", "2", "--finished-only", "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "drtp-synthetic-finished.md").is_file() and not (tmp_path / "drtp-synthetic.md").exists()
+    capsys.readouterr()
+    assert main(["reproduce", "drtp-regression", "--finished-only", "-o", str(tmp_path)]) == 2
+    assert "no finished run of drtp-regression" in capsys.readouterr().err

@@ -51,9 +51,9 @@ def check_engine_dataset(eng, ds, name: str) -> None:
     if ds.task != "classification":
         raise DataError(f"dataset {name} is a {ds.task} dataset; the fixed-point engine learns classifiers")
     n_in = int(math.prod(ds.input_shape))
-    if n_in != eng.sizes[0] or ds.num_classes != eng.num_classes:
+    if n_in != eng.n_inputs or ds.num_classes != eng.num_classes:
         raise ConfigError(f"dataset {name} has {n_in} inputs and {ds.num_classes} classes; network {eng.spec.name} "
-                          f"expects {eng.sizes[0]} and {eng.num_classes}")
+                          f"expects {eng.n_inputs} and {eng.num_classes}")
 
 
 def add_engine_args(p: argparse.ArgumentParser, rules_help: str) -> None:

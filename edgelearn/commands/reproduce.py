@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true", help="the paper's number of epochs (hours on a CPU)")
     p.add_argument("--seeds", type=int, default=1,
                    help="seeds per setting (0..N-1); the table shows mean +- std over them")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: tabulate the runs in --out that have finished (a long sweep's partial table)")
     p.add_argument("--data-dir", help="dataset directory (default: ../shared/data beside the project)")
     p.add_argument("--out", "-o", default="runs/reproduce", help="where runs and the table go")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -34,9 +36,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     out = output_dir(args.out)
     rows = reproduce(args.name, out, full=args.full, data_dir=args.data_dir, progress=not args.quiet,
-                     seeds=args.seeds)
+                     seeds=args.seeds, finished_only=args.finished_only)
+    if args.finished_only and not rows:
+        raise ConfigError(f"no finished run of {args.name} in {out} (at {'full' if args.full else 'short'} length)")
     text = table(rows)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{args.name}.md", text + "\n")
+    # a partial table never replaces the table of the finished sweep
+    write_text_atomic(out / f"{args.name}{'-finished' if args.finished_only else ''}.md", text + "\n")
     return 0

@@ -5,12 +5,25 @@ import argparse
 import sys
 import time
 
-from ..fixed.presets import BitsHelp
 from ..threads import add_threads_arg
 from .common import check_engine_dataset, load_spec, parse_layer_rules, positive_int
 
 #: --epochs default: the config's, capped (a simulation is a quick look; ask for more explicitly)
 MAX_DEFAULT_EPOCHS = 5
+
+
+class BitsHelp(str):
+    """A ``--bits`` help text completed with fixed.limits.limits_sentence when argparse formats it (``%``), so that
+    the limits come from the engine's range checks without loading the engine unless help is printed."""
+
+    def __mod__(self, params):
+        from ..fixed import limits  # the engine, only when help is printed
+
+        try:
+            tail = limits.limits_sentence()
+        except Exception:  # noqa: BLE001 - help must print even where the quoted config cannot load
+            tail = f"(limits of {limits.HELP_NETWORK} unavailable here)"
+        return str.__mod__(str(self), params) + " " + tail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", "-b", type=positive_int, help="minibatch size in batch mode (default: the config's)")
     p.add_argument("--feedback", choices=("stored", "lfsr"), help="feedback matrices stored, or regenerated "
                    "from their LFSR seed (same values; default: the config's, else stored)")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from a float-trained model: edgelearn train's OUT/checkpoint.pt (or a torch "
+                        "state_dict); weights, biases and fixed feedback matrices are quantized into the formats "
+                        "(round to nearest, saturate), then learning goes on in fixed point")
     p.add_argument("--seed", "-s", type=int, default=0, help="seed of the init, feedback, LFSR streams and order")
     p.add_argument("--n-train", type=positive_int, help="use only the first N training samples")
     p.add_argument("--n-test", type=positive_int, help="use only the first N test samples")
@@ -89,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     eng = FixedEngine(spec, bits=args.bits, seed=args.seed, formats=formats, rounding=rounding, overflow=overflow,
                       lr_shift=args.lr_shift, feedback=args.feedback, batch_size=batch, mode=args.mode,
                       threads=threads)
+    loaded = None
+    if args.init_from:
+        from ..fixed.from_float import load_train_checkpoint
+
+        loaded = load_train_checkpoint(eng, args.init_from)
     name = args.dataset or spec.dataset or "digits"
     ds = load_dataset(name, args.data_dir, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
     check_engine_dataset(eng, ds, name)
@@ -136,11 +158,18 @@ def run(args: argparse.Namespace) -> int:
         "counters": eng.counters, "formats": eng.formats(), "engine": eng.describe(),
         "config": spec.to_dict(), "train_seconds": round(train_s, 3),
         "weights": "weights.npz",
+        "init_from": None if loaded is None else {"checkpoint": str(args.init_from), "tensors": loaded},
     }
     out.mkdir(parents=True, exist_ok=True)
     eng.save(out / "weights.npz")
     write_json_atomic(out / "results.json", results)
 
+    if loaded is not None:
+        n = sum(t.get("n", 0) for lay in loaded.values() for t in lay.values())
+        sat = sum(t.get("saturated", 0) for lay in loaded.values() for t in lay.values())
+        fb = [lname for lname, lay in loaded.items() if lay.get("feedback", {}).get("source") == "checkpoint"]
+        print(f"loaded {args.init_from}: {n:,} values quantized, {sat:,} saturated; feedback from the checkpoint: "
+              f"{', '.join(fb) or 'none'}")
     tw_txt = f"{tw_acc:.4f}" if tw_acc is not None else "skipped"
     print(f"{spec.name} / {rule} / {eng.bits}-bit preset, {args.mode}, {epochs} epoch(s) on {ds.name} "
           f"({Xtr.shape[0]} train, {Xte.shape[0]} test): fixed-point test accuracy {acc:.4f}, float twin {tw_txt}")

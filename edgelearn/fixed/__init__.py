@@ -14,4 +14,8 @@ def __getattr__(name):  # the engine imports lazily: the primitives stay importa
         from .engine import FixedEngine
 
         return FixedEngine
+    if name == "load_weights":
+        from .engine_io import load_weights
+
+        return load_weights
     raise AttributeError(f"module 'edgelearn.fixed' has no attribute {name!r}")

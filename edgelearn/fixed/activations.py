@@ -30,7 +30,7 @@ TABLE_BITS = 10
 RANGE_BITS = 3
 
 __all__ = [
-    "TABLE_BITS", "RANGE_BITS",
+    "TABLE_BITS", "RANGE_BITS", "SOFTMAX_FRAC", "softmax_exp_table", "softmax_index", "softmax_probs",
     "table_centres", "tanh_table", "sigmoid_table", "lut_index", "lut_lookup", "lut_apply_array",
     "tanh_deriv", "sigmoid_deriv",
     "hard_tanh", "hard_tanh_deriv_mask", "relu", "relu_deriv_mask", "step", "sign",
@@ -70,22 +70,28 @@ def sigmoid_table(out_fmt, table_bits: int = TABLE_BITS, range_bits: int = RANGE
     return _entry_format(out_fmt).quantize(1.0 / (1.0 + np.exp(-c)))
 
 
-@numba.njit(cache=True)
-def lut_index(r, in_frac, table_bits, range_bits):
-    """Table index of raw input ``r`` (``in_frac`` fractional bits): floor(z / bin) + N/2, clamped."""
+@numba.njit(cache=True, inline="always")
+def _bin_of(r, in_frac, table_bits, range_bits):
+    """floor(z / bin) of raw ``r`` (``in_frac`` fractional bits), bin = 2**(range_bits + 1 - table_bits): an
+    arithmetic right shift, or a left shift of ``r`` saturated to +-N first (so it cannot leave int64; the callers
+    clamp anything beyond +-N anyway)."""
     n = np.int64(1) << table_bits
     sh = np.int64(in_frac) - (np.int64(table_bits) - np.int64(range_bits) - 1)
     r = np.int64(r)
     if sh >= 0:
-        idx = r >> (sh if sh < 63 else 63)
-    else:
-        # left shift; saturate first so it cannot leave int64 (anything beyond +-n is clamped anyway)
-        if r > n:
-            r = n
-        elif r < -n:
-            r = -n
-        idx = r << (-sh if -sh < 40 else 40)
-    idx = idx + (n >> 1)
+        return r >> (sh if sh < 63 else 63)
+    if r > n:
+        r = n
+    elif r < -n:
+        r = -n
+    return r << (-sh if -sh < 40 else 40)
+
+
+@numba.njit(cache=True)
+def lut_index(r, in_frac, table_bits, range_bits):
+    """Table index of raw input ``r`` (``in_frac`` fractional bits): floor(z / bin) + N/2, clamped."""
+    n = np.int64(1) << table_bits
+    idx = _bin_of(r, in_frac, table_bits, range_bits) + (n >> 1)
     if idx < 0:
         return np.int64(0)
     if idx > n - 1:
@@ -107,6 +113,47 @@ def lut_apply_array(raw, in_frac, table, table_bits, range_bits):
     for i in range(flat.size):
         out[i] = table[lut_index(flat[i], in_frac, table_bits, range_bits)]
     return out.reshape(raw.shape)
+
+
+# ---- softmax of the output error under loss ce (docs/arithmetic.md "Softmax error")
+
+#: fractional bits of the exp table's entries (ufixed<SOFTMAX_FRAC + 1, 1>: exp(0) = 1.0 is representable)
+SOFTMAX_FRAC = 16
+
+
+def softmax_exp_table(table_bits: int = TABLE_BITS, range_bits: int = RANGE_BITS) -> np.ndarray:
+    """Raw exp table: entry ``i`` = ``exp(-i * bin)`` (the bin's *lower* edge, so the largest logit weighs exactly
+    1.0) with ``bin = 2**(range_bits + 1 - table_bits)`` -- the tanh tables' bin width, over differences in
+    ``[0, 2**(range_bits + 1))`` -- rounded to nearest (ties up) at SOFTMAX_FRAC fractional bits."""
+    table_bits, range_bits = _check_table(table_bits, range_bits)
+    i = np.arange(1 << table_bits, dtype=np.float64)
+    return np.floor(np.exp(-np.ldexp(i, range_bits + 1 - table_bits)) * 2.0 ** SOFTMAX_FRAC + 0.5).astype(np.int64)
+
+
+@numba.njit(cache=True)
+def softmax_index(d, in_frac, table_bits, range_bits):
+    """Exp-table index of a logit difference ``d >= 0`` (raw, ``in_frac`` fractional bits): floor(d / bin),
+    clamped to the last entry."""
+    n = np.int64(1) << table_bits
+    idx = _bin_of(d, in_frac, table_bits, range_bits)
+    return idx if idx < n - 1 else n - 1
+
+
+@numba.njit(cache=True)
+def softmax_probs(y, n, in_frac, table, table_bits, range_bits, p_frac, p):
+    """``p[c]`` = softmax of the raw logits ``y[:n]`` with ``p_frac`` fractional bits: ``E_c`` = the exp table at
+    ``max(y) - y_c``, ``S = sum E_c`` (exact), ``p_c = floor((2 E_c 2**p_frac + S) / (2 S))`` -- the quotient
+    rounded to nearest, ties up; one divider, as hardware would share it over the classes."""
+    m = y[0]
+    for c in range(1, n):
+        if y[c] > m:
+            m = y[c]
+    S = np.int64(0)
+    for c in range(n):
+        p[c] = table[softmax_index(m - y[c], in_frac, table_bits, range_bits)]
+        S += p[c]
+    for c in range(n):
+        p[c] = ((p[c] << (p_frac + 1)) + S) // (2 * S)
 
 
 @numba.njit(cache=True)

@@ -5,7 +5,7 @@
     eng.fit(x_train, y_train, epochs=1, mode="online")
     eng.evaluate(x_test, y_test)                      # accuracy in [0, 1]
     eng.counters                                      # {layer: {tensor: {"overflow": n, "zero": n}}}
-    eng.save("weights.npz")                           # raw ints + formats + network (engine_io.py)
+    eng.save("weights.npz")                           # raw ints + formats + network (weights_file.py)
     twin = eng.float_twin()                           # the same algorithm in float64 (twin.py), same init
 
 Everything the engine computes is defined by docs/arithmetic.md (primitives) and docs/engine.md (order of
@@ -22,31 +22,47 @@ from numba.typed import List
 
 from ..errors import ConfigError, DataError, FormatError, RuleError
 from ..program import (ACT_NAMES, FEEDBACK_STREAM, LDFA_P_STREAM, ROUNDING_STREAM, SUPPORT,  # noqa: F401 (re-exported)
-                       RuleCode, sample_order)
+                       RuleCode, sample_order, schedule, schedule_array)
 from . import engine_kernels as K
-from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat
+from .conv import FrontEnd, engine_sizes, fmt_cols as _fmt_cols, split_network
+from .formats import AccumulatorFormat, FixedFormat
 from .lfsr import derive_seed, lfsr_matrix, seed_state
-from .lower import lower, lower_layers
+from .lower import act_table, lower, lower_layers
 from .precision import Precision, bits_for, max_abs_raw, resolve_precision
 from .twin import FloatTwin
+from .weights_file import save_weights
 
 SUPPORTED_RULES = SUPPORT["engine"].hidden_rules
 TENSOR_NAMES = ("input", "weight", "bias", "accum", "act", "deriv", "error", "update")
 INT64_LIMIT = (1 << 63) - 1
+#: memory a multi-epoch fit may spend on the front-end outputs of its samples (computed once, reused every epoch;
+#: full MNIST through conv-mnist at 8 bits: 60,000 x 6,272 int8 = 376 MB)
+FEATURE_CACHE_BYTES = 512 << 20
 
 
 def check_spec(spec) -> None:
     """Raise ConfigError/RuleError if the engine cannot run this network."""
-    if not spec.is_mlp():
-        kinds = sorted({layer.type for layer in spec.layers if layer.type not in ("linear", "flatten")})
-        raise ConfigError(f"{spec.name}: the fixed-point engine runs MLPs (flatten + linear layers); "
-                          f"this network has {', '.join(kinds) or 'a non-linear last layer'}")
+    front, lin = split_network(spec)
+    for layer in front:
+        if layer.type != "conv2d":
+            continue
+        act = layer.params.get("act", "none")
+        if act not in SUPPORT["engine"].acts:
+            raise ConfigError(f"{spec.name}: layer {layer.name}: activation {act!r} is not supported by the "
+                              f"fixed-point engine ({', '.join(ACT_NAMES)})")
+        rule = spec.layer_rule(layer)
+        if rule != "shallow":
+            raise RuleError(f"layer {layer.name}: learning conv kernels (rule {rule!r}) is not in the fixed-point "
+                            f"engine yet; freeze the layer at its random init with rule shallow "
+                            f"(--layer-rule {layer.name}=shallow)")
     if spec.task != "classification":
         raise ConfigError(f"{spec.name}: the fixed-point engine runs classification networks (task is {spec.task})")
-    if spec.loss not in ("bce", "mse"):
+    if spec.loss not in SUPPORT["engine"].losses:
         raise ConfigError(f"{spec.name}: loss {spec.loss!r} is not supported by the fixed-point engine "
-                          f"(bce with sigmoid outputs, or mse)")
-    lin = spec.trainable_layers
+                          f"(bce with sigmoid outputs, ce with softmax, or mse)")
+    if spec.loss == "ce" and lin[-1].params.get("act", "none") != "none":
+        raise ConfigError(f"{spec.name}: loss ce applies the softmax to the output layer's logits: its activation "
+                          f"must be none, got {lin[-1].params.get('act')!r}")
     for k, layer in enumerate(lin):
         act = layer.params.get("act", "none")
         if act not in SUPPORT["engine"].acts:
@@ -56,7 +72,7 @@ def check_spec(spec) -> None:
         if rule not in SUPPORTED_RULES:
             raise RuleError(f"rule {rule!r} (layer {layer.name}) is not supported by the fixed-point engine; "
                             f"choose one of {', '.join(SUPPORTED_RULES)}")
-        explicit = layer.name in spec.rules or str(k) in spec.rules
+        explicit = layer.name in spec.rules or str(spec.site_names().index(layer.name)) in spec.rules
         if rule == "shallow" and k == len(lin) - 1 and explicit:
             raise RuleError(f"rule 'shallow' freezes hidden layers; {layer.name!r} is the output layer, "
                             f"which is always trained")
@@ -85,10 +101,6 @@ def jump_table(draws: int) -> np.ndarray:
     return _JUMP_CACHE[draws]
 
 
-def _fmt_cols(f: FixedFormat) -> list[int]:
-    return [f.width, f.frac, int(f.signed), ROUNDING[f.rounding], OVERFLOW[f.overflow]]
-
-
 class FixedEngine:
     """Bit-accurate fixed-point MLP learner (see module docstring)."""
 
@@ -110,12 +122,13 @@ class FixedEngine:
         self.precision = precision or resolve_precision(spec, bits=bits, formats=formats, rounding=rounding,
                                                         overflow=overflow, lr_shift=lr_shift, feedback_mode=feedback)
         self.bits = self.precision.bits
-        self.sizes = spec.mlp_sizes()
-        self.layer_names = [layer.name for layer in spec.trainable_layers]
-        self.rules = [spec.layer_rule(layer) for layer in spec.trainable_layers]
+        self.sizes = engine_sizes(spec)
+        linear = split_network(spec)[1]
+        self.layer_names = [layer.name for layer in linear]
+        self.rules = [spec.layer_rule(layer) for layer in linear]
         if self.rules[-1] == "shallow":  # a network-wide 'shallow' freezes the hidden layers; the output learns
             self.rules[-1] = "bp"
-        self.acts = [layer.params.get("act", "none") for layer in spec.trainable_layers]
+        self.acts = [layer.params.get("act", "none") for layer in linear]
         if spec.loss == "bce":
             self.acts[-1] = "sigmoid"
         self.num_classes = self.sizes[-1]
@@ -238,6 +251,8 @@ class FixedEngine:
         P = np.zeros((L, K.NPARAM), dtype=np.int64)
         acc32 = True
         self.program_layers = lower_layers(self)
+        # the per-sample schedule the compiled step runs (the same list the HLS kernel and the RTL follow)
+        self._steps = schedule_array(schedule([lay.code for lay in self.program_layers]))
         self._fb_shapes: list[tuple[int, int] | None] = [lay.fb_shape for lay in self.program_layers]
         for k, lp in enumerate(prec.layers):
             where = f"layer {lp.name}"
@@ -263,15 +278,22 @@ class FixedEngine:
                 PROP_B=(K.PROP_FA if lay.rule == "fa" else K.PROP_LOWRANK if lay.rule == "ldfa" else K.PROP_W)
                 if k > 0 else K.PROP_W,
                 STOCH_ANY=any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update)),
-                LOSS=K.LOSS_BCE if self.spec.loss == "bce" else K.LOSS_MSE, FAST_W=fast_w, FAST_B=fast_b,
+                LOSS=K.LOSS_CODES[self.spec.loss], FAST_W=fast_w, FAST_B=fast_b,
                 ACC32=path == K.ACC_EXACT and fits32, FAST32_W=fast_w and self._update_fits32(lp, s),
                 SHORT_R=K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1, LDFA_PS=lay.ldfa_p_shift)
             self._check_ranges(k, lp, where)
         self.P = P
         self.acc_dtype = np.int32 if acc32 else np.int64
         self.w_dtype = _storage_dtype([lp.weight for lp in prec.layers])
-        fin = prec.layers[0].input
-        self.x_dtype = np.int32 if (fin.width < 32 or (fin.width == 32 and fin.signed)) else np.int64
+        # raw network inputs and the first linear layer's inputs (the front end's output) share one dtype
+        fins = [prec.layers[0].input] + [fp.input for fp in prec.front[:1]]
+        self.x_dtype = np.int32 if all(f.width < 32 or (f.width == 32 and f.signed) for f in fins) else np.int64
+        # conv layers: the exact int64 sum where the accumulator provably holds it, else per-term assignments
+        self._front_exact = []
+        for fp in prec.front:
+            self._front_exact.append(fp.type == "conv2d" and
+                                     self._acc_path(fp, f"layer {fp.name}")[0] == K.ACC_EXACT and
+                                     fp.accum.frac >= fp.bias.frac)
 
     @staticmethod
     def _update_fits32(lp, s: int) -> bool:
@@ -407,10 +429,70 @@ class FixedEngine:
             self.tables.append(lay.table if lay.table is not None else np.zeros(1, dtype=np.int64))
         self.jump_tables = [self._jumps(lp.n_out) if self.P[k, K.STOCH_ANY] else np.zeros((1, 4, 256), np.int64)
                             for k, lp in enumerate(prec.layers)]
+        self.front = self._init_front() if prec.front else None
         self.rnd_state = np.array([seed_state(derive_seed(self.seed, ROUNDING_STREAM + k))
                                    for k in range(len(prec.layers))], dtype=np.int64)
         self.cnt = np.zeros((len(prec.layers), K.NTENSORS, 2), dtype=np.int64)
         self._alloc_work()
+
+    def _init_front(self) -> FrontEnd:
+        """The frozen front end at its random init: He-uniform kernels (the float reference's init,
+        torch_ref.build.he_uniform_) drawn from the seed's own stream per conv layer, rounded to nearest into the
+        weight format (as the linear layers' init); zero biases (docs/engine.md "Convolutional front end")."""
+        prec = self.precision
+        Ws, bs, tables = [], [], []
+        for j, fp in enumerate(prec.front):
+            if fp.type != "conv2d":
+                Ws.append(None)
+                bs.append(None)
+                tables.append(np.zeros(1, dtype=np.int64))
+                continue
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x1417, 0xC0, j])
+            bound = math.sqrt(6.0 / fp.n_in)
+            w0 = rng.uniform(-bound, bound, size=(fp.out_shape[0],) + (fp.in_shape[0], fp.kernel, fp.kernel))
+            Ws.append(np.ascontiguousarray(fp.weight.with_(rounding="RND", overflow="SAT").quantize(w0),
+                                           dtype=np.int64))
+            bs.append(np.zeros(fp.out_shape[0], dtype=np.int64))
+            table = act_table(fp.act_name, fp.act, prec)
+            tables.append(table if table is not None else np.zeros(1, dtype=np.int64))
+        front = FrontEnd(prec.front, tables, Ws, bs, prec.table_bits, prec.range_bits)
+        front.exact = list(self._front_exact)
+        return front
+
+    @property
+    def n_inputs(self) -> int:
+        """Inputs per sample of the network (the front end's, else the first linear layer's)."""
+        return self.front.n_in if self.front is not None else self.sizes[0]
+
+    def features(self, X_raw: np.ndarray, count: bool = False) -> np.ndarray:
+        """Raw network inputs -> raw inputs of the first linear layer (the front end's output; identity for an
+        MLP). Frozen conv layers make this a pure function of the sample."""
+        if self.front is None:
+            return X_raw
+        return np.ascontiguousarray(self.front.forward(X_raw, count=count), dtype=self.x_dtype)
+
+    def set_front_weights(self, name: str, W_raw, b_raw=None) -> None:
+        """Load a frozen conv layer's raw kernels (C_out, C_in, k, k) and biases (checked against its formats);
+        to load float kernels, quantize them first (``fmt.quantize``)."""
+        fronts = {fp.name: j for j, fp in enumerate(self.precision.front) if fp.type == "conv2d"}
+        if name not in fronts:
+            raise ConfigError(f"no conv layer {name!r} in the front end ({', '.join(fronts) or 'none'})")
+        j = fronts[name]
+        fp = self.precision.front[j]
+        for arr, shape, f, what in ((W_raw, self.front.W[j].shape, fp.weight, "kernels"),
+                                    (b_raw, self.front.b[j].shape, fp.bias, "biases")):
+            if arr is None:
+                continue
+            arr = np.asarray(arr)
+            if arr.shape != shape:
+                raise DataError(f"layer {name}: {what} must have shape {shape}, got {arr.shape}")
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise DataError(f"layer {name}: {what} must be raw integers of {f}")
+            if arr.size and (arr.min() < f.min_raw or arr.max() > f.max_raw):
+                raise DataError(f"layer {name}: {what} out of range of {f}")
+        self.front.W[j][...] = np.asarray(W_raw, dtype=np.int64)
+        if b_raw is not None:
+            self.front.b[j][...] = np.asarray(b_raw, dtype=np.int64)
 
     def _jumps(self, n_out: int) -> np.ndarray:
         """Jump table of one layer's stochastic-rounding stream: [0] a quarter row (the four interleaved chains
@@ -458,7 +540,7 @@ class FixedEngine:
         arr = np.asarray(x)
         if arr.ndim < 1:
             raise DataError("inputs must be an array of samples")
-        n_in = self.sizes[0]
+        n_in = self.n_inputs
         if arr.ndim == 1:
             arr = arr[None]
         flat = arr.reshape(arr.shape[0], -1)
@@ -470,14 +552,15 @@ class FixedEngine:
         if not np.isfinite(flat).all():
             bad = int((~np.isfinite(flat)).sum())
             raise DataError(f"inputs contain {bad} NaN/Inf value(s); the fixed-point engine needs finite data")
-        fmt = self.precision.layers[0].input
+        fmt = self.precision.front[0].input if self.front is not None else self.precision.layers[0].input
         raw = fmt.quantize(flat)
         if count:
             wide = AccumulatorFormat(min(fmt.width + 16, 64), fmt.integer + 16 - max(0, fmt.width + 16 - 64),
                                      fmt.signed, fmt.rounding, "SAT")
             rw = wide.quantize(flat)
-            self.cnt[0, K.T_INPUT, 0] += int((rw != raw).sum())
-            self.cnt[0, K.T_INPUT, 1] += int(((flat != 0) & (raw == 0)).sum())
+            cnt = self.front.cnt if self.front is not None else self.cnt
+            cnt[0, K.T_INPUT, 0] += int((rw != raw).sum())
+            cnt[0, K.T_INPUT, 1] += int(((flat != 0) & (raw == 0)).sum())
         return np.ascontiguousarray(raw, dtype=self.x_dtype)
 
     def _labels(self, y, n: int) -> np.ndarray:
@@ -499,7 +582,7 @@ class FixedEngine:
     def _run(self, X: np.ndarray, labels: np.ndarray, order: np.ndarray, start: int, stop: int) -> int:
         """Train on order[start:stop]; returns the number of right predictions (before each update)."""
         return int(K.train_samples(
-            X, labels, order, start, stop, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
+            X, labels, order, start, stop, self._steps, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
             self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,
             self._Ubs, self._touched, self.rnd_state, self._Js, self.cnt, self.mode == "online", self.batch_size,
             self.batch_shift, self._in_batch, self._dbufs, self._dmetas))
@@ -543,12 +626,20 @@ class FixedEngine:
         X = np.ascontiguousarray(X, dtype=self.x_dtype)
         N = X.shape[0]
         out = []
+        feats = self._cached_features(X, epochs, chunk)
         for _ in range(epochs):
             order = sample_order(self.seed, self.epochs_done, N, shuffle)
             correct = 0
             for start in range(0, N, chunk):
                 stop = min(N, start + chunk)
-                correct += self._run(X, labels, order, start, stop)
+                if self.front is None:
+                    correct += self._run(X, labels, order, start, stop)
+                else:  # the chunk's front-end outputs, in visiting order (docs/engine.md "Convolutional front end")
+                    idx = order[start:stop]
+                    F = (self.features(X[idx], count=True) if feats is None
+                         else np.ascontiguousarray(feats[idx], dtype=self.x_dtype))
+                    correct += self._run(F, np.ascontiguousarray(labels[idx]),
+                                         np.arange(stop - start, dtype=np.int64), 0, stop - start)
                 if callback is not None:
                     callback(stop - start)
             self.flush()
@@ -559,15 +650,32 @@ class FixedEngine:
             out.append(rec)
         return out
 
+    def _cached_features(self, X: np.ndarray, epochs: int, chunk: int) -> np.ndarray | None:
+        """Front-end outputs of every sample, computed once for a multi-epoch fit when they fit in
+        FEATURE_CACHE_BYTES (stored in the smallest integer type of their format): frozen layers give a sample the
+        same bits every epoch, so this is the per-visit computation done once. Its events are those of one visit
+        times ``epochs``, as a per-visit count gives (docs/engine.md "Convolutional front end")."""
+        if self.front is None or epochs < 2:
+            return None
+        dt = _storage_dtype([self.precision.layers[0].input])
+        if X.shape[0] * self.sizes[0] * np.dtype(dt).itemsize > FEATURE_CACHE_BYTES:
+            return None
+        before = self.front.cnt.copy()
+        feats = np.empty((X.shape[0], self.sizes[0]), dtype=dt)
+        for a in range(0, X.shape[0], chunk):
+            feats[a:a + chunk] = self.front.forward(X[a:a + chunk], count=True)
+        self.front.cnt += (self.front.cnt - before) * (epochs - 1)
+        return feats
+
     def step(self, x_raw, label: int) -> None:
         """One online update on one sample given as raw ints of the input format (shape (n_in,))."""
         X = np.ascontiguousarray(np.asarray(x_raw, dtype=np.int64).reshape(1, -1), dtype=self.x_dtype)
-        if X.shape[1] != self.sizes[0]:
-            raise DataError(f"step: the sample has {X.shape[1]} inputs, the network expects {self.sizes[0]}")
+        if X.shape[1] != self.n_inputs:
+            raise DataError(f"step: the sample has {X.shape[1]} inputs, the network expects {self.n_inputs}")
         if self.mode != "online":
             self.set_mode("online")
         lab = self._labels(np.array([label]), 1)
-        self._run(X, lab, np.zeros(1, dtype=np.int64), 0, 1)
+        self._run(self.features(X, count=True), lab, np.zeros(1, dtype=np.int64), 0, 1)
         self.samples_seen += 1
 
     # ------------------------------------------------------------------------------------------------------------
@@ -577,8 +685,10 @@ class FixedEngine:
         """Raw output pre-activations (accumulator format of the output layer) for raw inputs."""
         X = np.ascontiguousarray(X_raw, dtype=self.x_dtype)
         out = np.zeros((X.shape[0], self.sizes[-1]), dtype=np.int64)
-        if X.shape[0]:
-            K.predict(X, self.P, self._Ws, self._bs, self._tables, out)
+        # front-end outputs in blocks: a whole test set of them would not fit in memory (conv-mnist: 6272 each)
+        step = max(1, X.shape[0]) if self.front is None else 1000
+        for a in range(0, X.shape[0], step):
+            K.predict(self.features(X[a:a + step]), self.P, self._Ws, self._bs, self._tables, out[a:a + step])
         return out
 
     def predict(self, x) -> np.ndarray:
@@ -598,10 +708,16 @@ class FixedEngine:
         """Per layer, per tensor: ``overflow`` (saturation/wrap events) and ``zero`` (non-zero values -- for
         weight/bias: non-zero increments -- that rounded to 0)."""
         out: dict[str, dict[str, dict[str, int]]] = {}
+        for j, fp in enumerate(self.precision.front):  # frozen: no weight, derivative, error or update events
+            tensors = (("input",) if j == 0 else ()) + (("accum", "act") if fp.type == "conv2d" else
+                                                        ("act",) if fp.type == "avgpool" else ())
+            if tensors:
+                out[fp.name] = {t: {"overflow": int(self.front.cnt[j, TENSOR_NAMES.index(t), 0]),
+                                    "zero": int(self.front.cnt[j, TENSOR_NAMES.index(t), 1])} for t in tensors}
         for k, name in enumerate(self.layer_names):
             d = {}
             for t, tname in enumerate(TENSOR_NAMES):
-                if tname == "input" and k > 0:
+                if tname == "input" and (k > 0 or self.front is not None):
                     continue
                 if tname == "update" and self.precision.layers[k].update is None:
                     continue
@@ -621,6 +737,8 @@ class FixedEngine:
 
     def reset_counters(self) -> None:
         self.cnt[:] = 0
+        if self.front is not None:
+            self.front.cnt[:] = 0
 
     def weights(self) -> list[dict[str, np.ndarray]]:
         """Raw weights per layer: ``W`` (n_in, n_out) int64 and ``b`` (n_out,) int64 (copies)."""
@@ -685,7 +803,7 @@ class FixedEngine:
         go to ``cnt``, not the engine's)."""
         P = self.P
         out = []
-        v = np.asarray(x_raw, dtype=np.int64)
+        v = np.asarray(self.features(np.asarray(x_raw, dtype=np.int64).reshape(1, -1))[0], dtype=np.int64)
         for k in range(P.shape[0]):
             out.append(int(np.count_nonzero(v)))
             if k == P.shape[0] - 1:
@@ -712,8 +830,11 @@ class FixedEngine:
             "accumulation": {name: ["exact", "shift-trn", "shift-rnd", "general"][int(self.P[k, K.ACC_PATH])]
                              for k, name in enumerate(self.layer_names)},
             "storage": {"weights": np.dtype(self.w_dtype).name, "accumulator": np.dtype(self.acc_dtype).name},
+            "front_end": [{"name": fp.name, "type": fp.type, "shape": list(fp.out_shape), "rule": "shallow",
+                           "accumulation": "exact" if self.front.exact[j] else "general"} if fp.type == "conv2d"
+                          else {"name": fp.name, "type": fp.type, "shape": list(fp.out_shape)}
+                          for j, fp in enumerate(self.precision.front)],
         }
 
     def save(self, path) -> None:
-        from .engine_io import save_weights
         save_weights(self, path)

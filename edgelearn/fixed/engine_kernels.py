@@ -16,11 +16,12 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic
 
-from ..program import ActCode, RuleCode
+from ..program import ActCode, RuleCode, StepOp
+from .activations import softmax_probs
 from .arith import accumulate_counted, convert_counted, update_weight_counted
 from .formats import OVERFLOW, ROUNDING
-from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, draws_extend, draws_start, lfsr_bits,
-                   lfsr_draw32, state_after_draw)
+from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, PERIOD, byte_slice_table, draws_extend,
+                   draws_start, lfsr_bits, lfsr_draw32, lfsr_jump, state_after_draw)
 
 # --- the per-layer parameter record: one int64 row P[k, :] per layer, its columns named in one list ---------------
 
@@ -76,9 +77,14 @@ R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW, R_LDFA, R_OUTPUT = (int(r) for r i
     RuleCode.BP, RuleCode.FA, RuleCode.DFA, RuleCode.SDFA, RuleCode.DRTP, RuleCode.SHALLOW, RuleCode.LDFA,
     RuleCode.OUTPUT))
 # LOSS: the output layer's loss
-LOSS_BCE, LOSS_MSE = 0, 1
+LOSS_BCE, LOSS_MSE, LOSS_CE = 0, 1, 2
+#: loss name -> LOSS code
+LOSS_CODES = {"bce": LOSS_BCE, "mse": LOSS_MSE, "ce": LOSS_CE}
 # PROP_B: how the signal of layer k - 1 passes layer k: through W_k (0), fa's B_k (1), or ldfa's factors (2)
 PROP_W, PROP_FA, PROP_LOWRANK = 0, 1, 2
+# the schedule's operations (program.StepOp), as plain ints for the compiled code
+OP_FORWARD, OP_INJECT_DRTP, OP_PREDICT, OP_OUTPUT_ERROR, OP_HIDDEN_SIGNAL, OP_UPDATE = (int(o) for o in (
+    StepOp.FORWARD, StepOp.INJECT_DRTP, StepOp.PREDICT, StepOp.OUTPUT_ERROR, StepOp.HIDDEN_SIGNAL, StepOp.UPDATE))
 # counter tensors
 T_INPUT, T_WEIGHT, T_BIAS, T_ACCUM, T_ACT, T_DERIV, T_ERROR, T_UPDATE = 0, 1, 2, 3, 4, 5, 6, 7
 NTENSORS = 8
@@ -443,6 +449,20 @@ def output_error(P, k, y, label, e, cnt):
 
 
 @numba.njit(cache=True)
+def output_error_ce(P, k, y, label, table, e, cnt):
+    """e = y* - softmax(y) (loss ce; y: the logits, activation none), assigned to the error format: the softmax
+    as activations.softmax_probs defines it, with the error format's fractional bits (at least 0)."""
+    n_out = P[k, N_OUT]
+    we, fe, se, re_, oe = P[k, W_E], P[k, F_E], P[k, S_E] != 0, P[k, R_E], P[k, O_E]
+    pf = fe if fe > 0 else 0
+    p = np.empty(n_out, dtype=np.int64)
+    softmax_probs(y, n_out, P[k, F_Y], table, P[k, TB], P[k, RB], pf, p)
+    for c in range(n_out):
+        t = (np.int64(1) << pf) if c == label else np.int64(0)
+        e[c] = cv(t - p[c], pf, we, fe, se, re_, oe, cnt[k, T_ERROR])
+
+
+@numba.njit(cache=True)
 def output_error_mse(P, k, y, g, label, e, cnt):
     n_out = P[k, N_OUT]
     fy = P[k, F_Y]
@@ -777,18 +797,7 @@ def stream_size(n_out: int) -> int:
 
 def _back_table() -> np.ndarray:
     """Byte-sliced table (4, 256) of the LFSR map 'DRAW_HISTORY draws back' (GF(2)-linear)."""
-    from .lfsr import PERIOD, lfsr_jump
-
-    cols = [lfsr_jump(1 << j, PERIOD - 32 * DRAW_HISTORY) for j in range(32)]
-    t = np.zeros((4, 256), dtype=np.int64)
-    for b in range(4):
-        for v in range(256):
-            a = 0
-            for bit in range(8):
-                if (v >> bit) & 1:
-                    a ^= cols[8 * b + bit]
-            t[b, v] = a
-    return t
+    return byte_slice_table([lfsr_jump(1 << j, PERIOD - 32 * DRAW_HISTORY) for j in range(32)])
 
 
 _BACK = _back_table()
@@ -1149,15 +1158,28 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
 # one sample / a run of samples
 
 
+@numba.njit(cache=True, inline="always")
+def argmax_first(z):
+    """Index of the largest entry, the first on ties: the prediction every back end makes."""
+    best = 0
+    for c in range(1, z.shape[0]):
+        if z[c] > z[best]:
+            best = c
+    return best
+
+
 @numba.njit(cache=True)
-def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs, nzs,
-                  accs, Us, Ubs, touched, rnd_state, Js, cnt, online, batch_size, batch_shift, in_batch,
+def train_samples(X, labels, order, start, stop, steps, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs,
+                  nzs, accs, Us, Ubs, touched, rnd_state, Js, cnt, online, batch_size, batch_shift, in_batch,
                   dbufs, dmetas):
     """Train on samples order[start:stop] (online, or minibatch of ``batch_size``; ``in_batch[0]`` carries the
     number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw streams).
-    Returns the number of samples whose prediction (argmax of the output pre-activation, before the update) was
-    right."""
+    Each sample runs the lowered schedule ``steps`` ((op, layer) rows, ``program.schedule_array``), the one
+    per-sample program the HLS kernel and the RTL also follow. Returns the number of samples whose prediction
+    (argmax of the output pre-activation, before the update) was right."""
     K = P.shape[0]
+    ko = K - 1
+    nnzs = np.zeros(K, dtype=np.int64)
     correct = 0
     for n in range(start, stop):
         idx = order[n]
@@ -1166,46 +1188,37 @@ def train_samples(X, labels, order, start, stop, P, Ws, bs, Bs, fbst, tables, ac
         xr = X[idx]
         for j in range(x0.shape[0]):
             x0[j] = xr[j]
-        # ---- forward, layer by layer; DRTP / frozen layers need nothing from above: update right away
-        for k in range(K):
-            nnz = nonzeros(acts[k], nzs[k])
-            layer_preact(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, accs[k], zs[k], cnt)
-            layer_activate(P, k, zs[k], tables[k], acts[k + 1], gs[k], cnt)
-            if P[k, IS_OUT] == 0 and P[k, RULE] == R_DRTP:
-                hidden_delta(P, k, label, Bs[k], fbst[k], ds[K - 1], 0, gs[k], ds[k], ps[k], bufs[k],
+        for s in range(steps.shape[0]):
+            op = steps[s, 0]
+            k = steps[s, 1]
+            if op == OP_FORWARD:
+                nnzs[k] = nonzeros(acts[k], nzs[k])
+                layer_preact(P, k, Ws[k], bs[k], acts[k], nzs[k], nnzs[k], accs[k], zs[k], cnt)
+                layer_activate(P, k, zs[k], tables[k], acts[k + 1], gs[k], cnt)
+            elif op == OP_INJECT_DRTP:
+                # DRTP's signal needs only the label: the layer learns right after its forward pass
+                hidden_delta(P, k, label, Bs[k], fbst[k], ds[ko], 0, gs[k], ds[k], ps[k], bufs[k],
                              Ws[k], Bs[k], ds[k], 0, PROP_W, cnt)
-                _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                      online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k])
-        # prediction
-        zo = zs[K - 1]
-        best = 0
-        for c in range(1, zo.shape[0]):
-            if zo[c] > zo[best]:
-                best = c
-        if best == label:
-            correct += 1
-        # ---- output error and the signals of the layers that need it (top-down, before any of them updates)
-        ko = K - 1
-        if P[ko, LOSS] == LOSS_BCE:
-            output_error(P, ko, acts[K], label, ds[ko], cnt)
-        else:
-            output_error_mse(P, ko, acts[K], gs[ko], label, ds[ko], cnt)
-        for k in range(K - 2, -1, -1):
-            r = P[k, RULE]
-            if r == R_DRTP or r == R_SHALLOW:
-                continue
-            prop = P[k + 1, PROP_B]
-            # the product M d_up has the fractional bits of M (weights, or the feedback) plus the error's
-            f_up = P[k + 1, F_E] + (P[k + 1, F_FB] if prop != PROP_W else P[k + 1, F_W])
-            hidden_delta(P, k, label, Bs[k], fbst[k], ds[ko], P[ko, F_E], gs[k], ds[k], ps[k], bufs[k],
-                         Ws[k + 1], Bs[k + 1], ds[k + 1], f_up, prop, cnt)
-        for k in range(K - 1, -1, -1):
-            r = P[k, RULE]
-            if r == R_SHALLOW or (r == R_DRTP and P[k, IS_OUT] == 0):
-                continue
-            nnz = nonzeros(acts[k], nzs[k])
-            _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnz, ds[k], Us[k], Ubs[k], touched[k],
-                                  online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k])
+            elif op == OP_PREDICT:
+                if argmax_first(zs[ko]) == label:
+                    correct += 1
+            elif op == OP_OUTPUT_ERROR:
+                if P[k, LOSS] == LOSS_BCE:
+                    output_error(P, k, acts[k + 1], label, ds[k], cnt)
+                elif P[k, LOSS] == LOSS_CE:
+                    output_error_ce(P, k, acts[k + 1], label, tables[k], ds[k], cnt)
+                else:
+                    output_error_mse(P, k, acts[k + 1], gs[k], label, ds[k], cnt)
+            elif op == OP_HIDDEN_SIGNAL:
+                prop = P[k + 1, PROP_B]
+                # the product M d_up has the fractional bits of M (weights, or the feedback) plus the error's
+                f_up = P[k + 1, F_E] + (P[k + 1, F_FB] if prop != PROP_W else P[k + 1, F_W])
+                hidden_delta(P, k, label, Bs[k], fbst[k], ds[ko], P[ko, F_E], gs[k], ds[k], ps[k], bufs[k],
+                             Ws[k + 1], Bs[k + 1], ds[k + 1], f_up, prop, cnt)
+            elif op == OP_UPDATE:
+                # layer k's input (acts[k]) is unchanged since its forward pass: its non-zeros still hold
+                _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnzs[k], ds[k], Us[k], Ubs[k],
+                                      touched[k], online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k])
         if not online:
             in_batch[0] += 1
             if in_batch[0] == batch_size:

@@ -15,8 +15,10 @@ import numpy as np
 from ..errors import ConfigError, FormatError, RuleError
 from ..program import (DIRECT_RULES, FEEDBACK_STREAM, LDFA_P_STREAM, GoldenTrace, LayerProgram, Program,
                        RuleCode, act_code, rule_code, schedule, unsupported)
-from .activations import sigmoid_table, tanh_table
+from .activations import sigmoid_table, softmax_exp_table, tanh_table
+from .engine_kernels import NTENSORS
 from .lfsr import derive_seed, row_states, seed_state
+from .weights_file import clone_engine
 
 
 def _feedback(eng, k: int, lp, rule: str) -> tuple[str | None, tuple[int, int] | None]:
@@ -31,6 +33,15 @@ def _feedback(eng, k: int, lp, rule: str) -> tuple[str | None, tuple[int, int] |
     return None, None
 
 
+def act_table(act: str, fmt, prec) -> np.ndarray | None:
+    """The ROM of a table activation (tanh, sigmoid) in output format ``fmt`` (docs/arithmetic.md §11), else None."""
+    if act == "tanh":
+        return tanh_table(fmt, prec.table_bits, prec.range_bits).astype(np.int64)
+    if act == "sigmoid":
+        return sigmoid_table(fmt, prec.table_bits, prec.range_bits).astype(np.int64)
+    return None
+
+
 def lower_layers(eng) -> list[LayerProgram]:
     """The layers of ``eng`` as every back end runs them (no weights: see :func:`lower`)."""
     prec = eng.precision
@@ -43,12 +54,9 @@ def lower_layers(eng) -> list[LayerProgram]:
         fb_rows = None
         if fb_shape is not None and rule in DIRECT_RULES:
             fb_rows = row_states(seed_state(fb_seed), fb_shape[0], fb_shape[1], lp.feedback.width)
-        if act == "tanh":
-            table = tanh_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64)
-        elif act == "sigmoid":
-            table = sigmoid_table(lp.act, prec.table_bits, prec.range_bits).astype(np.int64)
-        else:
-            table = None
+        table = act_table(act, lp.act, prec)
+        if lp.is_output and eng.spec.loss == "ce":  # the output error's softmax reads its exp ROM in this slot
+            table = softmax_exp_table(prec.table_bits, prec.range_bits)
         ldfa = rule == "ldfa" and fb_shape is not None
         need_g = not lp.is_output or eng.spec.loss == "mse"
         out.append(LayerProgram(
@@ -77,12 +85,13 @@ def lower(eng) -> Program:
         b=[np.asarray(w["b"], dtype=np.int64).copy() for w in weights],
         rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
         meta={"formats": eng.formats(), "rules": dict(zip(eng.layer_names, eng.rules)),
-              "network": eng.spec.to_dict(), "mode": eng.mode, "batch_size": eng.batch_size})
+              "network": eng.spec.to_dict(), "mode": eng.mode, "batch_size": eng.batch_size},
+        front=[{"name": fp.name, "type": fp.type, "out_shape": list(fp.out_shape)} for fp in eng.precision.front])
 
 
 #: the error each kind of missing support raises (program.unsupported)
-_SUPPORT_ERRORS = {"loss": ConfigError, "minibatch": ConfigError, "rule": RuleError, "act": FormatError,
-                   "update": FormatError, "lr_mult": FormatError}
+_SUPPORT_ERRORS = {"layer": ConfigError, "loss": ConfigError, "minibatch": ConfigError, "rule": RuleError,
+                   "act": FormatError, "update": FormatError, "lr_mult": FormatError}
 
 
 def raise_unsupported(backend: str, prog: Program) -> None:
@@ -97,9 +106,6 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
           snapshots: Sequence[int] | None = None) -> GoldenTrace:
     """Run a *copy* of ``eng`` over the samples one at a time (training or inference per sample); ``snapshots``:
     the sample indices after which W and b are recorded (default: every sample)."""
-    from .engine_io import clone_engine
-    from .engine_kernels import NTENSORS
-
     eng = clone_engine(eng)
     X = np.ascontiguousarray(np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.sizes[0]))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)

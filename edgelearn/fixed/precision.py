@@ -35,7 +35,8 @@ from typing import Any
 
 from ..errors import ConfigError, FormatError
 from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat, parse_format
-from .presets import DEFAULT_BITS, preset
+from .conv import engine_sizes, split_network
+from .presets import DEFAULT_BITS, logit_format, preset
 
 #: every tensor that has a format
 TENSORS = ("input", "weight", "bias", "accum", "act", "out_act", "deriv", "error", "update", "feedback")
@@ -80,8 +81,41 @@ class LayerPrecision:
 
 
 @dataclass
+class FrontPrecision:
+    """Resolved formats of one layer of the frozen convolutional front end (docs/arithmetic.md §15): a conv2d has
+    input, weight, bias, accum and act formats like a linear layer; a pool's output keeps its input's format."""
+
+    name: str
+    index: int                     # position in the front end
+    type: str                      # conv2d, maxpool, avgpool
+    in_shape: tuple[int, ...]      # (C, H, W)
+    out_shape: tuple[int, ...]
+    kernel: int
+    stride: int
+    padding: int
+    act_name: str                  # the conv's activation ("none" for pools)
+    input: FixedFormat
+    act: FixedFormat               # the layer's output format (a pool: its input's)
+    weight: FixedFormat | None = None
+    bias: FixedFormat | None = None
+    accum: AccumulatorFormat | None = None
+    accum_auto: bool = False
+
+    @property
+    def n_in(self) -> int:
+        """Terms of one output's sum: the fan-in C_in * k * k of a conv (the window k * k of a pool)."""
+        return (self.in_shape[0] if self.type == "conv2d" else 1) * self.kernel * self.kernel
+
+    def formats(self) -> dict[str, str | None]:
+        if self.type != "conv2d":
+            return {"input": fmt_str(self.input), "act": fmt_str(self.act)}
+        return {t: fmt_str(getattr(self, t)) for t in ("input", "weight", "bias", "accum", "act")}
+
+
+@dataclass
 class Precision:
-    """Resolved precision of a whole MLP."""
+    """Resolved precision of a whole network: the linear layers (``layers``) behind an optional frozen
+    convolutional front end (``front``)."""
 
     layers: list[LayerPrecision]
     bits: int | None
@@ -90,6 +124,7 @@ class Precision:
     range_bits: int = 3
     lr_mult_format: FixedFormat | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the merged mapping (for results.json)
+    front: list[FrontPrecision] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,7 +132,9 @@ class Precision:
             "feedback_mode": self.feedback_mode,
             "table_bits": self.table_bits,
             "range_bits": self.range_bits,
-            "layers": {lp.name: {**lp.formats(), "lr_shift": lp.lr_shift, "lr_mult": lp.lr_mult} for lp in self.layers},
+            "layers": {**{fp.name: fp.formats() for fp in self.front},
+                       **{lp.name: {**lp.formats(), "lr_shift": lp.lr_shift, "lr_mult": lp.lr_mult}
+                          for lp in self.layers}},
         }
 
 
@@ -204,6 +241,8 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
             b = int(b.lower().rstrip("bit"))
         bits = b
     base = preset(bits)
+    if getattr(spec, "loss", None) == "ce":
+        base["out_act"] = logit_format(bits)  # logits for the softmax, not sigmoid probabilities
     merged: dict[str, Any] = dict(base)
     # with an explicit --bits the network's own formats still apply unless the command line overrides them
     for k, v in raw.items():
@@ -212,7 +251,8 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
     per_layer = raw.get("per_layer") or {}
     if not isinstance(per_layer, dict):
         raise ConfigError(f"{spec.source}: precision.per_layer must be a mapping layer-name -> settings")
-    names = [layer.name for layer in spec.trainable_layers]
+    front_specs, linear = split_network(spec)
+    names = [layer.name for layer in spec.trainable_layers]  # per_layer may set a conv layer's formats too
     for lname, sub in per_layer.items():
         if lname not in names:
             raise ConfigError(f"{spec.source}: precision.per_layer names {lname!r}, not a trainable layer "
@@ -241,9 +281,15 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
     table_bits = _int_setting(raw.get("table_bits", 10), "precision.table_bits", 1, 20)
     range_bits = _int_setting(raw.get("range_bits", 3), "precision.range_bits", -16, 16)
     mult_fmt = _fmt(raw.get("lr_mult_format", "ufixed<8,1,RND,SAT>"), "precision.lr_mult_format")
-    sizes = spec.mlp_sizes()
-    layers: list[LayerPrecision] = []
+    sizes = engine_sizes(spec)
+    front: list[FrontPrecision] = []
     prev_act: FixedFormat | None = None
+    for j, layer in enumerate(front_specs):
+        prev_act = _front_layer(j, layer, prev_act, merged, per_layer, cli_layer, rounding, overflow)
+        front.append(prev_act)
+        prev_act = prev_act.act
+    layers: list[LayerPrecision] = []
+    names = [layer.name for layer in linear]
     K = len(names)
     for k, lname in enumerate(names):
         m = dict(merged)
@@ -269,7 +315,7 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
             if f[t].rounding == "STOCH":
                 raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
                                   f"not for {t} ({f[t]})")
-        in_fmt = f["input"] if k == 0 else prev_act
+        in_fmt = f["input"] if prev_act is None else prev_act
         sh = _int_setting(m.get("lr_shift"), f"{where}: lr_shift", -16, 62)
         mult = m.get("lr_mult")
         mult_raw, mult_frac = 0, 0
@@ -301,7 +347,48 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
     if per_layer:
         cfg["per_layer"] = copy.deepcopy(per_layer)
     return Precision(layers=layers, bits=bits, feedback_mode=fb_mode, table_bits=table_bits,
-                     range_bits=range_bits, lr_mult_format=mult_fmt, config=cfg)
+                     range_bits=range_bits, lr_mult_format=mult_fmt, config=cfg, front=front)
+
+
+def _front_layer(j: int, layer, prev: FixedFormat | None, merged: dict[str, Any], per_layer: dict, cli_layer: dict,
+                 rounding, overflow) -> FrontPrecision:
+    """Formats of front-end layer ``j``: a conv2d takes the network's (or its own per_layer) input, weight, bias,
+    accum and act formats as a linear layer does; a pool passes its input's format on."""
+    p = layer.params
+    kernel = int(p["kernel"])
+    common = dict(name=layer.name, index=j, type=layer.type, in_shape=tuple(layer.in_shape),
+                  out_shape=tuple(layer.out_shape), kernel=kernel, stride=int(p.get("stride") or kernel),
+                  padding=int(p.get("padding", 0)))
+    where = f"layer {layer.name}"
+    if layer.type != "conv2d":
+        if prev is None:
+            prev = _fmt(merged.get("input"), f"{where}: precision.input")
+        return FrontPrecision(**common, act_name="none", input=prev, act=prev)
+    m = dict(merged)
+    m.update(per_layer.get(layer.name, {}))
+    m.update(cli_layer.get(layer.name, {}))
+    for kind, modes in (("rounding", rounding), ("overflow", overflow)):
+        if modes:
+            _apply_modes(m, modes, kind, layer.name)
+    f = {}
+    for t in ("input", "weight", "bias", "act"):
+        if m.get(t) is None:
+            raise ConfigError(f"{where}: precision.{t} is not set")
+        f[t] = _fmt(m[t], f"{where}: precision.{t}")
+    for t in ("input", "act"):
+        if f[t].rounding == "STOCH":
+            raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
+                              f"not for {t} ({f[t]})")
+    fp = FrontPrecision(**common, act_name=p.get("act", "none"), input=f["input"] if prev is None else prev,
+                        act=f["act"], weight=f["weight"], bias=f["bias"])
+    acc_v = m.get("accum", "auto")
+    if acc_v in (None, "auto"):
+        fp.accum, fp.accum_auto = auto_accumulator(fp), True
+    else:
+        fp.accum = _fmt(acc_v, f"{where}: precision.accum", accumulator=True)
+        if fp.accum.rounding == "STOCH":
+            raise FormatError(f"{where}: STOCH rounding is not supported for the accumulator")
+    return fp
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -66,6 +66,16 @@ def preset(bits: int) -> dict[str, object]:
     }
 
 
+#: loss ce: the output layer (activation none) holds logits, which the softmax of the output error reads; signed,
+#: [-8, 8): the softmax depends on logit differences only, and its exp table covers differences up to 16
+LOGIT_INT_BITS = 4
+
+
+def logit_format(bits: int) -> str:
+    """The output layer's activation format under loss ce (the preset's ``out_act`` for that loss)."""
+    return f"fixed<{bits},{LOGIT_INT_BITS},RND,SAT>"
+
+
 def lr_shift_for(rule: str, bits: int | None, sizes=None) -> int:
     """The preset learning-rate shift of a layer trained with ``rule`` at ``bits`` (None: the default preset's word
     length) in an MLP of widths ``sizes``: the rule's measured shift, plus FAN_IN_SHIFT_PER_OCTAVE per doubling of
@@ -74,48 +84,3 @@ def lr_shift_for(rule: str, bits: int | None, sizes=None) -> int:
     stoch, rnd = LR_SHIFTS.get(rule, (DEFAULT_LR_SHIFT, DEFAULT_LR_SHIFT))
     octaves = max(0, round(math.log2(sizes[0] / MEASURED_FAN_IN))) if sizes else 0
     return (stoch if b <= STOCH_MAX_BITS else rnd) + FAN_IN_SHIFT_PER_OCTAVE * octaves
-
-
-def max_bits(spec, rule: str | None = None) -> int:
-    """The largest ``--bits`` preset the engine accepts for ``spec`` (with ``rule`` on every layer): the engine's
-    own int64 range checks decide (engine.FixedEngine, docs/engine.md "Word-length limit")."""
-    from .engine import FixedEngine
-
-    try:
-        FixedEngine(spec, rule=rule, bits=MAX_BITS)
-    except FormatError as exc:
-        limit = getattr(exc, "max_bits", None)
-        if limit is None:
-            raise
-        return limit
-    return MAX_BITS
-
-
-#: the network whose word-length limits ``--help`` quotes (the DRTP paper's FC2-500 on MNIST)
-HELP_NETWORK = "fc2-500"
-#: rules whose limits ``--help`` quotes, in that order
-HELP_RULES = ("bp", "fa", "ldfa", "dfa", "sdfa", "drtp")
-
-
-def limits_sentence(network: str = HELP_NETWORK) -> str:
-    """'on fc2-500 (784-500-500-10): bp up to 18 bits, ...' -- from :func:`max_bits`, for help and docs."""
-    from ..network import load_network
-
-    spec = load_network(network)
-    groups: dict[int, list[str]] = {}
-    for r in HELP_RULES:
-        groups.setdefault(max_bits(spec, r), []).append(r)
-    parts = [f"{'/'.join(rs)} up to {b} bits" for b, rs in sorted(groups.items())]
-    return f"on {spec.name} ({'-'.join(map(str, spec.mlp_sizes()))}): {', '.join(parts)}"
-
-
-class BitsHelp(str):
-    """A ``--bits`` help text completed with :func:`limits_sentence` when argparse formats it (``%``), so that
-    the limits come from the engine's range checks without loading the engine unless help is printed."""
-
-    def __mod__(self, params):
-        try:
-            tail = limits_sentence()
-        except Exception:  # noqa: BLE001 - help must print even where the quoted config cannot load
-            tail = f"(limits of {HELP_NETWORK} unavailable here)"
-        return str.__mod__(str(self), params) + " " + tail

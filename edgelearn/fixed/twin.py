@@ -14,8 +14,9 @@ import numpy as np
 from numba.typed import List
 
 from ..errors import DataError
-from ..program import sample_order
+from ..program import RuleCode, sample_order, schedule, schedule_array
 from . import engine_kernels as K
+from .conv import float_forward
 
 _ACT_TANH, _ACT_SIGMOID, _ACT_HARDTANH, _ACT_RELU = K.ACT_TANH, K.ACT_SIGMOID, K.ACT_HARDTANH, K.ACT_RELU
 
@@ -123,8 +124,9 @@ def _accum(U, Ub, x, d):
 
 
 @numba.njit(cache=True)
-def _train(X, labels, order, start, stop, rules, acts, is_mse, lrs, prop_b, Ws, bs, Bs, xs, zs, gs, ds, Us, Ubs,
-           online, batch_size, batch_scale, in_batch):
+def _train(X, labels, order, start, stop, steps, rules, acts, loss, lrs, prop_b, Ws, bs, Bs, xs, zs, gs, ds, Us,
+           Ubs, online, batch_size, batch_scale, in_batch):
+    """The engine's per-sample schedule ``steps`` (program.schedule_array) in float64."""
     L = rules.shape[0]
     correct = 0
     for n in range(start, stop):
@@ -133,38 +135,39 @@ def _train(X, labels, order, start, stop, rules, acts, is_mse, lrs, prop_b, Ws, 
         x0 = xs[0]
         for j in range(x0.shape[0]):
             x0[j] = X[idx, j]
-        for k in range(L):
-            _forward(Ws[k], bs[k], xs[k], zs[k])
-            _act(acts[k], zs[k], xs[k + 1], gs[k])
-            if k < L - 1 and rules[k] == K.R_DRTP:
+        for s in range(steps.shape[0]):
+            op = steps[s, 0]
+            k = steps[s, 1]
+            if op == K.OP_FORWARD:
+                _forward(Ws[k], bs[k], xs[k], zs[k])
+                _act(acts[k], zs[k], xs[k + 1], gs[k])
+            elif op == K.OP_INJECT_DRTP:
                 _delta(rules[k], label, Bs[k], ds[L - 1], gs[k], ds[k], Ws[k], Bs[k], ds[k], K.PROP_W)
+            elif op == K.OP_PREDICT:
+                if K.argmax_first(zs[L - 1]) == label:
+                    correct += 1
+            elif op == K.OP_OUTPUT_ERROR:
+                yo = xs[k + 1]
+                eo = ds[k]
+                if loss == K.LOSS_CE:  # exact softmax of the logits (the engine: a table and a divider)
+                    m = yo.max()
+                    S = 0.0
+                    for c in range(yo.shape[0]):
+                        S += np.exp(yo[c] - m)
+                    for c in range(yo.shape[0]):
+                        eo[c] = (1.0 if c == label else 0.0) - np.exp(yo[c] - m) / S
+                else:
+                    for c in range(yo.shape[0]):
+                        t = 1.0 if c == label else 0.0
+                        eo[c] = (t - yo[c]) * (gs[k][c] if loss == K.LOSS_MSE else 1.0)
+            elif op == K.OP_HIDDEN_SIGNAL:
+                _delta(rules[k], label, Bs[k], ds[L - 1], gs[k], ds[k], Ws[k + 1], Bs[k + 1], ds[k + 1],
+                       prop_b[k + 1])
+            elif op == K.OP_UPDATE:
                 if online:
                     _update(Ws[k], bs[k], xs[k], ds[k], lrs[k])
                 else:
                     _accum(Us[k], Ubs[k], xs[k], ds[k])
-        zo = zs[L - 1]
-        best = 0
-        for c in range(1, zo.shape[0]):
-            if zo[c] > zo[best]:
-                best = c
-        if best == label:
-            correct += 1
-        yo = xs[L]
-        eo = ds[L - 1]
-        for c in range(yo.shape[0]):
-            t = 1.0 if c == label else 0.0
-            eo[c] = (t - yo[c]) * (gs[L - 1][c] if is_mse else 1.0)
-        for k in range(L - 2, -1, -1):
-            if rules[k] == K.R_DRTP or rules[k] == K.R_SHALLOW:
-                continue
-            _delta(rules[k], label, Bs[k], eo, gs[k], ds[k], Ws[k + 1], Bs[k + 1], ds[k + 1], prop_b[k + 1])
-        for k in range(L - 1, -1, -1):
-            if rules[k] == K.R_SHALLOW or (rules[k] == K.R_DRTP and k < L - 1):
-                continue
-            if online:
-                _update(Ws[k], bs[k], xs[k], ds[k], lrs[k])
-            else:
-                _accum(Us[k], Ubs[k], xs[k], ds[k])
         if not online:
             in_batch[0] += 1
             if in_batch[0] == batch_size:
@@ -211,11 +214,17 @@ class FloatTwin:
     """Float64 twin of a :class:`~edgelearn.fixed.engine.FixedEngine` (build it with ``engine.float_twin()``)."""
 
     def __init__(self, sizes, rules, acts, loss, lrs, weights, biases, feedback, prop_b, seed, batch_size=1,
-                 batch_shift=0, epochs_done=0, mode="online"):
+                 batch_shift=0, epochs_done=0, mode="online", front=None):
         self.sizes = list(sizes)
+        #: the frozen front end (conv.FrontEnd.float_layers()), None for an MLP
+        self.front = front
+        self.n_inputs = int(np.prod(front[0]["geo"][:3])) if front else self.sizes[0]
         self.rules = np.asarray(rules, dtype=np.int64)
+        # the engine's lowered per-sample schedule (rules are the lowered codes: OUTPUT for the output layer)
+        self._steps = schedule_array(schedule([RuleCode(int(r)) for r in self.rules]))
         self.acts = np.asarray(acts, dtype=np.int64)
-        self.is_mse = loss == "mse"
+        self.loss = loss
+        self.loss_code = K.LOSS_CODES[loss]
         self.lrs = np.asarray(lrs, dtype=np.float64)
         self.W = [np.array(w, dtype=np.float64) for w in weights]
         self.b = [np.array(b, dtype=np.float64) for b in biases]
@@ -241,7 +250,8 @@ class FloatTwin:
         fb = eng.feedback_float()
         tw = cls(eng.sizes, [int(r) for r in eng.P[:, K.RULE]], [int(a) for a in eng.P[:, K.ACT]], eng.spec.loss,
                  lrs, [w["W"] for w in wf], [w["b"] for w in wf], fb, [int(v) for v in eng.P[:, K.PROP_B]],
-                 eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done, eng.mode)
+                 eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done, eng.mode,
+                 eng.front.float_layers() if eng.front is not None else None)
         tw.num_classes = eng.num_classes
         return tw
 
@@ -270,9 +280,13 @@ class FloatTwin:
             raise DataError("inputs contain NaN/Inf values")
         return np.ascontiguousarray(arr)
 
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """Float inputs -> the first linear layer's inputs (the front end's output; identity for an MLP)."""
+        return X if self.front is None else float_forward(self.front, X)
+
     def fit(self, x, y, epochs: int = 1, shuffle: bool = True, callback: Callable[[int], None] | None = None,
             chunk: int = 2000):
-        X = self._inputs(x, self.sizes[0])
+        X = self._inputs(x, self.n_inputs)
         labels = np.asarray(y, dtype=np.int64)
         N = X.shape[0]
         for _ in range(epochs):
@@ -280,7 +294,12 @@ class FloatTwin:
             correct = 0
             for start in range(0, N, chunk):
                 stop = min(N, start + chunk)
-                correct += _train(X, labels, order, start, stop, self.rules, self.acts, self.is_mse, self.lrs,
+                Xc, lc, oc, a, z = X, labels, order, start, stop
+                if self.front is not None:  # the chunk's front-end outputs in visiting order, as the engine
+                    idx = order[start:stop]
+                    Xc, lc = self.features(X[idx]), np.ascontiguousarray(labels[idx])
+                    oc, a, z = np.arange(stop - start, dtype=np.int64), 0, stop - start
+                correct += _train(Xc, lc, oc, a, z, self._steps, self.rules, self.acts, self.loss_code, self.lrs,
                                   self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs, self._ds,
                                   self._Us, self._Ubs, self.mode == "online", self.batch_size, self.batch_scale,
                                   self._in_batch)
@@ -294,16 +313,18 @@ class FloatTwin:
         return self.history
 
     def step(self, x, label: int) -> None:
-        X = self._inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), self.sizes[0])
-        _train(X, np.array([label], dtype=np.int64), np.zeros(1, dtype=np.int64), 0, 1, self.rules, self.acts,
-               self.is_mse, self.lrs, self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs,
-               self._ds, self._Us, self._Ubs, True, 1, 1.0, self._in_batch)
+        X = self.features(self._inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), self.n_inputs))
+        _train(X, np.array([label], dtype=np.int64), np.zeros(1, dtype=np.int64), 0, 1, self._steps, self.rules,
+               self.acts, self.loss_code, self.lrs, self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs,
+               self._gs, self._ds, self._Us, self._Ubs, True, 1, 1.0, self._in_batch)
 
     def output(self, x) -> np.ndarray:
-        X = self._inputs(x, self.sizes[0])
+        X = self._inputs(x, self.n_inputs)
         out = np.zeros((X.shape[0], self.sizes[-1]))
-        if X.shape[0]:
-            _predict(X, self.acts, self._Ws, self._bs, out)
+        step = max(1, X.shape[0]) if self.front is None else 1000
+        for a in range(0, X.shape[0], step):
+            _predict(np.ascontiguousarray(self.features(X[a:a + step])), self.acts, self._Ws, self._bs,
+                     out[a:a + step])
         return out
 
     def predict(self, x) -> np.ndarray:

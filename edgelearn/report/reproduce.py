@@ -5,13 +5,14 @@ Each experiment runs a short version by default (few epochs, said in its output)
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..network import load_network
-from ..train import train
+from ..train import METRICS, train
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -34,6 +35,18 @@ def _error(m: dict[str, Any]) -> float:
 # the DRTP paper averages the test error over the last 10 of its 100 epochs; runs shorter than this use the final epoch
 LAST_EPOCHS = 10
 FULL_MIN_EPOCHS = 50
+
+
+def _train_or_read(finished_only: bool, spec, rule: str, *, out: Path, epochs: int, **kw) -> dict[str, Any] | None:
+    """Train (or resume) one run; with ``finished_only``, read the metrics of a run that has finished all its
+    epochs and return None for one that has not (a partial table of a long sweep, while it runs elsewhere)."""
+    if not finished_only:
+        return train(spec, rule, out=out, epochs=epochs, **kw)
+    try:
+        m = json.loads((Path(out) / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    return m if len(m.get("test_accuracy", [])) >= epochs else None
 
 
 def run_dir(out: Path, name: str, seed: int) -> Path:
@@ -60,18 +73,19 @@ def _row(experiment: str, setting: str, metric: str, paper: float | None, values
 
 def _rules_table(config: str, paper: dict[str, float | None], epochs: int, out: Path, data_dir, *,
                  n_train: int | None = None, n_test: int | None = None, progress=True, seeds: int = 1,
-                 paper_std: dict[str, float] | None = None) -> list[dict[str, Any]]:
+                 paper_std: dict[str, float] | None = None, finished_only: bool = False) -> list[dict[str, Any]]:
     spec = load_network(config)
     errors: dict[str, list[float]] = {rule: [] for rule in paper}
     # seeds outermost: an interrupted sweep has every rule at the lower seeds, so its partial table is balanced
     for seed in range(seeds):
         for rule in paper:
-            m = train(spec, rule, data_dir=data_dir, epochs=epochs, seed=seed,
-                      out=run_dir(out, f"{spec.name}-{rule}", seed), progress=progress, n_train=n_train,
-                      n_test=n_test, probe=False, device="auto")
-            errors[rule].append(_error(m))
+            m = _train_or_read(finished_only, spec, rule, data_dir=data_dir, epochs=epochs, seed=seed,
+                               out=run_dir(out, f"{spec.name}-{rule}", seed), progress=progress, n_train=n_train,
+                               n_test=n_test, probe=False, device="auto")
+            if m is not None:
+                errors[rule].append(_error(m))
     return [_row(spec.name, rule, "test error (%)", value, errors[rule], epochs, (paper_std or {}).get(rule))
-            for rule, value in paper.items()]
+            for rule, value in paper.items() if errors[rule]]
 
 
 # DRTP paper Table 1 (no dropout) and its Supplementary Table 1 (sDFA): test error (%), mean and std of 10 trials
@@ -88,23 +102,25 @@ TABLE1_STD = {
 
 
 def _table1(config: str, short_epochs: int):
-    def run(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1):
+    def run(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1, finished_only=False):
         data_dir = data_dir or SHARED / "mnist"
-        if not Path(data_dir).is_dir():
+        if not finished_only and not Path(data_dir).is_dir():
             raise ConfigError(f"this experiment needs MNIST: pass --data-dir (looked in {data_dir})")
         return _rules_table(config, TABLE1[config], 100 if full else short_epochs, out, data_dir, progress=progress,
-                            seeds=seeds, paper_std=TABLE1_STD[config])
+                            seeds=seeds, paper_std=TABLE1_STD[config], finished_only=finished_only)
 
     return run
 
 
-def drtp_synthetic(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1):
+def drtp_synthetic(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1, finished_only=False):
     # test errors quoted in the paper's text for Fig. 3 (after 500 epochs); DRTP's is only plotted
     paper = {"bp": 1.85, "fa": 1.81, "dfa": 3.48, "sdfa": 4.07, "drtp": None, "shallow": 9.57}
-    return _rules_table("drtp-synthetic", paper, 500 if full else 5, out, None, progress=progress, seeds=seeds)
+    return _rules_table("drtp-synthetic", paper, 500 if full else 5, out, None, progress=progress, seeds=seeds,
+                        finished_only=finished_only)
 
 
-def drtp_regression(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1):
+def drtp_regression(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1,
+                    finished_only=False):
     """DRTP Fig. 2: cosine regression. The paper quotes no loss (only plots); its claim is that the modulatory
     signals of FA, DFA and sDFA stay within 90 degrees of BP's in both hidden layers: the angle rows compare with
     that bound (gap = angle - 90, negative = within)."""
@@ -115,12 +131,17 @@ def drtp_regression(out: Path, full: bool = False, data_dir=None, progress=True,
         alignment = rule in ("fa", "dfa", "sdfa")
         losses, angles = [], {}
         for seed in range(seeds):
-            m = train(spec, rule, epochs=epochs, seed=seed, out=run_dir(out, f"{spec.name}-{rule}", seed),
-                      progress=progress, probe=alignment, device="auto")
+            m = _train_or_read(finished_only, spec, rule, epochs=epochs, seed=seed,
+                               out=run_dir(out, f"{spec.name}-{rule}", seed), progress=progress, probe=alignment,
+                               device="auto")
+            if m is None:
+                continue
             losses.append(m["final"]["test_loss"])
             for layer in m["epochs"][-1].get("layers", []) if alignment else []:
                 if layer.get("angle_to_bp") is not None:
                     angles.setdefault(layer["layer"], []).append(layer["angle_to_bp"])
+        if not losses:
+            continue
         rows.append(_row(spec.name, rule, "test MSE", None, losses, epochs))
         for name, values in angles.items():
             row = _row(spec.name, rule, f"angle to BP at {name} (deg; paper: < 90)", 90.0, values, epochs)
@@ -131,14 +152,14 @@ def drtp_regression(out: Path, full: bool = False, data_dir=None, progress=True,
 LDFA_RANKS = (32, 10, 4)
 
 
-def ldfa_rank(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1):
+def ldfa_rank(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1, finished_only=False):
     """LDFA Fig. 3b: the 4x512 MLP with all feedback ranks constrained to r, relative to BP (paper: r = d = 10
     matches BP), beside DFA and KP, with the experiment config's hyperparameters (paper App. C: Adam + AMSGrad 6e-4,
     weight decay 4e-4, decay 0.975 per epoch, batch 32, 160 epochs). On the CIFAR-10 subset beside the project
     (4000 train / 1000 test) unless --data-dir names the full set. Every run records, per epoch and hidden layer,
     the feedback-to-W alignment angle and the effective rank of the delivered error (``metrics.json``)."""
     data_dir = data_dir or SHARED / "cifar10-subset"
-    if not Path(data_dir).is_dir():
+    if not finished_only and not Path(data_dir).is_dir():
         raise ConfigError(f"ldfa-rank needs CIFAR-10: pass --data-dir (looked in {data_dir})")
     exp = load_network("experiments/ldfa-fig3b-all-layers")
     epochs = int(exp.train["epochs"]) if full else 8
@@ -154,13 +175,18 @@ def ldfa_rank(out: Path, full: bool = False, data_dir=None, progress=True, seeds
     acc: dict[str, list[float]] = {name: [] for name, _, _ in settings}
     for seed in range(seeds):  # seeds outermost: a partial sweep is balanced
         for name, s, rule in settings:
-            m = train(s, rule, data_dir=data_dir, epochs=epochs, seed=seed, out=run_dir(out, f"ldfa-{name}", seed),
-                      progress=progress, probe=rule != "bp")
-            acc[name].append(100 - _error(m))
+            m = _train_or_read(finished_only, s, rule, data_dir=data_dir, epochs=epochs, seed=seed,
+                               out=run_dir(out, f"ldfa-{name}", seed), progress=progress, probe=rule != "bp")
+            if m is not None:
+                acc[name].append(100 - _error(m))
+    if not acc["bp"]:
+        return []
     metric = "test accuracy (%)" + (f", mean of last {LAST_EPOCHS} epochs" if epochs >= FULL_MIN_EPOCHS else "")
     bp_mean = mean_std(acc["bp"])[0]
     rows = [_row(exp.name, "bp", metric, None, acc["bp"], epochs)]
     for name, s, rule in settings[1:]:
+        if not acc[name]:
+            continue
         r = s.rule_params.get("rank") if rule == "ldfa" else None
         # the paper's claim is about ranks >= 10 only; DFA and KP stand beside it without a claim
         rows.append(_row(exp.name, f"ldfa r={r}" if rule == "ldfa" else rule, "accuracy minus BP's (points)",
@@ -180,12 +206,15 @@ EXPERIMENTS = {e.name: e for e in [
 
 
 def reproduce(name: str, out: str | Path, *, full: bool = False, data_dir=None, progress=True,
-              seeds: int = 1) -> list[dict[str, Any]]:
+              seeds: int = 1, finished_only: bool = False) -> list[dict[str, Any]]:
+    """Run (or resume) an experiment and return its rows; ``finished_only``: train nothing, tabulate the runs
+    under ``out`` that have finished (the "seeds" column says how many each row has)."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    return EXPERIMENTS[name].run(Path(out), full=full, data_dir=data_dir, progress=progress, seeds=seeds)
+    return EXPERIMENTS[name].run(Path(out), full=full, data_dir=data_dir, progress=progress, seeds=seeds,
+                                 finished_only=finished_only)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -1,0 +1,106 @@
+"""Engine training speed of this tree beside another git revision, measured alternately in one run.
+
+    python benchmarks/compare_revisions.py 783faa0            # fc1-1000, 8-bit, online DRTP, real MNIST
+    python benchmarks/compare_revisions.py HEAD~3 -n 2000 --rounds 4
+
+The other revision is checked out into a temporary git worktree; each round runs one short measurement process per
+tree (before, after, before, after, ...), so both see the same machine load over time, and the table shows the best
+samples/s of every tree and variant (preset STOCH weight update, and round-to-nearest). Each process trains a fresh
+engine on the same samples in the same order; the bits it ends with are hashed, so a speed change that also changed
+the results shows as a differing hash.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+
+# run inside each tree (its own edgelearn on sys.path): the public API both revisions share
+MEASURE = r"""
+import hashlib, json, sys, time
+import numpy as np
+from edgelearn.data import load_dataset
+from edgelearn.fixed.engine import FixedEngine
+from edgelearn.network import load_network
+
+cfg, data_dir, n, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ds = load_dataset("mnist", data_dir, n_train=n, n_test=10)
+spec = load_network(cfg)
+out = {}
+for name, kw in (("STOCH", {}), ("RND", {"rounding": [("weight", "RND"), ("bias", "RND")]})):
+    best, digest = 0.0, None
+    for _ in range(reps + 1):  # the first pass compiles (or loads the cache)
+        eng = FixedEngine(spec, bits=8, seed=0, **kw)
+        X = eng.quantize_inputs(ds.x_train)
+        t0 = time.perf_counter()
+        eng.fit_raw(X, ds.y_train, shuffle=False)
+        rate = len(X) / (time.perf_counter() - t0)
+        if _ > 0:
+            best = max(best, rate)
+        h = hashlib.sha256()
+        for w in eng.weights():
+            h.update(np.ascontiguousarray(w["W"]).tobytes())
+            h.update(np.ascontiguousarray(w["b"]).tobytes())
+        digest = h.hexdigest()[:16]
+    out[name] = {"samples_per_s": best, "weights_sha256": digest}
+print(json.dumps(out))
+"""
+
+
+def measure(tree: Path, args) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", MEASURE, args.config, args.data_dir, str(args.n), str(args.reps)],
+                       cwd=tree, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"compare_revisions: measurement in {tree} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("revision", help="the git revision to compare this tree with")
+    ap.add_argument("--config", default="fc1-1000")
+    ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    ap.add_argument("-n", type=int, default=3000, help="training samples per timed pass")
+    ap.add_argument("--reps", type=int, default=2, help="timed passes per process")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (one process per tree each)")
+    args = ap.parse_args()
+    if not Path(args.data_dir).is_dir():
+        raise SystemExit(f"compare_revisions: MNIST not found in {args.data_dir} (pass --data-dir)")
+    with tempfile.TemporaryDirectory(prefix="edgelearn-rev-") as tmp:
+        other = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.revision],
+                       check=True, capture_output=True)
+        try:
+            best: dict[str, dict[str, float]] = {"before": {}, "after": {}}
+            digests: dict[str, dict[str, str]] = {"before": {}, "after": {}}
+            for rnd in range(args.rounds):
+                for label, tree in (("before", other), ("after", ROOT)):
+                    res = measure(tree, args)
+                    for name, v in res.items():
+                        best[label][name] = max(best[label].get(name, 0.0), v["samples_per_s"])
+                        digests[label][name] = v["weights_sha256"]
+                    print(f"round {rnd + 1} {label:6s} " + "  ".join(
+                        f"{k} {v['samples_per_s']:,.0f}/s" for k, v in res.items()), flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False,
+                           capture_output=True)
+    print(f"\n{args.config}, 8-bit, online, {args.n} MNIST samples, 1 thread, best of {args.rounds} x {args.reps} "
+          f"passes; before = {args.revision}, after = this tree; load at the end {os.getloadavg()[0]:.1f}\n")
+    print("| weight update | before (samples/s) | after (samples/s) | after / before | same bits |")
+    print("|---|---:|---:|---:|---|")
+    for name in best["after"]:
+        b, a = best["before"][name], best["after"][name]
+        same = "yes" if digests["before"][name] == digests["after"][name] else "NO"
+        print(f"| {name} | {b:,.0f} | {a:,.0f} | {a / b:.2f} | {same} |")
+
+
+if __name__ == "__main__":
+    main()
