@@ -48,6 +48,7 @@ def test_the_wheel_ships_every_file_of_the_package(wheel):
     # what the CLI reads at run time, named explicitly (a rename must keep them inside the package)
     for need in ("edgelearn/models/fc1-500.yaml", "edgelearn/models/experiments/ldfa-fig3b-all-layers.yaml",
                  "edgelearn/configs/digits-mlp.yaml", "edgelearn/hw/el_layer.v", "edgelearn/hw/el_convert.v",
+                 "edgelearn/hw/el_mlp.v.j2", "edgelearn/hw/filelist.f.j2",
                  "edgelearn/hls_templates/el_learn.h", "edgelearn/rtl/bench.py"):
         assert need in names, need
     # the learning kernel's generated files are rendered from these (edgelearn.hls.kernel)

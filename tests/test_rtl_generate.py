@@ -1,8 +1,10 @@
 """The RTL generator (no simulator needed): what it writes, and the configurations it refuses before simulation."""
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -135,3 +137,29 @@ def test_cli_writes_the_default_design_and_refuses_bad_input(tmp_path, capsys):
     assert "MLPs" in capsys.readouterr().err
     assert main(["rtl", "--out", str(tmp_path / "bad"), "--parallel", "100"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_top_level_and_file_list_are_rendered_from_the_templates_of_hw(monkeypatch):
+    """No Verilog is written by code: the top level and the file list come from edgelearn/hw/*.j2 (both templates
+    are read), and the top level chains one el_layer instance per layer."""
+    from edgelearn.rtl import generate
+
+    env = generate._environment()  # a fresh one: a cached template would not be loaded again
+    loaded = []
+    get_source = env.loader.get_source
+    monkeypatch.setattr(env.loader, "get_source", lambda e, name: loaded.append(name) or get_source(e, name))
+    monkeypatch.setattr(generate, "_ENV", env)
+    spec = network_from_dict({"name": "t", "input_shape": [6], "num_classes": 3, "rule": "drtp",
+                              "layers": [{"type": "linear", "out": 5, "act": "tanh", "name": "h1"},
+                                         {"type": "linear", "out": 4, "act": "tanh", "name": "h2"},
+                                         {"type": "linear", "out": 3, "name": "out"}]})
+    files = RtlDesign(FixedEngine(spec, bits=8, seed=0), parallel=2, top="tiny").files()
+    assert sorted(loaded) == ["el_mlp.v.j2", "filelist.f.j2"]
+    top = files["tiny.v"]
+    assert not re.search(r"\{\{|\{%|\{#", top + files["filelist.f"])
+    assert re.findall(r"^module (\w+) \(", top, re.M) == ["tiny"] and top.endswith("endmodule\n")
+    assert re.findall(r"^    \) (u_l\d+) \(", top, re.M) == ["u_l0", "u_l1", "u_l2"] and top.count("el_layer #(") == 3
+    # each layer streams into the next, the last into the prediction register
+    assert ".in_we(l0_out_we)" in top and ".in_we(l1_out_we)" in top and ".out_ready(!m_valid)" in top
+    assert files["filelist.f"] == "hdl/el_convert.v\nhdl/el_layer.v\ntiny.v\n"
+    assert not re.search(r"endmodule|el_layer #\(", inspect.getsource(generate))

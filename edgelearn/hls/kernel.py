@@ -56,6 +56,7 @@ from ..errors import ConfigError, DataError, FormatError
 from ..fixed.formats import FixedFormat
 from ..fixed.lower import lower, raise_unsupported, trace
 from ..program import SUPPORT, ActCode, LayerProgram, Program, RuleCode, StepOp, fmt_max, signed_bits
+from ..templating import environment
 from .toolchain import HLSBuildError, MissingDependencyError, ap_types_dir, compile_cached
 
 TEMPLATES = Path(str(resources.files("edgelearn") / "hls_templates"))  # package data, also in a wheel
@@ -219,8 +220,7 @@ def _c_matrix(M: np.ndarray) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env = environment(TEMPLATES)
     env.filters.update(hls=lambda f: f.to_hls(), raw_t=_raw_t, cbool=lambda v: "true" if v else "false",
                        hex32=lambda v: f"{int(v):#010x}", c_array=_c_array, c_matrix=_c_matrix)
     env.globals.update(ActCode=ActCode, RuleCode=RuleCode, StepOp=StepOp)
