@@ -34,5 +34,14 @@ echo "setup: creating the virtual environment in $root/.venv"
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -r requirements.lock
 .venv/bin/python -m pip install -q --no-deps -e . >/dev/null 2>&1 || .venv/bin/python -m pip install --no-deps -e .
+# compile the engine's and the twin's Numba kernels once into their on-disk cache (edgelearn/fixed/__pycache__):
+# the first simulate, and every test process, then load them instead of compiling (about a minute on 2 cores)
+echo "setup: compiling the fixed-point engine's kernels (once)"
+warm=$(mktemp -d)
+for bits in 8 16; do
+  .venv/bin/python -m edgelearn simulate --bits "$bits" --epochs 1 --n-train 64 --n-test 16 --quiet \
+    --out "$warm/b$bits" >/dev/null
+done
+rm -rf "$warm"
 echo "$stamp_want" > "$stamp_file"
 echo "setup: done"
