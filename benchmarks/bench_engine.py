@@ -3,6 +3,7 @@
     python benchmarks/bench_engine.py                 # speed: engine vs torch (natural, in-place) vs apytypes,
                                                       # MAC/s vs the machine's int32 multiply-add peak
     python benchmarks/bench_engine.py --table         # accuracy over 4..16 bits vs the float twin (real MNIST)
+    python benchmarks/bench_engine.py --rng-accuracy  # test accuracy, rng: layer vs neuron, 3 seeds (real MNIST)
 
 Online DRTP on 784-1000-10 (edgelearn/models/fc1-1000.yaml), real MNIST samples from ../shared/data/mnist (or
 --data-dir; synthetic MNIST-like images if absent: ~19 % non-zero pixels).  All figures of one run are measured
@@ -23,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 sys.path.insert(0, str(ROOT / "tests"))  # the apytypes whole-step oracle lives with the tests
+
+
+#: the timer of every figure: wall time, or with --cpu-time this process's CPU time (a machine shared with other jobs
+#: takes the core away for whole time slices, which wall time counts and CPU time does not)
+_clock = time.perf_counter
 
 
 def load_mnist(data_dir: Path, n_train: int | None, n_test: int | None):
@@ -58,11 +64,11 @@ def accuracy_table(args) -> None:
     for bits in args.bits:
         eng = FixedEngine(spec, bits=bits, seed=args.seed)
         twin = eng.float_twin()
-        t0 = time.perf_counter()
+        t0 = _clock()
         eng.fit(ds.x_train, ds.y_train, epochs=args.epochs)
-        t1 = time.perf_counter()
+        t1 = _clock()
         twin.fit(ds.x_train, ds.y_train, epochs=args.epochs)
-        t2 = time.perf_counter()
+        t2 = _clock()
         acc = eng.evaluate(ds.x_test, ds.y_test)
         tacc = twin.evaluate(ds.x_test, ds.y_test)
         c = eng.counters
@@ -108,15 +114,15 @@ def measure_peak(seconds: float = 0.5, threads: int | None = None) -> float:
     dots(a, b, 1, out)
     reps = 1000
     while True:
-        t = time.perf_counter()
+        t = _clock()
         dots(a, b, reps, out)
-        dt = time.perf_counter() - t
+        dt = _clock() - t
         if dt > seconds:
             best = dt
             for _ in range(4):  # best of five (the machine is shared)
-                t = time.perf_counter()
+                t = _clock()
                 dots(a, b, reps, out)
-                best = min(best, time.perf_counter() - t)
+                best = min(best, _clock() - t)
             return nt * 4096 * reps / best
         reps *= 2
 
@@ -162,13 +168,13 @@ def bench_torch(X, labels, lr_h: float, lr_o: float, reps: int, threads: int = 2
         for name, f in (("natural", natural), ("inplace", inplace)):
             for i in range(50):
                 f(xs[i], int(ys[i]))
-            t = time.perf_counter()
+            t = _clock()
             n = 0
             for _ in range(reps):
                 for i in range(len(xs)):
                     f(xs[i], int(ys[i]))
                     n += 1
-            out[name] = n / (time.perf_counter() - t)
+            out[name] = n / (_clock() - t)
     return out
 
 
@@ -181,7 +187,7 @@ def _stage_profiler():
 
     @numba.njit(cache=True)
     def run(X, labels, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs, nzs, accs, rnd_state, Js, cnt,
-            dbufs, dmetas, stop):
+            dbufs, dmetas, Ns, stop):
         for n in range(X.shape[0]):
             label = labels[n]
             x0 = acts[0]
@@ -199,7 +205,7 @@ def _stage_profiler():
             if stop == 2:
                 continue
             K._accumulate_or_update(P, 0, Ws[0], bs[0], acts[0], nzs[0], nnz, ds[0], Ws[0][:1], bs[0], bs[0],
-                                    True, 0, rnd_state, Js[0], cnt, dbufs[0], dmetas[0])
+                                    True, 0, rnd_state, Js[0], cnt, dbufs[0], dmetas[0], Ns[0])
             if stop == 3:
                 continue
             nnz1 = K.nonzeros(acts[1], nzs[1])
@@ -209,31 +215,31 @@ def _stage_profiler():
             if stop == 4:
                 continue
             K._accumulate_or_update(P, 1, Ws[1], bs[1], acts[1], nzs[1], nnz1, ds[1], Ws[1][:1], bs[1], bs[1],
-                                    True, 0, rnd_state, Js[1], cnt, dbufs[1], dmetas[1])
+                                    True, 0, rnd_state, Js[1], cnt, dbufs[1], dmetas[1], Ns[1])
 
     names = ["input copy + non-zero scan", "fc1 forward MACs (int32)", "fc1 tanh table, derivative, DRTP signal",
-             "fc1 weight/bias update incl. LFSR draws", "output layer forward, sigmoid table, error",
-             "output layer weight/bias update incl. LFSR draws"]
+             "fc1 weight/bias update incl. draws", "output layer forward, sigmoid table, error",
+             "output layer weight/bias update incl. draws"]
     return run, names
 
 
-def time_stages(spec, X, y, reps: int):
-    """Per-stage time (s/sample) of the engine's online step, 8-bit preset, 1 thread."""
+def time_stages(spec, X, y, reps: int, rng: str | None = None):
+    """Per-stage time (s/sample) of the engine's online step, 8-bit preset, 1 thread (``rng``: the draws' source)."""
     from edgelearn.fixed.engine import FixedEngine
 
     run, names = _stage_profiler()
     out = []
     prev = 0.0
     for stop in range(len(names)):
-        e = FixedEngine(spec, bits=8, seed=0)
+        e = FixedEngine(spec, bits=8, seed=0, rng=rng)
         a = (X, y, e.P, e._Ws, e._bs, e._Bs, e._fbst, e._tables, e._acts, e._zs, e._gs, e._ds, e._ps, e._bufs,
-             e._nzs, e._accs, e.rnd_state, e._Js, e.cnt, e._dbufs, e._dmetas)
+             e._nzs, e._accs, e.rnd_state, e._Js, e.cnt, e._dbufs, e._dmetas, e._Ns)
         run(X[:20], y, *a[2:], stop)
         best = float("inf")
         for _ in range(reps):
-            t = time.perf_counter()
+            t = _clock()
             run(*a, stop)
-            best = min(best, (time.perf_counter() - t) / len(X))
+            best = min(best, (_clock() - t) / len(X))
         out.append(max(best - prev, 0.0))
         prev = max(best, prev)
     return list(zip(names, out)), prev
@@ -292,12 +298,12 @@ def time_mac_kernel(eng, X, reps: int) -> float:
     scan(X[:10], nz, 1)
     best = base = float("inf")
     for _ in range(3):
-        t = time.perf_counter()
+        t = _clock()
         macs(X, eng.W[0], nz, acc, reps)
-        best = min(best, (time.perf_counter() - t) / (reps * len(X)))
-        t = time.perf_counter()
+        best = min(best, (_clock() - t) / (reps * len(X)))
+        t = _clock()
         scan(X, nz, reps)
-        base = min(base, (time.perf_counter() - t) / (reps * len(X)))
+        base = min(base, (_clock() - t) / (reps * len(X)))
     return max(best - base, 1e-12)
 
 
@@ -337,10 +343,10 @@ def bench_speed(args) -> None:
 
     step, state = apytypes_step_factory(ref)
     Xr = ref.quantize_inputs(x[:args.n_apy])
-    t0 = time.perf_counter()
+    t0 = _clock()
     for i in range(len(Xr)):
         step(Xr[i].astype(np.int64), int(y[i]))
-    apy_rate = len(Xr) / (time.perf_counter() - t0)
+    apy_rate = len(Xr) / (_clock() - t0)
     for i in range(len(Xr)):
         ref.step(Xr[i], int(y[i]))
     for k in range(2):
@@ -352,8 +358,9 @@ def bench_speed(args) -> None:
     results = {}
     rnd = {"rounding": [("weight", "RND"), ("bias", "RND")]}
     # training runs on one thread (the row- and column-parallel paths lost to these and were removed)
-    variants = [("engine 8-bit preset (STOCH weights), 1 thread", {}),
-                ("engine 8-bit, RND weight update, 1 thread", rnd)]
+    variants = [("engine 8-bit preset (STOCH weights, rng: layer), 1 thread", {"rng": "layer"}),
+                ("engine 8-bit, RND weight update, 1 thread", rnd),
+                ("engine 8-bit preset (STOCH weights, rng: neuron), 1 thread", {"rng": "neuron"})]
     engines = {}
     for name, kw in variants:
         eng = FixedEngine(spec, bits=8, seed=0, **kw)
@@ -361,14 +368,15 @@ def bench_speed(args) -> None:
         eng.fit_raw(X[:300], y[:300], shuffle=False)  # compile
         best = 0.0
         for _ in range(args.reps):
-            t0 = time.perf_counter()
+            t0 = _clock()
             eng.fit_raw(X, y, shuffle=False)
-            best = max(best, len(X) / (time.perf_counter() - t0))
+            best = max(best, len(X) / (_clock() - t0))
         results[name] = best
         engines[name] = (eng, X)
         print(f"  {name}: {best:,.0f} samples/s", flush=True)
     eng1, X = engines[variants[0][0]]
-    stages, step_s = time_stages(spec, X, y, args.reps)  # where the time goes (1 thread)
+    stages, step_s = time_stages(spec, X, y, args.reps, "layer")  # where the time goes (1 thread)
+    stages_n, step_n = time_stages(spec, X, y, args.reps, "neuron")
     mac_s = time_mac_kernel(eng1, X, 2)
     nnz_mean = float((X != 0).sum(1).mean())
     n_hidden = eng1.sizes[1]
@@ -398,6 +406,9 @@ def bench_speed(args) -> None:
     print(f"| torch in-place addmv_/addr_ (best: {inp_t} thread{'s' if inp_t > 1 else ''}) | {inp:,.0f} samples/s | "
           f"engine / torch = {e1 / inp:.2f}x (RND: {r1 / inp:.2f}x) |")
     print(f"| apytypes | {apy_rate:,.1f} samples/s | engine / apytypes = {e1 / apy_rate:,.0f}x |")
+    en = results[variants[2][0]]
+    print(f"| rng: neuron vs rng: layer (STOCH step) | {en:,.0f} vs {e1:,.0f} samples/s | {en / e1:.2f}x "
+          f"(torch natural {en / nat:.2f}x, in-place {en / inp:.2f}x) |")
     print(f"| int32 MAC peak: dot-product loop on {ncores} threads / 1 thread (best of start and end) | "
           f"{peak_all / 1e9:.2f} / {peak1 / 1e9:.2f} GMAC/s | peak used: {peak / 1e9:.2f} GMAC/s |")
     print(f"| fc1 MAC kernel alone (int8 x uint8 -> int32, 1 thread) | {macs_fc1 / mac_s / 1e9:.2f} GMAC/s | "
@@ -417,17 +428,52 @@ def bench_speed(args) -> None:
           f">= 50 % of the int32 peak: MAC kernel {100 * macs_fc1 / mac_s / peak:.0f} % (1 thread) "
           f"{ok[macs_fc1 / mac_s >= 0.5 * peak]}, "
           f"whole forward pass {100 * macs_done / fwd_s / peak:.0f} % {ok[macs_done / fwd_s >= 0.5 * peak]}")
-    print(f"\nwhere the time goes (8-bit preset, 1 thread, {1e6 * step_s:.1f} us/sample; stage profile of the same "
-          f"sample loop):")
-    for name, sec in stages:
-        print(f"  {name:52s} {1e6 * sec:6.1f} us  {100 * sec / step_s:4.0f} %")
+    print(f"\nwhere the time goes (8-bit preset, 1 thread, {1e6 * step_s:.1f} us/sample rng: layer, "
+          f"{1e6 * step_n:.1f} us/sample rng: neuron; stage profile of the same sample loop):")
+    for (name, sec), (_, sec_n) in zip(stages, stages_n):
+        print(f"  {name:52s} layer {1e6 * sec:6.1f} us  {100 * sec / step_s:4.0f} %   neuron {1e6 * sec_n:6.1f} us  "
+              f"{100 * sec_n / step_n:4.0f} %")
     print(f"\nmachine load at the end: {load1[0]:.1f} / {load1[1]:.1f} / {load1[2]:.1f}; numba threading layer "
           f"{numba.threading_layer()}")
+
+
+def rng_accuracy(args) -> None:
+    """Test accuracy of the same runs under rng: layer and rng: neuron (online, the config's rule, 8-bit preset
+    unless --bits), one row per seed: the draw contract must not change accuracy beyond seed noise."""
+    from edgelearn.fixed.engine import FixedEngine
+    from edgelearn.network import load_network
+
+    ds = load_mnist(Path(args.data_dir), args.n_train, args.n_test)
+    if ds is None:
+        sys.exit(f"--rng-accuracy needs real MNIST (looked in {args.data_dir})")
+    spec = load_network(args.config)
+    bits = args.bits[0] if len(args.bits) == 1 else 8
+    print(f"online {spec.rule}, {spec.name} {spec.mlp_sizes()}, {bits} bits, {args.epochs} epoch(s), "
+          f"{ds.n_train} train / {ds.n_test} test", flush=True)
+    acc: dict[str, list[float]] = {"layer": [], "neuron": []}
+    for s in range(args.seeds):
+        row = []
+        for rng in acc:
+            eng = FixedEngine(spec, bits=bits, seed=args.seed + s, rng=rng)
+            eng.fit(ds.x_train, ds.y_train, epochs=args.epochs)
+            acc[rng].append(eng.evaluate(ds.x_test, ds.y_test))
+            row.append(f"{rng} {100 * acc[rng][-1]:.2f} %")
+        print(f"  seed {args.seed + s}: " + ", ".join(row), flush=True)
+    print("\n| rng | " + " | ".join(f"seed {args.seed + s}" for s in range(args.seeds)) + " | mean | std |")
+    print("|---|" + "---:|" * (args.seeds + 2))
+    for rng, v in acc.items():
+        print(f"| {rng} | " + " | ".join(f"{100 * a:.2f} %" for a in v) +
+              f" | {100 * np.mean(v):.2f} % | {100 * np.std(v, ddof=1) if len(v) > 1 else 0:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(acc, indent=2) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", action="store_true", help="accuracy over word lengths vs the float twin (MNIST)")
+    ap.add_argument("--rng-accuracy", action="store_true",
+                    help="test accuracy rng: layer vs neuron over --seeds seeds (MNIST; e.g. --config fc1-500)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of --rng-accuracy")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     ap.add_argument("--config", default="fc1-1000")
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8, 10, 12, 16])
@@ -439,9 +485,15 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=3000, help="samples timed (speed)")
     ap.add_argument("--n-apy", type=int, default=5, help="samples timed with apytypes")
     ap.add_argument("--reps", type=int, default=3, help="best of N engine passes")
+    ap.add_argument("--cpu-time", action="store_true", help="time with this process's CPU time instead of wall time")
     args = ap.parse_args()
+    if args.cpu_time:
+        global _clock
+        _clock = time.process_time
     if args.table:
         accuracy_table(args)
+    elif args.rng_accuracy:
+        rng_accuracy(args)
     else:
         bench_speed(args)
 

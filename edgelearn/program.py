@@ -29,6 +29,8 @@ class RuleCode(IntEnum):
     SHALLOW = 5   # frozen (a hidden layer at its random init; also every layer of an inference-only datapath)
     LDFA = 6
     OUTPUT = 7    # the output layer: learns from its own error, whatever the network's rule
+    KP = 8        # fa whose feedback B gets the forward weight's increment (engine only so far)
+    DLDFA = 9     # direct low-rank feedback Q P of the output error (engine only so far)
 
 
 class ActCode(IntEnum):
@@ -53,9 +55,22 @@ TABLE_ACTS = ("tanh", "sigmoid")
 #: hidden rules whose signal is a random projection B (n_classes x n_out) of the label or the output error
 DIRECT_RULES = ("drtp", "sdfa", "dfa")
 
+#: rules whose feedback learns on chip (docs/arithmetic.md §16): kp's B; ldfa's and dldfa's factors Q and P
+LEARNED_FEEDBACK_RULES = ("kp", "ldfa", "dldfa")
+#: FB_LEARN bits of a layer: its B / Q learns, its P learns (Oja)
+FB_LEARN_Q, FB_LEARN_P = 1, 2
+#: the error P's online Oja step reads (docs/arithmetic.md §16): the layer's own delta, the one-hot target (ldfa at
+#: the output layer, the float rule's default), the output error (dldfa)
+OJA_OWN, OJA_TARGET, OJA_OUTPUT = 0, 1, 2
+#: P's Oja step takes 2**OJA_GAIN times the layer's learning rate: it reads the source normalised to a maximum
+#: |component| in [1/4, 1/2), where the float rule's C / max(diag C) has a maximum diagonal of 1 (a factor 4**2)
+OJA_GAIN = 4
+
 #: LFSR stream numbers (``lfsr.derive_seed(seed, stream + k)`` for layer k): the feedback matrix, the stochastic
 #: rounding of the weight updates, ldfa's second factor P
 FEEDBACK_STREAM, ROUNDING_STREAM, LDFA_P_STREAM = 16, 32, 48
+#: the same two streams of a learning conv layer, front-end layer j (docs/arithmetic.md §15a): ``stream + j``
+CONV_FEEDBACK_STREAM, CONV_ROUNDING_STREAM = 64, 80
 
 
 def row_start_steps(row: int, cols: int, width: int) -> int:
@@ -89,16 +104,17 @@ class Support:
     lr_mult: bool = True         # a learning-rate multiplier beside the power-of-two shift
     minibatch: bool = True
     why: str = ""                # why a hidden rule it lacks is missing
+    conv_rules: tuple[str, ...] = ("shallow",)  # rules a conv2d layer may have (shallow: frozen kernels)
 
 
 SUPPORT: dict[str, Support] = {
     "engine": Support("the fixed-point engine", "is not supported by the fixed-point engine",
-                      ("drtp", "sdfa", "dfa", "fa", "bp", "shallow", "ldfa"), ACT_NAMES,
-                      ("linear", "flatten", "conv2d", "maxpool", "avgpool"),  # the conv layers frozen (shallow)
-                      losses=("bce", "mse", "ce")),
+                      ("drtp", "sdfa", "dfa", "fa", "bp", "shallow", "ldfa", "kp", "dldfa"), ACT_NAMES,
+                      ("linear", "flatten", "conv2d", "maxpool", "avgpool"),
+                      losses=("bce", "mse", "ce"), conv_rules=("shallow", "drtp", "dfa", "sdfa")),
     # the kernel learns one sample per call; a minibatch engine is exported with its state and stepped online
     "hls": Support("the HLS learning kernel", "is not implemented by the HLS learning kernel",
-                   ("drtp", "sdfa", "dfa", "shallow"), ACT_NAMES, ("linear", "flatten"),
+                   ("drtp", "sdfa", "dfa", "shallow"), ACT_NAMES, ("linear", "flatten"), losses=("bce", "mse", "ce"),
                    why="bp/fa need the transposed weights of the layer above, which the kernel does not keep"),
     "rtl": Support("the generated datapath", "has no generated datapath", ("drtp", "sdfa", "dfa", "shallow"),
                    ACT_NAMES, ("linear", "flatten"), update_format=False, lr_mult=False, minibatch=False,
@@ -115,6 +131,9 @@ def unsupported(backend: str, prog: "Program") -> list[tuple[str, str]]:
         if lay["type"] not in s.layer_types:
             out.append(("layer", f"{prog.name}: layer {lay['name']}: {lay['type']} layers are not implemented by "
                                  f"{s.name} (it runs {', '.join(s.layer_types)} layers)"))
+        elif lay.get("rule", "shallow") not in s.conv_rules:
+            out.append(("rule", f"{prog.name}: layer {lay['name']}: {s.name} does not learn conv kernels (rule "
+                                f"{lay['rule']!r}; conv layers: {', '.join(s.conv_rules)})"))
     if prog.loss not in s.losses:
         out.append(("loss", f"{prog.name}: loss {prog.loss!r} is not supported by {s.name} "
                             f"({' or '.join(s.losses)})"))
@@ -199,6 +218,16 @@ class LayerProgram:
     ldfa_rank: int = 0
     ldfa_p_shift: int = 0
     ldfa_p_seed: int | None = None
+    #: feedback that learns on chip (docs/arithmetic.md §16): FB_LEARN_* bits, the formats of B / Q (fb_q) and P
+    #: (fb_p), and the error P's Oja step reads (OJA_*)
+    fb_learn: int = 0
+    fb_q: Any = None
+    fb_p: Any = None
+    oja_src: int = OJA_OWN
+
+    @property
+    def learns_feedback(self) -> bool:
+        return self.fb_learn != 0
 
     @property
     def has_table(self) -> bool:
@@ -254,6 +283,7 @@ class StepOp(IntEnum):
     OUTPUT_ERROR = 3   # the output layer's error
     HIDDEN_SIGNAL = 4  # layer k's modulatory signal from the output error / the layer above
     UPDATE = 5         # layer k's weights and biases (online) or its increments (minibatch)
+    FEEDBACK = 6       # layer k's trained feedback (kp's B, ldfa's Q and P), right before its update
 
 
 @dataclass(frozen=True)
@@ -265,10 +295,12 @@ class Step:
         return self.op.name.lower() + (f"({self.layer})" if self.layer >= 0 else "")
 
 
-def schedule(codes: list[RuleCode]) -> list[Step]:
+def schedule(codes: list[RuleCode], learn_fb: list[bool] | None = None) -> list[Step]:
     """The per-sample learning schedule of layers with these codes (docs/engine.md "Order of operations"):
     forward layer by layer, a DRTP layer learning right after it ran; the prediction; the output error; the other
-    hidden signals top-down, before any of those layers updates; the updates top-down."""
+    hidden signals top-down, before any of those layers updates; the updates top-down, each preceded by the layer's
+    feedback step where its feedback learns (``learn_fb[k]``; it reads the layer's pre-update factors only)."""
+    learn_fb = learn_fb or [False] * len(codes)
     L = len(codes)
     steps: list[Step] = []
     for k, c in enumerate(codes):
@@ -280,14 +312,27 @@ def schedule(codes: list[RuleCode]) -> list[Step]:
         if codes[k] not in (RuleCode.DRTP, RuleCode.SHALLOW):
             steps.append(Step(StepOp.HIDDEN_SIGNAL, k))
     for k in range(L - 1, -1, -1):
+        if learn_fb[k]:
+            steps.append(Step(StepOp.FEEDBACK, k))
         if codes[k] not in (RuleCode.DRTP, RuleCode.SHALLOW):
             steps.append(Step(StepOp.UPDATE, k))
     return steps
 
 
+def layers_schedule(layers: list[LayerProgram]) -> list[Step]:
+    """The schedule of lowered layers (their codes and which feedback learns)."""
+    return schedule([lay.code for lay in layers], [lay.learns_feedback for lay in layers])
+
+
 def schedule_array(steps: list[Step]) -> np.ndarray:
     """The schedule as an int64 (n, 2) array of (op, layer), for the compiled kernels."""
     return np.array([(int(s.op), s.layer) for s in steps], dtype=np.int64).reshape(-1, 2)
+
+
+#: sources of the stochastic-rounding draws (docs/arithmetic.md §9a): one LFSR per learning layer, or one xorshift32
+#: generator per output neuron; and the default
+RNG_MODES = ("layer", "neuron")
+DEFAULT_RNG = "layer"
 
 
 @dataclass
@@ -305,8 +350,12 @@ class Program:
     feedback_mode: str
     W: list[np.ndarray]          # raw int64 (n_in, n_out) per layer
     b: list[np.ndarray]
-    rnd_state: np.ndarray        # LFSR state of each layer's stochastic-rounding stream
+    rnd_state: np.ndarray        # LFSR state of each layer's stochastic-rounding stream (rng: layer)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: source of the STOCH draws (RNG_MODES, docs/arithmetic.md §9a)
+    rng: str = DEFAULT_RNG
+    #: rng: neuron: per layer the int64 (n_out,) xorshift32 states of its output neurons (kept under rng: layer too)
+    neuron_state: list[np.ndarray] = field(default_factory=list)
     #: the frozen front end before the linear layers (name, type, out_shape per layer); empty for an MLP
     front: list[dict[str, Any]] = field(default_factory=list)
 
@@ -327,7 +376,8 @@ class Program:
 class GoldenTrace:
     """Per sample: the inputs (raw), label, train flag, output pre-activation and prediction *before* the sample's
     update, the non-zero inputs of every layer; at the snapshot samples every weight and bias after the update;
-    the rounding streams' LFSR states at the end."""
+    the rounding streams' LFSR states at the end, and (``neuron_state``) every layer's per-neuron xorshift32 states
+    at the end (docs/arithmetic.md §9a; what rng: neuron back ends compare)."""
 
     X: np.ndarray
     labels: np.ndarray
@@ -339,12 +389,15 @@ class GoldenTrace:
     b: list[np.ndarray]          # per layer (S, n_out)
     nnz: list[np.ndarray]        # per layer (N,)
     rnd_state: np.ndarray
+    neuron_state: list[np.ndarray] = field(default_factory=list)  # per layer (n_out,) int64
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"X": self.X, "labels": self.labels, "train": self.train.astype(np.int64), "outputs": self.outputs,
                "preds": self.preds, "snap": self.snap, "rnd_state": self.rnd_state}
         for k in range(len(self.W)):
             out[f"W{k}"], out[f"b{k}"], out[f"nnz{k}"] = self.W[k], self.b[k], self.nnz[k]
+        for k, ns in enumerate(self.neuron_state):
+            out[f"ns{k}"] = ns
         return out
 
     @classmethod
@@ -352,7 +405,8 @@ class GoldenTrace:
         L = sum(1 for key in d if str(key).startswith("nnz"))
         return cls(X=d["X"], labels=d["labels"], train=np.asarray(d["train"]).astype(bool), outputs=d["outputs"],
                    preds=d["preds"], snap=d["snap"], W=[d[f"W{k}"] for k in range(L)],
-                   b=[d[f"b{k}"] for k in range(L)], nnz=[d[f"nnz{k}"] for k in range(L)], rnd_state=d["rnd_state"])
+                   b=[d[f"b{k}"] for k in range(L)], nnz=[d[f"nnz{k}"] for k in range(L)], rnd_state=d["rnd_state"],
+                   neuron_state=[d[f"ns{k}"] for k in range(L) if f"ns{k}" in d])
 
     def save(self, path) -> None:
         np.savez(path, **self.to_arrays())

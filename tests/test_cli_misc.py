@@ -200,9 +200,9 @@ def test_supported_backends_reports_each_back_ends_own_refusal():
     assert fa["torch"] is None and fa["engine"] is None
     assert "not implemented by the HLS learning kernel" in fa["hls"] and "no generated datapath" in fa["rtl"]
     lenet = supported_backends(load_network("lenet"))
-    # the engine runs conv front ends frozen only: lenet trains its kernels
-    assert lenet["torch"] is None and "learning conv kernels (rule 'bp') is not in the fixed-point engine" in \
-        lenet["engine"]
+    # the engine learns conv kernels with drtp / dfa / sdfa only: lenet trains its kernels with bp
+    assert lenet["torch"] is None and "learns conv kernels with drtp, dfa, sdfa" in lenet["engine"] and \
+        "not 'bp'" in lenet["engine"]
     assert lenet["hls"] and lenet["rtl"]
     assert "classification" in supported_backends(load_network("drtp-regression"))["engine"]
     out_shallow = supported_backends(spec.with_rule(None, {"out": "shallow"}))
@@ -227,5 +227,5 @@ def test_info_config_lists_the_back_ends_with_the_refusals(capsys):
     assert main(["info", "-c", "lenet"]) == 0
     text = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "float reference: train yes" in text
-    assert "fixed-point engine: simulate no: layer conv1: learning conv kernels" in text
+    assert "fixed-point engine: simulate no: layer conv1: the fixed-point engine learns conv kernels with" in text
     assert "Verilog datapath: rtl no:" in text

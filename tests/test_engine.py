@@ -362,7 +362,7 @@ def test_engine_rejects_bad_input(digits):
         from edgelearn.network import load_network
         FixedEngine(load_network("small-convbn"))
     with pytest.raises(RuleError):
-        FixedEngine(small_spec(rule="kp"))
+        FixedEngine(small_spec(rule="ssa"))  # kp: tests/test_engine_ldfa.py
 
 
 def _cli(capsys, *argv):
@@ -378,7 +378,8 @@ def _cli(capsys, *argv):
     (["--overflow", "weight=CLAMP"], "unknown overflow"),
     (["--format", "nosuch=fixed<8,2>"], "unknown tensor"),
     (["--config", "small-convbn"], "MLP"),
-    (["--config", "conv-mnist"], "learning conv kernels"),
+    (["--config", "conv-mnist", "--rule", "fa"], "learns conv kernels with"),
+    (["--config", "conv-mnist", "--mode", "batch"], "learning conv kernels run online"),
 ])
 def test_cli_errors_are_one_line_exit_2(capsys, tmp_path, argv, kind):
     out = tmp_path / "o"
@@ -440,7 +441,8 @@ def test_cli_options_batch_lfsr_formats(capsys, tmp_path):
 
 def _ldfa_spec(rank, hidden=24):
     spec = small_spec(hidden=hidden, rule="ldfa", extra=[{"type": "linear", "out": 16, "act": "tanh", "name": "fc2"}])
-    spec.rule_params = {**spec.rule_params, "rank": rank}
+    # the frozen-factor variant (trained factors: tests/test_engine_ldfa.py)
+    spec.rule_params = {**spec.rule_params, "rank": rank, "ldfa_train_q": False, "ldfa_train_p": False}
     return spec
 
 
@@ -448,7 +450,7 @@ def test_ldfa_with_identity_p_and_fa_feedback_as_q_is_fa_bit_for_bit(digits):
     # u = P d with P = I is d exactly (2^ps, the identity under P's extra ps fractional bits, is representable in
     # fixed<8,3>), so Q u = B d: fa's signal, same bits
     x, y = flat(digits, 300)
-    fmt = {"feedback": "fixed<8,3,RND,SAT>"}
+    fmt = {"feedback": "fixed<8,3,RND,SAT>", "fb_q": "fixed<8,3,RND,SAT>", "fb_p": "fixed<8,3,RND,SAT>"}
     fa = FixedEngine(_ldfa_spec("full").with_rule("fa"), bits=8, seed=3, formats=fmt)
     ld = FixedEngine(_ldfa_spec("full"), bits=8, seed=3, formats=fmt)
     for k in (1, 2):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgelearn.cli import main
-from edgelearn.errors import ConfigError, RuleError
+from edgelearn.errors import ConfigError, FormatError, RuleError
 from edgelearn.fixed import conv
 from edgelearn.fixed.arith import accumulate, convert, round_shift
 from edgelearn.fixed.engine import FixedEngine
@@ -217,9 +217,9 @@ def test_front_end_init_is_the_float_references_he_uniform():
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound and not eng.front.b[0].any()
 
 
-def test_learning_conv_layer_is_refused_in_one_line(capsys, tmp_path):
-    with pytest.raises(RuleError, match="learning conv kernels .*not in the fixed-point engine yet") as exc:
-        FixedEngine(conv_spec(conv_rule="drtp"))
+def test_conv_rules_the_engine_does_not_learn_with_are_refused_in_one_line(capsys, tmp_path):
+    with pytest.raises(RuleError, match="learns conv kernels with drtp, dfa, sdfa .*not 'bp'") as exc:
+        FixedEngine(conv_spec(conv_rule="bp"))
     assert "\n" not in str(exc.value) and "conv1=shallow" in str(exc.value)
     with pytest.raises(ConfigError, match="flatten"):  # a network the front end cannot feed
         FixedEngine(network_from_dict({"name": "t", "input_shape": [1, 8, 8], "num_classes": 10,
@@ -228,9 +228,9 @@ def test_learning_conv_layer_is_refused_in_one_line(capsys, tmp_path):
                                                   {"type": "batchnorm"}, {"type": "flatten"},
                                                   {"type": "linear", "out": 10}]}))
     out = tmp_path / "o"
-    code = main(["simulate", "-c", "conv-mnist", "--rule", "drtp", "-q", "--out", str(out)])
+    code = main(["simulate", "-c", "conv-mnist", "--rule", "fa", "-q", "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "learning conv kernels" in err and not out.exists()
+    assert code == 2 and err.count("\n") == 1 and "learns conv kernels with" in err and not out.exists()
 
 
 def test_conv_networks_go_to_the_engine_only():
@@ -239,11 +239,13 @@ def test_conv_networks_go_to_the_engine_only():
     from edgelearn.network import load_network
     from edgelearn.rtl.generate import RtlDesign
 
-    eng = FixedEngine(load_network("conv-mnist-random"), bits=8)
-    assert eng.sizes == [6272, 1000, 10] and eng.n_inputs == 784 and eng.rules == ["drtp", "drtp"]
-    for build in (KernelSpec.from_engine, RtlDesign):
-        with pytest.raises(ConfigError, match="conv1: conv2d layers are not implemented by"):
-            build(eng)
+    for name in ("conv-mnist-random", "conv-mnist"):  # random (frozen) and trained kernels
+        eng = FixedEngine(load_network(name), bits=8)
+        assert eng.sizes == [6272, 1000, 10] and eng.n_inputs == 784 and eng.rules == ["drtp", "drtp"]
+        assert eng.precision.front[0].learns == (name == "conv-mnist")
+        for build in (KernelSpec.from_engine, RtlDesign):
+            with pytest.raises(ConfigError, match="conv1: conv2d layers are not implemented by"):
+                build(eng)
 
 
 def test_front_end_outputs_reused_across_epochs_give_the_same_bits(monkeypatch):
@@ -284,3 +286,179 @@ def test_weight_file_keeps_the_front_end(tmp_path):
     eng.fit(x, y)
     back.fit(x, y)
     assert all(np.array_equal(p["W"], q["W"]) for p, q in zip(eng.weights(), back.weights()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# learning conv kernels (docs/arithmetic.md §15a)
+
+
+def ref_conv_step(eng, W, b, state, x_raw, label, e_out):
+    """One §15a step of conv1 (tanh, 2x2 max pool) from kernels W, biases b and LFSR state ``state``, transcribed
+    with python integers; returns the new (W, b). The forward output comes from ref_conv (checked above), B from
+    the LFSR matrix of the layer's stream, ``e_out``: the sample's output error (dfa)."""
+    from edgelearn.fixed.arith import update_weight
+    from edgelearn.fixed.lfsr import derive_seed, lfsr_draw32, lfsr_matrix
+    from edgelearn.program import CONV_FEEDBACK_STREAM
+
+    fp, f = eng.precision.front[0], eng.front
+    W, b = W.copy(), b.copy()
+    co, ho, wo = fp.out_shape
+    y = ref_conv(np.asarray(x_raw, dtype=np.int64)[None], W, b, fp, f.tables[0], f.table_bits, f.range_bits)
+    y = y[0].reshape(co, ho, wo).astype(object)
+    B = lfsr_matrix(derive_seed(eng.seed, CONV_FEEDBACK_STREAM), 10, co * (ho // 2) * (wo // 2),
+                    fp.feedback.width).astype(object)
+    if fp.rule == "drtp":
+        p, fsig = B[label], fp.feedback.frac
+    else:  # dfa
+        p, fsig = sum(B[c] * int(e_out[c]) for c in range(10)), fp.feedback.frac + eng.precision.layers[-1].error.frac
+    p = p.reshape(co, ho // 2, wo // 2)
+    r = np.zeros((co, ho, wo), dtype=object)
+    for o in range(co):
+        for py in range(ho // 2):
+            for px in range(wo // 2):
+                a = int(np.argmax(y[o, 2 * py:2 * py + 2, 2 * px:2 * px + 2].astype(np.int64).ravel()))  # first max
+                r[o, 2 * py + a // 2, 2 * px + a % 2] += p[o, py, px]
+    mode = lambda fmt: (fmt.width, fmt.frac, fmt.signed, ROUNDING[fmt.rounding], 1)  # noqa: E731 (SAT everywhere)
+    fy = fp.act.frac
+    delta = np.zeros_like(r)
+    for i in zip(*np.nonzero(r)):
+        g = convert(int((1 << 2 * fy) - y[i] * y[i]), 2 * fy, *mode(fp.deriv), 0)
+        delta[i] = convert(int(r[i] * g), fsig + fp.deriv.frac, *mode(fp.error), 0)
+    k, pad = fp.kernel, fp.padding
+    xp = np.pad(np.asarray(x_raw, dtype=np.int64).reshape(fp.in_shape), ((0, 0), (pad, pad), (pad, pad)))
+    U = np.zeros(W.shape, dtype=object)
+    for o, oy, ox in zip(*np.nonzero(delta)):
+        U[o] += delta[o, oy, ox] * xp[:, oy:oy + k, ox:ox + k].astype(object)
+    fe, fx, lr = fp.error.frac, fp.input.frac, fp.lr_shift
+    for idx in np.ndindex(W.shape):  # C order, one draw per STOCH assignment
+        d = 0
+        if fp.weight.rounding == "STOCH":
+            state, d = lfsr_draw32(state)
+        W[idx] = update_weight(int(W[idx]), int(U[idx]), fe + fx, lr, *mode(fp.weight), d)
+    for o in range(co):
+        d = 0
+        if fp.bias.rounding == "STOCH":
+            state, d = lfsr_draw32(state)
+        b[o] = update_weight(int(b[o]), int(delta[o].sum()), fe, lr, *mode(fp.bias), d)
+    return W, b
+
+
+@pytest.mark.parametrize("rule, bits", [("drtp", 8), ("dfa", 8), ("drtp", 16)])
+def test_learning_conv_step_matches_an_integer_transcription(rule, bits):
+    eng = FixedEngine(conv_spec(conv_rule=rule), bits=bits, seed=3, lr_shift=2)
+    assert eng.precision.front[0].learns and eng.front.learning == [0]
+    x, y = samples(3, seed=1)
+    X = eng.quantize_inputs(x, count=False)
+    for n in range(3):  # consecutive steps: the kernels and the draw stream carry over
+        W0, b0, s0 = eng.front.W[0].copy(), eng.front.b[0].copy(), int(eng.front.rnd_state[0][0])
+        eng.step(X[n], int(y[n]))
+        W, b = ref_conv_step(eng, W0, b0, s0, X[n], int(y[n]), eng._ds[-1].copy())  # the sample's output error
+        assert np.array_equal(eng.front.W[0], W) and np.array_equal(eng.front.b[0], b)
+        assert not np.array_equal(W, W0)
+
+
+@pytest.mark.parametrize("rule", ["drtp", "dfa", "sdfa"])
+def test_twin_conv_step_equals_the_float_references_sgd_step(rule):
+    # torch_ref's rule on the same net (conv1 tanh + max pool, point after the pool) with SGD at batch 1 and the
+    # twin's learning rates (report.online.sgd_scale), from the twin's weights and feedback: the same step
+    from edgelearn.report.online import sgd_scale
+    from edgelearn.torch_ref import build_model, convert_network
+
+    shift = 3
+    spec = conv_spec(conv_rule=rule, rule=rule)
+    eng = FixedEngine(spec, bits=16, seed=1, lr_shift=shift)
+    twin = eng.float_twin()
+    model = build_model(spec, seed=0).double()
+    sites = convert_network(model, spec, rule=rule).sites
+    learner = sites[0].rule.learner
+    conv_lay = twin.front[0]
+    with torch.no_grad():
+        for k, s in enumerate(sites):
+            W, b, B = ((conv_lay["W"], conv_lay["b"], conv_lay["B"]) if k == 0 else
+                       (twin.W[k - 1].T, twin.b[k - 1], twin.B[k - 1]))
+            s.module.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+            s.module.bias.copy_(torch.from_numpy(b))
+            if getattr(s.module, "el_feedback", None) is not None:
+                assert s.module.el_feedback.shape == B.shape  # (classes, point units)
+                s.module.el_feedback.copy_(torch.from_numpy(B))
+    x, y = samples(3, seed=2)
+    k0 = conv_lay["W"].copy()
+    for n in range(3):
+        twin.step(x[n], int(y[n]))
+        model.zero_grad(set_to_none=True)
+        learner.train_step(torch.from_numpy(x[n]).reshape(1, 1, 8, 8), torch.tensor([int(y[n])]))
+        with torch.no_grad():
+            for s in sites:
+                lr = 2.0 ** -shift * sgd_scale(rule, s.is_output, 10, 1)
+                s.module.weight -= lr * s.module.weight.grad
+                s.module.bias -= lr * s.module.bias.grad
+        np.testing.assert_allclose(sites[0].module.weight.detach().numpy(), conv_lay["W"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(sites[0].module.bias.detach().numpy(), conv_lay["b"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(sites[1].module.weight.detach().numpy().T, twin.W[0], rtol=0, atol=1e-12)
+    assert np.abs(conv_lay["W"] - k0).max() > 1e-3  # the kernels moved
+
+
+@pytest.mark.parametrize("rule, bits", [("drtp", 32), ("sdfa", 32), ("dfa", 20)])
+def test_learning_conv_engine_tracks_its_twin(rule, bits):
+    # dfa's signal (a sum over the classes of B * e) times the derivative caps its word length (§15a range check);
+    # deltas (a sum over the classes for dfa / sdfa) in a wide error format: nothing saturates
+    prec = {"error": f"fixed<{bits},5,RND,SAT>"}
+    eng = FixedEngine(conv_spec(conv_rule=rule, act="hardtanh", precision=prec), bits=bits, seed=4, lr_shift=6)
+    tw = eng.float_twin()
+    x, y = samples(6, seed=5)
+    X = eng.quantize_inputs(x, count=False)
+    xq = eng.precision.front[0].input.to_float(X)
+    k0 = tw.front[0]["W"].copy()
+    for n in range(6):
+        eng.step(X[n], int(y[n]))
+        tw.step(xq[n], int(y[n]))
+    fp = eng.precision.front[0]
+    moved = np.abs(tw.front[0]["W"] - k0).max()
+    gap = np.abs(fp.weight.to_float(eng.front.W[0]) - tw.front[0]["W"]).max()
+    gap_b = np.abs(fp.bias.to_float(eng.front.b[0]) - tw.front[0]["b"]).max()
+    tol = moved * (1e-6 if bits == 32 else 5e-3)  # 20 bits: activations and deltas have 2**-19 LSBs
+    assert moved > 1e-2 and gap < tol and gap_b < tol, (moved, gap, gap_b)
+
+
+def test_learning_conv_same_seed_same_bits_and_no_feature_cache(monkeypatch):
+    x, y = samples(16, seed=3)
+    runs = []
+    for seed, rng in ((7, "layer"), (7, "layer"), (8, "layer"), (7, "neuron")):
+        eng = FixedEngine(conv_spec(conv_rule="sdfa"), bits=8, seed=seed, rng=rng, lr_shift=3)
+        eng.fit(x, y, epochs=2)  # two epochs: the frozen front end's feature cache would serve stale kernels
+        runs.append(eng.front.W[0].copy())
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+    assert not np.array_equal(runs[0], runs[3])  # rng: neuron takes its draws from per-channel generators
+    assert set(eng.counters["conv1"]) >= {"weight", "bias", "deriv", "error"}
+    assert eng.describe()["front_end"][0]["rule"] == "sdfa"
+
+
+def test_learning_conv_refusals_are_one_line():
+    with pytest.raises(ConfigError, match="learning conv kernels run online") as exc:
+        FixedEngine(conv_spec(conv_rule="drtp"), bits=8, mode="batch", batch_size=4)
+    assert "\n" not in str(exc.value)
+    eng = FixedEngine(conv_spec(conv_rule="drtp"), bits=8)
+    with pytest.raises(ConfigError, match="learning conv kernels run online"):
+        eng.set_mode("batch", 4)
+    with pytest.raises(ConfigError, match="one max pool or none"):
+        FixedEngine(conv_spec(conv_rule="dfa", pool="avgpool"), bits=8)
+    with pytest.raises(FormatError, match="conv1: the routed signal times the derivative can reach"):
+        FixedEngine(conv_spec(conv_rule="dfa"), bits=32)
+    # a frozen conv (shallow) keeps its records: no signal formats
+    assert "error" not in FixedEngine(conv_spec(), bits=8).formats()["layers"]["conv1"]
+
+
+def test_weight_file_keeps_a_learning_conv_layer(tmp_path):
+    # kernels, the layer's own learning rate and its draw stream: the loaded engine continues bit for bit
+    from edgelearn.fixed.engine_io import load_weights
+
+    x, y = samples(8, seed=6)
+    prec = {"per_layer": {"conv1": {"lr_shift": 3}}}
+    eng = FixedEngine(conv_spec(conv_rule="drtp", precision=prec), bits=8, seed=9)
+    eng.fit(x, y)
+    eng.save(tmp_path / "w.npz")
+    back = load_weights(tmp_path / "w.npz")
+    assert back.precision.front[0].lr_shift == 3 and back.front.rnd_state[0][0] == eng.front.rnd_state[0][0]
+    eng.fit(x, y)
+    back.fit(x, y)
+    assert np.array_equal(back.front.W[0], eng.front.W[0]) and np.array_equal(back.front.b[0], eng.front.b[0])

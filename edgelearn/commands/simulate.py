@@ -6,7 +6,7 @@ import sys
 import time
 
 from ..threads import add_threads_arg
-from .common import check_engine_dataset, load_spec, parse_layer_rules, positive_int
+from .common import add_rng_arg, check_engine_dataset, load_spec, parse_layer_rules, positive_int
 
 #: --epochs default: the config's, capped (a simulation is a quick look; ask for more explicitly)
 MAX_DEFAULT_EPOCHS = 5
@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", "-b", type=positive_int, help="minibatch size in batch mode (default: the config's)")
     p.add_argument("--feedback", choices=("stored", "lfsr"), help="feedback matrices stored, or regenerated "
                    "from their LFSR seed (same values; default: the config's, else stored)")
+    add_rng_arg(p)
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from a float-trained model: edgelearn train's OUT/checkpoint.pt (or a torch "
                         "state_dict); weights, biases and fixed feedback matrices are quantized into the formats "
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--batch-size needs --mode batch (online mode updates after every sample)")
     threads = apply_threads(args.threads or default_threads(batch), torch=False, numba=True)
     eng = FixedEngine(spec, bits=args.bits, seed=args.seed, formats=formats, rounding=rounding, overflow=overflow,
-                      lr_shift=args.lr_shift, feedback=args.feedback, batch_size=batch, mode=args.mode,
+                      lr_shift=args.lr_shift, feedback=args.feedback, rng=args.rng, batch_size=batch, mode=args.mode,
                       threads=threads)
     loaded = None
     if args.init_from:
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         agree = float((tw_pred == pred).mean()) if len(yte) else float("nan")
     results = {
         "network": spec.name, "dataset": ds.name, "rule": rule, "rules": dict(zip(eng.layer_names, eng.rules)),
-        "bits": eng.bits, "mode": args.mode, "batch_size": eng.batch_size, "epochs": epochs, "seed": args.seed,
+        "bits": eng.bits, "rng": eng.precision.rng, "mode": args.mode, "batch_size": eng.batch_size, "epochs": epochs, "seed": args.seed,
         "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]),
         "test_accuracy": acc, "float_test_accuracy": tw_acc, "prediction_agreement": agree,
         "train_accuracy_online": eng.history[-1]["train_accuracy_online"] if eng.history else None,

@@ -22,15 +22,17 @@ from numba.typed import List
 
 from ..errors import ConfigError, DataError, FormatError, RuleError
 from ..program import (ACT_NAMES, FEEDBACK_STREAM, LDFA_P_STREAM, ROUNDING_STREAM, SUPPORT,  # noqa: F401 (re-exported)
-                       RuleCode, sample_order, schedule, schedule_array)
+                       LEARNED_FEEDBACK_RULES, OJA_GAIN, RuleCode, layers_schedule, sample_order, schedule,
+                       schedule_array)
 from . import engine_kernels as K
-from .conv import FrontEnd, engine_sizes, fmt_cols as _fmt_cols, split_network
+from .conv import FrontEnd, check_conv_learning, engine_sizes, fmt_cols as _fmt_cols, split_network
 from .formats import AccumulatorFormat, FixedFormat
 from .lfsr import derive_seed, lfsr_matrix, seed_state
 from .lower import act_table, lower, lower_layers
 from .precision import Precision, bits_for, max_abs_raw, resolve_precision
 from .twin import FloatTwin
 from .weights_file import save_weights
+from .xorshift import neuron_seeds
 
 SUPPORTED_RULES = SUPPORT["engine"].hidden_rules
 TENSOR_NAMES = ("input", "weight", "bias", "accum", "act", "deriv", "error", "update")
@@ -51,9 +53,10 @@ def check_spec(spec) -> None:
             raise ConfigError(f"{spec.name}: layer {layer.name}: activation {act!r} is not supported by the "
                               f"fixed-point engine ({', '.join(ACT_NAMES)})")
         rule = spec.layer_rule(layer)
-        if rule != "shallow":
-            raise RuleError(f"layer {layer.name}: learning conv kernels (rule {rule!r}) is not in the fixed-point "
-                            f"engine yet; freeze the layer at its random init with rule shallow "
+        if rule not in SUPPORT["engine"].conv_rules:
+            raise RuleError(f"layer {layer.name}: the fixed-point engine learns conv kernels with "
+                            f"{', '.join(r for r in SUPPORT['engine'].conv_rules if r != 'shallow')} "
+                            f"(docs/arithmetic.md §15a), not {rule!r}; or freeze the layer with rule shallow "
                             f"(--layer-rule {layer.name}=shallow)")
     if spec.task != "classification":
         raise ConfigError(f"{spec.name}: the fixed-point engine runs classification networks (task is {spec.task})")
@@ -72,10 +75,30 @@ def check_spec(spec) -> None:
         if rule not in SUPPORTED_RULES:
             raise RuleError(f"rule {rule!r} (layer {layer.name}) is not supported by the fixed-point engine; "
                             f"choose one of {', '.join(SUPPORTED_RULES)}")
+        if rule in LEARNED_FEEDBACK_RULES:
+            _check_learned_feedback(spec, rule)
         explicit = layer.name in spec.rules or str(spec.site_names().index(layer.name)) in spec.rules
         if rule == "shallow" and k == len(lin) - 1 and explicit:
             raise RuleError(f"rule 'shallow' freezes hidden layers; {layer.name!r} is the output layer, "
                             f"which is always trained")
+
+
+def _check_learned_feedback(spec, rule: str) -> None:
+    """Settings of kp / ldfa / dldfa the engine does not model (docs/arithmetic.md §16), refused with one line."""
+    rp = spec.rule_params
+    key = "kp_decay" if rule == "kp" else "ldfa_decay"
+    lam = rp.get(key, 0)
+    if lam not in (0, 0.0, None):
+        raise RuleError(f"rule {rule}: the fixed-point engine has no {key} (lambda * eta is below the LSB of the "
+                        f"trained words, docs/arithmetic.md §16); set rule_params.{key}: 0")
+    if rule == "dldfa" and rp.get("dldfa_source", "output") != "output":
+        raise RuleError("rule dldfa: the fixed-point engine sends the output error (dldfa_source: output), not "
+                        f"{rp.get('dldfa_source')!r}")
+    for flag in ("ldfa_train_q", "ldfa_train_p"):
+        if not isinstance(rp.get(flag, True), bool):
+            raise RuleError(f"rule_params.{flag} must be true or false, got {rp.get(flag)!r}")
+    if rp.get("ldfa_output_p", "targets") not in ("targets", "error"):
+        raise RuleError(f"rule_params.ldfa_output_p must be one of targets, error, got {rp.get('ldfa_output_p')!r}")
 
 
 def _storage_dtype(fmts: list[FixedFormat]):
@@ -106,7 +129,7 @@ class FixedEngine:
 
     def __init__(self, spec=None, *, bits: int | None = None, seed: int = 0, rule: str | None = None,
                  formats: dict[str, str] | None = None, rounding=None, overflow=None, lr_shift: int | None = None,
-                 feedback: str | None = None, batch_size: int = 1, mode: str | None = None,
+                 feedback: str | None = None, rng: str | None = None, batch_size: int = 1, mode: str | None = None,
                  threads: int | None = None,
                  precision: Precision | None = None):
         if spec is None:
@@ -120,7 +143,8 @@ class FixedEngine:
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         self.precision = precision or resolve_precision(spec, bits=bits, formats=formats, rounding=rounding,
-                                                        overflow=overflow, lr_shift=lr_shift, feedback_mode=feedback)
+                                                        overflow=overflow, lr_shift=lr_shift, feedback_mode=feedback,
+                                                        rng=rng)
         self.bits = self.precision.bits
         self.sizes = engine_sizes(spec)
         linear = split_network(spec)[1]
@@ -147,7 +171,8 @@ class FixedEngine:
             self._build_params()
         except FormatError as exc:
             raise self._word_length_error(exc, bits, dict(formats=formats, rounding=rounding, overflow=overflow,
-                                                          lr_shift=lr_shift, feedback_mode=feedback)) from None
+                                                          lr_shift=lr_shift, feedback_mode=feedback, rng=rng)) from None
+        self._check_learning_mode()
         self._init_state()
         self.epochs_done = 0
         self.samples_seen = 0
@@ -174,7 +199,8 @@ class FixedEngine:
         rank = self.spec.rule_params.get("rank", 10)
         if isinstance(rank, dict):
             rank = rank.get(lp.name, rank.get("default", "full"))
-        cap = min(lp.n_in, lp.n_out)
+        # dldfa: Q (n_out x r) P (r x C) of the output error
+        cap = min(lp.n_out, self.num_classes) if self.rules[k] == "dldfa" else min(lp.n_in, lp.n_out)
         if rank == "full":
             return cap
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
@@ -186,8 +212,26 @@ class FixedEngine:
         """Extra fractional bits of layer k's ldfa factor P: round(log2(sqrt(n_out / 3))), at least 0, so that a
         row of uniform entries in [-1, 1) has about unit norm, as the float reference's orthonormal P rows do
         (docs/engine.md). Free in hardware: the binary point of P's products moves."""
-        n_out = self.precision.layers[k].n_out
+        n_out = self.num_classes if self.rules[k] == "dldfa" else self.precision.layers[k].n_out
         return max(0, int(round(0.5 * math.log2(n_out / 3.0))))
+
+    def ldfa_flag(self, key: str) -> bool:
+        """``rule_params.ldfa_train_q`` / ``ldfa_train_p`` (default true, as the float rule)."""
+        return bool(self.spec.rule_params.get(key, True))
+
+    def learns_feedback(self) -> bool:
+        return any(lay.learns_feedback for lay in self.program_layers)
+
+    def _check_learning_mode(self) -> None:
+        self._check_conv_online(self.mode)
+        if self.mode != "online" and self.learns_feedback():
+            raise ConfigError("trained feedback (kp, ldfa, dldfa) learns online in the fixed-point engine (batch "
+                              "size 1): its minibatch form is not defined yet")
+
+    def _check_conv_online(self, mode: str) -> None:
+        if mode != "online" and any(fp.learns for fp in self.precision.front):
+            raise ConfigError("learning conv kernels run online in the fixed-point engine (batch size 1): their "
+                              "minibatch form is not defined yet")
 
     def _preset_lr_shifts(self) -> None:
         """Layers whose learning rate the network does not set take their rule's preset shift
@@ -201,6 +245,9 @@ class FixedEngine:
         for k, lp in enumerate(self.precision.layers):
             if "lr_shift" not in (per_layer.get(lp.name) or {}):
                 lp.lr_shift = lr_shift_for(self.rules[k], self.bits, self.sizes)
+        for fp in self.precision.front:  # a learning conv: its rule's preset at the linear layers' fan-in
+            if fp.learns and "lr_shift" not in (per_layer.get(fp.name) or {}):
+                fp.lr_shift = lr_shift_for(fp.rule, self.bits, self.sizes)
 
     def _range_check(self) -> None:
         """The int64 range checks of every layer (as _build_params runs them); the error carries the layer."""
@@ -252,14 +299,14 @@ class FixedEngine:
         acc32 = True
         self.program_layers = lower_layers(self)
         # the per-sample schedule the compiled step runs (the same list the HLS kernel and the RTL follow)
-        self._steps = schedule_array(schedule([lay.code for lay in self.program_layers]))
+        self._steps = schedule_array(layers_schedule(self.program_layers))
         self._fb_shapes: list[tuple[int, int] | None] = [lay.fb_shape for lay in self.program_layers]
         for k, lp in enumerate(prec.layers):
             where = f"layer {lp.name}"
             lay = self.program_layers[k]
             fmts = {}
             for t, f in (("W", lp.weight), ("B", lp.bias), ("A", lp.accum), ("Y", lp.act), ("G", lp.deriv),
-                         ("E", lp.error), ("U", lp.update)):
+                         ("E", lp.error), ("U", lp.update), ("Q", lp.fb_q), ("PF", lp.fb_p)):
                 fmts.update(zip(K._fmt_cols(t), _fmt_cols(f) if f is not None else (0,) * 5))
             # ---- accumulation path and worst cases (docs/engine.md "Range checks")
             path, shift, fits32 = self._acc_path(lp, where)
@@ -273,15 +320,19 @@ class FixedEngine:
             P[k] = K.param_row(
                 **fmts, N_IN=lp.n_in, N_OUT=lp.n_out, F_X=lp.input.frac, ACC_PATH=path, ACC_SHIFT=shift,
                 ACT=lay.act_code, HAS_U=lp.update is not None, LR=lp.lr_shift, M_RAW=lay.mult_raw or 0,
-                F_M=lay.mult_frac, RULE=lay.code, W_FB=lp.feedback.width, F_FB=lp.feedback.frac,
+                F_M=lay.mult_frac, RULE=lay.code, W_FB=(lp.fb_q or lp.feedback).width,
+                F_FB=(lp.fb_q or lp.feedback).frac, FB_LEARN=lay.fb_learn, OJA_SRC=lay.oja_src,
                 FB_LFSR=lay.fb_lfsr, IS_OUT=lp.is_output, TB=prec.table_bits, RB=prec.range_bits,
-                PROP_B=(K.PROP_FA if lay.rule == "fa" else K.PROP_LOWRANK if lay.rule == "ldfa" else K.PROP_W)
+                PROP_B=(K.PROP_FA if lay.rule in ("fa", "kp") else K.PROP_LOWRANK if lay.rule == "ldfa" else K.PROP_W)
                 if k > 0 else K.PROP_W,
                 STOCH_ANY=any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update)),
                 LOSS=K.LOSS_CODES[self.spec.loss], FAST_W=fast_w, FAST_B=fast_b,
                 ACC32=path == K.ACC_EXACT and fits32, FAST32_W=fast_w and self._update_fits32(lp, s),
-                SHORT_R=K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1, LDFA_PS=lay.ldfa_p_shift)
+                SHORT_R=K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1, LDFA_PS=lay.ldfa_p_shift,
+                RNG_N=prec.rng == "neuron")
             self._check_ranges(k, lp, where)
+            if lay.learns_feedback:
+                self._check_feedback_learning(k, lp, lay, where)
         self.P = P
         self.acc_dtype = np.int32 if acc32 else np.int64
         self.w_dtype = _storage_dtype([lp.weight for lp in prec.layers])
@@ -294,6 +345,9 @@ class FixedEngine:
             self._front_exact.append(fp.type == "conv2d" and
                                      self._acc_path(fp, f"layer {fp.name}")[0] == K.ACC_EXACT and
                                      fp.accum.frac >= fp.bias.frac)
+        for j, fp in enumerate(prec.front):
+            if fp.learns:
+                check_conv_learning(prec.front, j, self.num_classes, prec.layers[-1].error)
 
     @staticmethod
     def _update_fits32(lp, s: int) -> bool:
@@ -344,6 +398,25 @@ class FixedEngine:
                 f"formats or an accumulator with fewer fractional bits")
         return K.ACC_GENERAL, 0, False
 
+    def _check_feedback_learning(self, k: int, lp, lay, where: str) -> None:
+        """Trained feedback: no learning-rate multiplier (its words take the layer's power-of-two rate), and the
+        exact intermediates of feedback_learn inside int64 (docs/arithmetic.md §16)."""
+        if lp.lr_mult is not None:
+            raise FormatError(f"{where}: trained feedback ({self.rules[k]}) takes the power-of-two learning rate "
+                              f"only; drop lr_mult")
+        if lp.lr_shift - OJA_GAIN < -16 and lay.fb_learn & 2:
+            raise FormatError(f"{where}: lr_shift {lp.lr_shift} leaves no room for P's Oja rate")
+        m = self.num_classes if self.rules[k] == "dldfa" or lay.oja_src else lp.n_out
+        pmax, emax = max_abs_raw(lp.fb_p) if lp.fb_p is not None else 0, max_abs_raw(lp.error)
+        f_pe = (lp.fb_p.frac + lay.ldfa_p_shift if lp.fb_p is not None else 0) + lp.error.frac  # P^T a
+        for v, what in ((emax * max(max_abs_raw(lp.input), max_abs_raw(lp.act)), "the feedback increment"),
+                        (m * pmax * emax, "P's Oja projection"),
+                        (lay.ldfa_rank * pmax * emax + (1 << max(0, f_pe)), "P's Oja residual"),
+                        (emax * emax, "P's Oja increment")):
+            if v > INT64_LIMIT:
+                raise FormatError(f"{where}: {what} could overflow int64 (needs {bits_for(v)} bits); use narrower "
+                                  f"formats")
+
     def _check_ranges(self, k: int, lp, where: str) -> None:
         prec = self.precision
         lay = prec.layers
@@ -374,13 +447,18 @@ class FixedEngine:
                 p = C * fb
             elif rule == "dfa":
                 p = C * fb * max_abs_raw(out.error)
-            elif rule in ("bp", "fa", "ldfa"):
+            elif rule == "dldfa":  # u = P e (assigned to the output error format), then p = Q u
+                qm = max_abs_raw(lp.fb_q)
+                need(C * max_abs_raw(lp.fb_p) * max_abs_raw(out.error), "the dldfa bottleneck signal")
+                p = self.ldfa_rank(k) * qm * max_abs_raw(out.error)
+            elif rule in ("bp", "fa", "ldfa", "kp"):
                 up = lay[k + 1]
                 if self.rules[k + 1] == "ldfa":  # u = P d_up (assigned to up.error), then p = Q u
-                    need(up.n_out * max_abs_raw(up.feedback) * max_abs_raw(up.error), "the ldfa bottleneck signal")
-                    p = self.ldfa_rank(k + 1) * max_abs_raw(up.feedback) * max_abs_raw(up.error)
+                    need(up.n_out * max_abs_raw(up.fb_p) * max_abs_raw(up.error), "the ldfa bottleneck signal")
+                    p = self.ldfa_rank(k + 1) * max_abs_raw(up.fb_q) * max_abs_raw(up.error)
                 else:
-                    m = max_abs_raw(up.feedback) if self.rules[k + 1] == "fa" else max_abs_raw(up.weight)
+                    m = (max_abs_raw(up.feedback) if self.rules[k + 1] == "fa" else max_abs_raw(up.fb_q)
+                         if self.rules[k + 1] == "kp" else max_abs_raw(up.weight))
                     p = up.n_out * m * max_abs_raw(up.error)
             else:
                 p = 0
@@ -418,13 +496,20 @@ class FixedEngine:
                 self.B.append(np.zeros((1, 1), dtype=np.int64))
             elif lay.ldfa_rank:  # stored factors: Q from the layer's feedback stream, P from its own
                 r = lay.ldfa_rank
+                nq, m = shape[0] - r, (self.num_classes if lay.rule == "dldfa" else lp.n_out)
                 packed = np.zeros(shape, dtype=np.int64)
-                packed[:lp.n_in, :r] = lfsr_matrix(fseed, lp.n_in, r, lp.feedback.width)
-                packed[lp.n_in:, :lp.n_out] = lfsr_matrix(lay.ldfa_p_seed, r, lp.n_out, lp.feedback.width)
+                # a Q that learns starts at the float reference's He-uniform scale, sqrt(6 / fan-in) ~ 2**-qs: its
+                # draws take qs fewer LFSR bits (the format keeps its range for what Q learns); a frozen Q keeps fa's
+                # scale (docs/arithmetic.md §16)
+                qs = max(0, round(0.5 * math.log2(nq / 6.0))) if lay.fb_learn & 1 else 0
+                packed[:nq, :r] = lfsr_matrix(fseed, nq, r, max(2, lp.fb_q.width - qs))
+                # a P that learns: its draws take ps fewer bits (uniform on [-2**-ps, 2**-ps), as a frozen P)
+                ps = self.ldfa_p_shift(k) if lay.fb_learn & 2 else 0
+                packed[nq:, :m] = lfsr_matrix(lay.ldfa_p_seed, r, m, max(2, lp.fb_p.width - ps))
                 self.B.append(packed)
-            else:
-                self.B.append(np.ascontiguousarray(lfsr_matrix(fseed, shape[0], shape[1], lp.feedback.width),
-                                                   dtype=np.int64))
+            else:  # kp's B: fa's draws, in the width of its trained format
+                self.B.append(np.ascontiguousarray(lfsr_matrix(fseed, shape[0], shape[1],
+                                                               (lp.fb_q or lp.feedback).width), dtype=np.int64))
             self.fb_states.append(lay.fb_rows if lay.fb_rows is not None else np.zeros(1, dtype=np.int64))
             self.tables.append(lay.table if lay.table is not None else np.zeros(1, dtype=np.int64))
         self.jump_tables = [self._jumps(lp.n_out) if self.P[k, K.STOCH_ANY] else np.zeros((1, 4, 256), np.int64)
@@ -432,7 +517,11 @@ class FixedEngine:
         self.front = self._init_front() if prec.front else None
         self.rnd_state = np.array([seed_state(derive_seed(self.seed, ROUNDING_STREAM + k))
                                    for k in range(len(prec.layers))], dtype=np.int64)
-        self.cnt = np.zeros((len(prec.layers), K.NTENSORS, 2), dtype=np.int64)
+        # rng: neuron (docs/arithmetic.md §9a): one xorshift32 state per output neuron, started from the layer's
+        # rounding seed; kept (unused) under rng: layer so that every kernel call has the same types
+        self.neuron_state: list[np.ndarray] = [neuron_seeds(int(self.rnd_state[k]), lp.n_out)
+                                               for k, lp in enumerate(prec.layers)]
+        self.cnt = np.zeros((len(prec.layers), K.NCOUNT, 2), dtype=np.int64)
         self._alloc_work()
 
     def _init_front(self) -> FrontEnd:
@@ -457,6 +546,7 @@ class FixedEngine:
             tables.append(table if table is not None else np.zeros(1, dtype=np.int64))
         front = FrontEnd(prec.front, tables, Ws, bs, prec.table_bits, prec.range_bits)
         front.exact = list(self._front_exact)
+        front.init_learning(self.seed, self.num_classes, prec.rng == "neuron")
         return front
 
     @property
@@ -531,6 +621,7 @@ class FixedEngine:
         self._fbst = List(self.fb_states)
         self._tables = List(self.tables)
         self._Js = List(self.jump_tables)
+        self._Ns = List(self.neuron_state)
 
     # ------------------------------------------------------------------------------------------------------------
     # data
@@ -585,13 +676,13 @@ class FixedEngine:
             X, labels, order, start, stop, self._steps, self.P, self._Ws, self._bs, self._Bs, self._fbst, self._tables,
             self._acts, self._zs, self._gs, self._ds, self._ps, self._bufs, self._nzs, self._accs, self._Us,
             self._Ubs, self._touched, self.rnd_state, self._Js, self.cnt, self.mode == "online", self.batch_size,
-            self.batch_shift, self._in_batch, self._dbufs, self._dmetas))
+            self.batch_shift, self._in_batch, self._dbufs, self._dmetas, self._Ns))
 
     def flush(self) -> None:
         """Apply a partly accumulated minibatch (called at the end of every epoch in batch mode)."""
         if self.mode == "batch" and self._in_batch[0] > 0:
             K.apply_batch(self.P, self._Ws, self._bs, self._Us, self._Ubs, self._touched, self._nzs,
-                          self.batch_shift, self.rnd_state, self._Js, self.cnt)
+                          self.batch_shift, self.rnd_state, self._Js, self.cnt, self._Ns)
             self._in_batch[0] = 0
 
     def set_mode(self, mode: str = "online", batch_size: int | None = None) -> None:
@@ -600,6 +691,10 @@ class FixedEngine:
         bsz = 1 if mode == "online" else self._check_batch(batch_size or self.spec.train.get("batch_size", 32))
         if bsz != self.batch_size or mode != self.mode:
             self.flush()
+            self._check_conv_online(mode)
+            if mode != "online" and self.learns_feedback():
+                raise ConfigError("trained feedback (kp, ldfa, dldfa) learns online in the fixed-point engine "
+                                  "(batch size 1): its minibatch form is not defined yet")
             self.batch_size = bsz
             self.mode = mode
             for k, lp in enumerate(self.precision.layers):
@@ -634,6 +729,8 @@ class FixedEngine:
                 stop = min(N, start + chunk)
                 if self.front is None:
                     correct += self._run(X, labels, order, start, stop)
+                elif self.front.learning:
+                    correct += self._run_front_learning(X, labels, order[start:stop])
                 else:  # the chunk's front-end outputs, in visiting order (docs/engine.md "Convolutional front end")
                     idx = order[start:stop]
                     F = (self.features(X[idx], count=True) if feats is None
@@ -650,12 +747,24 @@ class FixedEngine:
             out.append(rec)
         return out
 
+    def _run_front_learning(self, X: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> int:
+        """Online samples ``idx`` through a front end whose conv layers learn (docs/arithmetic.md §15a): per sample
+        the front end's forward (kept), the linear layers' step, then the conv layers' step from its output error."""
+        correct = 0
+        one = np.zeros(1, dtype=np.int64)
+        fe_out = int(self.P[-1, K.F_E])
+        for i in idx:
+            F = np.ascontiguousarray(self.front.forward(X[i:i + 1], count=True, keep=True), dtype=self.x_dtype)
+            correct += self._run(F, labels[i:i + 1], one, 0, 1)
+            self.front.learn(int(labels[i]), self._ds[-1], fe_out)
+        return correct
+
     def _cached_features(self, X: np.ndarray, epochs: int, chunk: int) -> np.ndarray | None:
         """Front-end outputs of every sample, computed once for a multi-epoch fit when they fit in
         FEATURE_CACHE_BYTES (stored in the smallest integer type of their format): frozen layers give a sample the
         same bits every epoch, so this is the per-visit computation done once. Its events are those of one visit
         times ``epochs``, as a per-visit count gives (docs/engine.md "Convolutional front end")."""
-        if self.front is None or epochs < 2:
+        if self.front is None or epochs < 2 or self.front.learning:  # learning kernels: new features every visit
             return None
         dt = _storage_dtype([self.precision.layers[0].input])
         if X.shape[0] * self.sizes[0] * np.dtype(dt).itemsize > FEATURE_CACHE_BYTES:
@@ -675,7 +784,10 @@ class FixedEngine:
         if self.mode != "online":
             self.set_mode("online")
         lab = self._labels(np.array([label]), 1)
-        self._run(self.features(X, count=True), lab, np.zeros(1, dtype=np.int64), 0, 1)
+        if self.front is not None and self.front.learning:
+            self._run_front_learning(X, lab, np.zeros(1, dtype=np.int64))
+        else:
+            self._run(self.features(X, count=True), lab, np.zeros(1, dtype=np.int64), 0, 1)
         self.samples_seen += 1
 
     # ------------------------------------------------------------------------------------------------------------
@@ -711,6 +823,8 @@ class FixedEngine:
         for j, fp in enumerate(self.precision.front):  # frozen: no weight, derivative, error or update events
             tensors = (("input",) if j == 0 else ()) + (("accum", "act") if fp.type == "conv2d" else
                                                         ("act",) if fp.type == "avgpool" else ())
+            if fp.learns:
+                tensors += ("weight", "bias", "deriv", "error")
             if tensors:
                 out[fp.name] = {t: {"overflow": int(self.front.cnt[j, TENSOR_NAMES.index(t), 0]),
                                     "zero": int(self.front.cnt[j, TENSOR_NAMES.index(t), 1])} for t in tensors}
@@ -724,6 +838,9 @@ class FixedEngine:
                 if tname == "deriv" and not self._uses_deriv(k):
                     continue
                 d[tname] = {"overflow": int(self.cnt[k, t, 0]), "zero": int(self.cnt[k, t, 1])}
+            for t, tname in ((K.T_FBQ, "fb_q"), (K.T_FBP, "fb_p")):  # trained feedback: its increments
+                if self.P[k, K.FB_LEARN] & (1 if tname == "fb_q" else 2):
+                    d[tname] = {"overflow": int(self.cnt[k, t, 0]), "zero": int(self.cnt[k, t, 1])}
             out[name] = d
         return out
 
@@ -756,9 +873,10 @@ class FixedEngine:
             if shape is None:
                 out.append(None)
                 continue
-            f = lp.feedback.to_float(B)
-            if self.P[k, K.PROP_B] == K.PROP_LOWRANK:  # P's rows carry LDFA_PS extra fractional bits
-                f[lp.n_in:] *= 2.0 ** -int(self.P[k, K.LDFA_PS])
+            f = (lp.fb_q or lp.feedback).to_float(B)
+            r = self.program_layers[k].ldfa_rank
+            if r:  # P's rows: their own format, with LDFA_PS extra fractional bits
+                f[B.shape[0] - r:] = lp.fb_p.to_float(B[B.shape[0] - r:]) * 2.0 ** -int(self.P[k, K.LDFA_PS])
             out.append(f)
         return out
 
@@ -826,11 +944,11 @@ class FixedEngine:
         return {
             "network": self.spec.name, "sizes": self.sizes, "rules": dict(zip(self.layer_names, self.rules)),
             "bits": self.bits, "seed": self.seed, "mode": self.mode, "batch_size": self.batch_size,
-            "feedback_mode": self.precision.feedback_mode, "formats": self.formats(),
+            "feedback_mode": self.precision.feedback_mode, "rng": self.precision.rng, "formats": self.formats(),
             "accumulation": {name: ["exact", "shift-trn", "shift-rnd", "general"][int(self.P[k, K.ACC_PATH])]
                              for k, name in enumerate(self.layer_names)},
             "storage": {"weights": np.dtype(self.w_dtype).name, "accumulator": np.dtype(self.acc_dtype).name},
-            "front_end": [{"name": fp.name, "type": fp.type, "shape": list(fp.out_shape), "rule": "shallow",
+            "front_end": [{"name": fp.name, "type": fp.type, "shape": list(fp.out_shape), "rule": fp.rule,
                            "accumulation": "exact" if self.front.exact[j] else "general"} if fp.type == "conv2d"
                           else {"name": fp.name, "type": fp.type, "shape": list(fp.out_shape)}
                           for j, fp in enumerate(self.precision.front)],

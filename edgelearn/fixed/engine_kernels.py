@@ -16,10 +16,11 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic
 
-from ..program import ActCode, RuleCode, StepOp
+from ..program import FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_TARGET, ActCode, RuleCode, StepOp
 from .activations import softmax_probs
 from .arith import accumulate_counted, convert_counted, update_weight_counted
 from .formats import OVERFLOW, ROUNDING
+from .xorshift import xorshift32
 from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, PERIOD, byte_slice_table, draws_extend,
                    draws_start, lfsr_bits, lfsr_draw32, lfsr_jump, state_after_draw)
 
@@ -47,12 +48,17 @@ PARAM_COLUMNS = (
     "ACC32", "FAST32_W",
     "SHORT_R",                                    # rows per flat block of the short-row kernels (_short_rows)
     "LDFA_PS",                                    # ldfa: extra fractional bits of the factor P (a wiring shift)
+    "RNG_N",                                      # STOCH draws from per-neuron xorshift32 (rng: neuron, §9a)
+    # trained feedback (docs/arithmetic.md §16): the format of kp's B / the factor Q (fb_q; W_FB, F_FB repeat its
+    # width and fractional bits for those rules), of the factor P (fb_p), which words learn (program.FB_LEARN_*),
+    # the error P's Oja step reads (program.OJA_*)
+    *_fmt_cols("Q"), *_fmt_cols("PF"), "FB_LEARN", "OJA_SRC",
 )
 NPARAM = len(PARAM_COLUMNS)
 (N_IN, N_OUT, F_X, W_W, F_W, S_W, R_W, O_W, W_B, F_B, S_B, R_B, O_B, W_A, F_A, S_A, R_A, O_A, ACC_PATH, ACC_SHIFT,
  W_Y, F_Y, S_Y, R_Y, O_Y, ACT, W_G, F_G, S_G, R_G, O_G, W_E, F_E, S_E, R_E, O_E, HAS_U, W_U, F_U, S_U, R_U, O_U,
  LR, M_RAW, F_M, RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST_B, ACC32, FAST32_W,
- SHORT_R, LDFA_PS) = range(NPARAM)
+ SHORT_R, LDFA_PS, RNG_N, W_Q, F_Q, S_Q, R_Q, O_Q, W_PF, F_PF, S_PF, R_PF, O_PF, FB_LEARN, OJA_SRC) = range(NPARAM)
 assert all(globals()[c] == i for i, c in enumerate(PARAM_COLUMNS))  # the names above follow the list
 
 
@@ -73,9 +79,9 @@ assert (OV_WRAP, OV_SAT) == (0, 1)  # "omode <= OV_SAT" reads "WRAP or SAT"
 # activation kinds and rule codes (edgelearn.program), as plain ints for the compiled code
 ACT_NONE, ACT_TANH, ACT_SIGMOID, ACT_HARDTANH, ACT_RELU = (int(a) for a in (
     ActCode.NONE, ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU))
-R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW, R_LDFA, R_OUTPUT = (int(r) for r in (
+R_BP, R_FA, R_DFA, R_SDFA, R_DRTP, R_SHALLOW, R_LDFA, R_OUTPUT, R_KP, R_DLDFA = (int(r) for r in (
     RuleCode.BP, RuleCode.FA, RuleCode.DFA, RuleCode.SDFA, RuleCode.DRTP, RuleCode.SHALLOW, RuleCode.LDFA,
-    RuleCode.OUTPUT))
+    RuleCode.OUTPUT, RuleCode.KP, RuleCode.DLDFA))
 # LOSS: the output layer's loss
 LOSS_BCE, LOSS_MSE, LOSS_CE = 0, 1, 2
 #: loss name -> LOSS code
@@ -83,11 +89,15 @@ LOSS_CODES = {"bce": LOSS_BCE, "mse": LOSS_MSE, "ce": LOSS_CE}
 # PROP_B: how the signal of layer k - 1 passes layer k: through W_k (0), fa's B_k (1), or ldfa's factors (2)
 PROP_W, PROP_FA, PROP_LOWRANK = 0, 1, 2
 # the schedule's operations (program.StepOp), as plain ints for the compiled code
-OP_FORWARD, OP_INJECT_DRTP, OP_PREDICT, OP_OUTPUT_ERROR, OP_HIDDEN_SIGNAL, OP_UPDATE = (int(o) for o in (
-    StepOp.FORWARD, StepOp.INJECT_DRTP, StepOp.PREDICT, StepOp.OUTPUT_ERROR, StepOp.HIDDEN_SIGNAL, StepOp.UPDATE))
+OP_FORWARD, OP_INJECT_DRTP, OP_PREDICT, OP_OUTPUT_ERROR, OP_HIDDEN_SIGNAL, OP_UPDATE, OP_FEEDBACK = (int(o) for o in (
+    StepOp.FORWARD, StepOp.INJECT_DRTP, StepOp.PREDICT, StepOp.OUTPUT_ERROR, StepOp.HIDDEN_SIGNAL, StepOp.UPDATE,
+    StepOp.FEEDBACK))
 # counter tensors
 T_INPUT, T_WEIGHT, T_BIAS, T_ACCUM, T_ACT, T_DERIV, T_ERROR, T_UPDATE = 0, 1, 2, 3, 4, 5, 6, 7
 NTENSORS = 8
+# the engine's counters also count the trained feedback's increments (kp's B / Q, P), after the tensors above
+T_FBQ, T_FBP = 8, 9
+NCOUNT = 10
 # accumulation paths
 ACC_EXACT, ACC_SHIFT_TRN, ACC_SHIFT_RND, ACC_GENERAL = 0, 1, 2, 3
 
@@ -334,6 +344,21 @@ def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt):
             z[i] = a
 
 
+@numba.njit(cache=True, inline="always")
+def piecewise_act(kind, r, fa, wy, fy, sy, ry, oy, c_act):
+    """y = f(r) for the activations computed by assignment (hard-tanh, ReLU, identity; docs/arithmetic.md §11),
+    ``r`` raw with ``fa`` fractional bits: one definition for the linear layers and the conv front end."""
+    if kind == ACT_HARDTANH:
+        one = np.int64(1) << fa if fa >= 0 else np.int64(1)
+        if r >= one:
+            return convert_counted(np.int64(1), 0, wy, fy, sy, ry, oy, 0, c_act)
+        if r <= -one:
+            return convert_counted(np.int64(-1), 0, wy, fy, sy, ry, oy, 0, c_act)
+    elif kind == ACT_RELU and r < 0:
+        return np.int64(0)
+    return convert_counted(r, fa, wy, fy, sy, ry, oy, 0, c_act)
+
+
 @numba.njit(cache=True)
 def layer_activate(P, k, z, table, y, g, cnt):
     """y = f(z) in the activation format; g = f'(z) (derivative format, or an exact 0/1 mask)."""
@@ -389,15 +414,10 @@ def layer_activate(P, k, z, table, y, g, cnt):
                 g[i] = cv(d, 2 * fy, wg, fg, sg, rg, og, c_der)
         elif kind == ACT_HARDTANH:
             one = np.int64(1) << fa if fa >= 0 else np.int64(1)
-            if r >= one:
-                y[i] = convert_counted(np.int64(1), 0, wy, fy, sy, ry, oy, 0, c_act)
-            elif r <= -one:
-                y[i] = convert_counted(np.int64(-1), 0, wy, fy, sy, ry, oy, 0, c_act)
-            else:
-                y[i] = convert_counted(r, fa, wy, fy, sy, ry, oy, 0, c_act)
+            y[i] = piecewise_act(kind, r, fa, wy, fy, sy, ry, oy, c_act)
             g[i] = 1 if -one < r < one else 0
         elif kind == ACT_RELU:
-            y[i] = 0 if r < 0 else convert_counted(r, fa, wy, fy, sy, ry, oy, 0, c_act)
+            y[i] = piecewise_act(kind, r, fa, wy, fy, sy, ry, oy, c_act)
             g[i] = 1 if r > 0 else 0
         else:
             y[i] = cv(r, fa, wy, fy, sy, ry, oy, c_act)
@@ -498,10 +518,12 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
     sdfa  p_i = sum_c B[c, i] sign(e_c)              (F_FB)
     dfa   p_i = sum_c B[c, i] e_c                    (F_FB + F_E(out))
     bp/fa p_j = sum_i M[j, i] delta_up_i             M = W_{k+1} (bp) or B_{k+1} (fa above), (F_M + F_E(k+1))
-    ldfa  u_t = sum_i Pf[t, i] delta_up_i, Pf's entries read with LDFA_PS extra fractional bits (F_FB + LDFA_PS +
+    ldfa  u_t = sum_i Pf[t, i] delta_up_i, Pf's entries read with LDFA_PS extra fractional bits (F_PF + LDFA_PS +
           F_E(k+1)), assigned to the error format of layer k+1 (r values, t ascending),
           p_j = sum_t Q[j, t] u_t                    (F_FB(k+1) + F_E(k+1))
           B_up packs ldfa's factors: rows [0, n) Q (n x r), rows [n, n + r) Pf (r x n_up)
+    dldfa u_t = sum_c Pf[t, c] e_c (F_PF + LDFA_PS + F_E(out)), assigned to the output layer's error format,
+          p_j = sum_t Q[j, t] u_t                    (F_FB + F_E(out)); B packs Q (n x r) over Pf (r x C)
     """
     n = P[k, N_OUT]
     rule = P[k, RULE]
@@ -526,6 +548,16 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
             for i in range(n):
                 p[i] += buf[i] * ec
         fp = P[k, F_FB] if rule == R_SDFA else P[k, F_FB] + fk_out
+    elif rule == R_DLDFA:
+        ko = P.shape[0] - 1
+        r = B.shape[0] - n
+        _lowrank_u(B, n, r, e_out, P[k, F_PF] + P[k, LDFA_PS] + fk_out, P, ko, cnt[ko, T_ERROR], buf)
+        for j in range(n):
+            acc = np.int64(0)
+            for t in range(r):
+                acc += B[j, t] * buf[t]
+            p[j] = acc
+        fp = P[k, F_FB] + fk_out
     elif prop == PROP_LOWRANK:  # ldfa above: through its rank-r bottleneck
         n_up = d_up.shape[0]
         r = B_up.shape[0] - n
@@ -534,7 +566,7 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
             for i in range(n_up):
                 acc += B_up[n + t, i] * d_up[i]
             buf[t] = acc
-        cv_array(buf, r, P[k + 1, F_FB] + P[k + 1, LDFA_PS] + P[k + 1, F_E], P[k + 1, W_E], P[k + 1, F_E],
+        cv_array(buf, r, P[k + 1, F_PF] + P[k + 1, LDFA_PS] + P[k + 1, F_E], P[k + 1, W_E], P[k + 1, F_E],
                  P[k + 1, S_E] != 0,
                  P[k + 1, R_E], P[k + 1, O_E], cnt[k + 1, T_ERROR], buf)
         for j in range(n):
@@ -561,6 +593,111 @@ def hidden_delta(P, k, label, B, fb_states, e_out, fk_out, g, delta, p, buf, W_u
     cv_array(p, n, fp + fg, we, fe, se, re_, oe, c_err, delta)
 
 
+@numba.njit(cache=True)
+def _lowrank_u(B, n, r, d, src_frac, P, kf, c, u):
+    """u_t = sum_i Pf[t, i] d_i (exact, i ascending; Pf = B's rows [n, n + r)), assigned to layer kf's error
+    format (counted in ``c``): the r-dimensional error of a low-rank feedback."""
+    for t in range(r):
+        acc = np.int64(0)
+        for i in range(d.shape[0]):
+            acc += B[n + t, i] * d[i]
+        u[t] = acc
+    cv_array(u, r, src_frac, P[kf, W_E], P[kf, F_E], P[kf, S_E] != 0, P[kf, R_E], P[kf, O_E], c, u)
+
+
+@numba.njit(cache=True)
+def feedback_learn(P, k, label, B, x, y, d, e_out, cnt):
+    """Layer k's trained feedback (docs/arithmetic.md §16), before its weight update, from pre-update values.
+
+    ``x``: the layer's input, ``y``: its output activation, ``d``: its delta, ``e_out``: the output error.
+    kp      B[j, i] += 2**-LR d_i x_j                     (fb_q: W's increment, rounded to B's LSB)
+    ldfa    u = Pf d (as the signal of the layer below), Q[j, t] += 2**-LR u_t x_j, then Oja on Pf
+    dldfa   u = Pf e_out, Q[j, t] += 2**-LR u_t y_j (the activation the signal is delivered to), then Oja on Pf
+    Oja     s = the source (d, the one-hot target, or e_out) with its binary point moved so that max |s_i| is in
+            [1/4, 1/2) (a leading-one detector, no division); a = Pf s, then rho = s - Pf^T a, each assigned to the
+            layer's error format; Pf[t, i] += 2**-(LR - OJA_GAIN) a_t rho_i (fb_p, LDFA_PS extra fractional bits).
+    Each increment is rounded to its word's LSB with the word's rounding (RND / TRN), then added with its
+    overflow mode (counted: fb_q in T_FBQ, fb_p in T_FBP; the recomputed u, and a, rho are not counted).
+    """
+    learn = P[k, FB_LEARN]
+    lr = P[k, LR]
+    fe = P[k, F_E]
+    wq, fq, sq, rq, oq = P[k, W_Q], P[k, F_Q], P[k, S_Q] != 0, P[k, R_Q], P[k, O_Q]
+    cq = cnt[k, T_FBQ]
+    scratch = np.zeros(2, dtype=np.int64)
+    rule = P[k, RULE]
+    if rule == R_KP or (rule == R_OUTPUT and P[k, PROP_B] == PROP_FA):  # kp: W's own increment d_i x_j
+        fx = P[k, F_X]
+        for j in range(x.shape[0]):
+            xj = np.int64(x[j])
+            if xj == 0:
+                continue
+            for i in range(d.shape[0]):
+                B[j, i] = update_weight_counted(B[j, i], d[i] * xj, fe + fx, lr, wq, fq, sq, rq, oq, 0, cq)
+        return
+    direct = rule == R_DLDFA
+    n = y.shape[0] if direct else x.shape[0]
+    r = B.shape[0] - n
+    fpf = P[k, F_PF] + P[k, LDFA_PS]
+    src = e_out if direct else d
+    kf = P.shape[0] - 1 if direct else k
+    u = np.empty(r, dtype=np.int64)
+    if learn & FB_LEARN_Q:
+        _lowrank_u(B, n, r, src, fpf + P[kf, F_E], P, kf, scratch, u)
+        h = y if direct else x
+        fh = P[k, F_Y] if direct else P[k, F_X]
+        for j in range(n):
+            hj = np.int64(h[j])
+            if hj == 0:
+                continue
+            for t in range(r):
+                B[j, t] = update_weight_counted(B[j, t], u[t] * hj, P[kf, F_E] + fh, lr, wq, fq, sq, rq, oq, 0, cq)
+    if not learn & FB_LEARN_P:
+        return
+    m = src.shape[0]
+    s = np.empty(m, dtype=np.int64)
+    if P[k, OJA_SRC] == OJA_TARGET:
+        for i in range(m):
+            s[i] = 1 if i == label else 0
+    else:
+        for i in range(m):
+            s[i] = src[i]
+    big = np.int64(0)
+    for i in range(m):
+        big = max(big, abs(s[i]))
+    if big == 0:  # no error, nothing to learn (the float rule: a batch without variance)
+        return
+    fs = np.int64(1)  # the moved binary point: max |s| * 2**-fs in [1/4, 1/2), i.e. 2**(fs-2) <= max |s| < 2**(fs-1)
+    while big >= (np.int64(1) << (fs - 1)):
+        fs += 1
+    we_, se_, re_, oe_ = P[k, W_E], P[k, S_E] != 0, P[k, R_E], P[k, O_E]
+    a = np.empty(r, dtype=np.int64)
+    for t in range(r):
+        acc = np.int64(0)
+        for i in range(m):
+            acc += B[n + t, i] * s[i]
+        a[t] = acc
+    cv_array(a, r, fpf + fs, we_, fe, se_, re_, oe_, scratch, a)
+    rho = np.empty(m, dtype=np.int64)
+    fa = fpf + fe  # Pf^T a; s aligned to it (s < 2**(fs - 1), so a left shift by fa - fs stays below 2**(fa - 1))
+    for i in range(m):
+        acc = np.int64(0)
+        for t in range(r):
+            acc += B[n + t, i] * a[t]
+        if fa >= fs:
+            rho[i] = (s[i] << (fa - fs)) - acc
+        else:
+            rho[i] = s[i] - (acc << (fs - fa))
+    cv_array(rho, m, max(fa, fs), we_, fe, se_, re_, oe_, scratch, rho)
+    wp, sp, rp, op = P[k, W_PF], P[k, S_PF] != 0, P[k, R_PF], P[k, O_PF]
+    cp = cnt[k, T_FBP]
+    for t in range(r):
+        at = a[t]
+        for i in range(m):
+            B[n + t, i] = update_weight_counted(B[n + t, i], at * rho[i], 2 * fe, lr - OJA_GAIN, wp, fpf, sp, rp,
+                                                op, 0, cp)
+
+
 # =============================================================================================================
 # weight update (docs/arithmetic.md §12; draws §9; order docs/engine.md)
 
@@ -577,14 +714,26 @@ def _fast_delta(u, s, rmode, rnd):
     return (u + ((rnd & _MASK32) >> (32 - s))) >> s
 
 
+@numba.njit(cache=True, inline="always")
+def _take(P, k, rnd_state, ns, i):
+    """The next 32-bit draw for an assignment to column ``i`` of layer ``k`` (docs/arithmetic.md §9a): from the
+    layer's LFSR (rng: layer) or from column i's xorshift32 generator ``ns[i]`` (rng: neuron)."""
+    if P[k, RNG_N] != 0:
+        d = xorshift32(ns[i])
+        ns[i] = d
+        return np.int64(d)
+    rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
+    return rnd
+
+
 @numba.njit(cache=True)
-def _apply_one(P, k, w, u, ufrac, shift, fmt_w, fmt_r, fmt_o, fmt_f, fmt_s, rnd_state, cnt, t_w):
-    """Generic assignment of one increment u (F = ufrac, learning rate 2**-shift) into w, with the optional
-    update format (docs/engine.md); draws one 32-bit LFSR value per STOCH assignment."""
+def _apply_one(P, k, w, u, ufrac, shift, fmt_w, fmt_r, fmt_o, fmt_f, fmt_s, rnd_state, ns, i, cnt, t_w):
+    """Generic assignment of one increment u (F = ufrac, learning rate 2**-shift) into w (column ``i``), with the
+    optional update format (docs/engine.md); one 32-bit draw (_take) per STOCH assignment, the update's first."""
     if P[k, HAS_U] != 0:
         rnd = np.int64(0)
         if P[k, R_U] == RM_STOCH:
-            rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
+            rnd = _take(P, k, rnd_state, ns, i)
         dlt = convert_counted(u, ufrac + shift, P[k, W_U], P[k, F_U], P[k, S_U] != 0, P[k, R_U], P[k, O_U], rnd,
                               cnt[k, T_UPDATE])
         fu = P[k, F_U]
@@ -596,11 +745,11 @@ def _apply_one(P, k, w, u, ufrac, shift, fmt_w, fmt_r, fmt_o, fmt_f, fmt_s, rnd_
             sf = fmt_f
         rnd = np.int64(0)
         if fmt_r == RM_STOCH:
-            rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
+            rnd = _take(P, k, rnd_state, ns, i)
         return convert_counted(tot, sf, fmt_w, fmt_f, fmt_s, fmt_r, fmt_o, rnd, cnt[k, t_w])
     rnd = np.int64(0)
     if fmt_r == RM_STOCH:
-        rnd_state[k], rnd = lfsr_draw32(rnd_state[k])
+        rnd = _take(P, k, rnd_state, ns, i)
     return update_weight_counted(w, u, ufrac, shift, fmt_w, fmt_f, fmt_s, fmt_r, fmt_o, rnd, cnt[k, t_w])
 
 
@@ -1106,8 +1255,117 @@ def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
     cb[1] += zc
 
 
+# ---- rng: neuron (docs/arithmetic.md §9a): column i's draws come from its own xorshift32 state ns[i] ---------------
+
+
+@numba.njit(cache=True, inline="always")
+def _xs_lane(d, dmi, xj, w, sh, keep, s32, lo32, hi32, m32, sat):
+    """One STOCH weight assignment of update_rows_xs32: (new weight, 1 if a non-zero increment rounded to 0,
+    1 if it overflowed); the addend is the top 32 - sh bits of draw d, masked by ``keep``."""
+    u = np.int32(dmi * xj)
+    dl = sra32(np.int32(u + np.int32(srl32(d, sh) & keep)), s32)
+    v = np.int32(w + dl)
+    vc = min(max(v, lo32), hi32) if sat else np.int32((np.int32(v - lo32) & m32) + lo32)
+    return vc, np.int32((dl == 0) & (u != 0)), np.int32(v != vc)
+
+
 @numba.njit(cache=True)
-def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, dbuf, dmeta):
+def update_rows_xs32(W, x, nz, nnz, dm, s, omode, width, signed, ns, cw):
+    """update_rows32 for STOCH weights under rng: neuron: the online update of the rows with x_j != 0 in int32 (same
+    proof of range, P[k, FAST32_W]), the assignment to W[j, i] taking the next draw of generator ns[i].  Four rows
+    per pass over the states: generator i steps four times in a register, one after the other as §9a orders the
+    rows, and its state, dm_i and the event counts are loaded and stored once per four rows; every lane is
+    branch-free and independent of the others (LLVM vectorises the pass; three shifts and xors per draw).  Same
+    assignments and counters as arith.update_weight_counted."""
+    n_out = W.shape[1]
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    sp = s if s > 0 else 0
+    mul = np.int64(1) << (-s if s < 0 else 0)  # s <= 0: the exact increment u << -s, the shift folded into dm
+    dmm = np.empty(n_out, dtype=np.int32)
+    for i in range(n_out):
+        dmm[i] = np.int32(dm[i] * mul)
+    # the addend: the draw's top sp bits; sp = 0 adds nothing (a 32-bit shift is undefined: masked instead), the draw
+    # is still taken (§9)
+    sh = np.uint32(32 - sp if sp > 0 else 0)
+    keep = np.uint32(0xFFFFFFFF if sp > 0 else 0)
+    s32 = np.int32(sp)
+    lo32, hi32, m32 = np.int32(lo), np.int32(hi), np.int32(mask)
+    zl = np.zeros(n_out, dtype=np.int32)  # per-lane event counts (a horizontal sum per row costs more)
+    ol = np.zeros(n_out, dtype=np.int32)
+    if omode == OV_SAT:  # a constant flag in each copy of the inlined loops: no select between SAT and WRAP per lane
+        _xs_rows(W, x, nz, nnz, dmm, ns, zl, ol, sh, keep, s32, lo32, hi32, m32, True)
+    else:
+        _xs_rows(W, x, nz, nnz, dmm, ns, zl, ol, sh, keep, s32, lo32, hi32, m32, False)
+    zc = 0
+    oc = 0
+    for i in range(n_out):
+        zc += zl[i]
+        oc += ol[i]
+    cw[0] += oc
+    cw[1] += zc
+
+
+@numba.njit(cache=True, inline="always")
+def _xs_rows(W, x, nz, nnz, dmm, ns, zl, ol, sh, keep, s32, lo32, hi32, m32, sat):
+    """The rows of update_rows_xs32, four per pass over the generators."""
+    n_out = W.shape[1]
+    t = 0
+    while t + 4 <= nnz:
+        w0, w1, w2, w3 = W[nz[t]], W[nz[t + 1]], W[nz[t + 2]], W[nz[t + 3]]
+        x0, x1, x2, x3 = (np.int32(x[nz[t]]), np.int32(x[nz[t + 1]]), np.int32(x[nz[t + 2]]),
+                          np.int32(x[nz[t + 3]]))
+        for i in range(n_out):
+            dmi = dmm[i]
+            d = xorshift32(ns[i])
+            w0[i], z0, o0 = _xs_lane(d, dmi, x0, w0[i], sh, keep, s32, lo32, hi32, m32, sat)
+            d = xorshift32(d)
+            w1[i], z1, o1 = _xs_lane(d, dmi, x1, w1[i], sh, keep, s32, lo32, hi32, m32, sat)
+            d = xorshift32(d)
+            w2[i], z2, o2 = _xs_lane(d, dmi, x2, w2[i], sh, keep, s32, lo32, hi32, m32, sat)
+            d = xorshift32(d)
+            w3[i], z3, o3 = _xs_lane(d, dmi, x3, w3[i], sh, keep, s32, lo32, hi32, m32, sat)
+            ns[i] = d
+            zl[i] = np.int32(zl[i] + z0 + z1 + z2 + z3)
+            ol[i] = np.int32(ol[i] + o0 + o1 + o2 + o3)
+        t += 4
+    while t < nnz:
+        w0 = W[nz[t]]
+        x0 = np.int32(x[nz[t]])
+        for i in range(n_out):
+            d = xorshift32(ns[i])
+            ns[i] = d
+            w0[i], z0, o0 = _xs_lane(d, dmm[i], x0, w0[i], sh, keep, s32, lo32, hi32, m32, sat)
+            zl[i] = np.int32(zl[i] + z0)
+            ol[i] = np.int32(ol[i] + o0)
+        t += 1
+
+
+@numba.njit(cache=True)
+def update_bias_xs(b, dm, s, rmode, omode, width, signed, ns, cb):
+    """_update_bias_fast under rng: neuron: the STOCH draw of b[i] is the next of generator ns[i]."""
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    for i in range(b.shape[0]):
+        rnd = np.int64(0)
+        if rmode == RM_STOCH:
+            d = xorshift32(ns[i])
+            ns[i] = d
+            rnd = np.int64(d)
+        u = dm[i]
+        dl = _fast_delta(u, s, rmode, rnd)
+        if dl == 0 and u != 0:
+            cb[1] += 1
+        v = b[i] + dl
+        if v > hi or v < lo:
+            cb[0] += 1
+            v = _sat_or_wrap(v, lo, hi, width, signed, omode)
+        b[i] = v
+
+
+@numba.njit(cache=True)
+def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, cnt, dbuf, dmeta, ns):
     """Apply increments to layer k: weights rows j with x_j != 0 (in that order, outputs i inner), then biases.
 
     Online: ``U`` is None-like (size 0) and u_ji = dm_i * x_j; batch: ``U`` holds the accumulated sums and
@@ -1122,6 +1380,25 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
     batch = U.shape[0] > 0
     ufrac = fe + P[k, F_X]
     s = ufrac + shift - fw
+    if P[k, RNG_N] != 0:  # rng: neuron (docs/arithmetic.md §9a): ns[i] is column i's generator
+        if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0 and rw == RM_STOCH:
+            update_rows_xs32(W, x, nz, nnz, dm, s, ow, ww, swg, ns, cnt[k, T_WEIGHT])
+        elif not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:  # TRN / RND weights draw nothing
+            update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, cnt[k, T_WEIGHT])
+        else:
+            for t in range(nnz):
+                j = nz[t]
+                for i in range(n_out):
+                    u = U[j, i] if batch else dm[i] * x[j]
+                    W[j, i] = _apply_one(P, k, W[j, i], u, ufrac, shift, ww, rw, ow, fw, swg, rnd_state, ns, i, cnt,
+                                         T_WEIGHT)
+        if not batch and P[k, FAST_B] != 0:
+            update_bias_xs(b, dm, fe + shift - fb, rb, ob, wb, sb, ns, cnt[k, T_BIAS])
+        else:
+            for i in range(n_out):
+                u = Ub[i] if batch else dm[i]
+                b[i] = _apply_one(P, k, b[i], u, fe, shift, wb, rb, ob, fb, sb, rnd_state, ns, i, cnt, T_BIAS)
+        return
     if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:
         stoch_b = P[k, FAST_B] != 0 and rb == RM_STOCH
         streamed = rw == RM_STOCH or stoch_b
@@ -1145,13 +1422,14 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
             j = nz[t]
             for i in range(n_out):
                 u = U[j, i] if batch else dm[i] * x[j]
-                W[j, i] = _apply_one(P, k, W[j, i], u, ufrac, shift, ww, rw, ow, fw, swg, rnd_state, cnt, T_WEIGHT)
+                W[j, i] = _apply_one(P, k, W[j, i], u, ufrac, shift, ww, rw, ow, fw, swg, rnd_state, ns, i, cnt,
+                                     T_WEIGHT)
     if not batch and P[k, FAST_B] != 0:
         _update_bias_fast(b, dm, fe + shift - fb, rb, ob, wb, sb, rnd_state, k, cnt[k, T_BIAS])
         return
     for i in range(n_out):
         u = Ub[i] if batch else dm[i]
-        b[i] = _apply_one(P, k, b[i], u, fe, shift, wb, rb, ob, fb, sb, rnd_state, cnt, T_BIAS)
+        b[i] = _apply_one(P, k, b[i], u, fe, shift, wb, rb, ob, fb, sb, rnd_state, ns, i, cnt, T_BIAS)
 
 
 # =============================================================================================================
@@ -1171,9 +1449,10 @@ def argmax_first(z):
 @numba.njit(cache=True)
 def train_samples(X, labels, order, start, stop, steps, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs,
                   nzs, accs, Us, Ubs, touched, rnd_state, Js, cnt, online, batch_size, batch_shift, in_batch,
-                  dbufs, dmetas):
+                  dbufs, dmetas, Ns):
     """Train on samples order[start:stop] (online, or minibatch of ``batch_size``; ``in_batch[0]`` carries the
-    number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw streams).
+    number of samples accumulated so far across calls; dbufs / dmetas: each layer's buffered draw streams; Ns: each
+    layer's per-neuron generator states under rng: neuron).
     Each sample runs the lowered schedule ``steps`` ((op, layer) rows, ``program.schedule_array``), the one
     per-sample program the HLS kernel and the RTL also follow. Returns the number of samples whose prediction
     (argmax of the output pre-activation, before the update) was right."""
@@ -1215,14 +1494,17 @@ def train_samples(X, labels, order, start, stop, steps, P, Ws, bs, Bs, fbst, tab
                 f_up = P[k + 1, F_E] + (P[k + 1, F_FB] if prop != PROP_W else P[k + 1, F_W])
                 hidden_delta(P, k, label, Bs[k], fbst[k], ds[ko], P[ko, F_E], gs[k], ds[k], ps[k], bufs[k],
                              Ws[k + 1], Bs[k + 1], ds[k + 1], f_up, prop, cnt)
+            elif op == OP_FEEDBACK:
+                feedback_learn(P, k, label, Bs[k], acts[k], acts[k + 1], ds[k], ds[ko], cnt)
             elif op == OP_UPDATE:
                 # layer k's input (acts[k]) is unchanged since its forward pass: its non-zeros still hold
                 _accumulate_or_update(P, k, Ws[k], bs[k], acts[k], nzs[k], nnzs[k], ds[k], Us[k], Ubs[k],
-                                      touched[k], online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k])
+                                      touched[k], online, batch_shift, rnd_state, Js[k], cnt, dbufs[k], dmetas[k],
+                                      Ns[k])
         if not online:
             in_batch[0] += 1
             if in_batch[0] == batch_size:
-                apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt)
+                apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt, Ns)
                 in_batch[0] = 0
     return correct
 
@@ -1240,13 +1522,13 @@ def _scaled_delta(P, k, d, out):
 
 @numba.njit(cache=True)
 def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, batch_shift, rnd_state, J, cnt,
-                          dbuf, dmeta):
+                          dbuf, dmeta, ns):
     n_out = P[k, N_OUT]
     dm = np.empty(n_out, dtype=np.int64)
     _scaled_delta(P, k, d, dm)
     if online:
         layer_update(P, k, W, b, x, nz, nnz, dm, np.empty((0, 0), dtype=np.int64), np.empty(0, dtype=np.int64),
-                     0, rnd_state, J, cnt, dbuf, dmeta)
+                     0, rnd_state, J, cnt, dbuf, dmeta, ns)
     else:
         for t in range(nnz):
             j = nz[t]
@@ -1259,7 +1541,7 @@ def _accumulate_or_update(P, k, W, b, x, nz, nnz, d, U, Ub, touched, online, bat
 
 
 @numba.njit(cache=True)
-def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt):
+def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cnt, Ns):
     K = P.shape[0]
     no_buf = np.zeros(0, dtype=np.uint32)  # batch updates draw sequentially (no buffered stream)
     no_meta = np.zeros(5, dtype=np.int64)
@@ -1269,7 +1551,7 @@ def apply_batch(P, Ws, bs, Us, Ubs, touched, nzs, batch_shift, rnd_state, Js, cn
             continue
         nnz = nonzeros(touched[k], nzs[k])
         layer_update(P, k, Ws[k], bs[k], touched[k], nzs[k], nnz, np.empty(0, dtype=np.int64), Us[k], Ubs[k],
-                     batch_shift, rnd_state, Js[k], cnt, no_buf, no_meta)
+                     batch_shift, rnd_state, Js[k], cnt, no_buf, no_meta, Ns[k])
         for t in range(nnz):
             j = nzs[k][t]
             Us[k][j, :] = 0

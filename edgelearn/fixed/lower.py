@@ -13,8 +13,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, FormatError, RuleError
-from ..program import (DIRECT_RULES, FEEDBACK_STREAM, LDFA_P_STREAM, GoldenTrace, LayerProgram, Program,
-                       RuleCode, act_code, rule_code, schedule, unsupported)
+from ..program import (DIRECT_RULES, FB_LEARN_P, FB_LEARN_Q, FEEDBACK_STREAM, LDFA_P_STREAM, OJA_OUTPUT, OJA_OWN,
+                       OJA_TARGET, GoldenTrace, LayerProgram, Program, RuleCode, act_code, layers_schedule, rule_code,
+                       unsupported)
 from .activations import sigmoid_table, softmax_exp_table, tanh_table
 from .engine_kernels import NTENSORS
 from .lfsr import derive_seed, row_states, seed_state
@@ -25,12 +26,29 @@ def _feedback(eng, k: int, lp, rule: str) -> tuple[str | None, tuple[int, int] |
     """Feedback mode and matrix shape of layer k (docs/engine.md "Feedback matrices")."""
     if not lp.is_output and rule in DIRECT_RULES:
         return eng.precision.feedback_mode, (eng.num_classes, lp.n_out)
-    if rule == "fa" and k > 0:
+    if rule in ("fa", "kp") and k > 0:
         return "stored", (lp.n_in, lp.n_out)
     if rule == "ldfa" and k > 0:  # Q (n_in x r) over P (r x n_out), packed (engine_kernels.hidden_delta)
         r = eng.ldfa_rank(k)
         return "stored", (lp.n_in + r, max(r, lp.n_out))
+    if rule == "dldfa" and not lp.is_output:  # Q (n_out x r) over P (r x C): the output error's bottleneck
+        r = eng.ldfa_rank(k)
+        return "stored", (lp.n_out + r, max(r, eng.num_classes))
     return None, None
+
+
+def _learning(eng, k: int, lp, rule: str, fb_shape) -> tuple[int, int]:
+    """Which of layer k's feedback words learn (FB_LEARN_* bits) and the error P's Oja step reads (OJA_*),
+    docs/arithmetic.md §16."""
+    if fb_shape is None or rule not in ("kp", "ldfa", "dldfa"):
+        return 0, OJA_OWN
+    if rule == "kp":
+        return FB_LEARN_Q, OJA_OWN
+    learn = (FB_LEARN_Q if eng.ldfa_flag("ldfa_train_q") else 0) | (FB_LEARN_P if eng.ldfa_flag("ldfa_train_p") else 0)
+    if rule == "dldfa":
+        return learn, OJA_OUTPUT
+    targets = lp.is_output and eng.spec.rule_params.get("ldfa_output_p", "targets") == "targets"
+    return learn, OJA_TARGET if targets else OJA_OWN
 
 
 def act_table(act: str, fmt, prec) -> np.ndarray | None:
@@ -57,7 +75,8 @@ def lower_layers(eng) -> list[LayerProgram]:
         table = act_table(act, lp.act, prec)
         if lp.is_output and eng.spec.loss == "ce":  # the output error's softmax reads its exp ROM in this slot
             table = softmax_exp_table(prec.table_bits, prec.range_bits)
-        ldfa = rule == "ldfa" and fb_shape is not None
+        ldfa = rule in ("ldfa", "dldfa") and fb_shape is not None
+        fb_learn, oja_src = _learning(eng, k, lp, rule, fb_shape)
         need_g = not lp.is_output or eng.spec.loss == "mse"
         out.append(LayerProgram(
             index=k, name=lp.name, n_in=lp.n_in, n_out=lp.n_out, rule=rule, code=code, act=act,
@@ -67,8 +86,12 @@ def lower_layers(eng) -> list[LayerProgram]:
             mult_frac=int(lp.lr_mult_frac) if lp.lr_mult is not None else 0,
             mult_fmt=prec.lr_mult_format if lp.lr_mult is not None else None, need_g=need_g, table=table,
             fb_mode=fb_mode, fb_shape=fb_shape, fb_seed=fb_seed, fb_rows=fb_rows, B=None,
-            ldfa_rank=eng.ldfa_rank(k) if ldfa else 0, ldfa_p_shift=eng.ldfa_p_shift(k) if ldfa else 0,
-            ldfa_p_seed=derive_seed(eng.seed, LDFA_P_STREAM + k) if ldfa else None))
+            # a P that learns needs its format's whole range (Oja's rows reach unit norm on few coordinates): it
+            # starts small by its draws instead (FixedEngine._init_state), not by a shift
+            ldfa_rank=eng.ldfa_rank(k) if ldfa else 0,
+            ldfa_p_shift=eng.ldfa_p_shift(k) if ldfa and not fb_learn & FB_LEARN_P else 0,
+            ldfa_p_seed=derive_seed(eng.seed, LDFA_P_STREAM + k) if ldfa else None,
+            fb_learn=fb_learn, fb_q=lp.fb_q, fb_p=lp.fb_p, oja_src=oja_src))
     return out
 
 
@@ -79,14 +102,16 @@ def lower(eng) -> Program:
     weights = eng.weights()
     return Program(
         name=eng.spec.name, loss=eng.spec.loss, sizes=list(eng.sizes), layers=layers,
-        steps=schedule([lay.code for lay in layers]), table_bits=eng.precision.table_bits,
+        steps=layers_schedule(layers), table_bits=eng.precision.table_bits,
         range_bits=eng.precision.range_bits, seed=int(eng.seed), feedback_mode=eng.precision.feedback_mode,
         W=[np.asarray(w["W"], dtype=np.int64).copy() for w in weights],
         b=[np.asarray(w["b"], dtype=np.int64).copy() for w in weights],
         rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
+        rng=eng.precision.rng, neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state],
         meta={"formats": eng.formats(), "rules": dict(zip(eng.layer_names, eng.rules)),
               "network": eng.spec.to_dict(), "mode": eng.mode, "batch_size": eng.batch_size},
-        front=[{"name": fp.name, "type": fp.type, "out_shape": list(fp.out_shape)} for fp in eng.precision.front])
+        front=[{"name": fp.name, "type": fp.type, "out_shape": list(fp.out_shape), "rule": fp.rule}
+               for fp in eng.precision.front])
 
 
 #: the error each kind of missing support raises (program.unsupported)
@@ -133,4 +158,5 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
         snap=np.asarray(snap, dtype=np.int64),
         W=[np.stack(Ws[k]) if Ws[k] else np.zeros((0,) + eng.W[k].shape, dtype=np.int64) for k in range(L)],
         b=[np.stack(bs[k]) if bs[k] else np.zeros((0, eng.sizes[k + 1]), dtype=np.int64) for k in range(L)],
-        nnz=[nnz[k] for k in range(L)], rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy())
+        nnz=[nnz[k] for k in range(L)], rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
+        neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state])

@@ -14,7 +14,11 @@ YAML (every key optional; formats in hls4ml syntax, docs/engine.md)::
       error:   "fixed<8,1,RND,SAT>"      # modulatory signal: e = y* - y (output), delta_k (hidden)
       update:  null                      # optional: format of the increment before it is added (§engine)
       feedback: "fixed<8,1>"             # B entries (raw LFSR draws of W bits)
+      fb_q: "fixed<8,1,RND,SAT>"         # feedback that learns: kp's B, ldfa's / dldfa's factor Q
+      fb_p: "fixed<8,1,RND,SAT>"         # ldfa's / dldfa's factor P (plus its ps extra fractional bits)
       feedback_mode: stored              # stored | lfsr (regenerated from the seed, same values)
+      rng: layer                         # STOCH draws: layer (one LFSR per layer) | neuron (xorshift32 per
+                                         # output neuron), docs/arithmetic.md §9a
       lr_shift: 6                        # eta = 2**-lr_shift
       lr_mult: null                      # optional fixed-point multiplier m: eta = m * 2**-lr_shift
       lr_mult_format: "ufixed<8,1,RND,SAT>"
@@ -34,16 +38,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, FormatError
+from ..program import DEFAULT_RNG, RNG_MODES
 from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat, parse_format
 from .conv import engine_sizes, split_network
 from .presets import DEFAULT_BITS, logit_format, preset
 
 #: every tensor that has a format
-TENSORS = ("input", "weight", "bias", "accum", "act", "out_act", "deriv", "error", "update", "feedback")
+TENSORS = ("input", "weight", "bias", "accum", "act", "out_act", "deriv", "error", "update", "feedback", "fb_q", "fb_p")
+#: rules whose feedback the engine stores in the trained-feedback formats: kp's B (fb_q), the factors Q (fb_q) and
+#: P (fb_p) of ldfa / dldfa (docs/arithmetic.md §16)
+FB_Q_RULES = ("kp", "ldfa", "dldfa")
+FB_P_RULES = ("ldfa", "dldfa")
 #: tensors whose rounding may be STOCH (their assignments consume LFSR draws, docs/engine.md)
 STOCH_TENSORS = ("weight", "bias", "update")
 LAYER_SETTINGS = ("lr_shift", "lr_mult")
-GLOBAL_SETTINGS = ("preset", "bits", "feedback_mode", "lr_mult_format", "table_bits", "range_bits", "per_layer",
+GLOBAL_SETTINGS = ("preset", "bits", "feedback_mode", "rng", "lr_mult_format", "table_bits", "range_bits", "per_layer",
                    "lr_shift", "lr_mult")
 FEEDBACK_MODES = ("stored", "lfsr")
 
@@ -71,12 +80,17 @@ class LayerPrecision:
     lr_mult_raw: int = 0
     lr_mult_frac: int = 0
     accum_auto: bool = False
+    fb_q: FixedFormat | None = None  # trained feedback (FB_Q_RULES / FB_P_RULES), None for other rules
+    fb_p: FixedFormat | None = None
 
     def formats(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for t in ("input", "weight", "bias", "accum", "act", "deriv", "error", "update", "feedback"):
             f = getattr(self, t)
             out[t] = fmt_str(f)
+        for t in ("fb_q", "fb_p"):  # only the layers whose rule has them: other rules' records stay as they were
+            if getattr(self, t) is not None:
+                out[t] = fmt_str(getattr(self, t))
         return out
 
 
@@ -100,6 +114,16 @@ class FrontPrecision:
     bias: FixedFormat | None = None
     accum: AccumulatorFormat | None = None
     accum_auto: bool = False
+    # a conv that learns (rule drtp / dfa / sdfa, docs/arithmetic.md §15a): its signal's formats and learning rate
+    rule: str = "shallow"
+    deriv: FixedFormat | None = None
+    error: FixedFormat | None = None
+    feedback: FixedFormat | None = None
+    lr_shift: int = 0
+
+    @property
+    def learns(self) -> bool:
+        return self.type == "conv2d" and self.rule != "shallow"
 
     @property
     def n_in(self) -> int:
@@ -109,7 +133,8 @@ class FrontPrecision:
     def formats(self) -> dict[str, str | None]:
         if self.type != "conv2d":
             return {"input": fmt_str(self.input), "act": fmt_str(self.act)}
-        return {t: fmt_str(getattr(self, t)) for t in ("input", "weight", "bias", "accum", "act")}
+        learned = ("deriv", "error", "feedback") if self.learns else ()  # frozen layers' records stay as they were
+        return {t: fmt_str(getattr(self, t)) for t in ("input", "weight", "bias", "accum", "act") + learned}
 
 
 @dataclass
@@ -120,6 +145,7 @@ class Precision:
     layers: list[LayerPrecision]
     bits: int | None
     feedback_mode: str = "stored"
+    rng: str = DEFAULT_RNG
     table_bits: int = 10
     range_bits: int = 3
     lr_mult_format: FixedFormat | None = None
@@ -130,6 +156,7 @@ class Precision:
         return {
             "bits": self.bits,
             "feedback_mode": self.feedback_mode,
+            "rng": self.rng,
             "table_bits": self.table_bits,
             "range_bits": self.range_bits,
             "layers": {**{fp.name: fp.formats() for fp in self.front},
@@ -226,7 +253,8 @@ def parse_format_overrides(items: list[str] | None) -> dict[str, str]:
 def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | None = None,
                       rounding: list[tuple[str | None, str]] | None = None,
                       overflow: list[tuple[str | None, str]] | None = None,
-                      lr_shift: int | None = None, feedback_mode: str | None = None) -> Precision:
+                      lr_shift: int | None = None, feedback_mode: str | None = None,
+                      rng: str | None = None) -> Precision:
     """Merge preset, ``spec.precision`` and overrides into per-layer formats (validated)."""
     raw = copy.deepcopy(spec.precision or {})
     if not isinstance(raw, dict):
@@ -278,6 +306,9 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
     fb_mode = feedback_mode or raw.get("feedback_mode", "stored")
     if fb_mode not in FEEDBACK_MODES:
         raise ConfigError(f"feedback_mode must be one of {', '.join(FEEDBACK_MODES)}, got {fb_mode!r}")
+    rng_mode = rng or raw.get("rng", DEFAULT_RNG)
+    if rng_mode not in RNG_MODES:
+        raise ConfigError(f"rng must be one of {', '.join(RNG_MODES)}, got {rng_mode!r}")
     table_bits = _int_setting(raw.get("table_bits", 10), "precision.table_bits", 1, 20)
     range_bits = _int_setting(raw.get("range_bits", 3), "precision.range_bits", -16, 16)
     mult_fmt = _fmt(raw.get("lr_mult_format", "ufixed<8,1,RND,SAT>"), "precision.lr_mult_format")
@@ -286,6 +317,13 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
     prev_act: FixedFormat | None = None
     for j, layer in enumerate(front_specs):
         prev_act = _front_layer(j, layer, prev_act, merged, per_layer, cli_layer, rounding, overflow)
+        if layer.type == "conv2d":
+            prev_act.rule = spec.layer_rule(layer)
+            lm = {**merged, **per_layer.get(layer.name, {}), **cli_layer.get(layer.name, {})}
+            if lr_shift is not None and "lr_shift" not in cli_layer.get(layer.name, {}):
+                lm["lr_shift"] = lr_shift
+            if prev_act.learns:
+                prev_act.lr_shift = _int_setting(lm.get("lr_shift"), f"layer {layer.name}: lr_shift", -16, 62)
         front.append(prev_act)
         prev_act = prev_act.act
     layers: list[LayerPrecision] = []
@@ -311,6 +349,16 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
                 raise ConfigError(f"{where}: precision.{t} is not set")
             f[t] = _fmt(m[t], f"{where}: precision.{t}")
         upd = None if m.get("update") in (None, "none", "null") else _fmt(m["update"], f"{where}: precision.update")
+        rule = spec.layer_rule(linear[k])
+        for t, rules in (("fb_q", FB_Q_RULES), ("fb_p", FB_P_RULES)):
+            if rule in rules:
+                if m.get(t) is None:
+                    raise ConfigError(f"{where}: precision.{t} is not set")
+                f[t] = _fmt(m[t], f"{where}: precision.{t}")
+                # the draw order of STOCH on these words is not defined yet (docs/arithmetic.md §16)
+                if f[t].rounding not in ("RND", "TRN"):
+                    raise FormatError(f"{where}: the trained feedback {t} ({f[t]}) rounds RND or TRN in the "
+                                      f"fixed-point engine, not {f[t].rounding}")
         for t in ("input", "act", "deriv", "error", "feedback"):
             if f[t].rounding == "STOCH":
                 raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
@@ -332,6 +380,7 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
             input=in_fmt, weight=f["weight"], bias=f["bias"], accum=None, act=f["act"], deriv=f["deriv"],
             error=f["error"], update=upd, feedback=f["feedback"], lr_shift=sh,
             lr_mult=None if mult is None else float(mult), lr_mult_raw=mult_raw, lr_mult_frac=mult_frac,
+            fb_q=f.get("fb_q"), fb_p=f.get("fb_p"),
         )
         if acc_v in (None, "auto"):
             lp.accum = auto_accumulator(lp)
@@ -344,9 +393,10 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
         prev_act = f["act"]
     cfg = {k: (fmt_str(v) if isinstance(v, FixedFormat) else v) for k, v in merged.items()}
     cfg["feedback_mode"] = fb_mode
+    cfg["rng"] = rng_mode
     if per_layer:
         cfg["per_layer"] = copy.deepcopy(per_layer)
-    return Precision(layers=layers, bits=bits, feedback_mode=fb_mode, table_bits=table_bits,
+    return Precision(layers=layers, bits=bits, feedback_mode=fb_mode, rng=rng_mode, table_bits=table_bits,
                      range_bits=range_bits, lr_mult_format=mult_fmt, config=cfg, front=front)
 
 
@@ -379,8 +429,15 @@ def _front_layer(j: int, layer, prev: FixedFormat | None, merged: dict[str, Any]
         if f[t].rounding == "STOCH":
             raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
                               f"not for {t} ({f[t]})")
+    for t in ("deriv", "error", "feedback"):  # a learning conv's signal (§15a); unused while frozen
+        if m.get(t) is not None:
+            f[t] = _fmt(m[t], f"{where}: precision.{t}")
+            if f[t].rounding == "STOCH":
+                raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
+                                  f"not for {t} ({f[t]})")
     fp = FrontPrecision(**common, act_name=p.get("act", "none"), input=f["input"] if prev is None else prev,
-                        act=f["act"], weight=f["weight"], bias=f["bias"])
+                        act=f["act"], weight=f["weight"], bias=f["bias"], deriv=f.get("deriv"),
+                        error=f.get("error"), feedback=f.get("feedback"))
     acc_v = m.get("accum", "auto")
     if acc_v in (None, "auto"):
         fp.accum, fp.accum_auto = auto_accumulator(fp), True

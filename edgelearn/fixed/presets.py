@@ -9,7 +9,8 @@ A preset is a plain mapping ``tensor -> format string`` (hls4ml syntax) plus eng
 * the accumulator is ``auto``: just wide enough that no bias + fan-in sum can overflow, with all the
   product's fractional bits (so the MAC loop never rounds and never saturates), capped to what fits int64;
 * activations, derivatives and errors round to nearest and saturate (``RND``, ``SAT``);
-* the random feedback ``B`` is uniform on [-1, 1) (``fixed<Wb,1>`` with Wb = min(N, 16) LFSR bits).
+* the random feedback ``B`` is uniform on [-1, 1) (``fixed<Wb,1>`` with Wb = min(N, 16) LFSR bits); feedback that
+  learns on chip (``fb_q``: kp's B, ldfa's Q; ``fb_p``: ldfa's P) starts from the same draws, rounds RND, saturates.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ LR_SHIFTS: dict[str, tuple[int, int]] = {
     "bp": (8, 8),
     "dfa": (8, 8),
     "ldfa": (8, 8),
+    "kp": (8, 8),     # fa's (kp is fa whose B learns)
+    "dldfa": (8, 8),  # dfa's
     "drtp": (6, 8),
 }
 #: fan-in of the first layer the shifts were measured at (MNIST); wider (denser) inputs take larger shifts
@@ -62,6 +65,10 @@ def preset(bits: int) -> dict[str, object]:
         "deriv": f"ufixed<{n},1,RND,SAT>",
         "error": f"fixed<{n},1,RND,SAT>",
         "feedback": f"fixed<{nfb},1>",
+        # trained feedback (kp's B, ldfa's / dldfa's Q and P): the LFSR draws of ``feedback`` as initial values, but
+        # learning words: round to nearest, saturate (a wrapped feedback entry would flip its sign)
+        "fb_q": f"fixed<{nfb},1,RND,SAT>",
+        "fb_p": f"fixed<{nfb},1,RND,SAT>",
         "lr_shift": DEFAULT_LR_SHIFT,
     }
 

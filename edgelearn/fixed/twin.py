@@ -7,6 +7,7 @@ twin separates the cost of the word length from the cost of the learning rule.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numba
@@ -14,9 +15,9 @@ import numpy as np
 from numba.typed import List
 
 from ..errors import DataError
-from ..program import RuleCode, sample_order, schedule, schedule_array
+from ..program import FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_TARGET, RuleCode, sample_order, schedule, schedule_array
 from . import engine_kernels as K
-from .conv import float_forward
+from .conv import float_forward, float_learn
 
 _ACT_TANH, _ACT_SIGMOID, _ACT_HARDTANH, _ACT_RELU = K.ACT_TANH, K.ACT_SIGMOID, K.ACT_HARDTANH, K.ACT_RELU
 
@@ -75,6 +76,19 @@ def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop):
                 d[i] += B[c, i] * ec
         for i in range(n):
             d[i] *= g[i]
+    elif rule == K.R_DLDFA:  # Q (P e): B packs Q (rows < n) and P (rows >= n, r x C)
+        r = B.shape[0] - n
+        u = np.zeros(r)
+        for t in range(r):
+            acc = 0.0
+            for c in range(e_out.shape[0]):
+                acc += B[n + t, c] * e_out[c]
+            u[t] = acc
+        for j in range(n):
+            acc = 0.0
+            for t in range(r):
+                acc += B[j, t] * u[t]
+            d[j] = acc * g[j]
     elif prop == K.PROP_LOWRANK:  # ldfa above: Q (P d_up), B_up packs Q (rows < n) and P (rows >= n)
         r = B_up.shape[0] - n
         u = np.zeros(r)
@@ -95,6 +109,67 @@ def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop):
             for i in range(d_up.shape[0]):
                 acc += M[j, i] * d_up[i]
             d[j] = acc * g[j]
+
+
+@numba.njit(cache=True)
+def _feedback_learn(rule, prop, learn, oja_src, label, B, x, y, d, e_out, lr):
+    """engine_kernels.feedback_learn in float64 (docs/arithmetic.md §16): kp's B gets W's increment; ldfa's /
+    dldfa's Q gets u h^T (u = P d, or P e_out for dldfa with h the layer's output), then P the online Oja step on
+    the source normalised by the same power of two (max |s| in [1/4, 1/2)), at 2**OJA_GAIN times the rate."""
+    if prop == K.PROP_FA and rule != K.R_DLDFA:  # kp
+        for j in range(x.shape[0]):
+            xj = x[j]
+            if xj == 0.0:
+                continue
+            for i in range(d.shape[0]):
+                B[j, i] += lr * (d[i] * xj)
+        return
+    direct = rule == K.R_DLDFA
+    n = y.shape[0] if direct else x.shape[0]
+    r = B.shape[0] - n
+    src = e_out if direct else d
+    m = src.shape[0]
+    if learn & FB_LEARN_Q:
+        u = np.zeros(r)
+        for t in range(r):
+            acc = 0.0
+            for i in range(m):
+                acc += B[n + t, i] * src[i]
+            u[t] = acc
+        h = y if direct else x
+        for j in range(n):
+            hj = h[j]
+            if hj == 0.0:
+                continue
+            for t in range(r):
+                B[j, t] += lr * (u[t] * hj)
+    if not learn & FB_LEARN_P:
+        return
+    s = np.zeros(m)
+    for i in range(m):
+        s[i] = (1.0 if i == label else 0.0) if oja_src == OJA_TARGET else src[i]
+    big = np.max(np.abs(s))
+    if big == 0.0:
+        return
+    scale = 2.0 ** -(math.frexp(big)[1] + 1)  # big = f 2**e, f in [1/2, 1): max |s| * scale in [1/4, 1/2)
+    for i in range(m):
+        s[i] *= scale
+    a = np.zeros(r)
+    for t in range(r):
+        acc = 0.0
+        for i in range(m):
+            acc += B[n + t, i] * s[i]
+        a[t] = acc
+    rho = np.zeros(m)
+    for i in range(m):
+        acc = 0.0
+        for t in range(r):
+            acc += B[n + t, i] * a[t]
+        rho[i] = s[i] - acc
+    lp = lr * 2.0 ** OJA_GAIN
+    for t in range(r):
+        for i in range(m):
+            B[n + t, i] += lp * (a[t] * rho[i])
 
 
 @numba.njit(cache=True)
@@ -125,7 +200,7 @@ def _accum(U, Ub, x, d):
 
 @numba.njit(cache=True)
 def _train(X, labels, order, start, stop, steps, rules, acts, loss, lrs, prop_b, Ws, bs, Bs, xs, zs, gs, ds, Us,
-           Ubs, online, batch_size, batch_scale, in_batch):
+           Ubs, online, batch_size, batch_scale, in_batch, fb_learn, oja_src):
     """The engine's per-sample schedule ``steps`` (program.schedule_array) in float64."""
     L = rules.shape[0]
     correct = 0
@@ -163,6 +238,9 @@ def _train(X, labels, order, start, stop, steps, rules, acts, loss, lrs, prop_b,
             elif op == K.OP_HIDDEN_SIGNAL:
                 _delta(rules[k], label, Bs[k], ds[L - 1], gs[k], ds[k], Ws[k + 1], Bs[k + 1], ds[k + 1],
                        prop_b[k + 1])
+            elif op == K.OP_FEEDBACK:
+                _feedback_learn(rules[k], prop_b[k], fb_learn[k], oja_src[k], label, Bs[k], xs[k], xs[k + 1], ds[k],
+                                ds[L - 1], lrs[k])
             elif op == K.OP_UPDATE:
                 if online:
                     _update(Ws[k], bs[k], xs[k], ds[k], lrs[k])
@@ -214,14 +292,19 @@ class FloatTwin:
     """Float64 twin of a :class:`~edgelearn.fixed.engine.FixedEngine` (build it with ``engine.float_twin()``)."""
 
     def __init__(self, sizes, rules, acts, loss, lrs, weights, biases, feedback, prop_b, seed, batch_size=1,
-                 batch_shift=0, epochs_done=0, mode="online", front=None):
+                 batch_shift=0, epochs_done=0, mode="online", front=None, fb_learn=None, oja_src=None):
         self.sizes = list(sizes)
         #: the frozen front end (conv.FrontEnd.float_layers()), None for an MLP
         self.front = front
         self.n_inputs = int(np.prod(front[0]["geo"][:3])) if front else self.sizes[0]
         self.rules = np.asarray(rules, dtype=np.int64)
         # the engine's lowered per-sample schedule (rules are the lowered codes: OUTPUT for the output layer)
-        self._steps = schedule_array(schedule([RuleCode(int(r)) for r in self.rules]))
+        L = len(self.rules)
+        #: trained feedback per layer (program.FB_LEARN_* bits) and the error P's Oja step reads (program.OJA_*)
+        self.fb_learn = np.zeros(L, dtype=np.int64) if fb_learn is None else np.asarray(fb_learn, dtype=np.int64)
+        self.oja_src = np.zeros(L, dtype=np.int64) if oja_src is None else np.asarray(oja_src, dtype=np.int64)
+        self._steps = schedule_array(schedule([RuleCode(int(r)) for r in self.rules],
+                                              [bool(v) for v in self.fb_learn]))
         self.acts = np.asarray(acts, dtype=np.int64)
         self.loss = loss
         self.loss_code = K.LOSS_CODES[loss]
@@ -251,7 +334,8 @@ class FloatTwin:
         tw = cls(eng.sizes, [int(r) for r in eng.P[:, K.RULE]], [int(a) for a in eng.P[:, K.ACT]], eng.spec.loss,
                  lrs, [w["W"] for w in wf], [w["b"] for w in wf], fb, [int(v) for v in eng.P[:, K.PROP_B]],
                  eng.seed, eng.batch_size, eng.batch_shift, eng.epochs_done, eng.mode,
-                 eng.front.float_layers() if eng.front is not None else None)
+                 eng.front.float_layers() if eng.front is not None else None,
+                 [int(v) for v in eng.P[:, K.FB_LEARN]], [int(v) for v in eng.P[:, K.OJA_SRC]])
         tw.num_classes = eng.num_classes
         return tw
 
@@ -295,14 +379,18 @@ class FloatTwin:
             for start in range(0, N, chunk):
                 stop = min(N, start + chunk)
                 Xc, lc, oc, a, z = X, labels, order, start, stop
-                if self.front is not None:  # the chunk's front-end outputs in visiting order, as the engine
+                if self.learns_front:  # one sample at a time: the kernels change between samples
+                    for i in order[start:stop]:
+                        correct += self._step_front(X[i:i + 1], int(labels[i]))
+                    a = z  # nothing left for the chunk call below
+                elif self.front is not None:  # the chunk's front-end outputs in visiting order, as the engine
                     idx = order[start:stop]
                     Xc, lc = self.features(X[idx]), np.ascontiguousarray(labels[idx])
                     oc, a, z = np.arange(stop - start, dtype=np.int64), 0, stop - start
                 correct += _train(Xc, lc, oc, a, z, self._steps, self.rules, self.acts, self.loss_code, self.lrs,
                                   self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs, self._gs, self._ds,
                                   self._Us, self._Ubs, self.mode == "online", self.batch_size, self.batch_scale,
-                                  self._in_batch)
+                                  self._in_batch, self.fb_learn, self.oja_src)
                 if callback is not None:
                     callback(stop - start)
             if self.mode == "batch" and self._in_batch[0] > 0:
@@ -312,11 +400,30 @@ class FloatTwin:
             self.history.append({"epoch": self.epochs_done, "train_accuracy_online": correct / max(N, 1)})
         return self.history
 
+    @property
+    def learns_front(self) -> bool:
+        return self.front is not None and any("rule" in lay for lay in self.front)
+
+    def _step_front(self, X: np.ndarray, label: int) -> int:
+        """One online sample through a front end whose conv layers learn (as FixedEngine._run_front_learning):
+        the front end's forward (kept), the linear layers' step, the conv layers' step from the output error."""
+        F = float_forward(self.front, X, keep=True)
+        L = len(self.rules)
+        right = _train(F, np.array([label], dtype=np.int64), np.zeros(1, dtype=np.int64), 0, 1, self._steps,
+                       self.rules, self.acts, self.loss_code, self.lrs, self.prop_b, self._Ws, self._bs, self._Bs,
+                       self._xs, self._zs, self._gs, self._ds, self._Us, self._Ubs, True, 1, 1.0, self._in_batch,
+                       self.fb_learn, self.oja_src)
+        float_learn(self.front, label, self._ds[L - 1])
+        return right
+
     def step(self, x, label: int) -> None:
+        if self.learns_front:
+            self._step_front(self._inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), self.n_inputs), label)
+            return
         X = self.features(self._inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), self.n_inputs))
         _train(X, np.array([label], dtype=np.int64), np.zeros(1, dtype=np.int64), 0, 1, self._steps, self.rules,
                self.acts, self.loss_code, self.lrs, self.prop_b, self._Ws, self._bs, self._Bs, self._xs, self._zs,
-               self._gs, self._ds, self._Us, self._Ubs, True, 1, 1.0, self._in_batch)
+               self._gs, self._ds, self._Us, self._Ubs, True, 1, 1.0, self._in_batch, self.fb_learn, self.oja_src)
 
     def output(self, x) -> np.ndarray:
         X = self._inputs(x, self.n_inputs)

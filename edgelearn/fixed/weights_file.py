@@ -18,15 +18,19 @@ Arrays (all int64 raw values; value = raw * 2**-F with F from the layer's format
                    (n_in, n_out)           equal to ``lfsr_matrix(feedback_seed, rows, cols, W_fb)``
 ``table{k}``       (2**table_bits,)        tanh / sigmoid table of the layer's activation (if any)
 ``rnd_state``      (L,)                    LFSR state of each layer's stochastic-rounding stream
+``ns{k}``          (n_out,)                ``rng: neuron`` only: layer k's per-neuron xorshift32 states
+                                           (docs/arithmetic.md §9a)
 ``Wc{j}``, ``bc{j}`` (C_out, C_in, k, k),   kernels and biases of conv layer j of a frozen front end
                    (C_out,)                (j counts every front-end layer, pools included)
+``rc{j}``, ``nc{j}`` (1,), (C_out,)         a learning conv layer j's rounding LFSR and per-channel xorshift32
+                                           states (docs/arithmetic.md §15a)
 =================  ======================  ===========================================================
 
 ``meta`` (JSON): ``format`` ("edgelearn-fixed-weights"), ``version`` (1), ``network`` (``NetworkSpec.to_dict()``),
 ``layers`` (per layer: name, n_in, n_out, rule, act, every tensor format in full hls4ml-like spelling
 ``fixed<W,I,Q,O>`` with STOCH kept, lr_shift, lr_mult raw/frac, accumulation path, feedback seed/shape/mode),
-``bits``, ``seed``, ``feedback_mode``, ``table_bits``, ``range_bits``, ``samples_seen``, ``counters``; with a conv
-front end ``front`` (per layer: name, type, formats).
+``bits``, ``seed``, ``feedback_mode``, ``rng`` (absent in older files: ``layer``), ``table_bits``, ``range_bits``,
+``samples_seen``, ``counters``; with a conv front end ``front`` (per layer: name, type, formats).
 """
 from __future__ import annotations
 
@@ -73,11 +77,12 @@ def weights_meta(eng) -> dict[str, Any]:
                 "layout": "rows [0, n_in): Q (n_in x rank); rows [n_in, n_in + rank): P (rank x n_out)",
                 "rank": lay.ldfa_rank, "p_shift": lay.ldfa_p_shift, "p_seed": lay.ldfa_p_seed})
     # a frozen conv front end: its layers' formats (kernels and biases: arrays Wc{j}, bc{j})
-    front = [{"name": fp.name, "type": fp.type, "formats": fp.formats()} for fp in eng.precision.front]
+    front = [{"name": fp.name, "type": fp.type, "formats": fp.formats(),
+              **({"lr_shift": fp.lr_shift} if fp.learns else {})} for fp in eng.precision.front]
     return {
         "format": FILE_FORMAT, "version": VERSION, "network": eng.spec.to_dict(), "layers": layers,
         **({"front": front} if front else {}),
-        "bits": eng.bits, "seed": eng.seed, "feedback_mode": eng.precision.feedback_mode,
+        "bits": eng.bits, "seed": eng.seed, "feedback_mode": eng.precision.feedback_mode, "rng": eng.precision.rng,
         "table_bits": eng.precision.table_bits, "range_bits": eng.precision.range_bits,
         "samples_seen": eng.samples_seen, "epochs_done": eng.epochs_done, "counters": eng.counters,
         "layout": "W{k}[j, i] connects input j to output i (hls4ml order); raw int64, value = raw * 2**-F",
@@ -99,9 +104,14 @@ def save_weights(eng, path) -> tuple[Path, Path]:
             arrays[f"B{k}"] = eng.B[k].astype(np.int64)
         if eng.acts[k] in ("tanh", "sigmoid"):
             arrays[f"table{k}"] = eng.tables[k].astype(np.int64)
+        if eng.precision.rng == "neuron":
+            arrays[f"ns{k}"] = eng.neuron_state[k].astype(np.int64)
     for j in _front_convs(eng):
         arrays[f"Wc{j}"] = eng.front.W[j].astype(np.int64)
         arrays[f"bc{j}"] = eng.front.b[j].astype(np.int64)
+    for j in eng.front.learning if eng.front is not None else ():  # a learning conv's STOCH generators (§15a)
+        arrays[f"rc{j}"] = eng.front.rnd_state[j].astype(np.int64)
+        arrays[f"nc{j}"] = eng.front.neuron_state[j].astype(np.int64)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     _atomic_write(path, buf.getvalue())
@@ -177,6 +187,7 @@ def _read_meta(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     _meta_field(path, meta, "bits", "", lambda v: v is None or _is_int(v), "an integer or null")
     _meta_field(path, meta, "seed", "", _is_int, "an integer")
     _meta_field(path, meta, "feedback_mode", "", is_str, "a string")
+    _meta_field(path, meta, "rng", "", is_str, "a string", None)  # files before rng: neuron have none
     for key in ("table_bits", "range_bits"):
         _meta_field(path, meta, key, "", _is_int, "an integer")
     for key in ("samples_seen", "epochs_done"):
@@ -251,10 +262,13 @@ def read_weights(path, engine_cls, check_spec=None):
     for lay in front:
         if lay.get("type") == "conv2d":
             per_layer[lay["name"]] = {t: v for t, v in lay["formats"].items() if t != "input" and v is not None}
+            if "lr_shift" in lay:  # a learning conv
+                per_layer[lay["name"]]["lr_shift"] = lay["lr_shift"]
     prec = dict(net.get("precision") or {})
     prec = {k: v for k, v in prec.items() if k in ("lr_mult_format",)}
     prec.update({"bits": meta["bits"] or 8, "input": (front or meta["layers"])[0]["formats"].get("input"),
-                 "feedback_mode": meta["feedback_mode"], "table_bits": meta["table_bits"],
+                 "feedback_mode": meta["feedback_mode"], "rng": meta.get("rng") or "layer",
+                 "table_bits": meta["table_bits"],
                  "range_bits": meta["range_bits"], "per_layer": per_layer})
     net["precision"] = prec
     try:
@@ -292,7 +306,19 @@ def read_weights(path, engine_cls, check_spec=None):
         fp = eng.precision.front[j]
         eng.set_front_weights(fp.name, _int_array(path, data, f"Wc{j}", eng.front.W[j].shape, fp.weight),
                               _int_array(path, data, f"bc{j}", eng.front.b[j].shape, fp.bias))
+    for j in eng.front.learning if eng.front is not None else ():
+        for name, dst in ((f"rc{j}", eng.front.rnd_state[j]), (f"nc{j}", eng.front.neuron_state[j])):
+            st = _int_array(path, data, name, dst.shape)
+            if st.size and (st.min() < 1 or st.max() >= 1 << 32):
+                raise DataError(f"{path}: {name} holds a value that is not a non-zero 32-bit generator state")
+            dst[:] = st
     eng.rnd_state[:] = _rnd_state(path, data, len(eng.W))
+    if eng.precision.rng == "neuron":
+        for k, lp in enumerate(eng.precision.layers):
+            ns = _int_array(path, data, f"ns{k}", (lp.n_out,))
+            if ns.size and (ns.min() < 1 or ns.max() >= 1 << 32):
+                raise DataError(f"{path}: ns{k} holds a value that is not a non-zero 32-bit xorshift state")
+            eng.neuron_state[k][:] = ns  # in place: the kernels' list holds these arrays
     eng.samples_seen = meta.get("samples_seen", 0)
     eng.epochs_done = meta.get("epochs_done", 0)
     return eng
@@ -332,7 +358,10 @@ def _check_members(path: Path, data: dict[str, Any], eng) -> None:
             need.add(f"B{k}")
         if eng.acts[k] in ("tanh", "sigmoid"):
             need.add(f"table{k}")
+        if eng.precision.rng == "neuron":
+            need.add(f"ns{k}")
     need |= {f"{a}c{j}" for j in _front_convs(eng) for a in "Wb"}
+    need |= {f"{a}c{j}" for j in (eng.front.learning if eng.front is not None else ()) for a in "rn"}
     extra = sorted(set(data) - need)
     if extra:
         raise DataError(f"{path}: unexpected array {extra[0]!r} (not part of the network of its metadata)")
