@@ -13,6 +13,7 @@ from needs import require_tool
 require_tool("hls4ml", "g++", "ap_types", allow_module_level=True)
 from edgelearn.hls import project as hls  # noqa: E402
 from edgelearn.hls import toolchain  # noqa: E402
+from edgelearn.hls.kernel import engine_reference  # noqa: E402
 
 from edgelearn.data import load_dataset  # noqa: E402
 from edgelearn.fixed import FixedEngine  # noqa: E402
@@ -22,8 +23,11 @@ SMALL = {"name": "hls-small", "dataset": "digits", "input_shape": [1, 8, 8], "nu
                                     {"type": "linear", "out": 10, "name": "out"}]}
 
 
-def trained_engine(**kw):
-    spec = network_from_dict(SMALL, source="hls-small")
+def trained_engine(loss="bce", **kw):
+    net = dict(SMALL, loss=loss)
+    if loss == "ce":  # the output layer holds logits (docs/arithmetic.md §11a)
+        net["layers"] = SMALL["layers"][:-1] + [dict(SMALL["layers"][-1], act="none")]
+    spec = network_from_dict(net, source="hls-small")
     eng = FixedEngine(spec, seed=1, **kw)
     ds = load_dataset("digits", n_train=300)
     eng.fit(ds.x_train, ds.y_train, epochs=1)  # non-trivial weights before export
@@ -53,13 +57,33 @@ def test_both_projects_are_bit_exact_with_the_engine(case, tmp_path):
 
 
 def test_dfa_and_sdfa_kernels_are_bit_exact(tmp_path):
-    # sDFA with 4 lanes (10 outputs: the last cycle of a row runs 2) and the sample as an AXI stream
-    for rule, opts in (("dfa", {}), ("sdfa", dict(lanes=4, interface="axis"))):
-        eng = trained_engine(bits=8, rule=rule)
+    # DFA under loss ce: the softmax error (exp ROM, one divider) feeds the output update and every class's signal.
+    # sDFA with 4 lanes (10 outputs: the last cycle of a row runs 2), the sample as an AXI stream, and rng: neuron
+    # with a STOCH update format: two draws per assignment, both from the column's own xorshift32 generator
+    neuron = dict(rng="neuron", formats={"update": "fixed<12,0,STOCH,SAT>"})
+    for rule, kw, opts in (("dfa", dict(loss="ce"), {}), ("sdfa", neuron, dict(lanes=4, interface="axis"))):
+        eng = trained_engine(bits=8, rule=rule, **kw)
         res = hls.export_hls(eng, tmp_path / rule, n_tb=16, check=True, hls4ml=False, **opts)
         k = res.checks["learning_kernel"]
         assert k["output_mismatching_bits"] == 0 and k["weight_mismatching_bits_python"] == 0, (rule, k)
+        assert k["state_mismatching_bits"] == 0, (rule, k)  # the LFSR or every neuron's generator state too
         assert k["weights_changed"] > 0
+        top = (res.kernel.firmware / "edgelearn_kernel.cpp").read_text()
+        if rule == "dfa":
+            assert "el::output_error_ce<config1>(a1, exp_table1, label, d1);" in top
+        else:
+            assert "el::update_neuron<config0>(xs, d0, W0, b0, ns0);" in top and "rnd_state" not in top
+            end = [np.asarray(v) for v in res.kernel.run().rnd_state]
+            assert [e.shape for e in end] == [(24,), (10,)]
+            assert all((e != s).all() for e, s in zip(end, eng.neuron_state))  # every generator drew
+            # a reset after sample 8: the kernel keeps nothing but its memories (weights, biases, generator
+            # states), so a run restarted from them continues as the engine that never stopped
+            X, y, _ = hls.tb_samples(eng, 16, None, None, eng.seed)
+            outs, W, b, ns = engine_reference(eng, X, y)
+            first = res.kernel.run(X[:8], y[:8])
+            again = res.kernel.run(X[8:], y[8:], expected=(outs[8:], W, b, ns),
+                                   initial=(first.W, first.b, first.rnd_state))
+            assert again.output_mismatch_bits == 0 and again.state_mismatch_bits == 0
 
 
 def test_export_errors_are_clear(tmp_path, monkeypatch, capsys):
@@ -125,8 +149,8 @@ def test_lanes_and_interfaces_only_add_pragmas(tmp_path):
         prj = kernel.write_kernel_project(eng, tmp_path / f"p{lanes}", lanes=lanes, interface=iface)
         lay = (prj.firmware / "el_learn.h").read_text()
         top = (prj.firmware / "edgelearn_kernel.cpp").read_text()
-        # every pipelined loop over output neurons gets the lanes: forward (3), signal (6), update (3)
-        assert lay.count(f"#pragma HLS UNROLL factor={lanes}\n") == 12
+        # every pipelined loop over output neurons gets the lanes: forward (3), signal (6), update (3 per rng mode)
+        assert lay.count(f"#pragma HLS UNROLL factor={lanes}\n") == 15
         for arr, dim in (("W0", 2), ("b0", 1), ("W1", 2), ("b1", 1), ("B0", 2)):
             assert f"ARRAY_PARTITION variable={arr} type=cyclic factor={lanes} dim={dim}\n" in top
         assert "#pragma HLS INTERFACE mode=s_axilite port=return bundle=control\n" in top
@@ -138,6 +162,20 @@ def test_lanes_and_interfaces_only_add_pragmas(tmp_path):
         assert strip(lay) == strip(fw1["el_learn.h"])
         meta = json.loads((prj.path / "project.json").read_text())
         assert meta["lanes"] == lanes and meta["interface"] == iface
+    # rng: neuron: each layer's generator states are a memory beside its biases, banked like them, stepped in place
+    eng_n = small_engine(rng="neuron")
+    n1, n4 = (kernel.write_kernel_project(eng_n, tmp_path / f"n{p}", lanes=p) for p in (1, 4))
+    top1, top4 = ((p.firmware / "edgelearn_kernel.cpp").read_text() for p in (n1, n4))
+    assert "rnd_state" not in top4 and "el::update_neuron<config1>(a0, d1, W1, b1, ns1);" in top4
+    assert "ARRAY_PARTITION variable=ns0 type=cyclic factor=4 dim=1\n" in top4
+    assert "mode=ap_memory port=ns1 storage_type=ram_2p\n" in top4 and "mode=ap_memory port=ns1\n" in top1
+    code = lambda t: [ln for ln in t.splitlines() if not ln.lstrip().startswith(("#pragma", "//"))]
+    assert code(top1) == code(top4)  # the lanes add pragmas only: the same C code, the same bits
+    tb = n1.spec.state_lines()  # the testbench's initial state: the engine's neuron states, no LFSR states
+    assert f"ns1 10 {' '.join(str(int(v)) for v in eng_n.neuron_state[1])}" in tb and not any("rnd" in t for t in tb)
+    axi = (kernel.write_kernel_project(eng_n, tmp_path / "naxi", interface="axi").firmware
+           / "edgelearn_kernel.cpp").read_text()
+    assert "mode=bram port=ns0 storage_type=ram_2p\n" in axi and "rnd_state" not in axi
     for bad in (dict(lanes=0), dict(lanes=True), dict(interface="pcie")):
         with pytest.raises(EdgelearnError):
             kernel.write_kernel_project(eng, tmp_path / "bad", **bad)
@@ -146,7 +184,7 @@ def test_lanes_and_interfaces_only_add_pragmas(tmp_path):
 
 def test_cycle_model_walks_the_schedule():
     from edgelearn.fixed.lower import lower
-    from edgelearn.hls.kernel import DEPTH, cycle_model
+    from edgelearn.hls.kernel import DEPTH, cycle_model, softmax_words
 
     for rule in ("drtp", "sdfa"):
         prog = lower(small_engine(rule))
@@ -162,6 +200,14 @@ def test_cycle_model_walks_the_schedule():
         fwd = [s["cycles"] for s in cycle_model(prog, 4, nnz=[10, 24])["steps"] if s["step"] == "forward(0)"][0]
         fwd_all = [s["cycles"] for s in c4["steps"] if s["step"] == "forward(0)"][0]
         assert fwd_all - fwd == 54 * (6 + DEPTH["mac"]) - 54
+    # rng: neuron: the generator states stay in their memories (no LFSR state read and written back per layer)
+    base = cycle_model(lower(small_engine()), 4, "axi")
+    assert cycle_model(lower(small_engine(rng="neuron")), 4, "axi")["io_cycles"] == base["io_cycles"] - 2 * 2
+    # loss ce: the softmax runs a class per cycle (max, exp and sum, divide) plus the divider's depth
+    prog = lower(FixedEngine(network_from_dict(dict(SMALL, loss="ce", layers=SMALL["layers"][:-1] + [
+        dict(SMALL["layers"][-1], act="none")]), source="hls-small"), seed=1, bits=8))
+    err = [s["cycles"] for s in cycle_model(prog)["steps"] if s["step"] == "output_error(1)"][0]
+    assert err == 3 * 10 + DEPTH["copy"] + DEPTH["fb"] + softmax_words(prog)["num"]
 
 
 def test_export_hls_lanes_cli_prints_the_cycles(tmp_path, capsys):

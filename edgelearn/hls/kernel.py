@@ -26,11 +26,18 @@ Every source, script and the README are rendered from the jinja2 templates of ``
 engine's lowered program: the word types are derived here, the templates only lay the text out.
 
 The weights and biases are ports of the top function (BRAM interfaces, updated in place), so the host (or the
-testbench) loads any trained state; the LFSR states of the stochastic-rounding streams are a port too.
+testbench) loads any trained state; the generators of the stochastic rounding are ports too: one LFSR state per
+layer (``rnd_state``, read at the call's start and written back at its end), or under ``rng: neuron``
+(docs/arithmetic.md §9a) one xorshift32 state per output neuron (``ns{k}[n_out]``, a memory beside the biases, each
+state stepped in place by its lane).  Like the weights they live in memory the host owns, so they survive calls and
+a reset of the kernel does not rewind them; the host writes their start states once (the engine's, from
+``weights.npz``) before the first call, as it loads the weights.
 ``interface`` (:data:`INTERFACES`) chooses the port protocols: ``ap_memory`` (raw handshake and memories), ``axi``
-(``s_axilite`` control and scalars, ``m_axi`` sample / outputs / LFSR states, weights in BRAM behind AXI BRAM
-controllers), ``axis`` (as ``axi``, the sample as an AXI4-Stream).  ``lanes`` P processes P output neurons per cycle
-in the forward MAC, signal and update loops (pragmas only: the C code and its draw order are the same for every P).
+(``s_axilite`` control and scalars, ``m_axi`` sample / outputs / LFSR states, weights -- and the per-neuron
+generator states -- in BRAM behind AXI BRAM controllers), ``axis`` (as ``axi``, the sample as an AXI4-Stream).
+``lanes`` P processes P output neurons per cycle in the forward MAC, signal and update loops (pragmas only: the C
+code and its draw order are the same for every P; under ``rng: neuron`` lane l steps only its own columns'
+generators, so its draws need no chain across lanes).
 :func:`cycle_model` gives the expected cycles per sample from the program's schedule.
 
 Bit-exactness: every quantity has the engine's format (``FixedFormat.to_hls()``), every operation is an exact
@@ -53,8 +60,10 @@ import jinja2
 import numpy as np
 
 from ..errors import ConfigError, DataError, FormatError
+from ..fixed.activations import SOFTMAX_FRAC
 from ..fixed.formats import FixedFormat
 from ..fixed.lower import lower, raise_unsupported, trace
+from ..fixed.xorshift import XS_A, XS_B, XS_C
 from ..program import SUPPORT, ActCode, LayerProgram, Program, RuleCode, StepOp, fmt_max, signed_bits
 from ..templating import environment
 from .toolchain import HLSBuildError, MissingDependencyError, ap_types_dir, compile_cached
@@ -129,8 +138,9 @@ class KernelSpec:
         for lay in prog.layers:
             if lay.has_table and lay.act_fmt.frac < 0:
                 raise FormatError(f"layer {lay.name}: {lay.act} output format {lay.act_fmt} needs F >= 0")
-            if lay.has_table and lay.table.size != 1 << prog.table_bits:
-                raise FormatError(f"layer {lay.name}: activation table has {lay.table.size} entries, "
+            rom = "activation" if lay.has_table else "exp" if lay.is_output and prog.loss == "ce" else None
+            if rom and lay.table.size != 1 << prog.table_bits:
+                raise FormatError(f"layer {lay.name}: {rom} table has {lay.table.size} entries, "
                                   f"expected 2**{prog.table_bits}")
             if lay.direct and lay.B.shape != (prog.num_classes, lay.n_out):
                 raise FormatError(f"layer {lay.name}: feedback matrix has shape {lay.B.shape}, "
@@ -141,16 +151,31 @@ class KernelSpec:
             raise ConfigError("the learning kernel needs at least two classes")
         return cls(prog)
 
+    @property
+    def neuron_rng(self) -> bool:
+        """rng: neuron (docs/arithmetic.md §9a): per-neuron xorshift32 states instead of one LFSR per layer."""
+        return self.program.rng == "neuron"
+
+    def rng_state(self):
+        """The stochastic-rounding generators' state the program starts from: the per-layer LFSR states (rng:
+        layer), or per layer the (n_out,) xorshift32 states (rng: neuron)."""
+        return self.neuron_state if self.neuron_rng else self.rnd_state
+
     # ---- state as flat lines (tb_data format) -------------------------------------------------------------------
     def state_lines(self, W=None, b=None, rnd=None) -> list[str]:
+        """W{k}, b{k} and the generator states (``rnd``, as :meth:`rng_state` returns them) as tb_data lines."""
         W = self.W if W is None else W
         b = self.b if b is None else b
-        rnd = self.rnd_state if rnd is None else rnd
+        rnd = self.rng_state() if rnd is None else rnd
         lines = []
         for k in range(len(self.layers)):
             lines.append(f"W{k} {W[k].size} " + " ".join(map(str, np.asarray(W[k], dtype=np.int64).ravel())))
             lines.append(f"b{k} {b[k].size} " + " ".join(map(str, np.asarray(b[k], dtype=np.int64).ravel())))
-        lines.append(f"rnd {len(rnd)} " + " ".join(str(int(v) & 0xFFFFFFFF) for v in rnd))
+        words = lambda v: " ".join(str(int(x) & 0xFFFFFFFF) for x in np.asarray(v).ravel())
+        if self.neuron_rng:
+            lines += [f"ns{k} {np.asarray(v).size} {words(v)}" for k, v in enumerate(rnd)]
+        else:
+            lines.append(f"rnd {len(rnd)} {words(rnd)}")
         return lines
 
 
@@ -196,11 +221,35 @@ def _layer_types(ks: KernelSpec, lay: KernelLayer) -> dict[str, str]:
     }
 
 
+def softmax_words(prog: Program) -> dict[str, int] | None:
+    """Loss ce: the word widths of the output error's softmax (docs/arithmetic.md §11a), None under another loss.
+    ``p_frac`` F = max(F_e, 0); ``sum`` holds S <= C * 2^SOFTMAX_FRAC; ``num`` holds 2 E 2^F + S and 2S."""
+    if prog.loss != "ce":
+        return None
+    C, one = prog.num_classes, 1 << SOFTMAX_FRAC
+    F = max(prog.output.error.frac, 0)
+    return {"p_frac": F, "exp": SOFTMAX_FRAC + 1, "sum": (C * one).bit_length(),
+            "num": max((one << (F + 1)) + C * one, 2 * C * one).bit_length()}
+
+
+def _softmax_config(ks: KernelSpec, lay: KernelLayer) -> dict[str, Any] | None:
+    """What ``el::output_error_ce`` needs in config{k} (the output layer under loss ce), else None."""
+    sw = softmax_words(ks.program)
+    if not lay.is_output or sw is None:
+        return None
+    F = sw["p_frac"]
+    return {"exp_size": 1 << ks.table_bits, "p_frac": F, "types": {
+        "exp_t": f"ap_uint<{sw['exp']}>",
+        "sm_idx_t": f"ap_ufixed<{ks.table_bits},{ks.range_bits + 1},AP_TRN,AP_SAT>",
+        "sm_sum_t": f"ap_uint<{sw['sum']}>", "sm_num_t": f"ap_uint<{sw['num']}>",
+        "p_t": f"ap_ufixed<{F + 1},1>"}}
+
+
 def _layer_config(ks: KernelSpec, lay: KernelLayer) -> dict[str, Any]:
     """Everything config{k} of parameters.h says about ``lay`` beyond the program's own fields."""
     k = lay.index
     return {
-        "lay": lay, "types": _layer_types(ks, lay),
+        "lay": lay, "types": _layer_types(ks, lay), "softmax": _softmax_config(ks, lay),
         "wupd": _upd_policy(f"config{k}_wupd", lay, lay.weight, lay.weight_inc_max, lay.dm_frac + lay.input.frac),
         "bupd": _upd_policy(f"config{k}_bupd", lay, lay.bias, lay.bias_inc_max, lay.dm_frac),
         "table_size": (1 << ks.table_bits) if lay.has_table else 1,
@@ -223,7 +272,7 @@ def _environment() -> jinja2.Environment:
     env = environment(TEMPLATES)
     env.filters.update(hls=lambda f: f.to_hls(), raw_t=_raw_t, cbool=lambda v: "true" if v else "false",
                        hex32=lambda v: f"{int(v):#010x}", c_array=_c_array, c_matrix=_c_matrix)
-    env.globals.update(ActCode=ActCode, RuleCode=RuleCode, StepOp=StepOp)
+    env.globals.update(ActCode=ActCode, RuleCode=RuleCode, StepOp=StepOp, XS=(XS_A, XS_B, XS_C))
     return env
 
 
@@ -299,8 +348,10 @@ DEPTH = {"copy": 2, "mac": 4, "act": 4, "fb": 2, "delta": 3, "update": 6, "error
 CYCLE_MODEL = ("cycles per sample = the sum, over the program's schedule (Program.steps), of each step's pipelined "
                "loops: ceil(trip count / lanes) * II + a pipeline-depth estimate per loop start (DEPTH); the MAC and "
                "update loops restart per non-zero input row (a zero row costs 1 cycle: read and test); II = 1, the "
-               "update's read-modify-write included (dual-port weight memories); the activation and argmax run one "
-               "neuron per cycle; DFA/sDFA count every class (e_c != 0). Ignored: the function-call handshakes, "
+               "update's read-modify-write included (dual-port weight memories; rng: neuron: the generator states "
+               "likewise, one step per lane and assignment); the activation and argmax run one "
+               "neuron per cycle; DFA/sDFA count every class (e_c != 0); loss ce adds the softmax, a class per "
+               "cycle, and its divider's depth (a stage per numerator bit). Ignored: the function-call handshakes, "
                "the clock the lanes reach, memory stalls of the AXI ports beyond one burst of the sample. A model, "
                "not a synthesis report.")
 
@@ -341,13 +392,17 @@ def cycle_model(prog: Program, lanes: int = 1, interface: str = INTERFACES[0], n
         elif st.op == StepOp.PREDICT:
             c = 2 * C + 2
         elif st.op == StepOp.OUTPUT_ERROR:
-            c = DEPTH["error"]
+            sw = softmax_words(prog)
+            # ce: the max, the exp reads and their sum, then one divider (a stage per numerator bit), a class a cycle
+            c = DEPTH["error"] if sw is None else 3 * C + DEPTH["copy"] + DEPTH["fb"] + sw["num"]
         else:  # UPDATE
             # II = 1: dual-port weight memories, declared (lanes, AXI) or chosen by the tool (one-lane ap_memory)
             c = loop(lay.n_out, "delta") + rows(lay, "update") + loop(lay.n_out, "update")
         steps.append({"step": str(st), "cycles": round(c, 1), "learning": st.op in
                       (StepOp.INJECT_DRTP, StepOp.HIDDEN_SIGNAL, StepOp.OUTPUT_ERROR, StepOp.UPDATE)})
-    io = 2 * L + ((prog.sizes[0] + DEPTH["copy"]) if interface != "ap_memory" else 0)  # LFSR states, sample read
+    # the layers' LFSR states read and written back (the per-neuron generators of rng: neuron stay in their memories,
+    # stepped in place by the update), the sample read over AXI
+    io = (0 if prog.rng == "neuron" else 2 * L) + ((prog.sizes[0] + DEPTH["copy"]) if interface != "ap_memory" else 0)
     learn = io + sum(s["cycles"] for s in steps)
     infer = learn - sum(s["cycles"] for s in steps if s["learning"])
     mhz = 1000.0 / clock_period
@@ -369,7 +424,7 @@ class KernelRun:
     preds: np.ndarray  # (N,)
     W: list[np.ndarray]
     b: list[np.ndarray]
-    rnd_state: np.ndarray
+    rnd_state: np.ndarray | list[np.ndarray]  # per-layer LFSR states; rng: neuron: per layer the neuron states
     output_mismatch_bits: int | None
     state_mismatch_bits: int | None
     seconds: float
@@ -398,9 +453,11 @@ class KernelProject:
 
     # ---- testbench data --------------------------------------------------------------------------------------
     def write_tb_data(self, X_raw, labels, learn=True, expected_outputs=None, expected_preds=None,
-                      expected_state: tuple | None = None, directory: Path | None = None) -> Path:
-        """Write the testbench inputs (raw ints of the input format), labels, the initial state and optionally the
-        expected results (engine outputs before each update; final W, b, LFSR states)."""
+                      expected_state: tuple | None = None, directory: Path | None = None,
+                      initial: tuple | None = None) -> Path:
+        """Write the testbench inputs (raw ints of the input format), labels, the initial state -- the program's, or
+        ``initial`` = (W, b, generator states) -- and optionally the expected results (engine outputs before each
+        update; final W, b, generator states)."""
         d = Path(directory) if directory is not None else self.tb_data
         d.mkdir(parents=True, exist_ok=True)
         X = np.asarray(X_raw, dtype=np.int64).reshape(-1, self.spec.sizes[0])
@@ -413,7 +470,7 @@ class KernelProject:
         if X.size and (X.min() < fin.min_raw or X.max() > fin.max_raw):
             raise DataError(f"inputs must be raw integers of the input format {fin}")
         lrn = np.broadcast_to(np.asarray(learn, dtype=np.int64), lab.shape)
-        _write_lines(d / "tb_weights_init.dat", self.spec.state_lines())
+        _write_lines(d / "tb_weights_init.dat", self.spec.state_lines(*(initial or ())))
         _write_lines(d / "tb_input_features.dat", [" ".join(map(str, row)) for row in X])
         _write_lines(d / "tb_labels.dat", [f"{int(a)} {int(b)}" for a, b in zip(lab, lrn)])
         for name in ("tb_output_predictions.dat", "tb_weights_final.dat"):
@@ -438,10 +495,13 @@ class KernelProject:
         self.exe = compile_cached(srcs, [self.firmware, inc], f"{self.project}-csim", opt=opt, cache=cache)
         return self.exe
 
-    def run(self, X_raw=None, labels=None, learn=True, expected=None, timeout: float | None = None) -> KernelRun:
+    def run(self, X_raw=None, labels=None, learn=True, expected=None, timeout: float | None = None,
+            initial: tuple | None = None) -> KernelRun:
         """Run the C-simulation on (X_raw, labels) -- or on the tb_data already written -- and read its results.
 
-        ``expected`` = (outputs, W, b, rnd) from the engine makes the testbench count mismatching bits itself."""
+        ``expected`` = (outputs, W, b, rnd) from the engine makes the testbench count mismatching bits itself;
+        ``initial`` = (W, b, rnd) starts from that state (e.g. another run's final state: all the kernel keeps
+        between calls is in its memory ports) instead of the program's."""
         if self.exe is None:
             self.compile()
         d = self.tb_data
@@ -451,7 +511,7 @@ class KernelProject:
                 exp_out, W, b, rnd = expected
                 exp_state = (W, b, rnd)
             d = self.path / "tb_run"
-            self.write_tb_data(X_raw, labels, learn, exp_out, None, exp_state, directory=d)
+            self.write_tb_data(X_raw, labels, learn, exp_out, None, exp_state, directory=d, initial=initial)
         t0 = time.perf_counter()
         res = subprocess.run([str(self.exe), str(d)], capture_output=True, text=True, timeout=timeout)
         secs = time.perf_counter() - t0
@@ -475,7 +535,8 @@ class KernelProject:
                     summary[key] = int(val) if val.lstrip("-").isdigit() else val
         om = summary.get("output_mismatch_bits")
         sm = summary.get("state_mismatch_bits")
-        return KernelRun(outputs=arr[:, :C], preds=arr[:, C], W=W, b=b, rnd_state=state["rnd"],
+        rnd = [state[f"ns{k}"] for k in range(L)] if self.spec.neuron_rng else state["rnd"]
+        return KernelRun(outputs=arr[:, :C], preds=arr[:, C], W=W, b=b, rnd_state=rnd,
                          output_mismatch_bits=None if om is None or om < 0 else om,
                          state_mismatch_bits=None if sm is None or sm < 0 else sm, seconds=secs)
 
@@ -548,8 +609,12 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
         "feedback": [{"layer": lay.name, "mode": lay.fb_mode if lay.direct else None,
                       "seed": lay.fb_seed} for lay in ks.layers],
         "part": part, "clock_period_ns": clock_period, "lanes": lanes, "interface": interface, "cycles": cycles,
-        "top_function": f"{project}(x, label, learn, z_out, pred, W0, b0, ..., rnd_state)",
-        "tb_data": {"tb_weights_init.dat": "initial W{k}, b{k} (raw ints, W row-major n_in x n_out), rnd (LFSR states)",
+        "rng": ks.program.rng,
+        "top_function": f"{project}(x, label, learn, z_out, pred, W0, b0, ..., "
+                        f"{'ns0, ns1, ...' if ks.neuron_rng else 'rnd_state'})",
+        "tb_data": {"tb_weights_init.dat": "initial W{k}, b{k} (raw ints, W row-major n_in x n_out), "
+                                           + ("ns{k} (xorshift32 state per output neuron)" if ks.neuron_rng
+                                              else "rnd (LFSR states)"),
                     "tb_input_features.dat": "one sample per line, raw ints of the input format",
                     "tb_labels.dat": "label and learn flag per sample",
                     "tb_output_predictions.dat": "expected z_out (raw) and pred per sample (engine, before update)",
@@ -568,13 +633,15 @@ def _reference_trace(eng, X_raw, labels):
 
 
 def engine_reference(eng, X_raw, labels):
-    """Step a copy of ``eng`` through the samples: (outputs before each update (N, C), W, b, rnd_state)."""
+    """Step a copy of ``eng`` through the samples: (outputs before each update (N, C), W, b, generator states: the
+    per-layer LFSR states, or under rng: neuron the per-layer lists of neuron states)."""
     return _reference(eng, _reference_trace(eng, X_raw, labels))
 
 
 def _reference(eng, gold):
+    rnd = gold.neuron_state if eng.precision.rng == "neuron" else gold.rnd_state
     if not gold.X.shape[0]:
         w = eng.weights()
-        return gold.outputs, [x["W"] for x in w], [x["b"] for x in w], gold.rnd_state
-    return gold.outputs, [W[-1] for W in gold.W], [b[-1] for b in gold.b], gold.rnd_state
+        return gold.outputs, [x["W"] for x in w], [x["b"] for x in w], rnd
+    return gold.outputs, [W[-1] for W in gold.W], [b[-1] for b in gold.b], rnd
 

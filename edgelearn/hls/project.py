@@ -120,7 +120,7 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
             "commands": hls4ml_commands(res.hls4ml.backend)},
         "learning_kernel": None if res.kernel is None else {
             "dir": KERNEL_DIR, "project": kernel_name, "files": res.kernel.files(), "lanes": lanes,
-            "interface": interface, "cycles": res.kernel.cycles,
+            "interface": interface, "rng": res.kernel.spec.program.rng, "cycles": res.kernel.cycles,
             "commands": kernel_commands()},
         "generate_seconds": round(gen_s, 3),
         "checks": res.checks,

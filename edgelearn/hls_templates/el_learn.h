@@ -22,7 +22,8 @@
 // {{ lanes }} neurons per cycle (the activation, one table read a cycle, and argmax stay one neuron per cycle).
 // The unrolled lanes keep the sequential order of the C code, so lane l of an update takes the draws that
 // follow lane l-1's: one cycle advances the layer's LFSR by {{ lanes }} draws (a constant XOR network), the
-// draw order of the engine (docs/arithmetic.md sections 8-9) is unchanged and so are the bits.
+// draw order of the engine (docs/arithmetic.md sections 8-9) is unchanged and so are the bits.  Under rng: neuron
+// (update_neuron, section 9a) there is no chain: lane l steps only the generators of its own columns.
 {% endif %}
 #ifndef EL_LEARN_H_
 #define EL_LEARN_H_
@@ -58,6 +59,36 @@ DrawBits:
     s = st;
     return ap_uint<K>(bits);
 }
+
+// rng: neuron (docs/arithmetic.md section 9a): one 32-bit xorshift generator per output neuron; a draw is one step and
+// the draw is the new state.  Every bit of the next state is the parity of at most 7 bits of the current one.
+typedef unsigned int xs_t;
+
+inline xs_t xs_step(xs_t s) {
+#pragma HLS INLINE
+    s ^= s << EL_XS_A;
+    s ^= s >> EL_XS_B;
+    s ^= s << EL_XS_C;
+    return s;
+}
+
+// the two sources of the 32-bit stochastic-rounding draws, for apply_update: a layer's LFSR (rng: layer) or a
+// neuron's xorshift generator (rng: neuron)
+struct lfsr_rng {
+    typedef lfsr_t state_t;
+    static ap_uint<32> draw(state_t &s) {
+#pragma HLS INLINE
+        return lfsr_draw<32>(s);
+    }
+};
+struct xs_rng {
+    typedef xs_t state_t;
+    static ap_uint<32> draw(state_t &s) {
+#pragma HLS INLINE
+        s = xs_step(s);
+        return ap_uint<32>(s);
+    }
+};
 
 // ------------------------------------------------------------------------------------------------------------------
 // raw-integer access (testbench I/O): value = raw * 2^-F
@@ -195,6 +226,48 @@ OutputError:
     }
 }
 
+// output layer under loss ce: e = y* - softmax(y) (arithmetic.md section 11a), exactly in integers.  y holds the
+// logits (activation none); E_c = the exp ROM at floor((max y - y_c) / bin) clamped to its last entry, S = sum E_c,
+// p_c = floor((2 E_c 2^F + S) / (2 S)) (nearest, ties up; F = p_frac), one divider, one class per cycle.  Config:
+// exp_t (ROM word: the raw exp entry), exp_size, sm_idx_t (ap_ufixed<TB, RB+1, AP_TRN, AP_SAT>: the index),
+// sm_sum_t (S), sm_num_t (2 E_c 2^F + S and 2S), p_t (ap_ufixed<F+1, 1>), p_frac.
+template <class CFG>
+void output_error_ce(const typename CFG::act_t y[CFG::n_out], const typename CFG::exp_t table[CFG::exp_size],
+                     unsigned label, typename CFG::err_t e[CFG::n_out]) {
+    typename CFG::act_t m = y[0];
+SoftmaxMax:
+    for (unsigned c = 1; c < CFG::n_out; c++) {
+#pragma HLS PIPELINE II = 1
+        if (y[c] > m)
+            m = y[c];
+    }
+    typename CFG::exp_t E[CFG::n_out];
+    typename CFG::sm_sum_t S = 0;
+SoftmaxExp:
+    for (unsigned c = 0; c < CFG::n_out; c++) {
+#pragma HLS PIPELINE II = 1
+        typename CFG::sm_idx_t d = m - y[c];  // the difference is exact and >= 0: truncation is the floor
+        ap_uint<CFG::sm_idx_t::width> i;
+        i.range() = d.range();
+        E[c] = table[i];
+        S += E[c];
+    }
+    typename CFG::sm_num_t two_s = S;
+    two_s <<= 1;
+SoftmaxDiv:
+    for (unsigned c = 0; c < CFG::n_out; c++) {
+#pragma HLS PIPELINE II = 1
+        typename CFG::sm_num_t num = E[c];
+        num <<= CFG::p_frac + 1;
+        num += S;
+        typename CFG::sm_num_t q = num / two_s;
+        typename CFG::p_t p;
+        p.range() = q.range(CFG::p_t::width - 1, 0);
+        ap_int<2> t = (c == label) ? 1 : 0;
+        e[c] = t - p;
+    }
+}
+
 // row r of the layer's random feedback matrix B (n_classes x n_out): stored (ROM) or regenerated from its LFSR
 // row state (same values: W_fb-bit draws, row-major, two's complement)
 template <class CFG>
@@ -298,24 +371,25 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
 // the stored LSB with the stored format's rounding (STOCH: + a 32-bit draw below the LSB, then truncation), with the
 // optional update format in between.  Exactly one 32-bit draw per STOCH assignment.
 
-template <class U, class T> inline typename U::w_t apply_update(typename U::w_t w, T u, lfsr_t &rnd) {
+template <class U, class RNG, class T>
+inline typename U::w_t apply_update(typename U::w_t w, T u, typename RNG::state_t &rnd) {
 #pragma HLS INLINE
     typename U::lr_t lr;
     lr[0] = 1;  // the single bit of ap_ufixed<1, 1 - lr_shift>: 2^-lr_shift
     if (U::has_update) {
         typename U::udraw_t r1 = 0;
         if (U::upd_stoch)
-            r1.range() = lfsr_draw<32>(rnd);
+            r1.range() = RNG::draw(rnd);
         typename U::upd_t dl = u * lr + r1;
         typename U::draw_t r2 = 0;
         if (U::stoch)
-            r2.range() = lfsr_draw<32>(rnd);
+            r2.range() = RNG::draw(rnd);
         typename U::w_t out = w + dl + r2;
         return out;
     } else {
         typename U::draw_t r = 0;
         if (U::stoch)
-            r.range() = lfsr_draw<32>(rnd);
+            r.range() = RNG::draw(rnd);
         typename U::delta_t d = u * lr + r;
         typename U::w_t out = w + d;
         return out;
@@ -351,7 +425,7 @@ UpdateRows:
 {% if lanes > 1 %}
 #pragma HLS UNROLL factor={{ lanes }}
 {% endif %}
-            W[j][i] = apply_update<typename CFG::wupd>(W[j][i], dm[i] * xj, s);
+            W[j][i] = apply_update<typename CFG::wupd, lfsr_rng>(W[j][i], dm[i] * xj, s);
         }
     }
 UpdateBias:
@@ -360,9 +434,53 @@ UpdateBias:
 {% if lanes > 1 %}
 #pragma HLS UNROLL factor={{ lanes }}
 {% endif %}
-        b[i] = apply_update<typename CFG::bupd>(b[i], dm[i], s);
+        b[i] = apply_update<typename CFG::bupd, lfsr_rng>(b[i], dm[i], s);
     }
     rnd = s;
+}
+
+// rng: neuron: the same update, every STOCH assignment to column i drawing from its own generator ns[i] (the
+// weight rows in order, then the bias: docs/arithmetic.md section 9a).  The lanes share no state: lane l steps only
+// the generators of its columns, kept in its bank of ns (partitioned like b).
+template <class CFG>
+void update_neuron(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t delta[CFG::n_out],
+                   typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out],
+                   xs_t ns[CFG::n_out]) {
+    const typename CFG::mult_t m = CFG::mult_value();
+    typename CFG::dm_t dm[CFG::n_out];
+{% if lanes > 1 %}
+#pragma HLS ARRAY_PARTITION variable=dm type=cyclic factor={{ lanes }}
+{% endif %}
+UpdateScaleN:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
+        dm[i] = delta[i] * m;
+    }
+UpdateRowsN:
+    for (unsigned j = 0; j < CFG::n_in; j++) {
+        typename CFG::in_t xj = x[j];
+        if (xj == 0)
+            continue;
+    UpdateColsN:
+        for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
+            W[j][i] = apply_update<typename CFG::wupd, xs_rng>(W[j][i], dm[i] * xj, ns[i]);
+        }
+    }
+UpdateBiasN:
+    for (unsigned i = 0; i < CFG::n_out; i++) {
+#pragma HLS PIPELINE II = 1
+{% if lanes > 1 %}
+#pragma HLS UNROLL factor={{ lanes }}
+{% endif %}
+        b[i] = apply_update<typename CFG::bupd, xs_rng>(b[i], dm[i], ns[i]);
+    }
 }
 
 // argmax, ties to the lowest index (the engine's prediction)
