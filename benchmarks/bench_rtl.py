@@ -9,10 +9,12 @@
   MAC operations / MAC units (forward: non-zero inputs x outputs per layer; training adds the same again for every
   layer that updates).
 * speed: cycles per second of Verilator and Icarus on the same design and samples (cocotb-driven stream).
-* resources: yosys synth_xilinx + stat, the same network with and without the learning logic (and with
-  round-to-nearest instead of stochastic weight rounding, to show what the LFSR draws cost).
+* resources: yosys synth_xilinx + stat, the same network with and without the learning logic: stochastic rounding
+  with the draws of rng layer (one LFSR per layer) and of rng neuron (one xorshift32 per neuron), and
+  round-to-nearest (no draws), to show what the draws cost; the learning overhead in LUTs and in a total area
+  that counts block RAM (AREA_MODEL).
 * ice40: yosys synth_ice40 + nextpnr-ice40 (UP5K, HX8K), 64-32-10 at 2 MAC lanes, inference only vs DRTP with
-  stochastic rounding: LUT4 / FF / BRAM / DSP and fmax (min / median / max over --seeds placement seeds).
+  stochastic rounding (rng neuron): LUT4 / FF / BRAM / DSP and fmax (min / median / max over --seeds placement seeds).
 * regression: wall time of the RTL test suite (pytest rtl_tb).
 """
 from __future__ import annotations
@@ -41,12 +43,12 @@ def _data(n_train: int, n_test: int):
     return "digits", load_dataset("digits", seed=0)
 
 
-def _engine(n_in: int, hidden: int = 128, bits: int = 8, rounding=None):
+def _engine(n_in: int, hidden: int = 128, bits: int = 8, rounding=None, rng=None):
     from edgelearn.fixed.engine import FixedEngine
     from test_mlp import _spec
 
     return FixedEngine(_spec([n_in, hidden, 10], ["tanh"], name=f"mlp-{n_in}-{hidden}-10"), bits=bits, seed=0,
-                       lr_shift=4, rounding=rounding, threads=1)
+                       lr_shift=4, rounding=rounding, rng=rng, threads=1)
 
 
 def bench_cycles(parallels, n: int) -> None:
@@ -109,14 +111,17 @@ def bench_resources(n_in: int, P: int) -> None:
     from edgelearn.rtl.synth import synthesize
 
     print(f"resources (yosys synth_xilinx; stat), {n_in}-128-10 tanh, 8-bit preset, {P} MAC lanes per layer")
-    cols = ("LUT", "FF", "DSP", "BRAM", "LUTRAM", "CARRY")
+    cols = ("LUT", "FF", "DSP", "BRAM", "LUTRAM", "SRL", "CARRY", "AREA_LE")
+    print("  AREA_LE: total area in LUT-equivalents, edgelearn.rtl.synth.area_le (max(LUT + LUTRAM + SRL, FF / 2) + "
+          "40 per RAMB36 + 20 per DSP48, the 7-series tile sizes)")
     print(f"  {'design':<44}" + "".join(f"{c:>9}" for c in cols))
     base = None
     with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
-        for label, rnd, learn in (("inference only", None, False),
-                                  ("DRTP learning, stochastic rounding (preset)", None, True),
-                                  ("DRTP learning, round-to-nearest weights", [(None, "RND")], True)):
-            eng = _engine(n_in, rounding=rnd)
+        for label, rnd, rng, learn in (("inference only", None, None, False),
+                                       ("DRTP learning, stochastic, rng layer", None, "layer", True),
+                                       ("DRTP learning, stochastic, rng neuron", None, "neuron", True),
+                                       ("DRTP learning, round-to-nearest weights", [(None, "RND")], None, True)):
+            eng = _engine(n_in, rounding=rnd, rng=rng)
             prj = Path(tmp) / label.replace(" ", "_").replace(",", "")
             write_rtl(eng, prj, parallel=P, learning=learn)
             r = synthesize(prj)["resources"]
@@ -140,9 +145,10 @@ def bench_ice40(n_in: int, hidden: int, P: int, seeds) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
         for part in ICE40_PARTS:
             base = None
-            for label, learn in (("inference only", False), ("DRTP learning, stochastic rounding", True)):
+            for label, rng, learn in (("inference only", None, False),
+                                      ("DRTP learning, stochastic, rng neuron", "neuron", True)):
                 prj = Path(tmp) / f"{part}-{learn}"
-                write_rtl(_engine(n_in, hidden), prj, parallel=P, learning=learn)
+                write_rtl(_engine(n_in, hidden, rng=rng), prj, parallel=P, learning=learn)
                 r = synthesize_ice40(prj, part, seeds=seeds)
                 f = r["fmax"]
                 base = base or f["median"]

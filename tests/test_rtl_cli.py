@@ -90,6 +90,11 @@ def test_stat_json_sample():
     r = resources(cells)
     assert r["LUT"] > 0 and r["FF"] > 0 and r["DSP"] > 0 and r["LUTRAM"] > 0
     assert r["LUT"] == sum(cells.get(c, 0) for c in CLASSES["LUT"])
+    # the total-area model: logic (LUTs, or FFs / 2 when they outnumber the LUTs' CLBs) + 40 per RAMB36 + 20 per DSP
+    from edgelearn.rtl.synth import area_le
+    assert area_le({"LUT": 100, "LUTRAM": 2, "SRL": 3, "FF": 50, "BRAM": 1.5, "DSP": 2}) == 105 + 60 + 40
+    assert area_le({"LUT": 100, "LUTRAM": 2, "SRL": 3, "FF": 400, "BRAM": 1.5, "DSP": 2}) == 200 + 60 + 40
+    assert r["AREA_LE"] == area_le(r) > r["LUT"]
     # yosys without design totals: the only module's counts; escaped names lose their backslash
     data = _sample()
     only = data.pop("design")
@@ -139,3 +144,19 @@ def test_the_text_table_is_not_json():
     text = "   Number of cells:                625\n     FDRE                          229\n"
     with pytest.raises(ConfigError, match="unreadable JSON"):
         parse_stat_json(text)
+
+
+def test_a_synthesis_run_past_its_time_limit_is_one_error_line(tmp_path, monkeypatch):
+    """yosys running past ``timeout`` raises the tool's one-line ConfigError, not subprocess's traceback."""
+    import subprocess
+
+    from edgelearn.rtl import synth
+
+    def too_slow(cmd, **kw):
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
+
+    (tmp_path / "filelist.f").write_text("a.v\n")
+    monkeypatch.setattr(synth, "require_yosys", lambda: "yosys")
+    monkeypatch.setattr(synth.subprocess, "run", too_slow)
+    with pytest.raises(ConfigError, match=r"yosys synth_xilinx did not finish within 5 s"):
+        synth.synthesize(tmp_path, top="el_mlp", timeout=5)

@@ -69,6 +69,31 @@ def test_stochastic_layers_get_their_draw_masks_and_others_none():
     assert "RND_MX" not in infer
 
 
+def test_rng_neuron_rings_hold_the_engines_generators_and_step_them_as_xorshift():
+    """rng neuron (docs/arithmetic.md §9a): each layer's ring starts from the engine's per-neuron states, neuron
+    i = g*P + l at bits 32*i (padding lanes 0), and the XOR network of XS_MASK is one xorshift32 step."""
+    from edgelearn.fixed.xorshift import py_xorshift32
+    from edgelearn.rtl.generate import XS_MASK, ring_init
+
+    eng = FixedEngine(_spec(), bits=8, seed=1, rng="neuron")
+    eng.step(np.arange(12) % 5, 1)  # the states move: the design takes the engine's current ones
+    design = RtlDesign(eng, parallel=3)
+    top = design.render_top()
+    for k, lay in enumerate(design.layers):
+        states = [int(v) & 0xFFFFFFFF for v in eng.neuron_state[k]]
+        ring = ring_init(lay.rng_states)
+        assert [(ring >> (32 * i)) & 0xFFFFFFFF for i in range(lay.n_out)] == states
+        assert ring >> (32 * lay.n_out) == 0
+        assert f".RNG_INIT({lay.groups * lay.lanes * 32}'h{ring:x})" in top
+    assert top.count(".RNG_NEURON(1)") == 2 and "RND_MX" not in top
+    assert json.loads(design.files()["design.json"])["rng"] == "neuron"
+    for s in (1, 0xDEADBEEF, 0x80000000, int(eng.neuron_state[0][0])):
+        assert _parity_word(s, XS_MASK, 32) == py_xorshift32(s)
+    # an inference-only datapath has no generators and no update logic (TRAIN 0: no sample trains)
+    infer = RtlDesign(eng, parallel=3, learning=False).render_top()
+    assert "RNG_" not in infer and "RND_MX" not in infer and infer.count(".TRAIN(0)") == 2
+
+
 def test_written_files_memory_images_and_design_json(tmp_path):
     eng = FixedEngine(_spec(), bits=8, seed=1)
     d = write_rtl(eng, tmp_path / "prj", parallel=3)

@@ -6,7 +6,10 @@ generates the RTL (edgelearn.rtl.generate), records the engine's golden run (edg
 prediction of every sample before its update and every weight and bias after it) and runs these coroutines:
 
 * ``mlp_lockstep``: one sample at a time; after each, the prediction and -- read back through the weight port --
-  every weight and bias of every layer are compared with the engine; mismatching bits are counted.
+  every weight and bias of every layer are compared with the engine; mismatching bits are counted.  With
+  ``EL_DISTURB=1`` the stream has random valid / ready gaps and two mid-run resets (between two samples, and in
+  the middle of a sample's input beats, which drops that partial sample: it is then sent again), and the design
+  must still match an engine that never saw a reset (docs/rtl.md "Interface").
 * ``mlp_stream``: samples back to back (the design overlaps layers and samples); predictions are compared on the
   fly, the final weights at the end; cycles are measured (throughput and per-sample latency).
 
@@ -51,6 +54,9 @@ class _Bench:
                              "weights_compared": 0, "biases_compared": 0, "snapshots_compared": 0,
                              "first_mismatch": None}
         self.preds: list[tuple[int, float]] = []
+        # random valid / ready gaps and mid-run resets (mlp_lockstep), from a fixed seed
+        self.disturb = os.environ.get("EL_DISTURB") == "1"
+        self.rng = np.random.default_rng(int(os.environ.get("EL_DISTURB_SEED", "1")))
 
     def now(self) -> float:
         return get_sim_time(unit="ns") / PERIOD_NS
@@ -71,17 +77,39 @@ class _Bench:
         d.rst.value = 0
         await FallingEdge(d.clk)
 
-    async def send(self, n: int):
+    async def send(self, n: int, beats: int | None = None):
+        """Stream sample ``n`` (only its first ``beats`` inputs if given: a sample cut short)."""
         d = self.dut
         while not int(d.s_ready.value):
             await FallingEdge(d.clk)
         d.s_label.value = int(self.g.labels[n])
         d.s_train.value = int(self.g.train[n])
-        for v in self.g.X[n]:
+        for v in self.g.X[n][:beats]:
+            if self.disturb and self.rng.random() < 0.25:  # a gap of 1-3 cycles before this beat
+                d.s_valid.value = 0
+                for _ in range(int(self.rng.integers(1, 4))):
+                    await FallingEdge(d.clk)
             d.s_data.value = int(v) & self.in_mask
             d.s_valid.value = 1
             await FallingEdge(d.clk)  # the beat is taken at the rising edge in between (s_ready stays 1)
         d.s_valid.value = 0
+
+    async def pulse_reset(self, cycles: int = 3):
+        """Assert rst for a few cycles (from a falling edge) mid-run."""
+        d = self.dut
+        d.s_valid.value = 0
+        d.rst.value = 1
+        for _ in range(cycles):
+            await FallingEdge(d.clk)
+        d.rst.value = 0
+        self.report["resets"] = self.report.get("resets", 0) + 1
+
+    async def toggle_ready(self):
+        """m_ready low on random cycles (a consumer that stalls the prediction stream)."""
+        d = self.dut
+        while True:
+            await FallingEdge(d.clk)
+            d.m_ready.value = int(self.rng.random() >= 0.4)
 
     async def monitor(self, count: int):
         d = self.dut
@@ -156,7 +184,14 @@ if cocotb is not None:
         snaps = {int(s): i for i, s in enumerate(tb.g.snap)}
         lat, comp = [], []
         cocotb.start_soon(tb.monitor(N))
+        if tb.disturb:
+            cocotb.start_soon(tb.toggle_ready())
         for n in range(N):
+            if tb.disturb and n == N // 3:  # between two samples (busy = 0)
+                await tb.pulse_reset()
+            if tb.disturb and n == (2 * N) // 3:  # in the middle of a sample: it is dropped, then sent again
+                await tb.send(n, beats=len(tb.g.X[n]) // 2)
+                await tb.pulse_reset()
             t0 = tb.now()
             await tb.send(n)
             t1 = tb.now()  # the last beat was taken half a cycle ago

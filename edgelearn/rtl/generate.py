@@ -34,6 +34,7 @@ from ..errors import ConfigError, FormatError
 from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
 from ..fixed.lfsr import TAPS
 from ..fixed.lower import lower, raise_unsupported
+from ..fixed.xorshift import xorshift_masks
 from ..program import DIRECT_RULES, SUPPORT, ActCode, LayerProgram, RuleCode  # noqa: F401 (DIRECT_RULES re-exported)
 from ..templating import environment
 from . import layout
@@ -60,6 +61,8 @@ class RtlLayer:
     W: np.ndarray
     b: np.ndarray
     rnd_state: int
+    #: rng neuron: the generator state of every output neuron (n_out uint32); None under rng layer
+    rng_states: np.ndarray | None = None
 
     def __getattr__(self, name: str):
         if name == "lp":
@@ -99,6 +102,17 @@ def draw_masks(lanes: int, rem: int) -> tuple[int, int, int]:
         if lane == lanes - 1:
             mf = sum(v << (32 * i) for i, v in enumerate(m))
     return mx, mf, mr
+
+
+#: the xorshift32 step as an XOR network (el_layer's XS_MASK): bit b of the next state is the parity of the state
+#: under bits b*32 .. b*32+31
+XS_MASK = sum(m << (32 * b) for b, m in enumerate(xorshift_masks()))
+
+
+def ring_init(states: np.ndarray) -> int:
+    """The initial value of an rng-neuron ring (el_layer's RNG_INIT): generator ``i = g*P + l`` (lane ``l`` of
+    group ``g``) at bits ``32*i``, so that slot ``g`` holds the states of group ``g``; padding lanes 0."""
+    return sum(int(v) << (32 * i) for i, v in enumerate(np.asarray(states, dtype=np.uint32)))
 
 
 def clog2(n: int) -> int:
@@ -147,6 +161,7 @@ class RtlDesign:
         self.table_bits = prog.table_bits
         self.range_bits = prog.range_bits
         self.seed = prog.seed
+        self.rng = prog.rng
         if self.num_classes < 2:
             raise ConfigError("the datapath needs at least two classes")
         if not 1 <= self.table_bits <= 16:
@@ -173,7 +188,8 @@ class RtlDesign:
                 if getattr(lp, t).width > 32:
                     raise FormatError(f"{where}: {t} format wider than 32 bits")
             self.layers.append(RtlLayer(lp=lp, lanes=lanes, W=prog.W[k], b=prog.b[k],
-                                        rnd_state=int(prog.rnd_state[k]) & 0xFFFFFFFF))
+                                        rnd_state=int(prog.rnd_state[k]) & 0xFFFFFFFF,
+                                        rng_states=prog.neuron_state[k] if self.rng == "neuron" else None))
 
     # ------------------------------------------------------------------------------------------------------------
     # memory images
@@ -202,6 +218,7 @@ class RtlDesign:
         p: dict[str, Any] = {
             "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "NCLS": self.num_classes,
             **{f"R_{c.name}": int(c) for c in HW_RULE_CODES}, **{f"A_{c.name}": int(c) for c in HW_ACT_CODES},
+            "TRAIN": int(self.learning),
             "RULE": int(lay.code) if self.learning else int(RuleCode.SHALLOW),
             "IS_OUT": int(lay.is_output), "LOSS": 0 if self.loss == "bce" else 1, "ACT": int(lay.act_code),
         }
@@ -220,7 +237,10 @@ class RtlDesign:
                   "W_INIT": f'"mem/w{k}.hex"', "B_INIT": f'"mem/b{k}.hex"', "T_INIT": f'"mem/t{k}.hex"',
                   "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"',
                   "FBW_INIT": f'"mem/fbw{k}.hex"'})
-        if self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding):
+        if self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding) and self.rng == "neuron":
+            p.update({"RNG_NEURON": 1, "XS_MASK": f"1024'h{XS_MASK:x}",
+                      "RNG_INIT": f"{lay.groups * lay.lanes * 32}'h{ring_init(lay.rng_states):x}"})
+        elif self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding):
             mx, mf, mr = draw_masks(lay.lanes, lay.n_out - (lay.groups - 1) * lay.lanes)
             p.update({"RND_MX": f"{lay.lanes * 1024}'h{mx:x}", "RND_MF": f"1024'h{mf:x}", "RND_MR": f"1024'h{mr:x}"})
         return p
@@ -264,7 +284,8 @@ class RtlDesign:
     def meta(self) -> dict[str, Any]:
         return {
             "format": "edgelearn-rtl", "version": 1, "top": self.top, "network": self.name, "sizes": self.sizes,
-            "loss": self.loss, "parallel": self.parallel, "learning": self.learning, "seed": self.seed, "ports": self.ports(),
+            "loss": self.loss, "parallel": self.parallel, "learning": self.learning, "seed": self.seed, "rng": self.rng,
+            "ports": self.ports(),
             "table_bits": self.table_bits, "range_bits": self.range_bits,
             "layers": [{
                 "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "groups": l.groups,

@@ -55,6 +55,15 @@ def require_yosys() -> str:
     return exe
 
 
+def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess:
+    """Run a synthesis tool; a run past ``timeout`` is one error line (the tool's log stays in ``cwd``)."""
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{what} did not finish within {timeout:g} s on {cwd} (a smaller design, fewer lanes "
+                          f"or a less loaded machine)") from None
+
+
 def synthesize(prj: Path, top: str | None = None, timeout: float = 1800) -> dict:
     """Run ``synth_xilinx -flatten; stat`` on the design in ``prj`` (its filelist.f); returns the cell counts per
     class, the raw cell table and the yosys run time.  The log goes to ``prj/yosys.log``, the counts to
@@ -72,8 +81,7 @@ def synthesize(prj: Path, top: str | None = None, timeout: float = 1800) -> dict
                         f"tee -q -o {STAT_FILE} stat -json"]) + "\n"
     (prj / "synth.ys").write_text(script)
     t0 = time.perf_counter()
-    res = subprocess.run([exe, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=prj, capture_output=True, text=True,
-                         timeout=timeout)
+    res = _run([exe, "-q", "-l", "yosys.log", "-s", "synth.ys"], prj, timeout, "yosys synth_xilinx")
     secs = time.perf_counter() - t0
     log = (prj / "yosys.log").read_text() if (prj / "yosys.log").exists() else res.stdout + res.stderr
     if res.returncode != 0:
@@ -87,10 +95,25 @@ def synthesize(prj: Path, top: str | None = None, timeout: float = 1800) -> dict
     return {"resources": resources(cells), "cells": cells, "seconds": secs}
 
 
+#: total-area model of the Xilinx estimate, in LUT-equivalents, from the 7-series fabric's tile sizes: a CLB holds
+#: 8 LUT6 (a LUTRAM or SRL cell counted as one) and 16 FFs, a RAMB36 tile is as tall as 5 CLBs, a DSP48E1 2.5
+AREA_LE_PER_BRAM36 = 40
+AREA_LE_PER_DSP = 20
+
+
+def area_le(r: dict[str, float]) -> float:
+    """Total area in LUT-equivalents (:data:`AREA_LE_PER_BRAM36`): the logic (LUTs, or FFs / 2 where the FFs
+    outnumber what the LUTs' CLBs hold), block RAM and DSPs, so that memory counts as well as logic."""
+    logic = max(r["LUT"] + r["LUTRAM"] + r["SRL"], r["FF"] / 2)
+    return logic + AREA_LE_PER_BRAM36 * r["BRAM"] + AREA_LE_PER_DSP * r["DSP"]
+
+
 def resources(cells: dict[str, int]) -> dict[str, float]:
-    """Cell counts per resource class (:data:`CLASSES`), and BRAM in RAMB36 equivalents."""
+    """Cell counts per resource class (:data:`CLASSES`), BRAM in RAMB36 equivalents, and the total area
+    ``AREA_LE`` (:func:`area_le`)."""
     out: dict[str, float] = {cls: sum(n for c, n in cells.items() if c in names) for cls, names in CLASSES.items()}
     out["BRAM"] = out["BRAM36"] + out["BRAM18"] / 2
+    out["AREA_LE"] = area_le(out)
     return out
 
 
@@ -231,8 +254,7 @@ def synthesize_ice40(prj: Path, part: str = "ice40-up5k", seeds=(1,), top: str |
                         "stat", f"tee -q -o {stat_path.name} stat -json"]) + "\n"
     (prj / f"synth_{part}.ys").write_text(script)
     t0 = time.perf_counter()
-    res = subprocess.run([yosys, "-q", "-l", log, "-s", f"synth_{part}.ys"], cwd=prj, capture_output=True,
-                         text=True, timeout=timeout)
+    res = _run([yosys, "-q", "-l", log, "-s", f"synth_{part}.ys"], prj, timeout, "yosys synth_ice40")
     if res.returncode != 0:
         text = (prj / log).read_text() if (prj / log).exists() else res.stdout + res.stderr
         raise ConfigError(f"yosys synth_ice40 failed on {prj}: {' | '.join(text.strip().splitlines()[-3:])}")
@@ -244,10 +266,9 @@ def synthesize_ice40(prj: Path, part: str = "ice40-up5k", seeds=(1,), top: str |
     for seed in seeds:
         rep = prj / f"nextpnr_{part}_s{seed}.json"
         plog = f"nextpnr_{part}_s{seed}.log"
-        res = subprocess.run([pnr, dev, "--package", package, "--json", net, "--pcf-allow-unconstrained",
-                              "--freq", str(ICE40_FREQ), "--timing-allow-fail", "--seed", str(seed),
-                              "--report", rep.name, "-q", "-l", plog], cwd=prj, capture_output=True, text=True,
-                             timeout=timeout)
+        res = _run([pnr, dev, "--package", package, "--json", net, "--pcf-allow-unconstrained",
+                    "--freq", str(ICE40_FREQ), "--timing-allow-fail", "--seed", str(seed),
+                    "--report", rep.name, "-q", "-l", plog], prj, timeout, f"nextpnr-ice40 (seed {seed})")
         if res.returncode != 0:
             text = (prj / plog).read_text() if (prj / plog).exists() else res.stdout + res.stderr
             errs = [ln for ln in text.splitlines() if "ERROR" in ln] or text.strip().splitlines()[-2:]

@@ -29,9 +29,10 @@ def golden(eng, X_raw: np.ndarray, labels: Sequence[int], train: Sequence[bool],
 
 
 def run_bench(eng, design, prj: Path, sim: str, testcase: str, X_raw: np.ndarray, labels: Sequence[int],
-              train: Sequence[bool], snapshots: Sequence[int] | None = None) -> dict:
+              train: Sequence[bool], snapshots: Sequence[int] | None = None, disturb: bool = False) -> dict:
     """Record the engine's golden run on the samples, build the design written in ``prj`` (by ``write_rtl``) for
-    ``sim`` and run the packaged cocotb testbench's ``testcase`` (``mlp_lockstep`` or ``mlp_stream``) on it.
+    ``sim`` and run the packaged cocotb testbench's ``testcase`` (``mlp_lockstep`` or ``mlp_stream``) on it;
+    ``disturb``: random valid / ready gaps and mid-run resets (``mlp_lockstep``).
 
     Returns the testbench's report (mismatches, comparisons, cycles) plus ``sim_seconds`` and the ``golden`` run."""
     import time
@@ -47,7 +48,7 @@ def run_bench(eng, design, prj: Path, sim: str, testcase: str, X_raw: np.ndarray
     t0 = time.perf_counter()
     rsim.test(runner, design.top, rsim.BENCH_MODULE, build, run_dir=prj, testcase=testcase,
               extra_env={"EL_DESIGN": str(prj / "design.json"), "EL_GOLDEN": str(prj / "golden.npz"),
-                         "EL_REPORT": str(report)})
+                         "EL_REPORT": str(report), "EL_DISTURB": "1" if disturb else "0"})
     rep = json.loads(report.read_text())
     rep["sim_seconds"] = time.perf_counter() - t0
     rep["golden"] = gold
