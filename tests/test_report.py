@@ -130,8 +130,8 @@ def test_a_refused_sweep_writes_nothing_and_the_corrected_one_runs(tmp_path, cap
     out = tmp_path / "r"
     base = ["report", "--seeds", "1", "--n-train", "60", "--n-test", "30", "--jobs", "1", "--quiet", "--out", str(out)]
     refused = [
-        # kp has no fixed-point engine: refused before its float reference trains
-        (["--rules", "drtp,kp", "--bits", "8"], "rule 'kp' (layer fc1) is not supported by the fixed-point engine"),
+        # ssa has no fixed-point engine: refused before its float reference trains
+        (["--rules", "drtp,ssa", "--bits", "8"], "rule 'ssa' (layer fc1) is not supported by the fixed-point engine"),
         (["--rules", "drtp", "--bits", "8", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere")],
          "does not exist"),
         (["--rules", "drtp", "--bits", "8", "--dataset", "synthetic"], "has input shape [256]"),
@@ -153,7 +153,7 @@ def test_a_refused_sweep_writes_nothing_and_the_corrected_one_runs(tmp_path, cap
 
 
 @pytest.mark.parametrize("change, error", [
-    (dict(rules=["drtp", "kp"]), RuleError),
+    (dict(rules=["drtp", "ssa"]), RuleError),
     (dict(bits=[MIN_BITS - 1]), FormatError),
     (dict(dataset="mnist", data_dir="/nonexistent/mnist"), DataError),
 ])

@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of the dask scheduler, e.g. tcp://host:8786 (with --executor dask)")
     p.add_argument("--render-only", action="store_true", help="re-render from saved results, run nothing")
+    p.add_argument("--area", metavar="FILE",
+                   help="area file (JSON: resources per rule and word length, e.g. from scripts/area_sweep.py): adds "
+                        "an accuracy-vs-area table and plot; kept in OUT for later renders (docs/reports.md)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=run)
 
@@ -73,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from ..threads import check_threads
 
     check_threads(args.threads)
+    if args.area is not None:  # a wrong area file costs nothing: read it before any run
+        from ..report.area import load_area
+
+        load_area(args.area)
     if (args.executor == "dask") != (args.scheduler is not None):
         raise ConfigError("--executor dask and --scheduler ADDRESS go together")
 
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         done = sweep(cfg, out, jobs=args.jobs, progress=not args.quiet, threads=args.threads,
                      scheduler=args.scheduler)
         print(f"ran {len(done)} run(s); {len(cfg.keys()) - len(done)} already done")
-    info = render(out)
+    info = render(out, area=args.area)
     if info["missing"]:
         print(f"{len(info['missing'])} run(s) missing from the report (listed in it)")
     print(f"report: {args.out}/report.md  {args.out}/report.html  ({len(info['plots'])} plots, results.json, results.csv)")

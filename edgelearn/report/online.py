@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: rules whose torch_ref and engine implement the same algorithm (ldfa: the engine's low-rank factors are frozen,
-#: torch_ref trains them)
+#: rules whose torch_ref and engine implement the same algorithm (ldfa: the engine trains P by an online Oja step,
+#: torch_ref by the batch covariance form, docs/arithmetic.md §16; kp: not in the report's sweeps yet)
 ONLINE_RULES = ("bp", "fa", "dfa", "sdfa", "drtp", "shallow")
 #: hidden-layer rules whose torch_ref signal is per sample, not derived from the class-mean output error
 PER_SAMPLE_SIGNAL = ("drtp", "sdfa")

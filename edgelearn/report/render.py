@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..fileio import write_json_atomic
+from .area import AREA_COLUMNS, AREA_FILE, area_of, load_area
 from .sweep import PLAN_FILE, RUNS_DIR, load_result
 
 
@@ -495,17 +497,122 @@ def _hist_plot(out: Path, g: _Groups, bits: int, rnd, colours, plt) -> str | Non
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# accuracy vs area
+
+
+def _area_rows(g: _Groups, area: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per rule, rounding and word length with both a fixed-point result and an area row: the resources and the
+    fixed point's test accuracy (%, mean and std over seeds)."""
+    rows = []
+    for rule in g.rules:
+        for rnd in g.roundings:
+            for b in g.bits:
+                runs, a = g.fixed.get((rule, b, rnd)), area_of(area, rule, b, rnd)
+                if not runs or a is None:
+                    continue
+                acc = [100 * x["test_accuracy"] for x in runs]
+                m, s = _mean_std(acc)
+                rows.append({"rule": rule, "bits": b, "rounding": rnd, "seeds": len(runs),
+                             **{c: a.get(c) for c in AREA_COLUMNS}, "area_rule": a["rule"],
+                             "fixed_mean": m, "fixed_std": s, "_acc": [x["test_accuracy"] for x in runs]})
+    return rows
+
+
+def _area_source(area: dict[str, Any]) -> str:
+    what = [f"network {area['network']}" if area.get("network") else None,
+            "-".join(map(str, area["sizes"])) if area.get("sizes") else None,
+            f"{area['parallel']} MAC lanes per layer" if area.get("parallel") else None,
+            f"target {area['target']}" if area.get("target") else None]
+    return ", ".join(w for w in what if w) or "no network named"
+
+
+def _area_table(g: _Groups, rows: list[dict[str, Any]], area: dict[str, Any]) -> list[str]:
+    lines = ["", "## Accuracy vs area", "",
+             f"Resources of the generated learning datapath from the area file ({_area_source(area)}"
+             + (f"; measured with `{area['command']}`" if area.get("command") else "")
+             + ") beside the fixed point's test accuracy (%, mean ± std over seeds) at the same rule, word length "
+             "and rounding. BRAM in RAMB36 equivalents.", ""]
+    without = [r for r in g.rules if not any(x["rule"] == r for x in rows)]
+    if area.get("network") and area["network"] != Path(str(g.cfg["config"])).stem:
+        lines += [f"The area was measured on {area['network']}, the accuracy on {g.cfg['config']}.", ""]
+    if not rows:
+        return lines + ["No rule, word length and rounding of this report has an area row.", ""]
+    lines += ["| rule | bits | rounding | " + " | ".join(AREA_COLUMNS) + " | fixed point |",
+              "|---|---:|---|" + "---:|" * (len(AREA_COLUMNS) + 1)]
+    for r in rows:
+        cells = ["–" if r[c] is None else f"{r[c]:,.{0 if float(r[c]).is_integer() else 1}f}" for c in AREA_COLUMNS]
+        lines.append(f"| {r['rule']} | {r['bits']} | {r['rounding']} | " + " | ".join(cells)
+                     + f" | {_fmt(r['_acc'])} |")
+    if without:
+        lines += ["", f"No area for: {', '.join(without)} (the area file has no row for them)."]
+    return lines + [""]
+
+
+def _area_plot(out: Path, g: _Groups, rows: list[dict[str, Any]], area: dict[str, Any]) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = dict(zip(g.rules, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    rules = [r for r in g.rules if any(x["rule"] == r for x in rows)]
+    ncol = min(4, len(rules))
+    nrow = -(-len(rules) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow), dpi=100, squeeze=False, sharey=True)
+    for ax, rule in zip(axes.flat, rules):
+        for j, rnd in enumerate(g.roundings):
+            rs = sorted((x for x in rows if x["rule"] == rule and x["rounding"] == rnd), key=lambda x: x["LUT"])
+            if not rs:
+                continue
+            e = [_err(x["_acc"]) for x in rs]
+            ax.errorbar([x["LUT"] for x in rs], [m for m, _ in e], yerr=[s for _, s in e], color=colours[rule],
+                        ls="-:"[j % 2], marker="os^v"[j % 4], capsize=3, ms=4, label=rnd)
+            for x, (m, _) in zip(rs, e):
+                ax.annotate(f"{x['bits']}b", (x["LUT"], m), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        # the float twin of the widest word length: the accuracy that no area buys back
+        twin = g.fixed.get((rule, max(g.bits), g.roundings[0]), [])
+        if twin:
+            ax.axhline(_err([x["float_test_accuracy"] for x in twin])[0], color="grey", ls="--", lw=1,
+                       label=f"float twin ({max(g.bits)}-bit run)")
+            ax.legend(fontsize=6)
+        _log_error_axis(ax)
+        ax.set_title(rule, fontsize=9)
+        ax.set_xlabel("LUTs")
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test error (%), log scale")
+    for ax in list(axes.flat)[len(rules):]:
+        ax.axis("off")
+    name = "accuracy_vs_area.png"
+    _adjust(fig)
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name, (f"Accuracy vs area: test error of the fixed point (%, log scale, mean ± std over seeds) against the "
+                  f"LUTs of the learning datapath ({_area_source(area)}), one point per word length (labelled), one "
+                  "panel per rule (a line per rounding mode); grey dashed: the float twin of the widest word "
+                  "length's runs.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # report
 
 
-def render(out: str | Path) -> dict[str, Any]:
-    """Write report.md, report.html, results.json, results.csv and the PNGs into ``out`` from saved results."""
+def render(out: str | Path, area: str | Path | None = None) -> dict[str, Any]:
+    """Write report.md, report.html, results.json, results.csv and the PNGs into ``out`` from saved results.
+    ``area``: an area file (:mod:`.area`), copied into ``out`` so that a later render draws it again."""
     out = Path(out)
     plan, results, missing = collect(out)
+    area_data = load_area(area) if area is not None else (load_area(out / AREA_FILE)
+                                                          if (out / AREA_FILE).exists() else None)
     cfg = plan["config"]
     g = _Groups(cfg, results)
     rows = _rows(g)
     plots = _plots(out, g, rows) if results else []
+    area_rows = _area_rows(g, area_data) if area_data else []
+    if area is not None:
+        write_json_atomic(out / AREA_FILE, area_data, indent=1)
+    if area_rows:
+        plots.append(_area_plot(out, g, area_rows, area_data))
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     refs = {rule: {"online": mean_ci([x["test_accuracy"] for x in g.online.get(rule, [])]),
                    "float": mean_ci([x["test_accuracy"] for x in g.floats.get(rule, [])])} for rule in g.rules}
@@ -582,6 +689,8 @@ def render(out: str | Path) -> dict[str, Any]:
                 cells.append("–" if rt is None else f"{_rate(rt['overflow_rate'])} / {_rate(rt['zero_rate'])}")
             lines.append(f"| {r['rule']} | {r['bits']} | {r['rounding']} | {_rate(r['input_saturation_rate'])} | "
                          + " | ".join(cells) + " |")
+    if area_data:
+        lines += _area_table(g, area_rows, area_data)
     lines.append("")
     if plots:
         lines += ["## Plots", ""]
@@ -592,7 +701,8 @@ def render(out: str | Path) -> dict[str, Any]:
     md = "\n".join(lines)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(_html(md))
-    return {"rows": public, "missing": missing, "plots": [p for p, _ in plots]}
+    return {"rows": public, "missing": missing, "plots": [p for p, _ in plots],
+            "area_rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in area_rows]}
 
 
 def _html(md: str) -> str:
