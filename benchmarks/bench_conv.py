@@ -104,17 +104,9 @@ def bench_torch(x, y, reps: int = 1) -> dict[str, float]:
         W2.addr_(e, y1, alpha=lr_o)
         b2.add_(e, alpha=lr_o)
 
-    out = {}
-    with torch.no_grad():
-        for name, f in (("natural", natural), ("inplace", inplace)):
-            for i in range(10):
-                f(xs[i], int(y[i]))
-            t = time.perf_counter()
-            for _ in range(reps):
-                for i in range(len(xs)):
-                    f(xs[i], int(y[i]))
-            out[name] = reps * len(xs) / (time.perf_counter() - t)
-    return out
+    from bench_engine import time_steps
+
+    return time_steps({"natural": natural, "inplace": inplace}, xs, y, reps, warm=10, clock=time.perf_counter)
 
 
 def main() -> None:

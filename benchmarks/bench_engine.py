@@ -163,18 +163,25 @@ def bench_torch(X, labels, lr_h: float, lr_o: float, reps: int, threads: int = 2
         W2.addr_(e, y1, alpha=lr_o)
         b2.add_(e, alpha=lr_o)
 
+    return time_steps({"natural": natural, "inplace": inplace}, xs, ys, reps)
+
+
+def time_steps(steps: dict, xs, ys, reps: int, warm: int = 50, clock=None) -> dict[str, float]:
+    """Samples/s of each batch-1 torch training step ``f(x, label)`` over ``reps`` passes of ``xs``, after ``warm``
+    untimed steps (the torch side of every engine benchmark)."""
+    import torch
+
+    clock = clock or _clock
     out = {}
     with torch.no_grad():
-        for name, f in (("natural", natural), ("inplace", inplace)):
-            for i in range(50):
+        for name, f in steps.items():
+            for i in range(min(warm, len(xs))):
                 f(xs[i], int(ys[i]))
-            t = _clock()
-            n = 0
+            t = clock()
             for _ in range(reps):
                 for i in range(len(xs)):
                     f(xs[i], int(ys[i]))
-                    n += 1
-            out[name] = n / (_clock() - t)
+            out[name] = reps * len(xs) / (clock() - t)
     return out
 
 

@@ -128,3 +128,19 @@ def test_finished_only_tabulates_finished_runs_and_trains_nothing(tmp_path, monk
     capsys.readouterr()
     assert main(["reproduce", "drtp-regression", "--finished-only", "-o", str(tmp_path)]) == 2
     assert "no finished run of drtp-regression" in capsys.readouterr().err
+
+
+def test_conv_random_runs_its_rules_in_order_at_its_full_length(tmp_path, monkeypatch):
+    """drtp-table1-conv-random: the paper's CONV (random) values, drtp / dfa / bp in that order, 20 epochs with
+    --full, every run from conv-mnist-random (conv1 frozen)."""
+    calls = []
+
+    def fake_train(spec, rule, **kw):
+        calls.append((spec.name, rule, kw["epochs"]))
+        return {"test_accuracy": [0.98]}
+
+    monkeypatch.setattr(rep, "train", fake_train)
+    rows = rep.EXPERIMENTS["drtp-table1-conv-random"].run(tmp_path, full=True, data_dir=tmp_path, progress=False)
+    assert calls == [("conv-mnist-random", r, 20) for r in ("drtp", "dfa", "bp")]
+    assert [(r["setting"], r["paper"], r["paper_std"]) for r in rows] == [
+        ("drtp", 1.82, 0.11), ("dfa", 1.25, 0.08), ("bp", 1.21, 0.05)]
