@@ -47,7 +47,9 @@ def test_synth_reads_the_cell_counts_from_stat_json(tmp_path, capsys):
     res = json.loads((out / "resources.json").read_text())
     assert res["resources"]["LUT"] > 0 and res["resources"]["FF"] > 0
     assert res["cells"] == parse_stat_json((out / STAT_FILE).read_text())
-    assert f"LUT {res['resources']['LUT']:,}  FF {res['resources']['FF']:,}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"LUT {res['resources']['LUT']:,}  FF {res['resources']['FF']:,}" in printed
+    assert f"area {res['resources']['AREA_LE']:,.0f} LUT-eq." in printed
 
 
 def test_synth_ice40_places_and_routes_behind_the_pin_light_wrapper(tmp_path, capsys):

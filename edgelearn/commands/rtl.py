@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
             res = synthesize(out, design.top)
             r = res["resources"]
             print(f"  yosys synth_xilinx: LUT {r['LUT']:,}  FF {r['FF']:,}  DSP {r['DSP']}  BRAM36 {r['BRAM']:g}  "
-                  f"LUTRAM {r['LUTRAM']}  ({res['seconds']:.0f} s; log {out / 'yosys.log'})")
+                  f"LUTRAM {r['LUTRAM']}  SRL {r['SRL']}  area {r['AREA_LE']:,.0f} LUT-eq. (docs/rtl.md)  "
+                  f"({res['seconds']:.0f} s; log {out / 'yosys.log'})")
             (out / "resources.json").write_text(json.dumps(res, indent=1) + "\n")
             continue
         res = synthesize_ice40(out, target, seeds=range(1, args.pnr_seeds + 1), top=design.top)
