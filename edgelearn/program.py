@@ -356,7 +356,8 @@ class Program:
     rng: str = DEFAULT_RNG
     #: rng: neuron: per layer the int64 (n_out,) xorshift32 states of its output neurons (kept under rng: layer too)
     neuron_state: list[np.ndarray] = field(default_factory=list)
-    #: the frozen front end before the linear layers (name, type, out_shape per layer); empty for an MLP
+    #: the front end before the linear layers, one dict per layer (lower.lower_front: geometry, formats, raw
+    #: kernels and biases, activation ROM); empty for an MLP
     front: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -390,6 +391,9 @@ class GoldenTrace:
     nnz: list[np.ndarray]        # per layer (N,)
     rnd_state: np.ndarray
     neuron_state: list[np.ndarray] = field(default_factory=list)  # per layer (n_out,) int64
+    #: a network with a front end: per sample the front end's raw output (the first linear layer's input), computed
+    #: before the sample's update; (N, 0) for an MLP
+    front_out: np.ndarray | None = None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"X": self.X, "labels": self.labels, "train": self.train.astype(np.int64), "outputs": self.outputs,
@@ -398,6 +402,8 @@ class GoldenTrace:
             out[f"W{k}"], out[f"b{k}"], out[f"nnz{k}"] = self.W[k], self.b[k], self.nnz[k]
         for k, ns in enumerate(self.neuron_state):
             out[f"ns{k}"] = ns
+        if self.front_out is not None and self.front_out.size:
+            out["front_out"] = self.front_out
         return out
 
     @classmethod
@@ -406,7 +412,8 @@ class GoldenTrace:
         return cls(X=d["X"], labels=d["labels"], train=np.asarray(d["train"]).astype(bool), outputs=d["outputs"],
                    preds=d["preds"], snap=d["snap"], W=[d[f"W{k}"] for k in range(L)],
                    b=[d[f"b{k}"] for k in range(L)], nnz=[d[f"nnz{k}"] for k in range(L)], rnd_state=d["rnd_state"],
-                   neuron_state=[d[f"ns{k}"] for k in range(L) if f"ns{k}" in d])
+                   neuron_state=[d[f"ns{k}"] for k in range(L) if f"ns{k}" in d],
+                   front_out=d["front_out"] if "front_out" in d else None)
 
     def save(self, path) -> None:
         np.savez(path, **self.to_arrays())

@@ -13,7 +13,7 @@ from edgelearn.errors import FormatError, RuleError
 from edgelearn.fixed import engine_kernels as K
 from edgelearn.fixed.engine import FixedEngine
 from edgelearn.fixed.lfsr import lfsr_bits, lfsr_jump, row_states, seed_state
-from edgelearn.fixed.lower import raise_unsupported, trace
+from edgelearn.fixed.lower import lower, raise_unsupported, trace
 from edgelearn.network import network_from_dict
 from edgelearn.program import (SUPPORT, ActCode, GoldenTrace, RuleCode, StepOp, row_start_steps, schedule,
                                unsupported)
@@ -190,6 +190,35 @@ def test_golden_trace_round_trips_and_leaves_the_engine_alone(tmp_path):
         if g.train[n]:
             eng.step(X[n], int(y[n]))
     assert np.array_equal(eng.weights()[1]["W"], g.W[1][-1]) and np.array_equal(eng.rnd_state, g.rnd_state)
+
+
+def test_a_front_end_is_lowered_with_its_kernels_and_traced_on_raw_images(tmp_path):
+    """A frozen conv front end reaches the program (geometry, formats, raw kernels, ROM) and the golden trace takes
+    the network's raw images, recording the front end's output per sample (what HLS and RTL front ends check)."""
+    spec = network_from_dict({"name": "tiny-conv", "dataset": "digits", "input_shape": [1, 8, 8], "num_classes": 3,
+                              "loss": "bce", "rule": "drtp", "rules": {"conv1": "shallow"}, "layers": [
+                                  {"type": "conv2d", "name": "conv1", "out": 2, "kernel": 3, "act": "tanh"},
+                                  {"type": "maxpool", "kernel": 2, "stride": 2},
+                                  {"type": "flatten"},
+                                  {"type": "linear", "name": "fc1", "out": 6, "act": "tanh"},
+                                  {"type": "linear", "name": "out", "out": 3}]})
+    eng = FixedEngine(spec, bits=8, seed=3)
+    prog = lower(eng)
+    conv, pool = prog.front
+    assert (conv["type"], conv["in_shape"], conv["out_shape"], conv["kernel"]) == ("conv2d", [1, 8, 8], [2, 6, 6], 3)
+    assert np.array_equal(conv["W"], eng.front.W[0]) and conv["W"].shape == (2, 1, 3, 3) and conv["W"].any()
+    assert conv["table"] is not None and pool["type"] == "maxpool" and pool["out_shape"] == [2, 3, 3]
+    rng = np.random.default_rng(1)
+    X = eng.quantize_inputs(rng.random((4, 64)), count=False)
+    g = trace(eng, X, [0, 1, 2, 0])
+    assert g.X.shape == (4, 64) and g.front_out.shape == (4, 18)
+    assert np.array_equal(g.front_out, eng.features(X))  # frozen kernels: the same features before every update
+    g.save(tmp_path / "g.npz")
+    assert np.array_equal(GoldenTrace.load(tmp_path / "g.npz").front_out, g.front_out)
+    for n in range(4):  # the trace is the engine's own online run on the images
+        assert np.array_equal(eng.output_raw(X[n:n + 1])[0], g.outputs[n])
+        eng.step(X[n], [0, 1, 2, 0][n])
+    assert np.array_equal(eng.weights()[0]["W"], g.W[0][-1])
 
 
 def test_parameter_record_is_named_and_complete():

@@ -8,7 +8,7 @@ datapath sees them: the reference of every hardware check.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -110,8 +110,28 @@ def lower(eng) -> Program:
         rng=eng.precision.rng, neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state],
         meta={"formats": eng.formats(), "rules": dict(zip(eng.layer_names, eng.rules)),
               "network": eng.spec.to_dict(), "mode": eng.mode, "batch_size": eng.batch_size},
-        front=[{"name": fp.name, "type": fp.type, "out_shape": list(fp.out_shape), "rule": fp.rule}
-               for fp in eng.precision.front])
+        front=lower_front(eng))
+
+
+def lower_front(eng) -> list[dict[str, Any]]:
+    """The front end before the linear layers as every back end runs it (docs/arithmetic.md §15), one dict per
+    layer: ``name``, ``type`` (conv2d / maxpool / avgpool), ``rule``, ``in_shape`` and ``out_shape`` (C, H, W),
+    ``kernel``, ``stride``, ``padding``, the formats ``input`` and ``act`` (a pool's output keeps its input's),
+    and for a conv also ``weight``, ``bias``, ``accum`` (FixedFormat), ``accum_exact`` (True: §7's automatic
+    accumulator, proved never to round or overflow, so any summation order gives the same bits), ``act_name``,
+    ``table`` (its ROM, or None), ``W`` (raw int64 (C_out, C_in, k, k), torch's layout) and ``b`` (raw (C_out,))."""
+    front = []
+    for j, fp in enumerate(eng.precision.front):
+        lay = {"name": fp.name, "type": fp.type, "rule": fp.rule, "in_shape": list(fp.in_shape),
+               "out_shape": list(fp.out_shape), "kernel": int(fp.kernel), "stride": int(fp.stride),
+               "padding": int(fp.padding), "input": fp.input, "act": fp.act}
+        if fp.type == "conv2d":
+            lay.update(weight=fp.weight, bias=fp.bias, accum=fp.accum, accum_exact=bool(eng.front.exact[j]),
+                       act_name=fp.act_name, table=act_table(fp.act_name, fp.act, eng.precision),
+                       W=np.asarray(eng.front.W[j], dtype=np.int64).copy(),
+                       b=np.asarray(eng.front.b[j], dtype=np.int64).copy())
+        front.append(lay)
+    return front
 
 
 #: the error each kind of missing support raises (program.unsupported)
@@ -132,7 +152,7 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
     """Run a *copy* of ``eng`` over the samples one at a time (training or inference per sample); ``snapshots``:
     the sample indices after which W and b are recorded (default: every sample)."""
     eng = clone_engine(eng)
-    X = np.ascontiguousarray(np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.sizes[0]))
+    X = np.ascontiguousarray(np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.n_inputs))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     N = X.shape[0]
     train = np.broadcast_to(np.asarray(train, dtype=bool), (N,)).copy()
@@ -144,7 +164,11 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
     nnz = np.zeros((L, N), dtype=np.int64)
     cnt = np.zeros((L, NTENSORS, 2), dtype=np.int64)
     snapset = set(snap)
+    # the front end's output per sample, before the sample's update (what a back end's front end must produce)
+    feats = np.zeros((N, eng.sizes[0] if eng.front is not None else 0), dtype=np.int64)
     for n in range(N):
+        if eng.front is not None:
+            feats[n] = eng.features(X[n:n + 1])[0]
         nnz[:, n] = eng.layer_nonzeros(X[n], cnt)
         outputs[n] = eng.output_raw(X[n:n + 1])[0]
         if train[n]:
@@ -159,4 +183,4 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
         W=[np.stack(Ws[k]) if Ws[k] else np.zeros((0,) + eng.W[k].shape, dtype=np.int64) for k in range(L)],
         b=[np.stack(bs[k]) if bs[k] else np.zeros((0, eng.sizes[k + 1]), dtype=np.int64) for k in range(L)],
         nnz=[nnz[k] for k in range(L)], rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
-        neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state])
+        neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state], front_out=feats)
