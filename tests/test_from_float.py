@@ -1,4 +1,5 @@
 """Pre-train in float, keep learning on chip: a `train` checkpoint quantized into the fixed-point engine."""
+import dataclasses
 import json
 
 import numpy as np
@@ -117,3 +118,43 @@ def test_conv_kernels_load_into_the_front_end(tmp_path):
     lp = eng.precision.layers[0]
     np.testing.assert_allclose(eng.weights_float()[0]["W"], state[f"{lp.name}.weight"].T, rtol=0,
                                atol=lp.weight.lsb / 2 + 1e-15)
+
+
+@pytest.mark.parametrize("rule", ["ldfa", "dldfa", "kp"])
+def test_trained_feedback_loads_with_the_weights(rule, tmp_path):
+    """kp's B and ldfa's / dldfa's factors Q and P, trained in float, arrive in the engine within half an LSB of
+    their formats (P with its extra fractional bits), so learning continues on chip from the float feedback."""
+    from edgelearn.torch_ref.ldfa import P_NAME, Q_NAME
+
+    out = tmp_path / rule
+    assert main(["train", "--rule", rule, "--epochs", "1", "--lr", "0.01", "--out", str(out), "--no-probe",
+                 "--quiet", "--device", "cpu"]) == 0
+    state = read_checkpoint(out / "checkpoint.pt")
+    eng = FixedEngine(default_network().with_rule(rule), bits=16, seed=3)
+    before = [None if B is None else B.copy() for B in eng.feedback_float()]
+    report = load_train_checkpoint(eng, out / "checkpoint.pt")
+    loaded = 0
+    for k, (lp, B) in enumerate(zip(eng.precision.layers, eng.feedback_float())):
+        if B is None:
+            continue
+        assert report[lp.name]["feedback"]["source"].startswith("checkpoint"), report[lp.name]
+        r = eng.program_layers[k].ldfa_rank
+        if rule == "kp":
+            want = [(B, state[f"{lp.name}.el_feedback"].T, lp.fb_q.lsb)]
+        else:
+            nq = B.shape[0] - r
+            P = state[f"{lp.name}.{P_NAME}"]
+            want = [(B[:nq, :r], state[f"{lp.name}.{Q_NAME}"].T, lp.fb_q.lsb),
+                    (B[nq:, :P.shape[1]], P, lp.fb_p.lsb * 2.0 ** -eng.program_layers[k].ldfa_p_shift)]
+        for got, ref, lsb in want:
+            assert np.abs(got - ref).max() <= lsb / 2 + 1e-15
+        assert not np.array_equal(B, before[k])  # the float feedback, not the engine's own draws
+        loaded += 1
+    assert loaded >= 1
+    if rule != "kp":  # factors of another rank are refused with one line, before the engine changes
+        spec = default_network().with_rule(rule)
+        eng2 = FixedEngine(dataclasses.replace(spec, rule_params={**spec.rule_params, "rank": 3}), bits=16, seed=3)
+        W0 = eng2.weights()[0]["W"].copy()
+        with pytest.raises(DataError, match="rank-3"):
+            load_train_checkpoint(eng2, out / "checkpoint.pt")
+        assert np.array_equal(eng2.weights()[0]["W"], W0)

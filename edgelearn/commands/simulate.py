@@ -64,8 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rng_arg(p)
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from a float-trained model: edgelearn train's OUT/checkpoint.pt (or a torch "
-                        "state_dict); weights, biases and fixed feedback matrices are quantized into the formats "
-                        "(round to nearest, saturate), then learning goes on in fixed point")
+                        "state_dict); weights, biases and feedback (fixed B, kp's trained B, ldfa's and dldfa's "
+                        "factors Q and P) are quantized into the formats (round to nearest, saturate), then learning "
+                        "goes on in fixed point")
     p.add_argument("--seed", "-s", type=int, default=0, help="seed of the init, feedback, LFSR streams and order")
     p.add_argument("--n-train", type=positive_int, help="use only the first N training samples")
     p.add_argument("--n-test", type=positive_int, help="use only the first N test samples")

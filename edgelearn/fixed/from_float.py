@@ -7,10 +7,13 @@ rounding the format uses for its *updates*, a one-off load is rounded to nearest
 counted, so the user sees what the word length cut.
 
 Feedback goes with the weights where both sides define the same matrix: dfa / sdfa / drtp (the C x n_out
-projection) and fa (the layer's own B, the transpose of the torch buffer). It needs stored feedback
+projection), fa and kp (the layer's own B, the transpose of the torch buffer; kp's into its trained format
+``fb_q``), and the factors of ldfa / dldfa (torch keeps ``Qt = Q^T`` and ``P`` as parameters ``el_ldfa_q`` /
+``el_ldfa_p``; the engine packs ``Q`` over ``P`` in one matrix, ``Q`` in ``fb_q``, ``P`` in ``fb_p`` read with the
+layer's extra fractional bits, docs/arithmetic.md §16). The fixed random projections need stored feedback
 (``--feedback stored``): a regenerated (LFSR) matrix cannot take loaded values. Layers whose checkpoint has no
-matching feedback (trained with another rule, or ldfa's factors, which the engine packs differently) keep the
-engine's own random feedback, and the report says so.
+matching feedback (trained with another rule, or factors of another rank) keep the engine's own random feedback,
+and the report says so.
 """
 from __future__ import annotations
 
@@ -71,6 +74,8 @@ def _take(state: dict[str, np.ndarray], key: str, shape: tuple[int, ...], where:
 def load_float_state(eng, state: dict[str, np.ndarray]) -> dict[str, Any]:
     """Quantize float tensors (torch layout, state-dict keys) into ``eng``; returns what was loaded, per layer and
     tensor: the count of values and of saturated values, and the feedback source."""
+    from ..torch_ref.ldfa import P_NAME, Q_NAME  # the reference's parameter names (imports torch)
+
     report: dict[str, Any] = {}
     checks = []  # everything is read and quantized before the engine changes (no half-loaded engine)
     prec = eng.precision
@@ -99,7 +104,13 @@ def load_float_state(eng, state: dict[str, np.ndarray]) -> dict[str, Any]:
         shape = eng._fb_shapes[k]
         key = f"{name}.{FEEDBACK_BUFFER}"
         rule = eng.rules[k]
-        if shape is not None and key in state and not lp.is_output and rule in DIRECT_RULES + ("fa",):
+        r = eng.program_layers[k].ldfa_rank
+        if shape is not None and r and f"{name}.{Q_NAME}" in state and f"{name}.{P_NAME}" in state:
+            B, rep["feedback"] = _factors(eng, k, state[f"{name}.{Q_NAME}"], state[f"{name}.{P_NAME}"], shape, r)
+        elif shape is not None and key in state and rule == "kp":
+            B, sB = _quantize(lp.fb_q or lp.feedback, _take(state, key, shape[::-1], f"layer {name}'s kp feedback").T)
+            rep["feedback"] = {"n": int(B.size), "saturated": sB, "source": "checkpoint"}
+        elif shape is not None and key in state and not lp.is_output and rule in DIRECT_RULES + ("fa",):
             Bf = state[key] if rule in DIRECT_RULES else state[key].T  # fa: torch (out, in), engine (n_in, n_out)
             if tuple(Bf.shape) != tuple(shape):
                 raise DataError(f"--init-from: {key} has shape {tuple(state[key].shape)}, layer {name}'s "
@@ -121,6 +132,23 @@ def load_float_state(eng, state: dict[str, np.ndarray]) -> dict[str, Any]:
             if B is not None:
                 eng.set_feedback(where, B)
     return report
+
+
+def _factors(eng, k: int, Qt: np.ndarray, Pf: np.ndarray, shape: tuple[int, int], r: int):
+    """ldfa / dldfa layer k's packed feedback from the checkpoint's factors: ``Q = Qt^T`` (rows x r) in the
+    ``fb_q`` format over ``P`` (r x m) in ``fb_p`` with the layer's extra fractional bits (what the engine reads)."""
+    lp = eng.precision.layers[k]
+    nq = shape[0] - r
+    m = eng.num_classes if eng.rules[k] == "dldfa" else lp.n_out
+    for a, want, what in ((Qt, (r, nq), "Q^T"), (Pf, (r, m), "P")):
+        if tuple(a.shape) != want:
+            raise DataError(f"--init-from: layer {lp.name}'s {eng.rules[k]} factor {what} has shape {tuple(a.shape)}, "
+                            f"the engine's rank-{r} feedback needs {want} (train with the same rank)")
+    Q, sq = _quantize(lp.fb_q, Qt.T)
+    P, sp = _quantize(lp.fb_p, Pf * 2.0 ** int(eng.program_layers[k].ldfa_p_shift))
+    packed = np.zeros(shape, dtype=np.int64)
+    packed[:nq, :r], packed[nq:, :m] = Q, P
+    return packed, {"n": int(Q.size + P.size), "saturated": sq + sp, "source": "checkpoint (Q and P)"}
 
 
 def load_train_checkpoint(eng, path) -> dict[str, Any]:
