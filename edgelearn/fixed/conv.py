@@ -377,23 +377,7 @@ def conv_learn(x, W, b, geo, z, y, act, fa, fy, pgeo, rule, label, B, e_out, fp,
     U = np.zeros(C * K * K, dtype=np.int64)
     ubs = np.zeros(Co, dtype=np.int64)
     for o in range(Co):
-        U[:] = 0
-        ub = np.int64(0)
-        for oy in range(Ho):
-            for ox in range(Wo):
-                d = dl[o * npos + oy * Wo + ox]
-                if d == 0:
-                    continue
-                ub += d
-                for c in range(C):
-                    for ky in range(K):
-                        iy = oy * S + ky - PAD
-                        if iy < 0 or iy >= H:
-                            continue
-                        for kx in range(K):
-                            ix = ox * S + kx - PAD
-                            if 0 <= ix < Wd:
-                                U[(c * K + ky) * K + kx] += d * x[(c * H + iy) * Wd + ix]
+        ub = _increments(x, dl, o, geo, U)
         t = 0
         for c in range(C):
             for ky in range(K):
@@ -411,6 +395,33 @@ def conv_learn(x, W, b, geo, z, y, act, fa, fy, pgeo, rule, label, B, e_out, fp,
         if rb == _STOCH:
             rnd = _draw(rng_n, rnd_state, ns, o)
         b[o] = update_weight_counted(b[o], ubs[o], fe, lr, wb, fb, sb, rb, ob, rnd, cnt[T_BIAS])
+
+
+@numba.njit(cache=True)
+def _increments(x, dl, o, geo, U):
+    """Output channel o's kernel increments U[(c*K + ky)*K + kx] = sum over its positions with dl != 0 of
+    dl * x (the zero-padded patch; exact in int64, the engine's, or float64, the twin's) and returns its bias
+    increment, the sum of those dl."""
+    C, H, Wd, K, S, PAD, Ho, Wo = geo[0], geo[1], geo[2], geo[4], geo[5], geo[6], geo[7], geo[8]
+    npos = Ho * Wo
+    U[:] = 0
+    ub = U[0] * 0
+    for oy in range(Ho):
+        for ox in range(Wo):
+            d = dl[o * npos + oy * Wo + ox]
+            if d == 0:
+                continue
+            ub += d
+            for c in range(C):
+                for ky in range(K):
+                    iy = oy * S + ky - PAD
+                    if iy < 0 or iy >= H:
+                        continue
+                    for kx in range(K):
+                        ix = ox * S + kx - PAD
+                        if 0 <= ix < Wd:
+                            U[(c * K + ky) * K + kx] += d * x[(c * H + iy) * Wd + ix]
+    return ub
 
 
 @numba.njit(cache=True, inline="always")
@@ -443,23 +454,10 @@ def conv_learn_float(x, W, b, geo, z, y, act, pgeo, rule, label, B, e_out, lr, p
         else:
             g = 1.0
         pr[i] *= g
+    U = np.zeros(C * K * K)
     for o in range(Co):
-        ub = 0.0
-        for oy in range(Ho):
-            for ox in range(Wo):
-                d = pr[o * npos + oy * Wo + ox]
-                if d == 0.0:
-                    continue
-                ub += d
-                for c in range(C):
-                    for ky in range(K):
-                        iy = oy * S + ky - PAD
-                        if iy < 0 or iy >= H:
-                            continue
-                        for kx in range(K):
-                            ix = ox * S + kx - PAD
-                            if 0 <= ix < Wd:
-                                W[o, c, ky, kx] += lr * (d * x[(c * H + iy) * Wd + ix])
+        ub = _increments(x, pr, o, geo, U)
+        W[o] += lr * U.reshape(C, K, K)
         b[o] += lr * ub
 
 

@@ -60,6 +60,24 @@ def _forward(W, b, x, z):
 
 
 @numba.njit(cache=True)
+def _lowrank(Bp, src, g, d):
+    """d = (Q (P src)) * g through packed factors: Q in Bp's first n = len(d) rows (n x r), P below (r x len(src))."""
+    n = d.shape[0]
+    r = Bp.shape[0] - n
+    u = np.zeros(r)
+    for t in range(r):
+        acc = 0.0
+        for i in range(src.shape[0]):
+            acc += Bp[n + t, i] * src[i]
+        u[t] = acc
+    for j in range(n):
+        acc = 0.0
+        for t in range(r):
+            acc += Bp[j, t] * u[t]
+        d[j] = acc * g[j]
+
+
+@numba.njit(cache=True)
 def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop):
     n = d.shape[0]
     if rule == K.R_DRTP:
@@ -77,31 +95,9 @@ def _delta(rule, label, B, e_out, g, d, W_up, B_up, d_up, prop):
         for i in range(n):
             d[i] *= g[i]
     elif rule == K.R_DLDFA:  # Q (P e): B packs Q (rows < n) and P (rows >= n, r x C)
-        r = B.shape[0] - n
-        u = np.zeros(r)
-        for t in range(r):
-            acc = 0.0
-            for c in range(e_out.shape[0]):
-                acc += B[n + t, c] * e_out[c]
-            u[t] = acc
-        for j in range(n):
-            acc = 0.0
-            for t in range(r):
-                acc += B[j, t] * u[t]
-            d[j] = acc * g[j]
+        _lowrank(B, e_out, g, d)
     elif prop == K.PROP_LOWRANK:  # ldfa above: Q (P d_up), B_up packs Q (rows < n) and P (rows >= n)
-        r = B_up.shape[0] - n
-        u = np.zeros(r)
-        for t in range(r):
-            acc = 0.0
-            for i in range(d_up.shape[0]):
-                acc += B_up[n + t, i] * d_up[i]
-            u[t] = acc
-        for j in range(n):
-            acc = 0.0
-            for t in range(r):
-                acc += B_up[j, t] * u[t]
-            d[j] = acc * g[j]
+        _lowrank(B_up, d_up, g, d)
     else:
         M = B_up if prop == K.PROP_FA else W_up
         for j in range(n):
