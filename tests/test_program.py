@@ -117,10 +117,14 @@ def test_the_learning_kernel_is_rendered_from_its_templates(tmp_path, monkeypatc
     get_source = env.loader.get_source
     monkeypatch.setattr(env.loader, "get_source", lambda e, name: loaded.append(name) or get_source(e, name))
     monkeypatch.setattr(kernel, "_ENV", env)
+    # a conv network renders the front end's templates too, a network with trained feedback its own (an MLP of
+    # fixed-feedback rules has neither)
+    kernel.write_kernel_project(FixedEngine(_conv_spec(), bits=8, seed=3), tmp_path / "c", project="conv")
+    kernel.write_kernel_project(FixedEngine(_spec(rule="ldfa"), bits=16, seed=1), tmp_path / "l", project="ldfa")
     eng = FixedEngine(_spec(rule="dfa", rules={"l1": "drtp"}), seed=1)
     proj = kernel.write_kernel_project(eng, tmp_path / "k", project="kern")
-    # el_learn.h, the layer templates, is rendered too (with the lane count)
-    assert set(loaded) == {p.name for p in kernel.TEMPLATES.glob("*.j2")} | {"el_learn.h"}
+    # the layer templates (el_*.h) are rendered too (with the lane count)
+    assert set(loaded) == {p.name for p in kernel.TEMPLATES.iterdir() if p.is_file()}
     for name in proj.files():
         text = (proj.path / name).read_text()
         assert not re.search(r"\{\{ |\{%|@PROJECT@", text), name  # C's own {{0}} has no space
@@ -192,17 +196,21 @@ def test_golden_trace_round_trips_and_leaves_the_engine_alone(tmp_path):
     assert np.array_equal(eng.weights()[1]["W"], g.W[1][-1]) and np.array_equal(eng.rnd_state, g.rnd_state)
 
 
-def test_a_front_end_is_lowered_with_its_kernels_and_traced_on_raw_images(tmp_path):
-    """A frozen conv front end reaches the program (geometry, formats, raw kernels, ROM) and the golden trace takes
-    the network's raw images, recording the front end's output per sample (what HLS and RTL front ends check)."""
-    spec = network_from_dict({"name": "tiny-conv", "dataset": "digits", "input_shape": [1, 8, 8], "num_classes": 3,
+def _conv_spec():
+    """A tiny frozen-conv network: conv 2x3x3 - maxpool 2 - fc 6 - fc 3 on 8x8 inputs."""
+    return network_from_dict({"name": "tiny-conv", "dataset": "digits", "input_shape": [1, 8, 8], "num_classes": 3,
                               "loss": "bce", "rule": "drtp", "rules": {"conv1": "shallow"}, "layers": [
                                   {"type": "conv2d", "name": "conv1", "out": 2, "kernel": 3, "act": "tanh"},
                                   {"type": "maxpool", "kernel": 2, "stride": 2},
                                   {"type": "flatten"},
                                   {"type": "linear", "name": "fc1", "out": 6, "act": "tanh"},
                                   {"type": "linear", "name": "out", "out": 3}]})
-    eng = FixedEngine(spec, bits=8, seed=3)
+
+
+def test_a_front_end_is_lowered_with_its_kernels_and_traced_on_raw_images(tmp_path):
+    """A frozen conv front end reaches the program (geometry, formats, raw kernels, ROM) and the golden trace takes
+    the network's raw images, recording the front end's output per sample (what HLS and RTL front ends check)."""
+    eng = FixedEngine(_conv_spec(), bits=8, seed=3)
     prog = lower(eng)
     conv, pool = prog.front
     assert (conv["type"], conv["in_shape"], conv["out_shape"], conv["kernel"]) == ("conv2d", [1, 8, 8], [2, 6, 6], 3)

@@ -101,11 +101,8 @@ def engine_from_args(args: argparse.Namespace, what: str):
         from ..fixed.engine_io import load_weights
 
         return load_weights(args.weights)
+    # a network the engine runs but this back end does not is refused by the back end itself (program.SUPPORT)
     spec = load_spec(args.config)
-    if not spec.is_mlp():
-        kinds = sorted({layer.type for layer in spec.layers if layer.type not in ("linear", "flatten")})
-        raise ConfigError(f"{spec.name}: {what} handles MLPs (flatten + linear layers); this network has "
-                          f"{', '.join(kinds)} layers")
     layer_rules = parse_layer_rules(args.layer_rule)
     if args.rule or layer_rules:
         spec = spec.with_rule(args.rule, {**spec.rules, **(layer_rules or {})} if layer_rules else None)

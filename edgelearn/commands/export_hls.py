@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..hls import DEFAULT_PART, KERNEL_INTERFACES as INTERFACES, MAX_UNROLLED_MULTS
+from ..program import SUPPORT
 from .common import add_engine_args, engine_from_args, positive_int
 
 
@@ -12,16 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export-hls",
         help="write the hls4ml project and the HLS learning kernel (bit-exact with the fixed-point engine)",
-        description="Write two HLS projects for an MLP: OUT/hls4ml_prj (inference: Brevitas fixed-point model -> "
+        description="Write two HLS projects for an MLP (for a frozen conv front end before an MLP, the learning "
+                    "kernel alone, the kernels in ROM): OUT/hls4ml_prj (inference: Brevitas fixed-point model -> "
                     "QONNX -> hls4ml, Vitis backend by default) and OUT/learning_kernel (HLS C++ that infers and "
-                    "applies a DRTP/sDFA/DFA update per sample). Both are bit-exact in C-simulation with the "
+                    "applies the rule's update per sample: DRTP/sDFA/DFA, or kp/LDFA/dLDFA with their feedback "
+                    "trained on chip). Both are bit-exact in C-simulation with the "
                     "fixed-point engine. The weights come from --weights (a file of 'edgelearn simulate' or "
                     "FixedEngine.save, used as is), from Brevitas QAT (--qat-epochs), or the engine's initial "
                     "values. Without --config: the embedded digits MLP, 8-bit preset. Run the results with "
                     "'vitis_hls -f build_prj.tcl' in each project (see OUT/export.json and docs/hls.md).",
     )
     p.add_argument("--out", "-o", required=True, help="output directory")
-    add_engine_args(p, "kernel: drtp, sdfa, dfa, shallow hidden layers")
+    add_engine_args(p, f"kernel: {', '.join(SUPPORT['hls'].hidden_rules)} hidden layers")
     p.add_argument("--qat-epochs", type=int, default=0,
                    help="Brevitas quantization-aware training epochs (backprop, Adam) before the export (default 0: "
                         "the engine's initial weights, or --weights)")
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                      data_dir=args.data_dir, model=model, check=args.check, lanes=args.lanes,
                      interface=args.interface)
     _print(res, origin)
-    for line in (res.summary.get("hls4ml") or {}).get("warnings", []):
+    for line in res.summary.get("warnings", []) + (res.summary.get("hls4ml") or {}).get("warnings", []):
         print(f"edgelearn export-hls: warning: {line}", file=sys.stderr)
     return 0 if _checks_ok(res.checks) else 1
 

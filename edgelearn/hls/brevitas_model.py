@@ -52,8 +52,8 @@ def check_exportable(eng) -> None:
     if not spec.is_mlp():
         kinds = sorted({layer.type for layer in spec.layers if layer.type not in ("linear", "flatten")})
         raise ConfigError(f"{spec.name}: only MLPs (flatten + linear) are exported to hls4ml; this network has "
-                          f"{', '.join(kinds)} layers (the learning kernel is MLP-only too; the fixed-point engine runs "
-                          f"conv front ends frozen: edgelearn simulate)")
+                          f"{', '.join(kinds)} layers (the learning kernel takes a frozen conv front end: write it "
+                          f"alone, without --no-kernel)")
     L = len(eng.precision.layers)
     for k, lp in enumerate(eng.precision.layers):
         act = eng.acts[k]

@@ -20,13 +20,17 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from . import KERNEL_INTERFACES
-from .kernel import KernelSpec, check_kernel_options, engine_reference, write_kernel_project
+from .kernel import KernelSpec, _reference, _reference_trace, check_kernel_options, write_kernel_project
 from .toolchain import require
 
 __all__ = ["ExportResult", "export_hls", "tb_samples", "check_projects"]
 
 KERNEL_DIR = "learning_kernel"
 HLS4ML_DIR = "hls4ml_prj"
+#: why a network with a conv front end gets the learning kernel only
+HLS4ML_FRONT_SKIPPED = ("hls4ml inference project not written: the network has a conv front end, which the export "
+                        "to hls4ml does not carry (its conv layers are not checked bit-exact with the engine); the "
+                        "learning kernel runs the whole network (docs/hls.md)")
 
 
 @dataclass
@@ -48,10 +52,10 @@ def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int
 
         ds = load_dataset(name, data_dir, seed=seed, n_test=n, n_train=1)
         x = ds.x_test[:n]
-        if ds.task != "classification" or int(np.prod(ds.input_shape)) != eng.sizes[0] \
+        if ds.task != "classification" or int(np.prod(ds.input_shape)) != eng.n_inputs \
                 or ds.num_classes != eng.num_classes:
             raise ConfigError(f"dataset {name} does not fit network {eng.spec.name} "
-                              f"({eng.sizes[0]} inputs, {eng.num_classes} classes)")
+                              f"({eng.n_inputs} inputs, {eng.num_classes} classes)")
         return eng.quantize_inputs(x, count=False), np.asarray(ds.y_test[:n], dtype=np.int64), f"{ds.name} test set"
     except (DataError, ConfigError, OSError) as exc:
         if dataset is not None or data_dir is not None:
@@ -59,7 +63,7 @@ def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int
                 raise DataError(f"dataset {name}: {exc}") from None
             raise
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xB5])
-        x = rng.random((n, eng.sizes[0]))
+        x = rng.random((n, eng.n_inputs))
         return eng.quantize_inputs(x, count=False), rng.integers(0, eng.num_classes, n), "random inputs in [0, 1)"
 
 
@@ -83,6 +87,10 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
 
     if not (hls4ml or kernel):
         raise ConfigError("nothing to export (both the hls4ml project and the learning kernel are disabled)")
+    warnings = []
+    if hls4ml and kernel and eng.front is not None:
+        warnings.append(HLS4ML_FRONT_SKIPPED)
+        hls4ml = False
     if hls4ml:
         require("hls4ml", "brevitas", "qonnx", "onnx")
         check_exportable(eng)
@@ -124,6 +132,7 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
             "commands": kernel_commands()},
         "generate_seconds": round(gen_s, 3),
         "checks": res.checks,
+        "warnings": warnings,
     }
     (out / "export.json").write_text(json.dumps(res.summary, indent=2, default=str) + "\n")
     return res
@@ -158,7 +167,8 @@ def check_projects(res: ExportResult, eng, X, y) -> dict[str, Any]:
         t = time.perf_counter()
         res.kernel.compile()
         run = res.kernel.run()
-        outs, W, b, rnd = engine_reference(eng, X, y)
+        gold = _reference_trace(eng, X, y)
+        outs, W, b, rnd = _reference(eng, gold)
         wbits = sum(int(_popcount((np.asarray(a) ^ np.asarray(e)) & ((1 << 63) - 1)).sum()) for a, e in zip(run.W, W))
         bbits = sum(int(_popcount((np.asarray(a) ^ np.asarray(e)) & ((1 << 63) - 1)).sum()) for a, e in zip(run.b, b))
         checks["learning_kernel"] = {
@@ -167,6 +177,10 @@ def check_projects(res: ExportResult, eng, X, y) -> dict[str, Any]:
             "weight_mismatching_bits_python": wbits + bbits,
             "weights_changed": int(sum(int((a != w["W"]).sum()) for a, w in zip(W, eng.weights()))),
             "seconds": round(time.perf_counter() - t, 3)}
+        if eng.front is not None:  # the testbench's own call of the front end vs the engine's, every sample
+            checks["learning_kernel"]["front_mismatching_bits"] = run.front_mismatch_bits
+            checks["learning_kernel"]["front_mismatching_bits_python"] = int(
+                _popcount(np.asarray(run.features) ^ gold.front_out).sum())
     return checks
 
 
