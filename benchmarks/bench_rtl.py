@@ -12,9 +12,11 @@
 * resources: yosys synth_xilinx + stat, the same network with and without the learning logic: stochastic rounding
   with the draws of rng layer (one LFSR per layer) and of rng neuron (one xorshift32 per neuron), and
   round-to-nearest (no draws), to show what the draws cost; the learning overhead in LUTs and in a total area
-  that counts block RAM (AREA_MODEL).
-* ice40: yosys synth_ice40 + nextpnr-ice40 (UP5K, HX8K), 64-32-10 at 2 MAC lanes, inference only vs DRTP with
-  stochastic rounding (rng neuron): LUT4 / FF / BRAM / DSP and fmax (min / median / max over --seeds placement seeds).
+  that counts block RAM (AREA_MODEL); --update-lanes 16,8,4: each learning design at those update lanes (the
+  half-rate update).
+* ice40: yosys synth_ice40 + nextpnr-ice40 (--parts UP5K, HX8K), 64-32-10 at 2 MAC lanes, inference only vs DRTP
+  with stochastic rounding (--ice40-rows: rng layer, rng neuron, rng neuron with 1 update lane): LUT4 / FF / BRAM /
+  DSP and fmax (min / median / max over --seeds placement seeds).
 * regression: wall time of the RTL test suite (pytest rtl_tb).
 """
 from __future__ import annotations
@@ -106,7 +108,14 @@ def bench_speed(n: int) -> None:
           f"cycles/s (stream throughput {v['cycles_per_sample']:.0f} cycles per training sample incl. 64 input beats)")
 
 
-def bench_resources(n_in: int, P: int) -> None:
+#: the synth_xilinx rows: key -> (label, rounding, rng, learning)
+RESOURCE_ROWS = {"infer": ("inference only", None, None, False),
+                 "layer": ("DRTP learning, stochastic, rng layer", None, "layer", True),
+                 "neuron": ("DRTP learning, stochastic, rng neuron", None, "neuron", True),
+                 "rnd": ("DRTP learning, round-to-nearest weights", [(None, "RND")], None, True)}
+
+
+def bench_resources(n_in: int, P: int, rows=("infer", "layer", "neuron", "rnd"), update_lanes=(None,)) -> None:
     from edgelearn.rtl.generate import write_rtl
     from edgelearn.rtl.synth import synthesize
 
@@ -114,45 +123,54 @@ def bench_resources(n_in: int, P: int) -> None:
     cols = ("LUT", "FF", "DSP", "BRAM", "LUTRAM", "SRL", "CARRY", "AREA_LE")
     print("  AREA_LE: total area in LUT-equivalents, edgelearn.rtl.synth.area_le (max(LUT + LUTRAM + SRL, FF / 2) + "
           "40 per RAMB36 + 20 per DSP48, the 7-series tile sizes)")
-    print(f"  {'design':<44}" + "".join(f"{c:>9}" for c in cols))
+    print(f"  {'design':<52}" + "".join(f"{c:>9}" for c in cols))
     base = None
+    designs = [(RESOURCE_ROWS[k], q) for k in ["infer"] + [r for r in rows if r != "infer"]
+               for q in ((None,) if k == "infer" else update_lanes)]
     with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
-        for label, rnd, rng, learn in (("inference only", None, None, False),
-                                       ("DRTP learning, stochastic, rng layer", None, "layer", True),
-                                       ("DRTP learning, stochastic, rng neuron", None, "neuron", True),
-                                       ("DRTP learning, round-to-nearest weights", [(None, "RND")], None, True)):
+        for (label, rnd, rng, learn), q in designs:
             eng = _engine(n_in, rounding=rnd, rng=rng)
+            if q is not None:
+                label = f"{label}, {q} update lanes"
             prj = Path(tmp) / label.replace(" ", "_").replace(",", "")
-            write_rtl(eng, prj, parallel=P, learning=learn)
+            write_rtl(eng, prj, parallel=P, learning=learn, update_lanes=q)
             r = synthesize(prj)["resources"]
-            print(f"  {label:<44}" + "".join(f"{r[c]:>9g}" for c in cols), flush=True)
+            print(f"  {label:<52}" + "".join(f"{r[c]:>9g}" for c in cols), flush=True)
             if base is None:
                 base = r
             else:
-                print(f"  {'  learning adds':<44}" + "".join(
+                print(f"  {'  learning adds':<52}" + "".join(
                     f"{(100 * (r[c] - base[c]) / base[c]) if base[c] else float('nan'):>8.0f}%" for c in cols))
 
 
-def bench_ice40(n_in: int, hidden: int, P: int, seeds) -> None:
+#: the iCE40 rows: label -> (rng, learning, update lanes (None: all P))
+ICE40_ROWS = {"infer": ("inference only", None, False, None),
+              "layer": ("DRTP learning, stochastic, rng layer", "layer", True, None),
+              "neuron": ("DRTP learning, stochastic, rng neuron", "neuron", True, None),
+              "neuron-half": ("DRTP, rng neuron, half-rate update", "neuron", True, "half")}
+
+
+def bench_ice40(n_in: int, hidden: int, P: int, seeds, parts, rows) -> None:
     from edgelearn.rtl.generate import write_rtl
-    from edgelearn.rtl.synth import ICE40_PARTS, synthesize_ice40
+    from edgelearn.rtl.synth import synthesize_ice40
 
     print(f"iCE40 (yosys synth_ice40, nextpnr-ice40 seeds {','.join(map(str, seeds))}), {n_in}-{hidden}-10 tanh, "
           f"8-bit preset, {P} MAC lanes per layer; fmax in MHz")
     cols = ("LUT4", "FF", "CARRY", "BRAM", "DSP")
-    print(f"  {'part':<11}{'design':<36}" + "".join(f"{c:>7}" for c in cols) +
+    print(f"  {'part':<11}{'design':<38}" + "".join(f"{c:>7}" for c in cols) +
           f"{'fmax min':>10}{'median':>8}{'max':>8}{'vs infer':>9}")
     with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
-        for part in ICE40_PARTS:
+        for part in parts:
             base = None
-            for label, rng, learn in (("inference only", None, False),
-                                      ("DRTP learning, stochastic, rng neuron", "neuron", True)):
-                prj = Path(tmp) / f"{part}-{learn}"
-                write_rtl(_engine(n_in, hidden, rng=rng), prj, parallel=P, learning=learn)
+            for row in ["infer"] + [r for r in rows if r != "infer"]:
+                label, rng, learn, q = ICE40_ROWS[row]
+                prj = Path(tmp) / f"{part}-{row}"
+                write_rtl(_engine(n_in, hidden, rng=rng), prj, parallel=P, learning=learn,
+                          update_lanes=None if q is None else max(1, P // 2))
                 r = synthesize_ice40(prj, part, seeds=seeds)
                 f = r["fmax"]
                 base = base or f["median"]
-                print(f"  {part:<11}{label:<36}" + "".join(f"{r['resources'][c]:>7}" for c in cols) +
+                print(f"  {part:<11}{label:<38}" + "".join(f"{r['resources'][c]:>7}" for c in cols) +
                       f"{f['min']:>10.1f}{f['median']:>8.1f}{f['max']:>8.1f}{100 * f['median'] / base:>8.0f}%",
                       flush=True)
 
@@ -172,7 +190,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10, help="samples per cycle measurement (default 10)")
     ap.add_argument("--speed-samples", type=int, default=100)
     ap.add_argument("--resources-inputs", default="64,784", help="inputs of the synth_xilinx networks (default 64,784)")
+    ap.add_argument("--resources-rows", default="infer,layer,neuron,rnd",
+                    help=f"synth_xilinx designs, of {','.join(RESOURCE_ROWS)} (default: all)")
+    ap.add_argument("--update-lanes", default="",
+                    help="update lanes of the learning designs of --only resources, e.g. 16,8,4 (default: all lanes)")
     ap.add_argument("--seeds", default="1,2,3", help="nextpnr placement seeds of the iCE40 runs (default 1,2,3)")
+    ap.add_argument("--parts", default="ice40-up5k,ice40-hx8k", help="iCE40 parts (default ice40-up5k,ice40-hx8k)")
+    ap.add_argument("--ice40-rows", default="infer,layer,neuron",
+                    help=f"iCE40 designs, of {','.join(ICE40_ROWS)} (default infer,layer,neuron)")
     a = ap.parse_args()
     from edgelearn.rtl import sim as rsim
 
@@ -185,9 +210,10 @@ def main() -> None:
         bench_speed(a.speed_samples)
     if "resources" in only:
         for n_in in a.resources_inputs.split(","):
-            bench_resources(int(n_in), 16)
+            bench_resources(int(n_in), 16, a.resources_rows.split(","),
+                            [int(q) for q in a.update_lanes.split(",")] if a.update_lanes else [None])
     if "ice40" in only:
-        bench_ice40(64, 32, 2, [int(s) for s in a.seeds.split(",")])
+        bench_ice40(64, 32, 2, [int(s) for s in a.seeds.split(",")], a.parts.split(","), a.ice40_rows.split(","))
     if "regression" in only:
         bench_regression()
 

@@ -114,10 +114,13 @@ SUPPORT: dict[str, Support] = {
                       losses=("bce", "mse", "ce"), conv_rules=("shallow", "drtp", "dfa", "sdfa")),
     # the kernel learns one sample per call; a minibatch engine is exported with its state and stepped online
     "hls": Support("the HLS learning kernel", "is not implemented by the HLS learning kernel",
-                   ("drtp", "sdfa", "dfa", "shallow"), ACT_NAMES, ("linear", "flatten"), losses=("bce", "mse", "ce"),
+                   ("drtp", "sdfa", "dfa", "shallow", "ldfa", "kp", "dldfa"), ACT_NAMES,
+                   ("linear", "flatten", "conv2d", "maxpool", "avgpool"),
+                   losses=("bce", "mse", "ce"),
                    why="bp/fa need the transposed weights of the layer above, which the kernel does not keep"),
     "rtl": Support("the generated datapath", "has no generated datapath", ("drtp", "sdfa", "dfa", "shallow"),
-                   ACT_NAMES, ("linear", "flatten"), update_format=False, lr_mult=False, minibatch=False,
+                   ACT_NAMES, ("linear", "flatten", "conv2d", "maxpool", "avgpool"), update_format=False,
+                   lr_mult=False, minibatch=False,
                    why="bp/fa need the transposed weights of the layer above"),
 }
 

@@ -164,6 +164,28 @@ def test_cli_writes_the_default_design_and_refuses_bad_input(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def test_update_lanes_divide_the_mac_lanes_and_narrow_layers_keep_a_divisor(tmp_path, capsys):
+    """--update-lanes Q: a divisor of --parallel, else one error line and nothing written; a layer narrower
+    than P gets the largest divisor of its lanes up to lanes * Q / P; design.json and the parameters say so."""
+    assert main(["rtl", "--out", str(tmp_path / "bad"), "--parallel", "8", "--update-lanes", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "update lanes must divide the 8 MAC lanes" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    assert main(["rtl", "--out", str(tmp_path / "bad"), "--parallel", "4", "--update-lanes", "8"]) == 2
+    assert "update lanes must divide" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    for q in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="update lanes"):
+            RtlDesign(FixedEngine(_spec(), bits=8), parallel=4, update_lanes=q)
+    # digits 64-128-10 at 16 lanes: the output layer has 10 lanes
+    assert main(["rtl", "--out", str(tmp_path / "d"), "--parallel", "16", "--update-lanes", "4"]) == 0
+    assert "16 MAC lanes per layer, 4 update lanes" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "d/design.json").read_text())
+    assert meta["update_lanes"] == 4
+    assert [(l["lanes"], l["update_lanes"]) for l in meta["layers"]] == [(16, 4), (10, 2)]
+    assert ".UQ(4)" in (tmp_path / "d/el_mlp.v").read_text()
+
+
 def test_the_top_level_and_file_list_are_rendered_from_the_templates_of_hw(monkeypatch):
     """No Verilog is written by code: the top level and the file list come from edgelearn/hw/*.j2 (both templates
     are read), and the top level chains one el_layer instance per layer."""

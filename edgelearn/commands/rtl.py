@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_engine_args(p, "hidden layers: drtp, sdfa, dfa or shallow")
     p.add_argument("--parallel", "-p", type=positive_int, default=8,
                    help="parallel MAC units per layer (capped at the layer's outputs; default 8)")
+    p.add_argument("--update-lanes", type=positive_int, metavar="Q",
+                   help="lanes of the update datapath, a divisor of --parallel (default: all): a word of P weights "
+                        "updates in P/Q cycles, with Q rounding adders and draws instead of P")
     p.add_argument("--top", default="el_mlp", help="name of the top-level module (default el_mlp)")
     p.add_argument("--inference-only", action="store_true",
                    help="the same network without the learning logic (for resource comparisons)")
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     # absolute: the simulators run in other folders; staged: write_rtl builds the design beside OUT
     out = output_dir(args.out, staged=True)
     eng = engine_from_args(args, "rtl")
-    RtlDesign(eng, parallel=args.parallel, top=args.top, learning=not args.inference_only)  # validate first
+    RtlDesign(eng, parallel=args.parallel, top=args.top, learning=not args.inference_only,
+              update_lanes=args.update_lanes)  # validate first
     samples = None
     if args.check:
         if args.inference_only:
@@ -67,19 +71,25 @@ def run(args: argparse.Namespace) -> int:
 
         for target in args.synth:
             require_target(target)
-    design = write_rtl(eng, out, parallel=args.parallel, top=args.top, learning=not args.inference_only)
+    design = write_rtl(eng, out, parallel=args.parallel, top=args.top, learning=not args.inference_only,
+                       update_lanes=args.update_lanes)
     sizes = "-".join(map(str, design.sizes))
     what = "inference only" if args.inference_only else f"rules {', '.join(l.rule for l in design.layers)}"
-    print(f"{design.top}: {design.name} {sizes}, {what}, {args.parallel} MAC lanes per layer")
+    upd = "" if args.inference_only or design.update_lanes == design.parallel else \
+        f", {design.update_lanes} update lanes"
+    print(f"{design.top}: {design.name} {sizes}, {what}, {args.parallel} MAC lanes per layer{upd}")
     print(f"  written to {out}: {design.top}.v, hdl/, mem/, filelist.f, design.json")
     status = 0
     for s in args.check or []:
         rep = check(eng, design, out, s, *samples)
-        ok = rep["pred_mismatches"] == 0 and rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0
+        front_bits = rep.get("front_bits_mismatched", 0)  # the conv front end's features (a network with one)
+        ok = (rep["pred_mismatches"] == 0 and rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0
+              and front_bits == 0)
         status |= 0 if ok else 1
         print(f"  {s}: {rep['samples']} samples, predictions {rep['samples'] - rep['pred_mismatches']}/"
               f"{rep['samples']} equal, {rep['weights_compared']:,} weight and {rep['biases_compared']:,} bias "
-              f"comparisons, mismatching bits {rep['weight_bits_mismatched'] + rep['bias_bits_mismatched']}; "
+              f"comparisons{', %d features' % rep['features_compared'] if 'features_compared' in rep else ''}, "
+              f"mismatching bits {rep['weight_bits_mismatched'] + rep['bias_bits_mismatched'] + front_bits}; "
               f"compute cycles per training sample {rep['mean_compute_cycles']:.0f} "
               f"(ideal {rep['mean_ideal_cycles']:.0f})")
     for target in dict.fromkeys(args.synth or []):

@@ -13,12 +13,14 @@
 //         next layer's list; the output layer tracks argmax z (ties: lowest index).
 //   UPD   (training samples; RULE drtp or output) rows j of the list ascending, groups inner: W = W + round(delta *
 //         x_j * 2^-LR) with the weight format's rounding (STOCH: one 32-bit draw per weight, rng layer / neuron) and
-//         overflow, read-modify-write one word per cycle; then the biases.
+//         overflow, read-modify-write one word per cycle (with UQ < P update lanes: one word per P/UQ cycles, UQ
+//         lanes per cycle); then the biases.
 // A DRTP hidden layer updates right after its own forward pass, while the layer above already runs its forward:
 // DRTP's update unlocking.  Formats are ap_fixed<W, W-F> (width, fractional bits, signedness, rounding and overflow
 // codes of el_convert.v); every narrowing is an el_convert, every product is exact.
 module el_layer #(
     parameter integer N_IN = 16, parameter integer N_OUT = 8, parameter integer P = 4,
+    parameter integer UQ = P,            // update lanes (divides P): a word of P weights updates in P / UQ cycles
     parameter integer NCLS = 10,
     // rule and activation codes: edgelearn.program's RuleCode / ActCode, passed by the generated top level (the
     // defaults match no code)
@@ -102,6 +104,8 @@ module el_layer #(
     output wire                 idle
 );
     localparam integer REM = N_OUT - (G - 1) * P;        // lanes of the last group
+    localparam integer R = P / UQ;                        // update sub-words per word (cycles per update word)
+    localparam integer SUBW = (R > 1) ? $clog2(R) : 1;
     localparam integer GAW = (G > 1) ? $clog2(G) : 1;
     localparam integer LNW = (P > 1) ? $clog2(P) : 1;
     localparam integer NNZW = $clog2(N_IN + 1);
@@ -183,7 +187,9 @@ module el_layer #(
     wire last_inflight = (b_valid && b_last) || (c_valid && c_last);
     wire f_issue = (state == ST_FWD) && !(f_last_tok && (bank_full || last_inflight));
 
-    // update issue counters and pipeline (A: list read, B: weight read, C: read-modify-write)
+    // update issue counters and pipeline (A: list read, B: weight read, C: multiply and round, D: add and
+    // overflow, then the write); stage C and D take the word's R sub-words of UQ lanes in R cycles, so a word
+    // issues every R cycles and is written once, after its last sub-word
     reg [NNZW-1:0] u_t;
     reg [GAW-1:0]  u_g;
     reg [WAW-1:0]  u_base;
@@ -192,11 +198,12 @@ module el_layer #(
     reg [WAW-1:0]  ub_base;
     reg [IDXW+XW-1:0] jx_lat;
     reg            uc_valid;
+    reg [SUBW-1:0] u_ph, uc_s, ud_s, bd_s, bias_s;
     reg [GAW-1:0]  uc_g;
     reg [XW-1:0]   uc_x;
     reg [WAW-1:0]  uc_wa;
     reg [P*EW-1:0] d_q;
-    wire u_issue = LEARN && (state == ST_UPD);
+    wire u_issue = LEARN && (state == ST_UPD) && (R == 1 || u_ph == 0);
     reg [GAW-1:0]  bias_g;
 
     wire [IDXW+XW-1:0] ub_jx = ub_first ? lst_q : jx_lat;
@@ -211,19 +218,21 @@ module el_layer #(
     end
 
     // ---------------------------------------------------------------------------------------------------------
-    // stochastic-rounding draws, registered into dq a cycle before the word (or bias word) that rounds with them,
-    // one draw word per update word (docs/arithmetic.md §9a):
-    //   rng layer:  P consecutive 32-bit draws of the layer's LFSR stream, each bit one parity of the state (depth 2
-    //               in LUT6); st is the state after the draws in dq;
-    //   rng neuron: lane l steps the generator of its column (the ring's slot 0: group g of the word), the draw is
-    //               the new state (each bit a parity of <= 7 state bits, one LUT6), and the ring rotates by one, so
-    //               that slot 0 holds the next group's states; G words (a row, or the biases) turn it once round.
+    // stochastic-rounding draws, registered into dq a cycle before the sub-word (UQ lanes of an update or bias
+    // word) that rounds with them, one draw word per sub-word (docs/arithmetic.md §9a):
+    //   rng layer:  UQ consecutive 32-bit draws of the layer's LFSR stream (the sub-word's columns, in the
+    //               engine's row-major order; the last group's padding lanes draw nothing), each bit one parity of
+    //               the state (depth 2 in LUT6); st is the state after the draws in dq;
+    //   rng neuron: lane l steps the generator of its column (the ring's slot 0: sub-word s of group g, columns
+    //               g*P + s*UQ + l), the draw is the new state (each bit a parity of <= 7 state bits, one LUT6), and
+    //               the ring rotates by one slot, so that slot 0 holds the next sub-word's states; G*R sub-words (a
+    //               row, or the biases) turn it once round.  The slots are RNG_INIT's neuron order whatever UQ.
     // Generators are learned state, like the weights: no reset rewinds them (initial values only).
     localparam integer DRAWS = (LEARN && (STOCH_W || STOCH_B)) ? 1 : 0;
     reg  [31:0]     st;
     initial st = RND_SEED;
-    reg  [P*32-1:0] dq;
-    wire [P*32-1:0] draws;
+    reg  [UQ*32-1:0] dq;
+    wire [UQ*32-1:0] draws;
     wire [31:0]     st_full, st_rem;
     wire            rng_step;                             // dq takes a draw word this cycle
     genvar gd;
@@ -231,18 +240,18 @@ module el_layer #(
         if (DRAWS && RNG_NEURON) begin : g_ring
             reg [G*P*32-1:0] ring;
             initial ring = RNG_INIT;
-            for (gd = 0; gd < P * 32; gd = gd + 1) begin : g_xs
+            for (gd = 0; gd < UQ * 32; gd = gd + 1) begin : g_xs
                 assign draws[gd] = ^(ring[(gd / 32) * 32 +: 32] & XS_MASK[(gd % 32) * 32 +: 32]);
             end
-            if (G == 1) begin : g_one
+            if (G * R == 1) begin : g_one
                 always @(posedge clk) if (rng_step) ring <= draws;
             end else begin : g_rot
-                always @(posedge clk) if (rng_step) ring <= {draws, ring[G*P*32-1:P*32]};
+                always @(posedge clk) if (rng_step) ring <= {draws, ring[G*P*32-1:UQ*32]};
             end
             assign st_full = st;
             assign st_rem = st;
         end else if (DRAWS) begin : g_draws
-            for (gd = 0; gd < P * 32; gd = gd + 1) begin : g_dbit
+            for (gd = 0; gd < UQ * 32; gd = gd + 1) begin : g_dbit
                 assign draws[gd] = ^(st & RND_MX[gd*32 +: 32]);
             end
             for (gd = 0; gd < 32; gd = gd + 1) begin : g_sbit
@@ -255,8 +264,21 @@ module el_layer #(
             assign st_rem = st;
         end
     endgenerate
-    assign rng_step = !rst && ((STOCH_W && ub_valid)
-                               || (STOCH_B && (state == ST_BPRE || (state == ST_BIAS && bias_g != G - 1))));
+    // the sub-word whose draws dq takes: word tg, sub-word ts (the update's next stage-C sub-word, bias word 0 in
+    // ST_BPRE, the next bias sub-word in ST_BIAS); st advances by its valid lanes: UQ, REM % UQ (MR) or none
+    assign rng_step = !rst && ((STOCH_W && (ub_valid || (R > 1 && uc_valid && uc_s != R - 1)))
+                               || (STOCH_B && (state == ST_BPRE
+                                               || (state == ST_BIAS && !(bias_g == G - 1 && bias_s == R - 1)))));
+    wire            bias_nx = (state == ST_BIAS) && (R == 1 || bias_s == R - 1);
+    wire [GAW-1:0]  tg = (state == ST_BPRE) ? {GAW{1'b0}} : ((state == ST_BIAS) ? (bias_nx ? bias_g + 1'b1 : bias_g)
+                                                                                 : (ub_valid ? ub_g : uc_g));
+    wire [SUBW-1:0] ts = (R == 1 || state == ST_BPRE || (state == ST_BIAS && bias_nx) || (state != ST_BIAS && ub_valid))
+                         ? {SUBW{1'b0}} : ((state == ST_BIAS) ? bias_s + 1'b1 : uc_s + 1'b1);
+    wire [31:0]     st_next = (tg == G - 1 && (ts + 1) * UQ > REM) ? ((ts * UQ < REM) ? st_rem : st) : st_full;
+    always @(posedge clk) if (rng_step) begin
+        dq <= draws;
+        st <= st_next;
+    end
 
     // ---------------------------------------------------------------------------------------------------------
     // lane datapaths: forward MAC (stage C) and weight / bias update
@@ -280,32 +302,50 @@ module el_layer #(
     wire bias_ph = LEARN && (state == ST_BIAS);
 
     wire [P*AW-1:0] acc_new;
-    reg  [P*DWU-1:0] dw_q;               // update stage D: the rounded increments and the old words
-    reg  [P*WW-1:0] wo_q;
+    reg  [UQ*DWU-1:0] dw_q;              // update stage D: the rounded increments and the old words
+    reg  [UQ*WW-1:0] wo_q;
     reg             ud_valid, bd_valid;
     reg  [GAW-1:0]  ud_g, bd_g;
     reg  [WAW-1:0]  ud_wa;
-    wire [P*WW-1:0] w_new;
-    wire [P*BW-1:0] b_new;
-    // one read port per small memory: the forward pass (bias of group c_g), the bias update (bias_g) and the
-    // read-back (while idle) never need bmem at once; the update reads dmem at stage B or in the bias phase
-    wire [GAW-1:0]  b_ra = (state == ST_IDLE) ? rd_addr[GAW-1:0] : (bias_ph ? bias_g : c_g);
+    wire [UQ*WW-1:0] w_new;              // a sub-word: UQ lanes
+    wire [UQ*BW-1:0] b_new;
+    wire [P*WW-1:0] w_full;              // the whole word, written after its last sub-word
+    wire [P*BW-1:0] b_full;
+    // one read port per small memory: the forward pass (bias of group b_g), the bias update (bias_g) and the
+    // read-back (while idle) never need bmem at once; the update reads dmem at stage B or in the bias phase.
+    // The forward pass reads its bias word at stage B into b_fq, a cycle before the first MAC of the group
+    // uses it: the port's address mux and the read stay off the accumulator's path.
+    wire [GAW-1:0]  b_ra = (state == ST_IDLE) ? rd_addr[GAW-1:0] : (bias_ph ? bias_g : b_g);
     wire [P*BW-1:0] b_rd = bmem[b_ra];
-    wire [P*BW-1:0] b_cur = b_rd;
-    wire [P*BW-1:0] b_upd_cur = b_rd;
+    reg  [P*BW-1:0] b_fq;
+    always @(posedge clk) b_fq <= b_rd;
+    wire [P*BW-1:0] b_cur = b_fq;
+    // sub-word counters, constant 0 when a word is one sub-word (R = 1)
+    wire [SUBW-1:0] bias_sv = (R > 1) ? bias_s : {SUBW{1'b0}};
+    wire [SUBW-1:0] ud_sv = (R > 1) ? ud_s : {SUBW{1'b0}};
+    wire [SUBW-1:0] bd_sv = (R > 1) ? bd_s : {SUBW{1'b0}};
+    wire [UQ*BW-1:0] b_upd_cur = b_rd >> (bias_sv * UQ * BW);    // bias sub-word bias_s
     // d_q: the modulatory word of the next update word (read at stage B) or bias word (read the cycle before)
     wire [P*EW-1:0] d_rd = dmem[(state == ST_BPRE) ? {GAW{1'b0}} : (bias_ph ? bias_g + 1'b1 : ub_g)];
+
+    // the update's sub-word of the weight word: sub-word 0 straight from the weight read at stage C0, the others
+    // from wc, the word shifted down one sub-word per cycle (a shift, not an R-way mux per lane); d_q likewise
+    reg  [P*WW-1:0] wc;
+    wire [P*WW-1:0] w_cur = (R == 1 || uc_s == 0) ? w_q : wc;
+    always @(posedge clk) if (R > 1 && uc_valid) wc <= w_cur >> (UQ * WW);
 
     genvar gl;
     generate
         for (gl = 0; gl < P; gl = gl + 1) begin : g_lane
-            // one multiplier per lane, shared: w * x in the forward pass, delta * x in the update (never both)
+            // one multiplier per lane, shared: w * x in the forward pass, delta * x in the update (never both; the
+            // update uses lanes 0 .. UQ-1)
             wire [WW-1:0] w_raw = w_q[gl*WW +: WW];
             wire signed [WW:0] wv = WS ? {w_raw[WW-1], w_raw} : {1'b0, w_raw};
             wire [EW-1:0] d_raw = d_q[gl*EW +: EW];
             wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
-            wire signed [MW-1:0] ma = (LEARN && uc_valid) ? $signed(dv) : $signed(wv);
-            wire [XW-1:0] mx = (LEARN && uc_valid) ? uc_x : c_x;
+            wire upd = LEARN && uc_valid && (gl < UQ);
+            wire signed [MW-1:0] ma = upd ? $signed(dv) : $signed(wv);
+            wire [XW-1:0] mx = upd ? uc_x : c_x;
             wire signed [XW:0] mxv = XS ? {mx[XW-1], mx} : {1'b0, mx};
             wire signed [MW+XW:0] prod = ma * mxv;
 
@@ -322,10 +362,11 @@ module el_layer #(
             wire signed [SW-1:0] sum = (a_al <<< (FS - AF)) + (p_al <<< (FS - FP));
             el_convert #(.IW(SW), .S(FS - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
                 u_acc (.din(sum), .rnd(32'd0), .dout(acc_new[gl*AW +: AW]), .ovf());
-
+          if (gl < UQ) begin : g_upd
             // ---- weight update: W + round(delta * x * 2^-LR) (one draw per lane), then the overflow mode.
             // With a bias format equal to the weight format the bias update runs through the same path:
             // round(delta * 2^-LR) at the bias LSB = round((delta << XF) * 2^-LR) at F_e + F_x (exact scaling).
+            wire [WW-1:0] wu_raw = w_cur[gl*WW +: WW];
             wire [BW-1:0] bo_raw = b_upd_cur[gl*BW +: BW];
             wire signed [BW:0] bov = BS ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
             wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : prod;
@@ -335,7 +376,7 @@ module el_layer #(
             // stage D (a cycle after the multiply and the rounding): the old value plus the increment, overflow
             always @(posedge clk) begin
                 dw_q[gl*DWU +: DWU] <= dw;
-                wo_q[gl*WW +: WW] <= (SHARE_B && bias_ph) ? bo_raw : w_raw;
+                wo_q[gl*WW +: WW] <= (SHARE_B && bias_ph) ? bo_raw : wu_raw;
             end
             wire [WW-1:0] wo_raw = wo_q[gl*WW +: WW];
             wire signed [VWW-1:0] wold = WS ? $signed({wo_raw[WW-1], wo_raw}) : $signed({1'b0, wo_raw});
@@ -343,10 +384,11 @@ module el_layer #(
             wire [WW-1:0] wn;
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
                 u_w (.din(wsum), .rnd(32'd0), .dout(wn), .ovf());
-            assign w_new[gl*WW +: WW] = (gl < REM || ud_g != G - 1) ? wn : wo_raw;  // padding lanes keep 0
+            // padding lanes keep 0
+            assign w_new[gl*WW +: WW] = (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn : wo_raw;
 
             if (SHARE_B) begin : g_bias_shared
-                assign b_new[gl*BW +: BW] = (gl < REM || bd_g != G - 1) ? wn : wo_raw;
+                assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : wo_raw;
             end else begin : g_bias_own
                 // ---- bias update with its own format: b + round(delta * 2^-LR)
                 wire [DWB-1:0] db;
@@ -356,8 +398,26 @@ module el_layer #(
                 wire [BW-1:0] bn;
                 el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
                     u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
-                assign b_new[gl*BW +: BW] = (gl < REM || bias_g != G - 1) ? bn : bo_raw;
+                assign b_new[gl*BW +: BW] = (bias_sv * UQ + gl < REM || bias_g != G - 1) ? bn : bo_raw;
             end
+          end
+        end
+        // the word after its last sub-word: earlier sub-words shifted into w_asm / b_asm (own bias path: the
+        // sub-word merged into the word read this cycle, written back in the same cycle)
+        if (R == 1) begin : g_full1
+            assign w_full = w_new;
+            assign b_full = b_new;
+        end else begin : g_fullr
+            reg [P*WW-1:0] w_asm;
+            reg [P*BW-1:0] b_asm;
+            assign w_full = {w_new, w_asm[P*WW-1:UQ*WW]};
+            always @(posedge clk) begin
+                if (ud_valid) w_asm <= w_full;
+                if (SHARE_B && bd_valid) b_asm <= b_full;
+            end
+            wire [P*BW-1:0] b_sh = {{(P*BW-UQ*BW){1'b0}}, b_new} << (bias_s * UQ * BW);
+            wire [P*BW-1:0] b_mk = {{(P*BW-UQ*BW){1'b0}}, {(UQ*BW){1'b1}}} << (bias_s * UQ * BW);
+            assign b_full = SHARE_B ? {b_new, b_asm[P*BW-1:UQ*BW]} : ((b_rd & ~b_mk) | b_sh);
         end
     endgenerate
 
@@ -704,30 +764,32 @@ module el_layer #(
             pc2 <= pc;
             pg2 <= pg;
             if (DIRECT && p2_valid && pc2 == NCLS - 1) dmem[pg2] <= pdelta;
-            // ---- update pipeline: B -> C -> write
-            uc_valid <= ub_valid;
+            // ---- update pipeline: B -> C (R sub-words) -> D -> write
+            uc_valid <= ub_valid || (R > 1 && uc_valid && uc_s != R - 1);
+            uc_s <= (R == 1 || ub_valid) ? {SUBW{1'b0}} : uc_s + 1'b1;  // constant 0 when R = 1
             if (ub_valid) begin
                 jx_lat <= ub_jx;
                 uc_g <= ub_g;
                 uc_x <= ub_jx[XW-1:0];
                 uc_wa <= w_ra;
                 d_q <= d_rd;
-                if (LEARN && STOCH_W) begin  // the draws of word ub_g, used at stage C
-                    dq <= draws;
-                    st <= (ub_g == G - 1) ? st_rem : st_full;
-                end
+            end else if (R > 1 && uc_valid && uc_s != R - 1) begin
+                d_q <= d_q >> (UQ * EW);  // the next sub-word's modulatory signals to lanes 0 .. UQ-1
             end
             ud_valid <= LEARN && uc_valid;
+            ud_s <= uc_s;
             ud_g <= uc_g;
             ud_wa <= uc_wa;
-            if (ud_valid) begin
+            if (ud_valid && (R == 1 || ud_s == R - 1)) begin
                 w_we <= 1'b1;
                 w_wa <= ud_wa;
-                w_wd <= w_new;
+                w_wd <= w_full;
             end
             bd_valid <= LEARN && SHARE_B && bias_ph;
             bd_g <= bias_g;
-            if (bd_valid) bmem[bd_g] <= b_new;
+            bd_s <= bias_s;
+            if (bd_valid && (R == 1 || bd_s == R - 1)) bmem[bd_g] <= b_full;
+            if (state == ST_UPD) u_ph <= (u_ph == R - 1) ? {SUBW{1'b0}} : u_ph + 1'b1;
             ub_valid <= u_issue;
             if (u_issue) begin
                 ub_g <= u_g;
@@ -777,7 +839,9 @@ module el_layer #(
                         u_t <= 0;
                         u_g <= 0;
                         u_base <= 0;
+                        u_ph <= 0;
                         bias_g <= 0;
+                        bias_s <= 0;
                         state <= (nnz == 0) ? ST_BPRE : ST_UPD;
                     end else begin
                         nnz <= 0;
@@ -808,30 +872,30 @@ module el_layer #(
                     u_t <= 0;
                     u_g <= 0;
                     u_base <= 0;
+                    u_ph <= 0;
                     bias_g <= 0;
+                    bias_s <= 0;
                     state <= (nnz == 0) ? ST_BPRE : ST_UPD;
                 end
                 ST_BDRAIN: state <= ST_IDLE;  // the last bias word is written (stage D)
-                ST_BPRE: if (LEARN) begin  // the draws and modulatory word of bias word 0
+                ST_BPRE: if (LEARN) begin  // the modulatory word of bias word 0 (its draws: rng_step)
                     d_q <= d_rd;
-                    if (LEARN && STOCH_B) begin
-                        dq <= draws;
-                        st <= (G == 1) ? st_rem : st_full;
-                    end
                     state <= ST_BIAS;
                 end
-                ST_BIAS: if (LEARN) begin
-                    if (LEARN && !SHARE_B) bmem[bias_g] <= b_new;
-                    d_q <= d_rd;  // bias word bias_g + 1 (unused after the last)
-                    if (LEARN && STOCH_B && bias_g != G - 1) begin  // the draws of the next bias word
-                        dq <= draws;
-                        st <= (bias_g + 1 == G - 1) ? st_rem : st_full;
-                    end
-                    if (bias_g == G - 1) begin
-                        nnz <= 0;
-                        state <= ST_BDRAIN;
+                ST_BIAS: if (LEARN) begin  // bias sub-word bias_s of word bias_g
+                    if (LEARN && !SHARE_B) bmem[bias_g] <= b_full;
+                    if (R == 1 || bias_s == R - 1) begin
+                        d_q <= d_rd;  // bias word bias_g + 1 (unused after the last)
+                        bias_s <= 0;
+                        if (bias_g == G - 1) begin
+                            nnz <= 0;
+                            state <= ST_BDRAIN;
+                        end else begin
+                            bias_g <= bias_g + 1'b1;
+                        end
                     end else begin
-                        bias_g <= bias_g + 1'b1;
+                        d_q <= d_q >> (UQ * EW);
+                        bias_s <= bias_s + 1'b1;
                     end
                 end
                 default: ;

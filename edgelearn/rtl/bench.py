@@ -54,6 +54,9 @@ class _Bench:
                              "weights_compared": 0, "biases_compared": 0, "snapshots_compared": 0,
                              "first_mismatch": None}
         self.preds: list[tuple[int, float]] = []
+        # a front end (el_front.v): its feature writes into the first layer, per sample (monitor_front)
+        self.front = self.design.get("front")
+        self.feats: list[tuple[int, int]] = []
         # random valid / ready gaps and mid-run resets (mlp_lockstep), from a fixed seed
         self.disturb = os.environ.get("EL_DISTURB") == "1"
         self.rng = np.random.default_rng(int(os.environ.get("EL_DISTURB_SEED", "1")))
@@ -117,6 +120,38 @@ class _Bench:
             await RisingEdge(d.m_valid)
             await ReadOnly()
             self.preds.append((int(d.m_pred.value), self.now()))
+
+    async def monitor_front(self):
+        """Every feature the front end writes into the first layer (f_we high at a falling edge: taken at the next
+        rising one); Python runs only while features flow."""
+        d = self.dut
+        while True:
+            await RisingEdge(d.f_we)
+            await FallingEdge(d.clk)
+            while int(d.f_we.value):
+                self.feats.append((int(d.f_idx.value), int(d.f_val.value)))
+                await FallingEdge(d.clk)
+
+    def compare_front(self, n: int):
+        """Sample n's features (the non-zero ones written, index ascending) against the engine's front_out[n]."""
+        want = np.asarray(self.g.front_out[n], dtype=np.int64)
+        width, signed = _parse(self.front["formats"]["act"])
+        got = np.zeros_like(want)
+        idx = [i for i, _ in self.feats]
+        order_ok = all(a < b for a, b in zip(idx, idx[1:])) and all(v for _, v in self.feats)
+        for i, v in self.feats:
+            got[i] = v - (1 << width) if signed and v >> (width - 1) else v
+        bits = self.mismatched_bits(got, want, width) + (0 if order_ok else 1)
+        self.report["front_bits_mismatched"] = self.report.get("front_bits_mismatched", 0) + bits
+        self.report["features_compared"] = self.report.get("features_compared", 0) + want.size
+        self.report["feature_writes"] = self.report.get("feature_writes", 0) + len(self.feats)
+        if bits and self.report.get("first_front_mismatch") is None:
+            bad = np.argwhere(got != want)
+            i = int(bad[0][0]) if len(bad) else None
+            self.report["first_front_mismatch"] = {"sample": n, "feature": i, "order_ok": order_ok,
+                                                   "rtl": None if i is None else int(got[i]),
+                                                   "engine": None if i is None else int(want[i])}
+        self.feats = []
 
     async def wait_idle(self):
         d = self.dut
@@ -184,6 +219,8 @@ if cocotb is not None:
         snaps = {int(s): i for i, s in enumerate(tb.g.snap)}
         lat, comp = [], []
         cocotb.start_soon(tb.monitor(N))
+        if tb.front:
+            cocotb.start_soon(tb.monitor_front())
         if tb.disturb:
             cocotb.start_soon(tb.toggle_ready())
         for n in range(N):
@@ -202,11 +239,14 @@ if cocotb is not None:
             comp.append(tb.now() - t1)
             if tb.preds[n][0] != int(tb.g.preds[n]):
                 tb.report["pred_mismatches"] += 1
+            if tb.front:
+                tb.compare_front(n)
             if n in snaps:
                 tb.compare(await tb.read_weights(), snaps[n], n)
         tb.write({"mode": "lockstep", "samples": N, "cycles_per_sample": lat, "compute_cycles": comp})
         assert tb.report["pred_mismatches"] == 0, tb.report
         assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
+        assert tb.report.get("front_bits_mismatched", 0) == 0, tb.report
 
     @cocotb.test()
     async def mlp_stream(dut):

@@ -38,11 +38,14 @@ from ..fixed.xorshift import xorshift_masks
 from ..program import DIRECT_RULES, SUPPORT, ActCode, LayerProgram, RuleCode  # noqa: F401 (DIRECT_RULES re-exported)
 from ..templating import environment
 from . import layout
+from .front import front_of
 from .sim import HW_DIR
 
 #: hidden-layer rules the datapath implements (the output layer always learns from its error)
 RTL_RULES = SUPPORT["rtl"].hidden_rules
 HW_FILES = ("el_convert.v", "el_layer.v")
+#: the front end of a network with one (edgelearn.rtl.front)
+HW_FRONT_FILES = ("el_front.v",)
 #: the codes el_layer.v distinguishes, passed to every instance as parameters (R_*, A_*)
 HW_RULE_CODES = (RuleCode.DRTP, RuleCode.SDFA, RuleCode.DFA, RuleCode.SHALLOW, RuleCode.OUTPUT)
 HW_ACT_CODES = (ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU)
@@ -63,6 +66,8 @@ class RtlLayer:
     rnd_state: int
     #: rng neuron: the generator state of every output neuron (n_out uint32); None under rng layer
     rng_states: np.ndarray | None = None
+    #: lanes of the update datapath (divides ``lanes``): a word of ``lanes`` weights updates in lanes / this cycles
+    update_lanes: int = 0
 
     def __getattr__(self, name: str):
         if name == "lp":
@@ -80,6 +85,15 @@ class RtlLayer:
     @property
     def words(self) -> int:
         return self.n_in * self.groups
+
+
+def layer_update_lanes(lanes: int, parallel: int, update_lanes: int) -> int:
+    """The update lanes of a layer with ``lanes`` MAC lanes when the design has ``parallel`` MAC and
+    ``update_lanes`` update lanes (a divisor of ``parallel``): the same ratio where it divides the layer's lanes,
+    else the largest divisor of the lanes below it (a layer narrower than ``parallel``: its update is slower, never
+    faster, than ``parallel / update_lanes`` cycles per word)."""
+    target = max(1, lanes * update_lanes // parallel)
+    return max(q for q in range(1, target + 1) if lanes % q == 0)
 
 
 def draw_masks(lanes: int, rem: int) -> tuple[int, int, int]:
@@ -144,10 +158,18 @@ class RtlDesign:
     """What the generated datapath implements: an engine's lowered program (edgelearn.program), checked for
     buildability, with the datapath's parallelism."""
 
-    def __init__(self, eng, parallel: int = 4, top: str = "el_mlp", learning: bool = True):
+    def __init__(self, eng, parallel: int = 4, top: str = "el_mlp", learning: bool = True,
+                 update_lanes: int | None = None):
         if isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or not 1 <= parallel <= MAX_PARALLEL:
             raise ConfigError(f"parallel MAC units must be an integer in 1..{MAX_PARALLEL}, got {parallel!r}")
-        if not top.isidentifier() or top in ("el_layer", "el_convert"):
+        if update_lanes is None:
+            update_lanes = parallel
+        if (isinstance(update_lanes, bool) or not isinstance(update_lanes, (int, np.integer))
+                or not 1 <= update_lanes <= parallel or parallel % update_lanes):
+            raise ConfigError(f"update lanes must divide the {parallel} MAC lanes (1..{parallel}), "
+                              f"got {update_lanes!r}")
+        self.update_lanes = int(update_lanes)
+        if not top.isidentifier() or top in ("el_layer", "el_convert", "el_front"):
             raise ConfigError(f"top-level name {top!r} is not a usable Verilog module name")
         self.top = top
         self.parallel = int(parallel)
@@ -189,7 +211,9 @@ class RtlDesign:
                     raise FormatError(f"{where}: {t} format wider than 32 bits")
             self.layers.append(RtlLayer(lp=lp, lanes=lanes, W=prog.W[k], b=prog.b[k],
                                         rnd_state=int(prog.rnd_state[k]) & 0xFFFFFFFF,
-                                        rng_states=prog.neuron_state[k] if self.rng == "neuron" else None))
+                                        rng_states=prog.neuron_state[k] if self.rng == "neuron" else None,
+                                        update_lanes=layer_update_lanes(lanes, self.parallel, self.update_lanes)))
+        self.front = front_of(prog, self.layers[0].input)  # the frozen conv front end, or None (an MLP)
 
     # ------------------------------------------------------------------------------------------------------------
     # memory images
@@ -216,7 +240,7 @@ class RtlDesign:
         k = lay.index
         out = self.layers[-1]
         p: dict[str, Any] = {
-            "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "NCLS": self.num_classes,
+            "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "UQ": lay.update_lanes, "NCLS": self.num_classes,
             **{f"R_{c.name}": int(c) for c in HW_RULE_CODES}, **{f"A_{c.name}": int(c) for c in HW_ACT_CODES},
             "TRAIN": int(self.learning),
             "RULE": int(lay.code) if self.learning else int(RuleCode.SHALLOW),
@@ -241,7 +265,9 @@ class RtlDesign:
             p.update({"RNG_NEURON": 1, "XS_MASK": f"1024'h{XS_MASK:x}",
                       "RNG_INIT": f"{lay.groups * lay.lanes * 32}'h{ring_init(lay.rng_states):x}"})
         elif self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding):
-            mx, mf, mr = draw_masks(lay.lanes, lay.n_out - (lay.groups - 1) * lay.lanes)
+            # one draw word per update sub-word: UQ draws, REM % UQ in the last group's partial sub-word
+            q = lay.update_lanes
+            mx, mf, mr = draw_masks(q, (lay.n_out - (lay.groups - 1) * lay.lanes) % q)
             p.update({"RND_MX": f"{lay.lanes * 1024}'h{mx:x}", "RND_MF": f"1024'h{mf:x}", "RND_MR": f"1024'h{mr:x}"})
         return p
 
@@ -249,10 +275,15 @@ class RtlDesign:
     def label_width(self) -> int:
         return clog2(self.num_classes)
 
+    @property
+    def n_inputs(self) -> int:
+        """Beats of a sample: the image's pixels with a front end, else the first layer's inputs."""
+        return self.front.n_pixels if self.front else self.layers[0].n_in
+
     def ports(self) -> dict[str, int]:
         lays = self.layers
         return {
-            "s_data": lays[0].input.width,
+            "s_data": (self.front.input if self.front else lays[0].input).width,
             "s_label": self.label_width,
             "m_pred": self.label_width,
             "rd_layer": clog2(len(lays)),
@@ -274,21 +305,26 @@ class RtlDesign:
         total = 0.0
         for lay, n in zip(self.layers, nnz):
             macs = n * lay.n_out
-            if train and lay.rule != "shallow":
-                macs *= 2
-            if train and lay.rule in ("sdfa", "dfa"):  # the projection of the output error through B
-                macs += self.num_classes * lay.n_out
             total += macs / lay.lanes
+            if train and lay.rule != "shallow":  # the update runs on the update lanes
+                total += macs / lay.update_lanes
+            if train and lay.rule in ("sdfa", "dfa"):  # the projection of the output error through B
+                total += self.num_classes * lay.n_out / lay.lanes
+        if self.front is not None:  # the front end's MACs, one per cycle
+            total += self.front.ideal_cycles
         return int(math.ceil(total))
 
     def meta(self) -> dict[str, Any]:
         return {
             "format": "edgelearn-rtl", "version": 1, "top": self.top, "network": self.name, "sizes": self.sizes,
-            "loss": self.loss, "parallel": self.parallel, "learning": self.learning, "seed": self.seed, "rng": self.rng,
-            "ports": self.ports(),
+            "loss": self.loss, "parallel": self.parallel, "update_lanes": self.update_lanes, "learning": self.learning,
+            "seed": self.seed, "rng": self.rng,
+            "ports": self.ports(), "n_inputs": self.n_inputs,
+            **({"front": self.front.meta()} if self.front else {}),
             "table_bits": self.table_bits, "range_bits": self.range_bits,
             "layers": [{
-                "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "groups": l.groups,
+                "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "update_lanes": l.update_lanes,
+                "groups": l.groups,
                 "words": l.words, "rule": l.rule, "act": l.act, "lr_shift": l.lr_shift, "feedback_mode": l.fb_mode
                 if l.rule in DIRECT_RULES else None, "rnd_state": l.rnd_state,
                 "formats": {t: _spell(getattr(l, a)) for t, a in (
@@ -322,9 +358,12 @@ class RtlDesign:
                     words = [w for c in range(self.num_classes)
                              for w in layout.pack(lay.B[c:c + 1], lay.lanes, lay.feedback.width)]
                     out[f"mem/fbw{k}.hex"] = self._hex(words, lay.lanes * lay.feedback.width)
-        for f in HW_FILES:
+        hw_files = HW_FILES + (HW_FRONT_FILES if self.front else ())
+        if self.front:
+            out.update(self.front.files(self._hex))
+        for f in hw_files:
             out[f"hdl/{f}"] = (HW_DIR / f).read_text()
-        out["filelist.f"] = _ENV.get_template("filelist.f.j2").render(hw_files=HW_FILES, top=self.top)
+        out["filelist.f"] = _ENV.get_template("filelist.f.j2").render(hw_files=hw_files, top=self.top)
         out["design.json"] = json.dumps(self.meta(), indent=1) + "\n"
         return out
 
@@ -333,12 +372,13 @@ def _spell(f: FixedFormat) -> str:
     return f"{'' if f.signed else 'u'}fixed<{f.width},{f.integer},{f.rounding},{f.overflow}>"
 
 
-def write_rtl(eng, out, *, parallel: int = 4, top: str = "el_mlp", learning: bool = True) -> RtlDesign:
+def write_rtl(eng, out, *, parallel: int = 4, top: str = "el_mlp", learning: bool = True,
+              update_lanes: int | None = None) -> RtlDesign:
     """Check that the engine's network can be built, then write the design into ``out`` (see module docstring).
 
     Files are written to a temporary folder beside ``out`` and moved into place, so a failure leaves nothing
     half-written."""
-    design = RtlDesign(eng, parallel=parallel, top=top, learning=learning)
+    design = RtlDesign(eng, parallel=parallel, top=top, learning=learning, update_lanes=update_lanes)
     files = design.files()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

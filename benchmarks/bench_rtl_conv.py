@@ -1,0 +1,121 @@
+"""The SPOON-like datapath (frozen conv front end + DRTP classifier, hw/el_front.v): bits, cycles and resources.
+
+    .venv/bin/python benchmarks/bench_rtl_conv.py                        # everything (real MNIST from ../shared/data)
+    .venv/bin/python benchmarks/bench_rtl_conv.py --only check --samples 8 --icarus-samples 2
+    .venv/bin/python benchmarks/bench_rtl_conv.py --only resources
+
+* check: spoon-like (conv8 5x5 - maxpool 2 - fc128 tanh DRTP - fc10, 8-bit preset) on the first real MNIST training
+  images, lockstep in Verilator (--samples) and Icarus (--icarus-samples): every feature the front end writes into
+  the first layer, every prediction and, after every sample, every weight and bias against the engine's golden
+  trace; plus a small config with padding, stride 2 and a 2x2 average pool (random 8x8 images) in both
+  simulators. Compute cycles per training sample (last input beat -> idle) beside the ideal: the conv's taps x
+  output positions (one MAC per cycle) plus the MLP's MACs / lanes.
+* resources: yosys synth_xilinx + stat of spoon-like, inference only vs DRTP learning (LUT, FF, BRAM36, DSP).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "rtl_tb"))
+sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def spoon_engine(bits: int = 8):
+    from edgelearn.fixed.engine import FixedEngine
+    from edgelearn.network import load_network
+
+    return FixedEngine(load_network("spoon-like"), bits=bits, seed=0, threads=1)
+
+
+def mnist_samples(eng, n: int):
+    from edgelearn.data import load_dataset
+
+    ds = load_dataset("mnist", MNIST, n_train=n, n_test=1)
+    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
+    return X, np.asarray(ds.y_train[:n], dtype=np.int64), np.ones(n, dtype=bool)
+
+
+def _row(label: str, sim: str, rep: dict, design) -> str:
+    g = rep["golden"]
+    nnz = np.stack([g[f"nnz{k}"] for k in range(len(design.layers))], axis=1)
+    tr = np.asarray(g["train"], dtype=bool)
+    ideal = np.mean([design.ideal_cycles(list(r), True) for r in nnz[tr]])
+    comp = float(np.mean(np.asarray(rep["compute_cycles"])[tr]))
+    bits = rep["weight_bits_mismatched"] + rep["bias_bits_mismatched"] + rep.get("front_bits_mismatched", 0)
+    return (f"{label:<34} {sim:<9} {rep['samples']:>7} {rep['pred_mismatches']:>9} {bits:>11} "
+            f"{rep['features_compared']:>9,} {rep['weights_compared']:>11,} {comp:>10,.0f} {ideal:>10,.0f} "
+            f"{comp / ideal:>6.3f} {design.front.mac_cycles:>9,} {rep['sim_seconds']:>7.0f}")
+
+
+def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
+    from test_conv import small_engine, small_samples
+
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.verify import run_bench
+
+    print(f"lockstep, every feature, prediction, weight and bias compared with the engine after every sample; "
+          f"{parallel} MAC lanes per linear layer, one in the front end; cycles per training sample")
+    print(f"{'design':<34} {'simulator':<9} {'samples':>7} {'pred. mm':>9} {'bits mm':>11} {'features':>9} "
+          f"{'weights':>11} {'cycles':>10} {'ideal':>10} {'ratio':>6} {'front MAC':>9} {'sim s':>7}")
+    runs = [("spoon-like, real MNIST, 8-bit", spoon_engine, lambda e, n: mnist_samples(e, n), n_ver, n_ica),
+            ("small: pad 1, stride 2, avgpool 2", small_engine, lambda e, n: small_samples(e, n, seed=5), 8, 8)]
+    for label, make, samples, nv, ni in runs:
+        for sim, n in (("verilator", nv), ("icarus", ni)):
+            if n <= 0:
+                continue
+            eng = make() if make is spoon_engine else make(pool="avgpool", padding=1, stride=2)
+            X, y, train = samples(eng, n)
+            with tempfile.TemporaryDirectory(prefix="bench-rtl-conv-") as tmp:
+                design = write_rtl(eng, Path(tmp) / "prj", parallel=parallel)
+                rep = run_bench(eng, design, Path(tmp) / "prj", sim, "mlp_lockstep", X, y, train)
+            print(_row(label, sim, rep, design), flush=True)
+
+
+def bench_resources(parallel: int) -> None:
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.synth import synthesize
+
+    print(f"yosys synth_xilinx + stat, spoon-like 8-bit preset, {parallel} MAC lanes per linear layer "
+          f"(BRAM in RAMB36 equivalents)")
+    print(f"{'design':<28} {'LUT':>7} {'FF':>7} {'BRAM36':>7} {'DSP':>5} {'LUTRAM':>7} {'area LE':>8} {'yosys s':>8}")
+    base = None
+    for label, learning in (("inference only", False), ("DRTP learning", True)):
+        eng = spoon_engine()
+        with tempfile.TemporaryDirectory(prefix="bench-rtl-conv-") as tmp:
+            write_rtl(eng, Path(tmp) / "prj", parallel=parallel, learning=learning)
+            t0 = time.perf_counter()
+            r = synthesize(Path(tmp) / "prj")["resources"]
+            dt = time.perf_counter() - t0
+        extra = "" if base is None else f"  (LUT {100 * (r['LUT'] / base['LUT'] - 1):+.0f} %, area " \
+                                         f"{100 * (r['AREA_LE'] / base['AREA_LE'] - 1):+.0f} %)"
+        print(f"{label:<28} {r['LUT']:>7,} {r['FF']:>7,} {r['BRAM']:>7g} {r['DSP']:>5} {r['LUTRAM']:>7} "
+              f"{r['AREA_LE']:>8,.0f} {dt:>8.0f}{extra}", flush=True)
+        base = base or r
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("check", "resources"))
+    ap.add_argument("--samples", type=int, default=8, help="spoon-like samples in Verilator (default 8)")
+    ap.add_argument("--icarus-samples", type=int, default=2, help="spoon-like samples in Icarus (default 2)")
+    ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per linear layer (default 16)")
+    args = ap.parse_args(argv)
+    from edgelearn.rtl.sim import tool_env
+
+    tool_env()
+    if args.only in (None, "check"):
+        bench_check(args.samples, args.icarus_samples, args.parallel)
+    if args.only in (None, "resources"):
+        bench_resources(args.parallel)
+
+
+if __name__ == "__main__":
+    main()
