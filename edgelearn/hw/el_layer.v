@@ -187,9 +187,10 @@ module el_layer #(
     wire last_inflight = (b_valid && b_last) || (c_valid && c_last);
     wire f_issue = (state == ST_FWD) && !(f_last_tok && (bank_full || last_inflight));
 
-    // update issue counters and pipeline (A: list read, B: weight read, C: multiply and round, D: add and
-    // overflow, then the write); stage C and D take the word's R sub-words of UQ lanes in R cycles, so a word
-    // issues every R cycles and is written once, after its last sub-word
+    // update issue counters and pipeline (A: list read, B: weight read, C: multiply, E: round, D: add and
+    // overflow, then the write); stages C, E and D take the word's R sub-words of UQ lanes in R cycles, so a word
+    // issues every R cycles and is written once, after its last sub-word.  E keeps the LUT multiplier (no DSPs on
+    // an HX8K) and the rounding adder in different cycles
     reg [NNZW-1:0] u_t;
     reg [GAW-1:0]  u_g;
     reg [WAW-1:0]  u_base;
@@ -198,10 +199,12 @@ module el_layer #(
     reg [WAW-1:0]  ub_base;
     reg [IDXW+XW-1:0] jx_lat;
     reg            uc_valid;
-    reg [SUBW-1:0] u_ph, uc_s, ud_s, bd_s, bias_s;
+    reg [SUBW-1:0] u_ph, uc_s, ue_s, ud_s, bd_s, bias_s;
     reg [GAW-1:0]  uc_g;
-    reg [XW-1:0]   uc_x;
     reg [WAW-1:0]  uc_wa;
+    reg            ue_valid;
+    reg [GAW-1:0]  ue_g;
+    reg [WAW-1:0]  ue_wa;
     reg [P*EW-1:0] d_q;
     wire u_issue = LEARN && (state == ST_UPD) && (R == 1 || u_ph == 0);
     reg [GAW-1:0]  bias_g;
@@ -304,6 +307,9 @@ module el_layer #(
     wire [P*AW-1:0] acc_new;
     reg  [UQ*DWU-1:0] dw_q;              // update stage D: the rounded increments and the old words
     reg  [UQ*WW-1:0] wo_q;
+    reg  [UQ*(MW+XW+1)-1:0] up_q;        // update stage E: the exact products, the old words and their draws
+    reg  [UQ*WW-1:0] we_q;
+    reg  [UQ*32-1:0] dq_e;               // dq moves on to the next sub-word's draws while E rounds
     reg             ud_valid, bd_valid;
     reg  [GAW-1:0]  ud_g, bd_g;
     reg  [WAW-1:0]  ud_wa;
@@ -345,7 +351,7 @@ module el_layer #(
             wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
             wire upd = LEARN && uc_valid && (gl < UQ);
             wire signed [MW-1:0] ma = upd ? $signed(dv) : $signed(wv);
-            wire [XW-1:0] mx = upd ? uc_x : c_x;
+            wire [XW-1:0] mx = c_x;
             wire signed [XW:0] mxv = XS ? {mx[XW-1], mx} : {1'b0, mx};
             wire signed [MW+XW:0] prod = ma * mxv;
 
@@ -369,14 +375,23 @@ module el_layer #(
             wire [WW-1:0] wu_raw = w_cur[gl*WW +: WW];
             wire [BW-1:0] bo_raw = b_upd_cur[gl*BW +: BW];
             wire signed [BW:0] bov = BS ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
-            wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : prod;
+            // stage E (a cycle after the multiply): the rounding; the bias phase rounds delta << XF, which needs no
+            // multiply, in the cycle of its read (the update has drained by then)
+            always @(posedge clk) begin
+                up_q[gl*(MW+XW+1) +: MW+XW+1] <= prod;
+                we_q[gl*WW +: WW] <= wu_raw;
+                dq_e[gl*32 +: 32] <= dq[gl*32 +: 32];
+            end
+            wire signed [MW+XW:0] pe = up_q[gl*(MW+XW+1) +: MW+XW+1];
+            wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : pe;
+            wire [31:0] du = (SHARE_B && bias_ph) ? dq[gl*32 +: 32] : dq_e[gl*32 +: 32];
             wire [DWU-1:0] dw;
             el_convert #(.IW(UIW), .S(SWU), .RMODE(WR), .OW(DWU), .OSIGNED(1), .OMODE(0))
-                u_dw (.din(u), .rnd(dq[gl*32 +: 32]), .dout(dw), .ovf());
-            // stage D (a cycle after the multiply and the rounding): the old value plus the increment, overflow
+                u_dw (.din(u), .rnd(du), .dout(dw), .ovf());
+            // stage D (a cycle after the rounding): the old value plus the increment, overflow
             always @(posedge clk) begin
                 dw_q[gl*DWU +: DWU] <= dw;
-                wo_q[gl*WW +: WW] <= (SHARE_B && bias_ph) ? bo_raw : wu_raw;
+                wo_q[gl*WW +: WW] <= (SHARE_B && bias_ph) ? bo_raw : we_q[gl*WW +: WW];
             end
             wire [WW-1:0] wo_raw = wo_q[gl*WW +: WW];
             wire signed [VWW-1:0] wold = WS ? $signed({wo_raw[WW-1], wo_raw}) : $signed({1'b0, wo_raw});
@@ -682,6 +697,7 @@ module el_layer #(
             z_valid <= 1'b0;
             ub_valid <= 1'b0;
             uc_valid <= 1'b0;
+            ue_valid <= 1'b0;
             ud_valid <= 1'b0;
             bd_valid <= 1'b0;
         end else begin
@@ -690,7 +706,10 @@ module el_layer #(
             c_first <= b_first;
             c_last <= b_last;
             c_g <= b_g;
-            c_x <= b_dummy ? {XW{1'b0}} : lst_q[XW-1:0];
+            // c_x is the multiplier's x operand in both passes (never at once; the update's x_j from stage B, held
+            // over the word's sub-words): no mux between the register and the LUT multiplier
+            if (ub_valid) c_x <= ub_jx[XW-1:0];
+            else if (!(R > 1 && uc_valid && uc_s != R - 1)) c_x <= b_dummy ? {XW{1'b0}} : lst_q[XW-1:0];
             if (c_valid) begin
                 acc_r <= acc_new;
                 if (c_last) begin
@@ -764,22 +783,25 @@ module el_layer #(
             pc2 <= pc;
             pg2 <= pg;
             if (DIRECT && p2_valid && pc2 == NCLS - 1) dmem[pg2] <= pdelta;
-            // ---- update pipeline: B -> C (R sub-words) -> D -> write
+            // ---- update pipeline: B -> C (R sub-words) -> E -> D -> write
             uc_valid <= ub_valid || (R > 1 && uc_valid && uc_s != R - 1);
             uc_s <= (R == 1 || ub_valid) ? {SUBW{1'b0}} : uc_s + 1'b1;  // constant 0 when R = 1
             if (ub_valid) begin
                 jx_lat <= ub_jx;
                 uc_g <= ub_g;
-                uc_x <= ub_jx[XW-1:0];
                 uc_wa <= w_ra;
                 d_q <= d_rd;
             end else if (R > 1 && uc_valid && uc_s != R - 1) begin
                 d_q <= d_q >> (UQ * EW);  // the next sub-word's modulatory signals to lanes 0 .. UQ-1
             end
-            ud_valid <= LEARN && uc_valid;
-            ud_s <= uc_s;
-            ud_g <= uc_g;
-            ud_wa <= uc_wa;
+            ue_valid <= LEARN && uc_valid;
+            ue_s <= uc_s;
+            ue_g <= uc_g;
+            ue_wa <= uc_wa;
+            ud_valid <= ue_valid;
+            ud_s <= ue_s;
+            ud_g <= ue_g;
+            ud_wa <= ue_wa;
             if (ud_valid && (R == 1 || ud_s == R - 1)) begin
                 w_we <= 1'b1;
                 w_wa <= ud_wa;
@@ -848,7 +870,7 @@ module el_layer #(
                         state <= ST_IDLE;
                     end
                 end
-                ST_UDRAIN: if (!ub_valid && !uc_valid && !ud_valid && !w_we) state <= ST_BPRE;
+                ST_UDRAIN: if (!ub_valid && !uc_valid && !ue_valid && !ud_valid && !w_we) state <= ST_BPRE;
                 ST_WAITE: if (DIRECT && e_valid_in) begin
                     e_lat <= e_in;
                     pc <= 0;
