@@ -60,16 +60,24 @@ def _forward(W, b, x, z):
 
 
 @numba.njit(cache=True)
-def _lowrank(Bp, src, g, d):
-    """d = (Q (P src)) * g through packed factors: Q in Bp's first n = len(d) rows (n x r), P below (r x len(src))."""
-    n = d.shape[0]
+def _p_times(Bp, n, v):
+    """P v through packed factors: P is Bp's rows from n on (r x len(v)), each sum in index order."""
     r = Bp.shape[0] - n
     u = np.zeros(r)
     for t in range(r):
         acc = 0.0
-        for i in range(src.shape[0]):
-            acc += Bp[n + t, i] * src[i]
+        for i in range(v.shape[0]):
+            acc += Bp[n + t, i] * v[i]
         u[t] = acc
+    return u
+
+
+@numba.njit(cache=True)
+def _lowrank(Bp, src, g, d):
+    """d = (Q (P src)) * g through packed factors: Q in Bp's first n = len(d) rows (n x r), P below (r x len(src))."""
+    n = d.shape[0]
+    r = Bp.shape[0] - n
+    u = _p_times(Bp, n, src)
     for j in range(n):
         acc = 0.0
         for t in range(r):
@@ -126,12 +134,7 @@ def _feedback_learn(rule, prop, learn, oja_src, label, B, x, y, d, e_out, lr):
     src = e_out if direct else d
     m = src.shape[0]
     if learn & FB_LEARN_Q:
-        u = np.zeros(r)
-        for t in range(r):
-            acc = 0.0
-            for i in range(m):
-                acc += B[n + t, i] * src[i]
-            u[t] = acc
+        u = _p_times(B, n, src)
         h = y if direct else x
         for j in range(n):
             hj = h[j]
@@ -150,12 +153,7 @@ def _feedback_learn(rule, prop, learn, oja_src, label, B, x, y, d, e_out, lr):
     scale = 2.0 ** -(math.frexp(big)[1] + 1)  # big = f 2**e, f in [1/2, 1): max |s| * scale in [1/4, 1/2)
     for i in range(m):
         s[i] *= scale
-    a = np.zeros(r)
-    for t in range(r):
-        acc = 0.0
-        for i in range(m):
-            acc += B[n + t, i] * s[i]
-        a[t] = acc
+    a = _p_times(B, n, s)
     rho = np.zeros(m)
     for i in range(m):
         acc = 0.0
