@@ -21,19 +21,26 @@
 
 namespace el {
 
-// u_t = sum_i P[t][i] src_i (exact, i ascending), assigned to u_t: the r-dimensional error of a low-rank feedback
-template <class FB>
-void lowrank_u(const typename FB::u_t src[FB::m], typename FB::p_t P[FB::r][FB::m], typename FB::u_t u[FB::r]) {
-LowrankU:
+// out_t = sum_i P[t][i] src_i (exact in acc_t, i ascending), assigned to out_t: u = P src of the low-rank signal
+// (and of Q's update) and Oja's a = P s share it
+template <class FB, class acc_t, class src_t, class out_t>
+void p_times(typename FB::p_t P[FB::r][FB::m], const src_t src[FB::m], out_t out[FB::r]) {
+PTimes:
     for (unsigned t = 0; t < FB::r; t++) {
-        typename FB::uacc_t acc = 0;
-    LowrankUCols:
+        acc_t acc = 0;
+    PTimesCols:
         for (unsigned i = 0; i < FB::m; i++) {
 #pragma HLS PIPELINE II = 1
             acc += P[t][i] * src[i];
         }
-        u[t] = acc;
+        out[t] = acc;
     }
+}
+
+// u_t = sum_i P[t][i] src_i, assigned to u_t: the r-dimensional error of a low-rank feedback
+template <class FB>
+void lowrank_u(const typename FB::u_t src[FB::m], typename FB::p_t P[FB::r][FB::m], typename FB::u_t u[FB::r]) {
+    p_times<FB, typename FB::uacc_t>(P, src, u);
 }
 
 // the signal of layer CFG through low-rank factors: u = P src, then delta_j = (sum_t Q[j][t] u_t) g_j, assigned to
@@ -169,16 +176,7 @@ void lowrank_learn(const typename FB::h_t h[FB::nq], const typename FB::u_t src[
     }
     typename FB::e_t a[FB::r];
 #pragma HLS ARRAY_PARTITION variable=a complete
-OjaA:
-    for (unsigned t = 0; t < FB::r; t++) {
-        typename FB::aacc_t acc = 0;
-    OjaACols:
-        for (unsigned i = 0; i < FB::m; i++) {
-#pragma HLS PIPELINE II = 1
-            acc += P[t][i] * s[i];
-        }
-        a[t] = acc;
-    }
+    p_times<FB, typename FB::aacc_t>(P, s, a);
     typename FB::e_t rho[FB::m];
 OjaRho:
     for (unsigned i = 0; i < FB::m; i++) {

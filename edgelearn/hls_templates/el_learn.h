@@ -76,6 +76,7 @@ inline xs_t xs_step(xs_t s) {
 // neuron's xorshift generator (rng: neuron)
 struct lfsr_rng {
     typedef lfsr_t state_t;
+    static const bool per_column = false;
     static ap_uint<32> draw(state_t &s) {
 #pragma HLS INLINE
         return lfsr_draw<32>(s);
@@ -83,6 +84,7 @@ struct lfsr_rng {
 };
 struct xs_rng {
     typedef xs_t state_t;
+    static const bool per_column = true;
     static ap_uint<32> draw(state_t &s) {
 #pragma HLS INLINE
         s = xs_step(s);
@@ -396,10 +398,12 @@ inline typename U::w_t apply_update(typename U::w_t w, T u, typename RNG::state_
     }
 }
 
-// rows j with x_j != 0 in increasing order, outputs i inner (the engine's draw order), then the biases
-template <class CFG>
-void update(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t delta[CFG::n_out],
-            typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out], lfsr_t &rnd) {
+// rows j with x_j != 0 in increasing order, outputs i inner (the engine's draw order), then the biases.  The draws
+// come from st[0] (RNG::per_column false: one generator for the layer) or st[i] (true: column i's own generator)
+template <class CFG, class RNG>
+void update_rows(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t delta[CFG::n_out],
+                 typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out],
+                 typename RNG::state_t st[RNG::per_column ? CFG::n_out : 1]) {
     const typename CFG::mult_t m = CFG::mult_value();
     typename CFG::dm_t dm[CFG::n_out];
 {% if lanes > 1 %}
@@ -413,7 +417,6 @@ UpdateScale:
 {% endif %}
         dm[i] = delta[i] * m;
     }
-    lfsr_t s = rnd;
 UpdateRows:
     for (unsigned j = 0; j < CFG::n_in; j++) {
         typename CFG::in_t xj = x[j];
@@ -425,7 +428,7 @@ UpdateRows:
 {% if lanes > 1 %}
 #pragma HLS UNROLL factor={{ lanes }}
 {% endif %}
-            W[j][i] = apply_update<typename CFG::wupd, lfsr_rng>(W[j][i], dm[i] * xj, s);
+            W[j][i] = apply_update<typename CFG::wupd, RNG>(W[j][i], dm[i] * xj, st[RNG::per_column ? i : 0]);
         }
     }
 UpdateBias:
@@ -434,9 +437,17 @@ UpdateBias:
 {% if lanes > 1 %}
 #pragma HLS UNROLL factor={{ lanes }}
 {% endif %}
-        b[i] = apply_update<typename CFG::bupd, lfsr_rng>(b[i], dm[i], s);
+        b[i] = apply_update<typename CFG::bupd, RNG>(b[i], dm[i], st[RNG::per_column ? i : 0]);
     }
-    rnd = s;
+}
+
+// rng: layer: every STOCH assignment draws from the layer's one LFSR, in update_rows' order
+template <class CFG>
+void update(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t delta[CFG::n_out],
+            typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out], lfsr_t &rnd) {
+    lfsr_t s[1] = {rnd};
+    update_rows<CFG, lfsr_rng>(x, delta, W, b, s);
+    rnd = s[0];
 }
 
 // rng: neuron: the same update, every STOCH assignment to column i drawing from its own generator ns[i] (the
@@ -446,41 +457,7 @@ template <class CFG>
 void update_neuron(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_t delta[CFG::n_out],
                    typename CFG::w_t W[CFG::n_in][CFG::n_out], typename CFG::b_t b[CFG::n_out],
                    xs_t ns[CFG::n_out]) {
-    const typename CFG::mult_t m = CFG::mult_value();
-    typename CFG::dm_t dm[CFG::n_out];
-{% if lanes > 1 %}
-#pragma HLS ARRAY_PARTITION variable=dm type=cyclic factor={{ lanes }}
-{% endif %}
-UpdateScaleN:
-    for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-        dm[i] = delta[i] * m;
-    }
-UpdateRowsN:
-    for (unsigned j = 0; j < CFG::n_in; j++) {
-        typename CFG::in_t xj = x[j];
-        if (xj == 0)
-            continue;
-    UpdateColsN:
-        for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            W[j][i] = apply_update<typename CFG::wupd, xs_rng>(W[j][i], dm[i] * xj, ns[i]);
-        }
-    }
-UpdateBiasN:
-    for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-        b[i] = apply_update<typename CFG::bupd, xs_rng>(b[i], dm[i], ns[i]);
-    }
+    update_rows<CFG, xs_rng>(x, delta, W, b, ns);
 }
 
 // argmax, ties to the lowest index (the engine's prediction)
