@@ -44,7 +44,7 @@ def _hls(eng) -> None:
     from .hls.kernel import KernelSpec
 
     KernelSpec.from_engine(eng)
-    if eng.front is None:  # a conv front end: export-hls writes the learning kernel alone (docs/hls.md)
+    if eng.front is None:  # a conv front end hls4ml cannot carry still gets the kernel (a warning, docs/hls.md)
         check_exportable(eng)
 
 

@@ -74,10 +74,12 @@ def test_front_end_in_the_cycle_model_and_the_refusals(tmp_path):
     # the front end runs for inference too, and costs the same with more lanes (one position at a time)
     assert cyc["inference_cycles_per_sample"] > sum(s["cycles"] for s in front)
     assert [s["cycles"] for s in cycle_model(prog, lanes=4)["steps"][:len(front)]] == [s["cycles"] for s in front]
-    # a conv network exports the learning kernel alone: the hls4ml project is skipped with one warning
+    # hls4ml cannot stream this front end's overlapping pools exactly: the learning kernel alone, and the reason
+    # in one warning line (tests/test_hls4ml_conv.py exports a conv network hls4ml carries)
     res = hls.export_hls(eng, tmp_path / "both", n_tb=2)
     assert res.hls4ml is None and res.kernel is not None
-    assert res.summary["warnings"] == [hls.HLS4ML_FRONT_SKIPPED]
+    [w] = res.summary["warnings"]
+    assert w.startswith(hls.HLS4ML_SKIPPED) and "stride = kernel" in w and "\n" not in w
     assert (tmp_path / "both" / "learning_kernel" / "firmware" / "front.h").is_file()
     # a conv layer that learns is refused with one line (program.SUPPORT: engine-only)
     learning = FRONT[:1] + [{"type": "maxpool", "kernel": 2, "stride": 2}] + FRONT[5:]

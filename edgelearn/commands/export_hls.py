@@ -13,9 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export-hls",
         help="write the hls4ml project and the HLS learning kernel (bit-exact with the fixed-point engine)",
-        description="Write two HLS projects for an MLP (for a frozen conv front end before an MLP, the learning "
-                    "kernel alone, the kernels in ROM): OUT/hls4ml_prj (inference: Brevitas fixed-point model -> "
-                    "QONNX -> hls4ml, Vitis backend by default) and OUT/learning_kernel (HLS C++ that infers and "
+        description="Write two HLS projects for an MLP, or a frozen conv front end before an MLP (its kernels in "
+                    "ROM in the learning kernel): OUT/hls4ml_prj (inference: Brevitas fixed-point model -> "
+                    "QONNX -> hls4ml, Vitis backend by default, io_stream for a conv network) and "
+                    "OUT/learning_kernel (HLS C++ that infers and "
                     "applies the rule's update per sample: DRTP/sDFA/DFA, or kp/LDFA/dLDFA with their feedback "
                     "trained on chip). Both are bit-exact in C-simulation with the "
                     "fixed-point engine. The weights come from --weights (a file of 'edgelearn simulate' or "
@@ -144,10 +145,12 @@ def _print(res, origin: str) -> None:
         info = s.get(key)
         if not info:
             continue
-        print(f"\n{title}: {res.out / info['dir']}" + (f" (part {info['part']})" if "part" in info else ""))
+        print(f"\n{title}: {res.out / info['dir']}" + (f" (part {info['part']})" if "part" in info else "")
+              + (f", {info['io_type']}" if info.get("io_type") else ""))
         for la in info.get("layers", []):
-            print(f"  dense {la['layer']} {la['n_in']}x{la['n_out']}: {la['strategy']}, reuse factor "
-                  f"{la['reuse_factor']} ({la['unrolled_multiplications']} multiplications unrolled)")
+            per = " per output position" if la.get("kind", "dense") != "dense" else ""
+            print(f"  {la.get('kind', 'dense')} {la['layer']} {la['n_in']}x{la['n_out']}: {la['strategy']}, reuse "
+                  f"factor {la['reuse_factor']} ({la['unrolled_multiplications']} multiplications unrolled{per})")
         if info.get("serialized_model"):
             print(f"  rebuild exactly from {res.out / info['serialized_model']} (hls4ml_config.yml alone does not)")
         files = info["files"]

@@ -22,6 +22,15 @@ What makes it exact (every point is checked or enforced here; docs/hls.md has th
 * **strategy** -- ``Latency`` accumulates bias first, then inputs in index order, like the engine; ``Resource``
   reorders the sum, so it is allowed only when the accumulator can neither overflow nor round.
 
+A conv front end (docs/arithmetic.md §15) goes the same way, as hls4ml's streaming layers (``io_stream``): each
+conv is a ``Conv2D`` (Latency, reuse factor 1, the engine's weight / bias / accumulator types; its activation as a
+dense layer's), a max pool a ``Pooling2D`` in the input's type, an average pool a ``Pooling2D`` whose sum type holds
+the window sum and the exact quotient of a power-of-two window, so that the cast to the pool's format is the
+engine's rounded mean.  QONNX's channels-last conversion knows MaxPool but not AveragePool: an average pool goes
+through it as a MaxPool (same shapes, no padding) and gets its op type back (:func:`clean_qonnx`).  hls4ml reads
+the image and the flattened features channels-last, so a sum that depends on its order (a narrow accumulator) is
+refused where the orders differ (:func:`~edgelearn.hls.brevitas_model.check_exportable`).
+
 What makes it deployable: each dense layer's strategy and reuse factor are chosen so that it unrolls at most
 :data:`MAX_UNROLLED_MULTS` multiplications (:func:`plan_dense`), a reuse factor hls4ml changes is reported with the
 value it writes, and hls4ml's own serialization of the configured model (``hls4ml_model.fml``) is written beside the
@@ -43,11 +52,13 @@ import numpy as np
 from ..errors import ConfigError, FormatError
 from ..fixed.formats import FixedFormat
 from . import DEFAULT_PART, MAX_UNROLLED_MULTS
-from .brevitas_model import build_qat_model, check_exportable, load_engine_weights
+from .brevitas_model import build_qat_model, check_exportable, load_engine_weights, order_free
 from .toolchain import HLSBuildError, require
 
 BACKENDS = {"vitis": "Vitis", "vivado": "Vivado"}
 STRATEGIES = ("Latency", "Resource")
+#: hls4ml io type of an MLP (every layer an array) and of a network with a conv front end (streams, line buffers)
+IO_MLP, IO_CONV = "io_parallel", "io_stream"
 
 #: hls4ml's own serialization of the configured model, written beside the project (``OUT/``)
 SERIALIZED_MODEL = "hls4ml_model.fml"
@@ -86,8 +97,9 @@ def _known_warnings_ignored():
         yield
 
 
-def export_qonnx(model, n_in: int, path) -> Path:
-    """Export the Brevitas model to QONNX (TorchScript exporter, ``dynamo=False``)."""
+def export_qonnx(model, n_in, path) -> Path:
+    """Export the Brevitas model to QONNX (TorchScript exporter, ``dynamo=False``); ``n_in``: the number of inputs
+    of an MLP, or the input shape (C, H, W) of a conv network."""
     require("brevitas", "onnx")
     import torch
 
@@ -99,12 +111,20 @@ def export_qonnx(model, n_in: int, path) -> Path:
     model.eval()
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
-        _export(model, torch.zeros(1, n_in), export_path=str(path), dynamo=False)
+        _export(model, torch.zeros(1, *((n_in,) if isinstance(n_in, int) else tuple(n_in))), export_path=str(path),
+                dynamo=False)
     return path
 
 
-def clean_qonnx(path):
-    """qonnx cleanup, channels-last conversion, Gemm -> MatMul (what hls4ml's ONNX front end expects)."""
+def clean_qonnx(path, channels_last_input: bool = False):
+    """qonnx cleanup, channels-last conversion, Gemm -> MatMul (what hls4ml's ONNX front end expects).
+
+    qonnx's channels-last conversion wraps Conv and MaxPool but not AveragePool, and hls4ml parses a pool only in
+    channels-last form: an AveragePool goes through the conversion as a MaxPool (the same shapes; the engine's
+    pools have no padding) and gets its op type back at the end, when no qonnx pass needs to know it.
+    ``channels_last_input``: the graph's input becomes (H, W, C) -- a conv network: no Transpose layer before the
+    first conv (hls4ml 1.3.0's stream repacking fails on the Reshape it makes of one); the caller orders the
+    image's words so (:func:`to_channels_last`)."""
     require("qonnx")
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
@@ -113,9 +133,19 @@ def clean_qonnx(path):
 
     with _quiet(), _known_warnings_ignored():
         mw = cleanup_model(ModelWrapper(str(path)))
-        mw = mw.transform(ConvertToChannelsLastAndClean())
+        # the pools in graph order (the networks are chains; the passes rename nodes and tensors, keep the order)
+        kinds = [n.op_type for n in mw.graph.node if n.op_type in ("MaxPool", "AveragePool")]
+        for node in mw.graph.node:
+            if node.op_type == "AveragePool":
+                node.op_type = "MaxPool"
+        mw = mw.transform(ConvertToChannelsLastAndClean(make_input_channels_last=channels_last_input))
         mw = mw.transform(GemmToMatMul())
         mw = cleanup_model(mw)
+        pools = [n for n in mw.graph.node if n.op_type == "MaxPool"]
+        if len(pools) != len(kinds):
+            raise HLSBuildError(f"the QONNX channels-last conversion made {len(pools)} pools out of {len(kinds)}")
+        for node, kind in zip(pools, kinds):
+            node.op_type = kind
     return mw
 
 
@@ -129,20 +159,41 @@ def _precision(f: FixedFormat, q: str | None = None, o: str | None = None):
 
 
 def _lut_table(eng, k: int) -> np.ndarray:
-    """The engine's table of layer k re-indexed by the raw bits of the index type (what UnaryLUT reads)."""
+    """The engine's table of layer k (``("front", j)``: front-end conv j) re-indexed by the raw bits of the index
+    type (what UnaryLUT reads)."""
     tb = eng.precision.table_bits
     n = 1 << tb
-    table = np.asarray(eng.tables[k], dtype=np.int64)
+    if isinstance(k, tuple):
+        table, fmt = eng.front.tables[k[1]], eng.precision.front[k[1]].act
+    else:
+        table, fmt = eng.tables[k], eng.precision.layers[k].act
+    table = np.asarray(table, dtype=np.int64)
     u = np.arange(n)
     signed_idx = np.where(u < n // 2, u, u - n)
-    return eng.precision.layers[k].act.to_float(table[signed_idx + n // 2])
+    return fmt.to_float(table[signed_idx + n // 2])
+
+
+def to_channels_last(eng, X) -> np.ndarray:
+    """Samples ``X`` (N, C*H*W), the engine's (C, H, W) order, in the order of the hls4ml project's input: (H, W, C)
+    for a conv network (its graph input is channels-last), unchanged for an MLP."""
+    X = np.asarray(X)
+    if eng.front is None:
+        return X
+    c, h, w = eng.precision.front[0].in_shape
+    return np.ascontiguousarray(X.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(len(X), -1))
+
+
+def input_format(eng) -> FixedFormat:
+    """The network input's format (the first front-end layer's, else the first linear layer's)."""
+    return eng.precision.front[0].input if eng.front is not None else eng.precision.layers[0].input
 
 
 class Hls4mlProject:
     """A converted hls4ml model of an engine network, written to ``path`` (hls4ml's own layout)."""
 
-    def __init__(self, hls_model, eng, path: Path, backend: str, qonnx_path: Path | None):
+    def __init__(self, hls_model, eng, path: Path, backend: str, qonnx_path: Path | None, io_type: str = IO_MLP):
         self.model = hls_model
+        self.io_type = io_type
         self.eng = eng
         self.path = Path(path)
         self.backend = backend
@@ -222,12 +273,13 @@ class Hls4mlProject:
 
     def predict_raw(self, X_raw) -> np.ndarray:
         """C-simulation on raw inputs (the input format's integers): raw output pre-activations (N, C)."""
-        fin = self.eng.precision.layers[0].input
+        fin = input_format(self.eng)
         fo = self.out_format
         if fo.width > 53:
             raise FormatError(f"output accumulator {fo} is wider than 53 bits: hls4ml's predict() returns doubles, "
                               f"which cannot hold it exactly")
-        y = self.predict_float(fin.to_float(np.asarray(X_raw, dtype=np.int64)))
+        X_raw = np.asarray(X_raw, dtype=np.int64).reshape(-1, self.eng.n_inputs)
+        y = self.predict_float(fin.to_float(to_channels_last(self.eng, X_raw)))
         raw = np.ldexp(y, fo.frac)
         out = np.rint(raw).astype(np.int64)
         if not np.array_equal(out.astype(np.float64), raw):
@@ -249,11 +301,12 @@ def _configure(hm, eng, plans: list[DensePlan]) -> dict[str, Any]:
         raise HLSBuildError(f"hls4ml made {len(dense)} Dense layers out of {L} linear layers")
     report: dict[str, Any] = {"layers": []}
     inp = hm.get_input_variables()[0]
-    inp.type.precision = _precision(prec.layers[0].input)
+    inp.type.precision = _precision(input_format(eng))
     idx_fmt = FixedFormat(prec.table_bits, prec.range_bits + 1, True, "TRN", "SAT")
     cur = prec.layers[0].input  # the format the next pass-through layer must carry
     k = -1
     seq: dict[int, list] = {}
+    pre = []
     for layer in layers:
         if layer.class_name == "Dense":
             k += 1
@@ -261,72 +314,138 @@ def _configure(hm, eng, plans: list[DensePlan]) -> dict[str, Any]:
             continue
         if k >= 0:
             seq[k].append(layer)
+        elif eng.front is not None:
+            pre.append(layer)
         elif layer.class_name == "Activation" and layer.get_attr("activation") == "linear":
             layer.get_output_variable().type.precision = _precision(cur)
         elif layer.class_name not in ("Input", "InputLayer", "Reshape", "Flatten"):
             raise HLSBuildError(f"unexpected hls4ml layer {layer.name} ({layer.class_name}) before the first Dense")
+    if eng.front is not None:
+        report["front"] = _configure_front(pre, eng, idx_fmt)
     for k, d in enumerate(dense):
         lp = prec.layers[k]
         act = eng.acts[k] if k < L - 1 else "output"
-        d.get_weights("weight").update_precision(_precision(lp.weight))
-        d.get_weights("bias").update_precision(_precision(lp.bias))
-        d.attributes["accum_t"].precision = _precision(lp.accum)
-        d.set_attr("strategy", plans[k].strategy.lower())
-        after = seq.get(k, [])
-        kinds = [(a.class_name, a.get_attr("activation")) for a in after]
-        if act == "output":
-            d.get_output_variable().type.precision = _precision(lp.accum)
-            for a in after:
-                if a.class_name == "Activation" and a.get_attr("activation") == "linear":
-                    a.get_output_variable().type.precision = _precision(lp.accum)
-                else:
-                    raise HLSBuildError(f"unexpected hls4ml layer {a.name} ({a.class_name}) after the output layer")
-        elif act in ("tanh", "sigmoid"):
-            lut = [a for a in after if a.class_name == "UnaryLUT"]
-            if len(lut) != 1:
-                raise HLSBuildError(f"layer {lp.name}: expected one UnaryLUT after the Dense layer, got {kinds}")
-            d.get_output_variable().type.precision = _precision(idx_fmt)
-            lut[0].get_attr("table_t").precision = _precision(lp.act)
-            lut[0].get_weights("table").update_precision(_precision(lp.act))  # exact decimals in table*.txt
-            lut[0].get_output_variable().type.precision = _precision(lp.act)
-        elif act == "relu":
-            relu = [a for a in after if a.class_name in ("ReLU", "Activation")
-                    and str(a.get_attr("activation")).lower() == "relu"]
-            if len(relu) != 1:
-                raise HLSBuildError(f"layer {lp.name}: expected one ReLU after the Dense layer, got {kinds}")
-            d.get_output_variable().type.precision = _precision(lp.accum)
-            relu[0].get_output_variable().type.precision = _precision(lp.act)
-        else:  # none / hardtanh: the activation quantizer (a linear layer) or the Dense result itself
-            d.get_output_variable().type.precision = _precision(lp.accum if after else lp.act)
+        d.set_attr("strategy", plans[len(plans) - L + k].strategy.lower())
+        report["layers"].append(_configure_dot(d, lp, act, seq.get(k, []), idx_fmt))
+    return report
+
+
+def _configure_dot(d, lp, act: str, after: list, idx_fmt: FixedFormat) -> dict[str, Any]:
+    """A Dense or Conv2D layer ``d`` and the activation layers ``after`` it, in the formats of ``lp`` (input,
+    weight, bias, accum, act); ``act``: the engine's activation, or "output" (the logits, in the accumulator
+    format)."""
+    d.get_weights("weight").update_precision(_precision(lp.weight))
+    d.get_weights("bias").update_precision(_precision(lp.bias))
+    d.attributes["accum_t"].precision = _precision(lp.accum)
+    kinds = [(a.class_name, a.get_attr("activation")) for a in after]
+    if act == "output":
+        d.get_output_variable().type.precision = _precision(lp.accum)
         for a in after:
             if a.class_name == "Activation" and a.get_attr("activation") == "linear":
-                a.get_output_variable().type.precision = _precision(lp.accum if act == "output" else lp.act)
-            elif a.class_name not in ("UnaryLUT", "ReLU", "Activation"):
-                raise HLSBuildError(f"unexpected hls4ml layer {a.name} ({a.class_name}) in layer {lp.name}")
-            elif a.class_name == "Activation" and str(a.get_attr("activation")).lower() not in ("linear", "relu"):
-                raise HLSBuildError(f"layer {lp.name}: hls4ml activation {a.get_attr('activation')!r} is not exact")
-        report["layers"].append({
-            "layer": lp.name, "dense": d.name, "after": [a.name for a in after], "act": act,
-            "weight": str(lp.weight), "bias": str(lp.bias), "accum": str(lp.accum),
-            "dense_result": str(idx_fmt if act in ("tanh", "sigmoid") else (lp.accum if (after or act == "output")
-                                                                           else lp.act)),
-            "act_format": str(lp.act) if act != "output" else None})
+                a.get_output_variable().type.precision = _precision(lp.accum)
+            else:
+                raise HLSBuildError(f"unexpected hls4ml layer {a.name} ({a.class_name}) after the output layer")
+    elif act in ("tanh", "sigmoid"):
+        lut = [a for a in after if a.class_name == "UnaryLUT"]
+        if len(lut) != 1:
+            raise HLSBuildError(f"layer {lp.name}: expected one UnaryLUT after the {d.class_name} layer, got {kinds}")
+        d.get_output_variable().type.precision = _precision(idx_fmt)
+        lut[0].get_attr("table_t").precision = _precision(lp.act)
+        lut[0].get_weights("table").update_precision(_precision(lp.act))  # exact decimals in table*.txt
+        lut[0].get_output_variable().type.precision = _precision(lp.act)
+    elif act == "relu":
+        relu = [a for a in after if a.class_name in ("ReLU", "Activation")
+                and str(a.get_attr("activation")).lower() == "relu"]
+        if len(relu) != 1:
+            raise HLSBuildError(f"layer {lp.name}: expected one ReLU after the {d.class_name} layer, got {kinds}")
+        d.get_output_variable().type.precision = _precision(lp.accum)
+        relu[0].get_output_variable().type.precision = _precision(lp.act)
+    else:  # none / hardtanh: the activation quantizer (a linear layer) or the layer's result itself
+        d.get_output_variable().type.precision = _precision(lp.accum if after else lp.act)
+    for a in after:
+        if a.class_name == "Activation" and a.get_attr("activation") == "linear":
+            a.get_output_variable().type.precision = _precision(lp.accum if act == "output" else lp.act)
+        elif a.class_name not in ("UnaryLUT", "ReLU", "Activation"):
+            raise HLSBuildError(f"unexpected hls4ml layer {a.name} ({a.class_name}) in layer {lp.name}")
+        elif a.class_name == "Activation" and str(a.get_attr("activation")).lower() not in ("linear", "relu"):
+            raise HLSBuildError(f"layer {lp.name}: hls4ml activation {a.get_attr('activation')!r} is not exact")
+    return {
+        "layer": lp.name, d.class_name.lower(): d.name, "after": [a.name for a in after], "act": act,
+        "weight": str(lp.weight), "bias": str(lp.bias), "accum": str(lp.accum),
+        "dense_result": str(idx_fmt if act in ("tanh", "sigmoid") else (lp.accum if (after or act == "output")
+                                                                       else lp.act)),
+        "act_format": str(lp.act) if act != "output" else None}
+
+
+#: what hls4ml makes of a conv2d (a 1x1 kernel: a PointwiseConv2D)
+_CONV_LAYERS = ("Conv2D", "PointwiseConv2D")
+#: hls4ml layers of a front end that move or pad words and keep their type
+_FRONT_PASS = ("Transpose", "Reshape", "Flatten", "Repack", "ZeroPadding2D")
+
+
+def pool_sum_format(fp) -> FixedFormat:
+    """The sum type of an average pool (a power-of-two window of n = k*k words): the exact window sum, with log2(n)
+    more fractional bits so that hls4ml's ``sum / n`` is exact too; the cast of that quotient to the pool's format
+    is then the engine's rounded mean (docs/arithmetic.md §15: round_div by 2^s is round_shift)."""
+    lg = (fp.kernel * fp.kernel).bit_length() - 1
+    f = fp.input
+    return FixedFormat(f.width + 2 * lg, f.integer + lg, f.signed, "TRN", "WRAP")
+
+
+def _configure_front(pre: list, eng, idx_fmt: FixedFormat) -> list[dict[str, Any]]:
+    """The hls4ml layers before the first Dense of a network with a conv front end, in the engine's formats: each
+    Conv2D as a dense layer with its activation, each Pooling2D in its input's format (an average pool's sum in
+    :func:`pool_sum_format`), every layer that moves words in the format of the words it moves."""
+    front = eng.precision.front
+    cur = front[0].input
+    report = []
+    j = -1
+    i = 0
+    while i < len(pre):
+        layer = pre[i]
+        cn = layer.class_name
+        i += 1
+        if cn in ("Input", "InputLayer"):
+            continue
+        if cn in _CONV_LAYERS or cn == "Pooling2D":
+            j += 1
+            fp = front[j] if j < len(front) else None
+            want = ("conv2d" if cn in _CONV_LAYERS
+                    else {"Max": "maxpool", "Average": "avgpool"}.get(layer.get_attr("pool_op")))
+            if fp is None or fp.type != want:
+                raise HLSBuildError(f"hls4ml layer {layer.name} ({cn}) does not match the front end's layer "
+                                    f"{fp.name + ' (' + fp.type + ')' if fp else 'list'}")
+            if cn in _CONV_LAYERS:
+                after = []
+                while i < len(pre) and pre[i].class_name in ("Activation", "UnaryLUT", "ReLU"):
+                    after.append(pre[i])
+                    i += 1
+                layer.set_attr("strategy", "latency")
+                report.append(_configure_dot(layer, fp, fp.act_name, after, idx_fmt))
+            else:
+                acc = pool_sum_format(fp) if want == "avgpool" else fp.input
+                layer.attributes["accum_t"].precision = _precision(acc)
+                layer.get_output_variable().type.precision = _precision(fp.act)
+                report.append({"layer": fp.name, "pooling2d": layer.name, "pool": want, "sum": str(acc),
+                               "act_format": str(fp.act)})
+            cur = fp.act
+        elif cn == "Activation" and layer.get_attr("activation") == "linear" or cn in _FRONT_PASS:
+            layer.get_output_variable().type.precision = _precision(cur)
+        else:
+            raise HLSBuildError(f"unexpected hls4ml layer {layer.name} ({cn}) in the conv front end")
+    if j != len(front) - 1:
+        raise HLSBuildError(f"hls4ml made {j + 1} conv / pool layers out of a front end of {len(front)}")
     return report
 
 
 def _resource_inexact(lp) -> str | None:
     """Why strategy Resource is not bit-exact for layer ``lp`` (None when it is)."""
+    if order_free(lp):
+        return None
     fp = lp.weight.frac + lp.input.frac
-    pmax = (1 << (lp.weight.width - 1)) * ((1 << (lp.input.width - 1)) if lp.input.signed
-                                          else (1 << lp.input.width) - 1)
-    bmax = 1 << (lp.bias.width - 1)
-    fa = lp.accum.frac
-    if fa < fp or fa < lp.bias.frac:
+    if lp.accum.frac < fp or lp.accum.frac < lp.bias.frac:
         return f"it reorders the accumulation; with accumulator {lp.accum} it rounds, so only Latency is bit-exact"
-    total = lp.n_in * (pmax << (fa - fp)) + (bmax << (fa - lp.bias.frac))
-    if total > lp.accum.max_raw:
-        return f"it reorders the accumulation; accumulator {lp.accum} can overflow, so only Latency is bit-exact"
-    return None
+    return f"it reorders the accumulation; accumulator {lp.accum} can overflow, so only Latency is bit-exact"
 
 
 def _check_strategy(eng, strategy: str | None) -> None:
@@ -348,8 +467,9 @@ def unrolled_mults(n_in: int, n_out: int, strategy: str, reuse_factor: int) -> i
 
 @dataclass
 class DensePlan:
-    """Strategy and reuse factor of one dense layer: what was asked (None: chosen here), what is given to hls4ml,
-    and after conversion what hls4ml made of it (the values in ``parameters.h``)."""
+    """Strategy and reuse factor of one dense layer -- or of a conv layer (``kind`` "conv2d": ``n_in`` the patch
+    C_in*k*k, ``n_out`` the kernels, the multiplications per output position) --: what was asked (None: chosen
+    here), what is given to hls4ml, and after conversion what hls4ml made of it (the values in ``parameters.h``)."""
     layer: str
     n_in: int
     n_out: int
@@ -360,6 +480,24 @@ class DensePlan:
     dense: str | None = None
     unrolled_multiplications: int | None = None
     notes: list[str] = field(default_factory=list)
+    kind: str = "dense"
+
+
+def plan_conv(eng) -> list[DensePlan]:
+    """The front end's conv layers: Latency, reuse factor 1 (hls4ml's streaming conv computes one output position
+    at a time, all its C_out * C_in*k*k products unrolled); a layer over :data:`MAX_UNROLLED_MULTS` gets a note.
+    Latency sums the patch in order after the bias, which a narrow accumulator needs (the engine's order)."""
+    plans = []
+    for fp in eng.precision.front or []:
+        if fp.type != "conv2d":
+            continue
+        n_in, n_out = fp.in_shape[0] * fp.kernel * fp.kernel, fp.out_shape[0]
+        notes = []
+        if n_in * n_out > MAX_UNROLLED_MULTS:
+            notes.append(f"layer {fp.name}: conv Latency unrolls {n_in * n_out} multiplications per output position "
+                         f"(limit {MAX_UNROLLED_MULTS}); the export keeps conv layers on Latency, reuse factor 1")
+        plans.append(DensePlan(fp.name, n_in, n_out, None, None, "Latency", 1, notes=notes, kind="conv2d"))
+    return plans
 
 
 def _valid_reuse_factors(backend: str, n_in: int, n_out: int) -> list[int]:
@@ -408,6 +546,9 @@ def _record_conversion(plans: list[DensePlan], dense: list, backend: str) -> Non
     for p, d in zip(plans, dense):
         rf = int(d.get_attr("reuse_factor"))
         p.dense = d.name
+        if p.kind != "dense":
+            p.unrolled_multiplications = p.n_in * p.n_out
+            continue
         if rf != p.reuse_factor:
             valid = _valid_reuse_factors(backend, p.n_in, p.n_out)
             asked = "requested" if p.requested_reuse_factor is not None else "chosen"
@@ -431,7 +572,7 @@ def _short_list(values: list[int], n: int = 12) -> str:
 
 def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: str = DEFAULT_PART,
                    clock_period: float = 5.0, strategy: str | None = None, reuse_factor: int | None = None,
-                   project_name: str = "myproject", io_type: str = "io_parallel",
+                   project_name: str = "myproject", io_type: str | None = None,
                    tb_inputs=None, write: bool = True) -> Hls4mlProject:
     """Convert the engine's network (its current weights; or the Brevitas ``model`` if given, whose weights must be
     the engine's) through QONNX into an hls4ml project in ``out_dir``.
@@ -443,13 +584,18 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
     bkey = str(backend).lower()
     if bkey not in BACKENDS:
         raise ConfigError(f"hls4ml backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if io_type != "io_parallel":
-        raise ConfigError("only io_parallel is exported (the UnaryLUT tables and the type settings assume it)")
+    want_io = IO_CONV if eng.front is not None else IO_MLP
+    if io_type is None:
+        io_type = want_io
+    if io_type != want_io:
+        raise ConfigError(f"only {IO_MLP} is exported for an MLP and {IO_CONV} for a conv network (the type "
+                          f"settings are checked for these), got {io_type}")
     if reuse_factor is not None and (isinstance(reuse_factor, bool) or not isinstance(reuse_factor, int)
                                      or reuse_factor < 1):
         raise ConfigError(f"reuse factor must be a positive integer, got {reuse_factor!r}")
     check_exportable(eng)
-    plans = plan_dense(eng, strategy, reuse_factor, BACKENDS[bkey])
+    plans = plan_conv(eng) + plan_dense(eng, strategy, reuse_factor, BACKENDS[bkey])
+    n_conv = len(plans) - len(eng.precision.layers)
     if model is None:
         model = build_qat_model(eng)
     load_engine_weights(model, eng)  # the engine's weights are the truth (exact, checked)
@@ -457,8 +603,8 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
     qdir = out / "qonnx"
     qdir.mkdir(parents=True, exist_ok=True)
     qonnx_path = qdir / f"{project_name}.onnx"
-    export_qonnx(model, eng.sizes[0], qonnx_path)
-    mw = clean_qonnx(qonnx_path)
+    export_qonnx(model, eng.sizes[0] if eng.front is None else tuple(eng.precision.front[0].in_shape), qonnx_path)
+    mw = clean_qonnx(qonnx_path, channels_last_input=eng.front is not None)
     mw.save(str(qdir / f"{project_name}_clean.onnx"))
 
     import hls4ml  # noqa: F401  (registers layers and backends)
@@ -474,8 +620,8 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
     cfg["Model"]["ReuseFactor"] = reuse_factor or 1
     tb_args: dict[str, Any] = {}
     if tb_inputs is not None:
-        Xr = np.asarray(tb_inputs, dtype=np.int64).reshape(-1, eng.sizes[0])
-        np.save(qdir / "tb_inputs.npy", eng.precision.layers[0].input.to_float(Xr))
+        Xr = np.asarray(tb_inputs, dtype=np.int64).reshape(-1, eng.n_inputs)
+        np.save(qdir / "tb_inputs.npy", input_format(eng).to_float(to_channels_last(eng, Xr)))
         np.save(qdir / "tb_outputs.npy", eng.precision.layers[-1].accum.to_float(eng.output_raw(Xr)))
         tb_args = {"input_data_tb": str(qdir / "tb_inputs.npy"), "output_data_tb": str(qdir / "tb_outputs.npy")}
     config = create_config(output_dir=str(out / "hls4ml_prj"), project_name=project_name,
@@ -488,7 +634,9 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
     with _quiet():
         layer_list, inputs, outputs = parse_onnx_model(mw.model)
         L = len(eng.precision.layers)
+        convs = [j for j, fp in enumerate(eng.precision.front or []) if fp.type == "conv2d"]
         k = -1
+        c = -1
         for i, lay in enumerate(layer_list):
             if lay.get("class_name") == "MatMul":
                 k += 1
@@ -496,18 +644,31 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
                     raise HLSBuildError(f"unexpected MatMul node {lay['name']} in the QONNX graph")
                 # hls4ml turns the MatMul into a Dense layer that takes over the MatMul's layer config
                 config["HLSConfig"].setdefault("LayerName", {}).setdefault(lay["name"], {}).update(
-                    Strategy=plans[k].strategy, ReuseFactor=plans[k].reuse_factor)
+                    Strategy=plans[n_conv + k].strategy, ReuseFactor=plans[n_conv + k].reuse_factor)
+            elif lay.get("class_name") == "Conv":
+                c += 1
+                if k >= 0 or not 0 <= c < len(convs):
+                    raise HLSBuildError(f"unexpected Conv node {lay['name']} in the QONNX graph")
+                config["HLSConfig"].setdefault("LayerName", {}).setdefault(lay["name"], {}).update(
+                    Strategy=plans[c].strategy, ReuseFactor=plans[c].reuse_factor)
             act = lay.get("activation")
             if lay.get("class_name") == "Activation" and act in ("tanh", "sigmoid"):
-                if not 0 <= k < L - 1 or eng.acts[k] != act:
-                    raise HLSBuildError(f"unexpected {act} node {lay['name']} in the QONNX graph")
+                if k < 0:  # after front-end conv c
+                    if not 0 <= c < len(convs) or eng.precision.front[convs[c]].act_name != act:
+                        raise HLSBuildError(f"unexpected {act} node {lay['name']} in the QONNX graph")
+                    key, fmt = ("front", convs[c]), eng.precision.front[convs[c]].act
+                else:
+                    if not k < L - 1 or eng.acts[k] != act:
+                        raise HLSBuildError(f"unexpected {act} node {lay['name']} in the QONNX graph")
+                    key, fmt = k, eng.precision.layers[k].act
                 layer_list[i] = {"name": lay["name"], "class_name": "UnaryLUT", "inputs": lay["inputs"],
-                                 "outputs": lay["outputs"], "table_data": _lut_table(eng, k),
-                                 "table_t": _precision(eng.precision.layers[k].act), "activation": "unary_lut"}
+                                 "outputs": lay["outputs"], "table_data": _lut_table(eng, key),
+                                 "table_t": _precision(fmt), "activation": "unary_lut"}
         hm = ModelGraph.from_layer_list(config, layer_list, inputs, outputs)
     report = _configure(hm, eng, plans)
-    _record_conversion(plans, [la for la in hm.get_layers() if la.class_name == "Dense"], BACKENDS[bkey])
-    proj = Hls4mlProject(hm, eng, out / "hls4ml_prj", BACKENDS[bkey], qonnx_path)
+    _record_conversion(plans, [la for la in hm.get_layers() if la.class_name in _CONV_LAYERS + ("Dense",)],
+                       BACKENDS[bkey])
+    proj = Hls4mlProject(hm, eng, out / "hls4ml_prj", BACKENDS[bkey], qonnx_path, io_type)
     proj.plans = plans
     if write:
         proj.write()
@@ -528,4 +689,4 @@ def load_serialized(path, eng, out_dir, backend: str = "Vitis") -> Hls4mlProject
     with _quiet():
         hm = deserialize_model(Path(path), output_dir=out)
     hm.config.config["OutputDir"] = str(out / "hls4ml_prj")
-    return Hls4mlProject(hm, eng, out / "hls4ml_prj", backend, None)
+    return Hls4mlProject(hm, eng, out / "hls4ml_prj", backend, None, hm.config.get_config_value("IOType"))

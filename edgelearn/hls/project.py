@@ -18,19 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, FormatError
 from . import KERNEL_INTERFACES
 from .kernel import KernelSpec, _reference, _reference_trace, check_kernel_options, write_kernel_project
 from .toolchain import require
 
-__all__ = ["ExportResult", "export_hls", "tb_samples", "check_projects"]
+__all__ = ["ExportResult", "export_hls", "tb_samples", "check_projects", "HLS4ML_SKIPPED"]
 
 KERNEL_DIR = "learning_kernel"
 HLS4ML_DIR = "hls4ml_prj"
-#: why a network with a conv front end gets the learning kernel only
-HLS4ML_FRONT_SKIPPED = ("hls4ml inference project not written: the network has a conv front end, which the export "
-                        "to hls4ml does not carry (its conv layers are not checked bit-exact with the engine); the "
-                        "learning kernel runs the whole network (docs/hls.md)")
+#: the start of the warning line of a conv network whose front end hls4ml cannot carry bit-exactly (the reason follows)
+HLS4ML_SKIPPED = "hls4ml inference project not written (the learning kernel is)"
 
 
 @dataclass
@@ -88,12 +86,16 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
     if not (hls4ml or kernel):
         raise ConfigError("nothing to export (both the hls4ml project and the learning kernel are disabled)")
     warnings = []
-    if hls4ml and kernel and eng.front is not None:
-        warnings.append(HLS4ML_FRONT_SKIPPED)
-        hls4ml = False
     if hls4ml:
         require("hls4ml", "brevitas", "qonnx", "onnx")
-        check_exportable(eng)
+        try:
+            check_exportable(eng)
+        except (ConfigError, FormatError) as exc:
+            if not (kernel and eng.front is not None):
+                raise
+            # a conv network hls4ml cannot carry exactly still gets its learning kernel, which runs the whole network
+            warnings.append(f"{HLS4ML_SKIPPED}: {exc}")
+            hls4ml = False
     if kernel:
         check_kernel_options(lanes, interface)
         KernelSpec.from_engine(eng)  # validates rules / formats before anything is written
@@ -122,6 +124,7 @@ def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: s
         "testbench": {"samples": int(len(y)), "source": source},
         "hls4ml": None if res.hls4ml is None else {
             "dir": HLS4ML_DIR, "backend": res.hls4ml.backend, "part": part or DEFAULT_PART,
+            "io_type": res.hls4ml.io_type,
             "requested_strategy": strategy, "requested_reuse_factor": reuse_factor,  # None: chosen per layer
             "layers": res.hls4ml.layers(), "warnings": res.hls4ml.warnings, "serialized_model": SERIALIZED_MODEL,
             "project": hls4ml_name, "files": res.hls4ml.files(),

@@ -1,0 +1,78 @@
+"""The hls4ml inference project of a conv network (docs/hls.md "hls4ml inference of conv networks"): Brevitas ->
+QONNX -> hls4ml's streaming conv / pool layers, C-simulated with g++ and compared with the engine's forward pass
+bit for bit."""
+import numpy as np
+import pytest
+
+from edgelearn.errors import EdgelearnError
+from edgelearn.network import network_from_dict
+from needs import require_tool
+
+require_tool("hls4ml", "g++", "ap_types", allow_module_level=True)
+from edgelearn.fixed import FixedEngine  # noqa: E402
+from edgelearn.fixed.weights_file import clone_engine  # noqa: E402
+from edgelearn.hls import project as hls  # noqa: E402
+from edgelearn.hls.brevitas_model import check_exportable  # noqa: E402
+from edgelearn.hls.project import _popcount  # noqa: E402
+
+# 8x8 digits: a conv with padding (tanh), a max pool and an average pool (ties: RND_CONV), then the linear layers
+TINY = [{"type": "conv2d", "out": 2, "kernel": 3, "stride": 1, "padding": 1, "act": "tanh", "name": "conv1"},
+        {"type": "maxpool", "kernel": 2, "stride": 2},
+        {"type": "avgpool", "kernel": 2, "stride": 2},
+        {"type": "flatten"}, {"type": "linear", "out": 10, "name": "out"}]
+
+
+def tiny_engine(layers=TINY, **kw):
+    spec = network_from_dict({"name": "hls4ml-conv", "dataset": "digits", "input_shape": [1, 8, 8],
+                              "num_classes": 10, "loss": "bce", "rule": "drtp",
+                              "rules": {la["name"]: "shallow" for la in layers if la["type"] == "conv2d"},
+                              "layers": layers}, source="hls4ml-conv")
+    return FixedEngine(spec, seed=1, bits=8, rounding=[(None, "RND_CONV")], **kw)  # its random initial weights
+
+
+def bits(a, b, width):
+    return int(_popcount((np.asarray(a) ^ np.asarray(b)) & ((1 << width) - 1)).sum())
+
+
+def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught(tmp_path):
+    eng = tiny_engine()
+    X, y, source = hls.tb_samples(eng, 6, None, None, eng.seed)
+    assert source.startswith("digits")
+    # both projects, no warning: the hls4ml project of a conv network is written
+    res = hls.export_hls(eng, tmp_path / "out", n_tb=6)
+    assert res.hls4ml is not None and res.kernel is not None and res.summary["warnings"] == []
+    info = res.summary["hls4ml"]
+    assert info["io_type"] == "io_stream"
+    assert [(la["kind"], la["layer"], la["strategy"], la["reuse_factor"]) for la in info["layers"]] == [
+        ("conv2d", "conv1", "Latency", 1), ("dense", "out", "Latency", 1)]
+    assert (tmp_path / "out" / "hls4ml_model.fml").is_file()
+    fo = eng.precision.layers[-1].accum
+    z = res.hls4ml.predict_raw(X)
+    ze = eng.output_raw(X)
+    assert bits(z, ze, fo.width) == 0 and np.array_equal(z.argmax(1), ze.argmax(1))
+    assert np.count_nonzero(eng.features(X)) > 20 and len(np.unique(ze)) > 20
+    # a deliberate fault: the engine with every kernel's taps transposed (ky <-> kx) differs from the project
+    bad = clone_engine(eng)
+    bad.set_front_weights("conv1", eng.front.W[0].transpose(0, 1, 3, 2), eng.front.b[0])
+    assert bits(z, bad.output_raw(X), fo.width) > 0
+
+
+def test_conv_layers_hls4ml_cannot_carry_exactly_are_refused_with_one_line(tmp_path):
+    cases = [
+        ([dict(TINY[0]), {"type": "maxpool", "kernel": 3, "stride": 1}] + TINY[3:], (), "stride = kernel"),
+        ([dict(TINY[0]), {"type": "avgpool", "kernel": 3, "stride": 3}] + TINY[3:], (), "power-of-two"),
+        ([dict(TINY[0]), dict(TINY[0], name="conv2")] + TINY[1:], (("conv2.accum", "fixed<9,3,RND,SAT>"),),
+         "channels-last"),
+    ]
+    for layers, formats, why in cases:
+        eng = tiny_engine(layers, formats=dict(formats))
+        with pytest.raises(EdgelearnError, match=why) as exc:
+            check_exportable(eng)
+        assert "\n" not in str(exc.value)
+    # the default export then writes the learning kernel alone and names the reason in one warning line
+    res = hls.export_hls(eng, tmp_path / "k", n_tb=2)
+    assert res.hls4ml is None and res.kernel is not None
+    [w] = res.summary["warnings"]
+    assert w.startswith(hls.HLS4ML_SKIPPED) and "layer conv2" in w
+    with pytest.raises(EdgelearnError, match="channels-last"):
+        hls.export_hls(eng, tmp_path / "h", n_tb=2, kernel=False)
