@@ -192,7 +192,8 @@ def _stage_profiler():
 
     from edgelearn.fixed import engine_kernels as K
 
-    @numba.njit(cache=True)
+    # not cached: numba's cache of this function would keep the engine kernels it was compiled with after they change
+    @numba.njit
     def run(X, labels, P, Ws, bs, Bs, fbst, tables, acts, zs, gs, ds, ps, bufs, nzs, accs, rnd_state, Js, cnt,
             dbufs, dmetas, Ns, stop):
         for n in range(X.shape[0]):

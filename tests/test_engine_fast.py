@@ -5,7 +5,9 @@
 * the int32 kernels (MAC, short-row MAC, weight updates), the vectorized assignment and the table lookup equal the
   generic kernels and the arith primitives, on random formats, modes (STOCH / RND / TRN, WRAP / SAT), learning
   rates (increments above and below the weight LSB), row lengths (short rows, n_out not a multiple of 16) and
-  sparse inputs (partial rows).
+  sparse inputs (partial rows);
+* the int16 kernels of narrow formats (FAST16_W: the top-halves draw stream, the carry as a comparison) equal the
+  int32 kernels and the generic path.
 """
 from __future__ import annotations
 
@@ -258,3 +260,48 @@ def test_jump_draws_equals_sequential_draws():
     for n in [0, 1, 2, 3, 31, 32, 1000, 4095, 150000]:
         st = int(rng.integers(1, 1 << 32))
         assert jump_draws(st, n) == lfsr_draws(st, n)[0]
+
+
+# --- int16 lanes (P[k, FAST16_W]): narrow formats, the same bits as the int32 kernels -------------------------------
+
+CASES16 = [(bits, h, wq, ov, lr, "layer") for bits, lr in ((8, 6), (6, 4), (4, -8)) for h in (10, 70)
+           for wq, ov in (("STOCH", "SAT"), ("STOCH", "WRAP"), ("RND", "SAT"), ("TRN", "WRAP"))] + \
+    [(bits, 70, "STOCH", ov, lr, "neuron") for bits, lr in ((8, 6), (4, -8)) for ov in ("SAT", "WRAP")]
+
+
+@pytest.mark.parametrize("case", range(len(CASES16)))
+def test_int16_update_equals_int32_update(case):
+    """The int16 kernels (long and short rows, the top-halves draw stream, the carry of ``u + addend`` as a comparison,
+    the zero-event count from dm; rng: neuron, its generators stepped in a 32-bit pass) against the int32 kernels and
+    the generic path: weights, biases, counters, LFSR and generator states, over two fits (the window reused);
+    increments below the LSB (s up to 15) and above it (4 bits, s < 0)."""
+    bits, hidden, wq, ov, lr, src = CASES16[case]
+    rng = np.random.default_rng(2000 + case)
+    prec = {"preset": bits, "lr_shift": lr, "rng": src,
+            "weight": f"fixed<{bits},2,{wq},{ov}>", "bias": f"fixed<{bits},2,{wq},{ov}>"}
+    spec = _spec(40, hidden, 3, "tanh", "drtp", prec)
+    x = rng.random((40, 40))
+    x[rng.random(x.shape) < 0.5] = 0
+    y = rng.integers(0, 3, 40)
+    fast = FixedEngine(spec, seed=case)
+    assert fast.P[:, K.FAST16_W].all()
+    w32 = FixedEngine(spec, seed=case)
+    w32.P[:, K.FAST16_W] = 0
+    ref = _generic(FixedEngine(spec, seed=case))
+    for e in (fast, w32, ref):
+        e.fit(x[:25], y[:25])
+        e.fit(x[25:], y[25:])
+    for other in (w32, ref):
+        for a, b in zip(fast.weights(), other.weights()):
+            assert np.array_equal(a["W"], b["W"]) and np.array_equal(a["b"], b["b"])
+        assert np.array_equal(fast.cnt, other.cnt)
+        assert np.array_equal(fast.rnd_state, other.rnd_state)
+        assert all(np.array_equal(a, b) for a, b in zip(fast.neuron_state, other.neuron_state))
+    assert fast.cnt[:, K.T_WEIGHT].sum() > 0
+
+
+def test_preset_8_uses_int16_lanes_and_10_does_not():
+    """8 bits: |dm*x| <= 128*255 and s = 15 fit int16 on both layers; 10 bits: dm*x needs 19 bits."""
+    for bits, want in ((8, [1, 1]), (10, [0, 0])):
+        eng = FixedEngine(_spec(784, 100, 10, "tanh", "drtp", {"preset": bits}))
+        assert eng.P[:, K.FAST16_W].tolist() == want and eng.P[:, K.FAST32_W].all()

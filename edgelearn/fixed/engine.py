@@ -328,6 +328,7 @@ class FixedEngine:
                 STOCH_ANY=any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update)),
                 LOSS=K.LOSS_CODES[self.spec.loss], FAST_W=fast_w, FAST_B=fast_b,
                 ACC32=path == K.ACC_EXACT and fits32, FAST32_W=fast_w and self._update_fits32(lp, s),
+                FAST16_W=fast_w and self._update_fits32(lp, s) and self._update_fits16(lp, s),
                 SHORT_R=K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1, LDFA_PS=lay.ldfa_p_shift,
                 RNG_N=prec.rng == "neuron")
             self._check_ranges(k, lp, where)
@@ -367,6 +368,22 @@ class FixedEngine:
             add = (1 << s) - 1
             dmax = ((umax + add) >> s) + 1
         return umax + add <= lim and max_abs_raw(lp.weight) + dmax + (1 << lp.weight.width) <= lim
+
+    @staticmethod
+    def _update_fits16(lp, s: int) -> bool:
+        """The online weight update also runs in int16 lanes (engine_kernels.update_rows16) when dm*x (aligned)
+        fits int16, s <= 15, w + d (+ 2**W of headroom for the WRAP arithmetic) fits int16 and a row's event
+        counts fit an int16 lane sum; ``u + addend`` is never formed (its carry is a comparison)."""
+        lim = (1 << 15) - 1
+        mult = abs(lp.lr_mult_raw) if lp.lr_mult is not None else 1
+        umax = max_abs_raw(lp.error) * mult * max_abs_raw(lp.input)
+        if s > 15:
+            return False
+        if s <= 0:
+            umax <<= -s
+        dmax = umax if s <= 0 else (umax >> s) + 1
+        return (umax <= lim and max_abs_raw(lp.weight) + dmax + (1 << lp.weight.width) <= lim
+                and lp.n_out <= lim)
 
     def _acc_path(self, lp, where: str) -> tuple[int, int, bool]:
         fp = lp.weight.frac + lp.input.frac

@@ -22,7 +22,7 @@ from .arith import accumulate_counted, convert_counted, update_weight_counted
 from .formats import OVERFLOW, ROUNDING
 from .xorshift import xorshift32
 from .lfsr import (DRAW_HISTORY, DRAW_LAG1, DRAW_LAG2, DRAW_LAG22, PERIOD, byte_slice_table, draws_extend,
-                   draws_start, lfsr_bits, lfsr_draw32, lfsr_jump, state_after_draw)
+                   draws_start, jump_draws, lfsr_bits, lfsr_draw32, lfsr_jump, state_after_draw)
 
 # --- the per-layer parameter record: one int64 row P[k, :] per layer, its columns named in one list ---------------
 
@@ -44,8 +44,9 @@ PARAM_COLUMNS = (
     "IS_OUT", "TB", "RB", "STOCH_ANY", "LOSS",    # output layer, table bits / range, any STOCH tensor, 0 bce 1 mse
     "FAST_W", "FAST_B",                           # fast weight / bias update eligible (online, no update format)
     # int32 fast paths, each proved overflow-free from the formats by the engine (docs/engine.md "Range checks"):
-    # ACC32 the exact accumulation; FAST32_W the online weight update (increment, addend, w + delta)
-    "ACC32", "FAST32_W",
+    # ACC32 the exact accumulation; FAST32_W the online weight update (increment, addend, w + delta); FAST16_W the
+    # same in int16 lanes (update_rows16, only with FAST32_W)
+    "ACC32", "FAST32_W", "FAST16_W",
     "SHORT_R",                                    # rows per flat block of the short-row kernels (_short_rows)
     "LDFA_PS",                                    # ldfa: extra fractional bits of the factor P (a wiring shift)
     "RNG_N",                                      # STOCH draws from per-neuron xorshift32 (rng: neuron, §9a)
@@ -58,7 +59,8 @@ NPARAM = len(PARAM_COLUMNS)
 (N_IN, N_OUT, F_X, W_W, F_W, S_W, R_W, O_W, W_B, F_B, S_B, R_B, O_B, W_A, F_A, S_A, R_A, O_A, ACC_PATH, ACC_SHIFT,
  W_Y, F_Y, S_Y, R_Y, O_Y, ACT, W_G, F_G, S_G, R_G, O_G, W_E, F_E, S_E, R_E, O_E, HAS_U, W_U, F_U, S_U, R_U, O_U,
  LR, M_RAW, F_M, RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST_B, ACC32, FAST32_W,
- SHORT_R, LDFA_PS, RNG_N, W_Q, F_Q, S_Q, R_Q, O_Q, W_PF, F_PF, S_PF, R_PF, O_PF, FB_LEARN, OJA_SRC) = range(NPARAM)
+ FAST16_W, SHORT_R, LDFA_PS, RNG_N, W_Q, F_Q, S_Q, R_Q, O_Q, W_PF, F_PF, S_PF, R_PF, O_PF, FB_LEARN,
+ OJA_SRC) = range(NPARAM)
 assert all(globals()[c] == i for i, c in enumerate(PARAM_COLUMNS))  # the names above follow the list
 
 
@@ -131,22 +133,24 @@ def srl32(typingctx, a, n):
 
 
 @intrinsic
-def splat16_i32(typingctx, arr, idx, v):
-    """arr[idx:idx + 16] = v for a contiguous int32 array, as one vector store (the caller keeps it in bounds)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int32 and arr.layout == "C"):
+def splat16(typingctx, arr, idx, v):
+    """arr[idx:idx + 16] = v for a contiguous int16 or int32 array, as one vector store (the caller keeps it in
+    bounds)."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.int16, types.int32) and arr.layout == "C"):
         return None
-    sig = types.void(arr, types.intp, types.int32)
+    bits = arr.dtype.bitwidth
+    sig = types.void(arr, types.intp, arr.dtype)
 
     def codegen(context, builder, signature, args):
         from llvmlite import ir
 
         a = context.make_array(signature.args[0])(context, builder, args[0])
         ptr = builder.gep(a.data, [args[1]])
-        vty = ir.VectorType(ir.IntType(32), 16)
+        vty = ir.VectorType(ir.IntType(bits), 16)
         vec = ir.Constant(vty, ir.Undefined)
         for i in range(16):
             vec = builder.insert_element(vec, args[2], ir.Constant(ir.IntType(32), i))
-        builder.store(vec, builder.bitcast(ptr, vty.as_pointer()), align=4)
+        builder.store(vec, builder.bitcast(ptr, vty.as_pointer()), align=bits // 8)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -937,6 +941,8 @@ def _update_bias_fast(b, dm, s, rmode, omode, width, signed, rnd_state, k, cb):
 
 #: draws the buffer holds beyond the history before the window moves back to its start
 STREAM_ROOM = 1 << 15
+#: dmeta[0] of a window holding whole draws / their top halves (stream16_open, below)
+STREAM_W32, STREAM_HI16 = 1, 2
 
 
 def stream_size(n_out: int) -> int:
@@ -958,10 +964,10 @@ def stream_open(dbuf, dmeta, state):
     generate the DRAW_HISTORY draws that lead to ``state`` (from the state that many draws earlier)."""
     state = np.int64(state) & _MASK32
     dmeta[4] = 0
-    if dmeta[0] != 0 and dmeta[1] == state:
+    if dmeta[0] == STREAM_W32 and dmeta[1] == state:
         return
     draws_start(_jump(_BACK, state), dbuf)
-    dmeta[0], dmeta[1], dmeta[2] = 1, state, DRAW_HISTORY
+    dmeta[0], dmeta[1], dmeta[2] = STREAM_W32, state, DRAW_HISTORY
 
 
 @numba.njit(cache=True)
@@ -986,6 +992,43 @@ def stream_close(dbuf, dmeta):
     """The LFSR state after the draws taken since stream_open (also the stream's new position)."""
     if dmeta[4] > 0:
         dmeta[1] = state_after_draw(dbuf[dmeta[2] - 1])
+        dmeta[4] = 0
+    return dmeta[1]
+
+
+# The same stream, top halves only (layers whose every streamed addend has at most 16 bits: the int16 kernels).  The
+# recurrence is bitwise, so the draws' top 16 bits satisfy it on their own: 16 draws per 3 vector XORs of 16-bit
+# lanes, and a loop with no 32-bit value in it runs at twice the lanes.  The window lives in the layer's draw buffer
+# viewed as uint16 (dmeta[0] says which layout it holds); the state at close is the state at open jumped by the draws
+# taken (lfsr.jump_draws), as the low halves are never made.
+
+@numba.njit(cache=True, inline="always")
+def hi16_window(dbuf):
+    """The top-halves window of a layer's draw buffer: the same memory viewed as uint16 (twice the entries; a
+    smaller window measured slower)."""
+    return dbuf.view(np.uint16)
+
+
+@numba.njit(cache=True)
+def stream16_open(dbuf, dmeta, state):
+    """stream_open for the top-halves window (hi16_window)."""
+    state = np.int64(state) & _MASK32
+    dmeta[4] = 0
+    if dmeta[0] == STREAM_HI16 and dmeta[1] == state:
+        return
+    h = hi16_window(dbuf)
+    full = np.empty(DRAW_HISTORY, dtype=np.uint32)
+    draws_start(_jump(_BACK, state), full)
+    for i in range(DRAW_HISTORY):
+        h[i] = np.uint16(full[i] >> 16)
+    dmeta[0], dmeta[1], dmeta[2] = STREAM_HI16, state, DRAW_HISTORY
+
+
+@numba.njit(cache=True)
+def stream16_close(dmeta):
+    """stream_close of the top-halves window: the state at open, jumped by the draws taken."""
+    if dmeta[4] > 0:
+        dmeta[1] = jump_draws(dmeta[1], dmeta[4])
         dmeta[4] = 0
     return dmeta[1]
 
@@ -1121,7 +1164,7 @@ def _spread(out, q, n, v):
     overwrites; ``out`` has SHORT_ROW lanes of slack)."""
     base = q * n
     for c in range(0, n, 16):
-        splat16_i32(out, base + c, v)
+        splat16(out, base + c, v)
 
 
 def _short_rows(n_out: int) -> int:
@@ -1178,6 +1221,204 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
     cw[1] += zc
 
 
+# ---- 16-bit lanes (P[k, FAST16_W]): the online weight update of narrow formats, twice the lanes of int32 ------------
+#
+# The engine proves from the formats (FixedEngine._update_fits16) that dm*x (aligned) fits int16, 0 <= s <= 15 and
+# w + d (+ 2**W of headroom for WRAP) fits int16: the 8-bit preset (|dm*x| <= 128*255, s = 15 / 14) qualifies.  Only
+# ``u + addend`` may need 17 bits; it is never formed: with u = (u >> s)*2**s + (u & m), m = 2**s - 1, and an addend
+# 0 <= a <= m,
+#     (u + a) >> s = (u >> s) + [(u & m) + a >= 2**s] = (u >> s) + [a > (~u & m)]
+# a comparison of two int16 in [0, 2**15).  The STOCH addend (the draw's top s bits) comes from the top-halves stream
+# (stream16_open).  The zero-event count uses u == 0 <=> dm_i == 0 (x_j != 0 on a written row, and u == 0 always
+# rounds to 0): zero events = (increments d == 0) - rows x (dm_i == 0), so a lane counts d == 0 only.
+
+
+@intrinsic
+def sra16(typingctx, a, n):
+    """Arithmetic right shift of an int16 by ``n`` (0 <= n < 16), as int16."""
+    sig = types.int16(types.int16, types.int16)
+
+    def codegen(context, builder, signature, args):
+        return builder.ashr(args[0], args[1])
+    return sig, codegen
+
+
+@intrinsic
+def srl16(typingctx, a, n):
+    """Logical right shift of a uint16 by ``n`` (0 <= n < 16), as uint16."""
+    sig = types.uint16(types.uint16, types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.lshr(args[0], args[1])
+    return sig, codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _lane16(w, dmi, xj, a, s16, m16, lo16, hi16, mk16, sat):
+    """One int16 weight assignment: (new weight, its increment d, the unclamped w + d)."""
+    u = np.int16(dmi * xj)
+    c = np.int16(a > np.int16(np.int16(~u) & m16))
+    d = np.int16(sra16(u, s16) + c)
+    t = np.int16(w + d)
+    tc = min(max(t, lo16), hi16) if sat else np.int16(np.int16(np.int16(t - lo16) & mk16) + lo16)
+    return tc, d, t
+
+
+@numba.njit(cache=True, inline="always")
+def _row16(w, dmm, xj, hbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
+    """_row32 in int16 lanes (P[k, FAST16_W]) on the top-halves stream ``hbuf`` (the addend: the top s bits of the
+    draw, ``sh = 16 - s``): the same assignments; returns (increments d == 0, overflow events)."""
+    n = w.shape[0]
+    zc = np.int16(0)
+    oc = np.int16(0)
+    s16 = np.int16(s)
+    sh16 = np.uint16(sh)
+    m16 = np.int16((1 << s) - 1)
+    a16 = np.int16(add)
+    lo16, hi16, mk16 = np.int16(lo), np.int16(hi), np.int16(mask)
+    x16 = np.int16(xj)
+    H = DRAW_HISTORY
+    if use_draws:
+        v = hbuf[p0 - H:p0 + n]  # v[i + H]: the top half of weight i's draw
+        for i in range(n):
+            r = np.uint16(v[i + H - DRAW_LAG1] ^ v[i + H - DRAW_LAG2] ^ v[i + H - DRAW_LAG22] ^ v[i])
+            v[i + H] = r
+            a = np.int16(srl16(r, sh16))
+            tc, d, t = _lane16(w[i], dmm[i], x16, a, s16, m16, lo16, hi16, mk16, sat)
+            zc = np.int16(zc + (d == 0))
+            oc = np.int16(oc + (t != tc))
+            w[i] = tc
+    else:
+        for i in range(n):
+            tc, d, t = _lane16(w[i], dmm[i], x16, a16, s16, m16, lo16, hi16, mk16, sat)
+            zc = np.int16(zc + (d == 0))
+            oc = np.int16(oc + (t != tc))
+            w[i] = tc
+    return zc, oc
+
+
+@numba.njit(cache=True)
+def update_rows16(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta, cw):
+    """update_rows32 in int16 lanes (P[k, FAST16_W], the engine's proof above), STOCH draws from the top-halves
+    stream (stream16_open first): the same assignments, draws, order and counters."""
+    hbuf = hi16_window(dbuf)
+    n_out = W.shape[1]
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    stoch = rmode == RM_STOCH
+    sp = s if s > 0 else 0
+    mul = np.int64(1) << (-s if s < 0 else 0)
+    dmm = np.empty(n_out, dtype=np.int16)
+    dz = 0  # lanes whose increment is 0 on every written row (dm_i == 0)
+    for i in range(n_out):
+        dmm[i] = np.int16(dm[i] * mul)
+        dz += dm[i] == 0
+    use_draws = stoch and s > 0
+    add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
+    sh = 16 - sp
+    sat = omode == OV_SAT
+    zc = 0
+    oc = 0
+    for t in range(nnz):
+        j = nz[t]
+        p0 = 0
+        if stoch:
+            p0 = stream_room(hbuf, dmeta, n_out)
+            if not use_draws:
+                draws_extend(hbuf, p0, n_out)
+        if sat:
+            z, o = _row16(W[j], dmm, x[j], hbuf, p0, use_draws, sh, sp, add, lo, hi, mask, True)
+        else:
+            z, o = _row16(W[j], dmm, x[j], hbuf, p0, use_draws, sh, sp, add, lo, hi, mask, False)
+        if stoch:
+            stream_advance(dmeta, n_out)
+        zc += z
+        oc += o
+    cw[0] += oc
+    cw[1] += zc - nnz * dz
+
+
+@numba.njit(cache=True, inline="always")
+def _flat16(w, dmt, xe, dr, use_draws, sh, add, s, lo, hi, mask, sat):
+    """_flat32 in int16 lanes (P[k, FAST16_W]), ``dr`` the draws' top halves; returns (increments d == 0, overflow
+    events)."""
+    zc = np.int16(0)
+    oc = np.int16(0)
+    s16 = np.int16(s)
+    sh16 = np.uint16(sh)
+    m16 = np.int16((1 << s) - 1)
+    a16 = np.int16(add)
+    lo16, hi16, mk16 = np.int16(lo), np.int16(hi), np.int16(mask)
+    n = w.shape[0]
+    if use_draws:  # two loops: a select inside one keeps LLVM from vectorising it
+        for i in range(n):
+            tc, d, t = _lane16(w[i], dmt[i], xe[i], np.int16(srl16(dr[i], sh16)), s16, m16, lo16, hi16, mk16, sat)
+            zc = np.int16(zc + (d == 0))
+            oc = np.int16(oc + (t != tc))
+            w[i] = tc
+    else:
+        for i in range(n):
+            tc, d, t = _lane16(w[i], dmt[i], xe[i], a16, s16, m16, lo16, hi16, mk16, sat)
+            zc = np.int16(zc + (d == 0))
+            oc = np.int16(oc + (t != tc))
+            w[i] = tc
+    return zc, oc
+
+
+@numba.njit(cache=True)
+def update_short16(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta, R, cw):
+    """update_short32 in int16 lanes (P[k, FAST16_W]), STOCH draws from the top-halves stream: the same assignments,
+    draws, order and counters."""
+    hbuf = hi16_window(dbuf)
+    n_out = W.shape[1]
+    Wf = W.reshape(W.shape[0] * n_out)
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    stoch = rmode == RM_STOCH
+    sp = s if s > 0 else 0
+    mul = np.int64(1) << (-s if s < 0 else 0)
+    use_draws = stoch and s > 0
+    add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
+    sh = 16 - sp
+    dmt = np.empty(R * n_out, dtype=np.int16)
+    for q in range(R):
+        for i in range(n_out):
+            dmt[q * n_out + i] = np.int16(dm[i] * mul)
+    dz = 0
+    for i in range(n_out):
+        dz += dm[i] == 0
+    xe = np.empty(R * n_out + SHORT_ROW, dtype=np.int16)
+    zc = 0
+    oc = 0
+    t = 0
+    while t < nnz:
+        j0 = nz[t]
+        r = 1
+        while r < R and t + r < nnz and nz[t + r] == j0 + r:
+            r += 1
+        L = r * n_out
+        for q in range(r):
+            _spread(xe, q, n_out, np.int16(x[j0 + q]))
+        p0 = 0
+        if stoch:
+            p0 = stream_room(hbuf, dmeta, L)
+            draws_extend(hbuf, p0, L)
+            stream_advance(dmeta, L)
+        if omode == OV_SAT:
+            z, o = _flat16(Wf[j0 * n_out:j0 * n_out + L], dmt[:L], xe[:L], hbuf[p0:p0 + L], use_draws, sh, add, sp,
+                           lo, hi, mask, True)
+        else:
+            z, o = _flat16(Wf[j0 * n_out:j0 * n_out + L], dmt[:L], xe[:L], hbuf[p0:p0 + L], use_draws, sh, add, sp,
+                           lo, hi, mask, False)
+        zc += z
+        oc += o
+        t += r
+    cw[0] += oc
+    cw[1] += zc - nnz * dz
+
+
 @numba.njit(cache=True)
 def mac32_short(W, x, acc, R):
     """mac32 for short rows (n_out < SHORT_ROW), dense: blocks of R whole rows are one flat run of W, multiplied
@@ -1208,7 +1449,8 @@ def mac32_short(W, x, acc, R):
 @numba.njit(cache=True)
 def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
     """_update_bias_fast (TRN / RND / STOCH with s <= 32, WRAP / SAT) as branch-free loops, the STOCH draws taken
-    from the buffered stream (same draws, same order, same counters)."""
+    from the buffered stream (same draws, same order, same counters): whole draws (uint32) or their top halves
+    (uint16, s <= 16)."""
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
     hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
     mask = (np.int64(1) << width) - 1
@@ -1223,7 +1465,7 @@ def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
     rs = s if s > 0 else 0
     add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
     use_draws = rmode == RM_STOCH and s > 0
-    sh = 32 - rs
+    sh = 8 * dbuf.itemsize - rs  # the addend: the draw's top rs bits
     ad = np.empty(n, dtype=np.int64)
     if use_draws:
         for i in range(n):
@@ -1342,6 +1584,96 @@ def _xs_rows(W, x, nz, nnz, dmm, ns, zl, ol, sh, keep, s32, lo32, hi32, m32, sat
         t += 1
 
 
+@numba.njit(cache=True, inline="always")
+def _xs_draws16(ns, hh, r):
+    """The next r (1..4) draws of every generator ns[i], one row of hh per draw: their top halves (uint16)."""
+    n = ns.shape[0]
+    if r == 4:
+        h0, h1, h2, h3 = hh[0], hh[1], hh[2], hh[3]
+        for i in range(n):
+            d = xorshift32(ns[i])
+            h0[i] = np.uint16(d >> 16)
+            d = xorshift32(d)
+            h1[i] = np.uint16(d >> 16)
+            d = xorshift32(d)
+            h2[i] = np.uint16(d >> 16)
+            d = xorshift32(d)
+            h3[i] = np.uint16(d >> 16)
+            ns[i] = d
+    else:
+        for q in range(r):
+            hq = hh[q]
+            for i in range(n):
+                d = xorshift32(ns[i])
+                ns[i] = d
+                hq[i] = np.uint16(d >> 16)
+
+
+@numba.njit(cache=True, inline="always")
+def _row_h16(w, dmm, xj, hr, use_draws, sh, s, lo, hi, mask, sat):
+    """One row of int16 STOCH assignments, the addend the top s bits of the draw whose top half is hr[i]
+    (``sh = 16 - s``; none when s = 0); returns (increments d == 0, overflow events)."""
+    n = w.shape[0]
+    zc = np.int16(0)
+    oc = np.int16(0)
+    s16 = np.int16(s)
+    sh16 = np.uint16(sh)
+    m16 = np.int16((1 << s) - 1)
+    lo16, hi16, mk16 = np.int16(lo), np.int16(hi), np.int16(mask)
+    x16 = np.int16(xj)
+    if use_draws:  # two loops: a select inside one keeps LLVM from vectorising it
+        for i in range(n):
+            tc, d, t = _lane16(w[i], dmm[i], x16, np.int16(srl16(hr[i], sh16)), s16, m16, lo16, hi16, mk16, sat)
+            zc = np.int16(zc + (d == 0))
+            oc = np.int16(oc + (t != tc))
+            w[i] = tc
+    else:
+        for i in range(n):
+            tc, d, t = _lane16(w[i], dmm[i], x16, np.int16(0), s16, m16, lo16, hi16, mk16, sat)
+            zc = np.int16(zc + (d == 0))
+            oc = np.int16(oc + (t != tc))
+            w[i] = tc
+    return zc, oc
+
+
+@numba.njit(cache=True)
+def update_rows_xs16(W, x, nz, nnz, dm, s, omode, width, signed, ns, cw):
+    """update_rows_xs32 in int16 lanes (P[k, FAST16_W]): the generators step in their own 32-bit pass, four rows at a
+    time (generator i's draws in row order, §9a), keeping the top halves; the rows are then updated in int16 lanes
+    (update_rows16's arithmetic).  Same assignments, draws and counters."""
+    n_out = W.shape[1]
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    mask = (np.int64(1) << width) - 1
+    sp = s if s > 0 else 0
+    mul = np.int64(1) << (-s if s < 0 else 0)  # s <= 0: the exact increment u << -s (the draw is still taken)
+    dmm = np.empty(n_out, dtype=np.int16)
+    dz = 0
+    for i in range(n_out):
+        dmm[i] = np.int16(dm[i] * mul)
+        dz += dm[i] == 0
+    use_draws = sp > 0
+    sh = 16 - sp
+    hh = np.empty((4, n_out), dtype=np.uint16)
+    zc = 0
+    oc = 0
+    t = 0
+    while t < nnz:
+        r = min(4, nnz - t)
+        _xs_draws16(ns, hh, r)
+        for q in range(r):
+            j = nz[t + q]
+            if omode == OV_SAT:
+                z, o = _row_h16(W[j], dmm, x[j], hh[q], use_draws, sh, sp, lo, hi, mask, True)
+            else:
+                z, o = _row_h16(W[j], dmm, x[j], hh[q], use_draws, sh, sp, lo, hi, mask, False)
+            zc += z
+            oc += o
+        t += r
+    cw[0] += oc
+    cw[1] += zc - nnz * dz
+
+
 @numba.njit(cache=True)
 def update_bias_xs(b, dm, s, rmode, omode, width, signed, ns, cb):
     """_update_bias_fast under rng: neuron: the STOCH draw of b[i] is the next of generator ns[i]."""
@@ -1381,9 +1713,14 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
     ufrac = fe + P[k, F_X]
     s = ufrac + shift - fw
     if P[k, RNG_N] != 0:  # rng: neuron (docs/arithmetic.md §9a): ns[i] is column i's generator
-        if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0 and rw == RM_STOCH:
+        fast32 = not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0
+        if fast32 and P[k, FAST16_W] != 0 and rw == RM_STOCH and n_out >= SHORT_ROW:
+            update_rows_xs16(W, x, nz, nnz, dm, s, ow, ww, swg, ns, cnt[k, T_WEIGHT])
+        elif fast32 and rw == RM_STOCH:
             update_rows_xs32(W, x, nz, nnz, dm, s, ow, ww, swg, ns, cnt[k, T_WEIGHT])
-        elif not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:  # TRN / RND weights draw nothing
+        elif fast32 and P[k, FAST16_W] != 0:  # TRN / RND weights draw nothing
+            update_rows16(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, cnt[k, T_WEIGHT])
+        elif fast32:
             update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, dbuf, dmeta, cnt[k, T_WEIGHT])
         else:
             for t in range(nnz):
@@ -1402,16 +1739,28 @@ def layer_update(P, k, W, b, x, nz, nnz, dm, U, Ub, batch_shift, rnd_state, J3, 
     if not batch and P[k, FAST_W] != 0 and P[k, FAST32_W] != 0:
         stoch_b = P[k, FAST_B] != 0 and rb == RM_STOCH
         streamed = rw == RM_STOCH or stoch_b
+        # int16 lanes, their draws from the top-halves stream, when every streamed addend has at most 16 bits
+        hi16 = P[k, FAST16_W] != 0 and (not stoch_b or fe + shift - fb <= 16)
         d0, m0 = dbuf, dmeta
-        if streamed:
+        if streamed and hi16:
+            stream16_open(d0, m0, rnd_state[k])
+        elif streamed:
             stream_open(d0, m0, rnd_state[k])
-        if n_out < SHORT_ROW:
+        if n_out < SHORT_ROW and hi16:
+            update_short16(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, P[k, SHORT_R], cnt[k, T_WEIGHT])
+        elif n_out < SHORT_ROW:
             update_short32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, P[k, SHORT_R], cnt[k, T_WEIGHT])
+        elif hi16:
+            update_rows16(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, cnt[k, T_WEIGHT])
         else:
             update_rows32(W, x, nz, nnz, dm, s, rw, ow, ww, swg, d0, m0, cnt[k, T_WEIGHT])
-        if P[k, FAST_B] != 0:
+        if P[k, FAST_B] != 0 and hi16:
+            update_bias_stream(b, dm, fe + shift - fb, rb, ob, wb, sb, hi16_window(d0), m0, cnt[k, T_BIAS])
+        elif P[k, FAST_B] != 0:
             update_bias_stream(b, dm, fe + shift - fb, rb, ob, wb, sb, d0, m0, cnt[k, T_BIAS])
-        if streamed:
+        if streamed and hi16:
+            rnd_state[k] = stream16_close(m0)
+        elif streamed:
             rnd_state[k] = stream_close(d0, m0)
         if P[k, FAST_B] != 0:
             return
