@@ -118,10 +118,11 @@ SUPPORT: dict[str, Support] = {
                    ("linear", "flatten", "conv2d", "maxpool", "avgpool"),
                    losses=("bce", "mse", "ce"),
                    why="bp/fa need the transposed weights of the layer above, which the kernel does not keep"),
-    "rtl": Support("the generated datapath", "has no generated datapath", ("drtp", "sdfa", "dfa", "shallow"),
+    "rtl": Support("the generated datapath", "has no generated datapath",
+                   ("drtp", "sdfa", "dfa", "shallow", "ldfa"),
                    ACT_NAMES, ("linear", "flatten", "conv2d", "maxpool", "avgpool"), update_format=False,
                    lr_mult=False, minibatch=False,
-                   why="bp/fa need the transposed weights of the layer above"),
+                   why="bp/fa need the transposed weights of the layer above; kp and dldfa are not built yet"),
 }
 
 
@@ -397,6 +398,9 @@ class GoldenTrace:
     #: a network with a front end: per sample the front end's raw output (the first linear layer's input), computed
     #: before the sample's update; (N, 0) for an MLP
     front_out: np.ndarray | None = None
+    #: per layer whose feedback learns on chip, at the snapshot samples its packed feedback words (S, rows, cols)
+    #: (kp's B, ldfa's Q over P, as ``FixedEngine.B``); None for the other layers
+    fb: list[np.ndarray | None] = field(default_factory=list)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"X": self.X, "labels": self.labels, "train": self.train.astype(np.int64), "outputs": self.outputs,
@@ -407,6 +411,9 @@ class GoldenTrace:
             out[f"ns{k}"] = ns
         if self.front_out is not None and self.front_out.size:
             out["front_out"] = self.front_out
+        for k, fb in enumerate(self.fb):
+            if fb is not None:
+                out[f"fb{k}"] = fb
         return out
 
     @classmethod
@@ -416,7 +423,8 @@ class GoldenTrace:
                    preds=d["preds"], snap=d["snap"], W=[d[f"W{k}"] for k in range(L)],
                    b=[d[f"b{k}"] for k in range(L)], nnz=[d[f"nnz{k}"] for k in range(L)], rnd_state=d["rnd_state"],
                    neuron_state=[d[f"ns{k}"] for k in range(L) if f"ns{k}" in d],
-                   front_out=d["front_out"] if "front_out" in d else None)
+                   front_out=d["front_out"] if "front_out" in d else None,
+                   fb=[d[f"fb{k}"] if f"fb{k}" in d else None for k in range(L)])
 
     def save(self, path) -> None:
         np.savez(path, **self.to_arrays())

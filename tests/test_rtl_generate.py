@@ -210,3 +210,42 @@ def test_the_top_level_and_file_list_are_rendered_from_the_templates_of_hw(monke
     assert ".in_we(l0_out_we)" in top and ".in_we(l1_out_we)" in top and ".out_ready(!m_valid)" in top
     assert files["filelist.f"] == "hdl/el_convert.v\nhdl/el_layer.v\ntiny.v\n"
     assert not re.search(r"endmodule|el_layer #\(", inspect.getsource(generate))
+
+
+def _ldfa_spec(rules=None, rank=2):
+    return network_from_dict({"name": "l", "input_shape": [10], "num_classes": 4, "loss": "bce", "rule": "ldfa",
+                              "rules": rules or {}, "rule_params": {"rank": rank},
+                              "layers": [{"type": "linear", "out": 7, "act": "tanh", "name": "fc1"},
+                                         {"type": "linear", "out": 5, "act": "tanh", "name": "fc2"},
+                                         {"type": "linear", "out": 4, "name": "out"}]})
+
+
+def test_ldfa_factors_live_beside_their_layer_and_other_designs_do_not_change(tmp_path):
+    eng = FixedEngine(_ldfa_spec(), bits=8, seed=0)
+    files = write_rtl(eng, tmp_path / "l", parallel=3).files()
+    top = files["el_mlp.v"]
+    # an el_feedback for each layer with factors (1, 2); layer 0 and 1 project u through the layer above's Q
+    assert top.count("el_feedback #(") == 2 and "hdl/el_feedback.v" in files["filelist.f"]
+    assert ".e_in(fb1_u)" in top and ".e_in(fb2_u)" in top and ".fb_rd(fb2_q_rd)" in top
+    # Q^T in the layer below's word layout (word t*G + g), P one entry per word, both the engine's start state
+    B = np.asarray(eng.B[1])
+    q = [int(v, 16) for v in files["mem/q1.hex"].split()]
+    assert len(q) == 2 * 3 and np.array_equal(
+        np.stack([layout.unpack(q[t * 3:(t + 1) * 3], 3, 8, True, 7, 1)[0] for t in range(2)], axis=1), B[:7, :2])
+    p = [int(v, 16) for v in files["mem/p2.hex"].split()]
+    assert np.array_equal(np.array([v - 256 if v > 127 else v for v in p]).reshape(2, 4), np.asarray(eng.B[2])[5:7, :4])
+    meta = json.loads(files["design.json"])["layers"]
+    assert "factors" not in meta[0] and meta[2]["factors"]["oja_target"] and not meta[1]["factors"]["oja_target"]
+    # a DRTP design has no trace of the feedback path in its top level and file list
+    drtp = RtlDesign(FixedEngine(_spec(), bits=8, seed=0), parallel=3).files()
+    assert "el_feedback" not in drtp["el_mlp.v"] + drtp["filelist.f"] and "fb_ra" not in drtp["el_mlp.v"]
+
+
+@pytest.mark.parametrize("rules,err,words", [
+    ({"fc2": "drtp"}, ConfigError, "ldfa only with every layer ldfa"),
+    ({"fc1": "kp"}, RuleError, "rule 'kp' has no generated datapath"),
+    ({"fc1": "dldfa"}, RuleError, "rule 'dldfa' has no generated datapath"),
+])
+def test_ldfa_networks_the_generator_refuses(rules, err, words):
+    with pytest.raises(err, match=words):
+        RtlDesign(FixedEngine(_ldfa_spec(rules), bits=8, seed=0), parallel=2)

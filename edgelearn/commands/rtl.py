@@ -83,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
     for s in args.check or []:
         rep = check(eng, design, out, s, *samples)
         front_bits = rep.get("front_bits_mismatched", 0)  # the conv front end's features (a network with one)
+        fb_bits = rep.get("q_bits_mismatched", 0) + rep.get("p_bits_mismatched", 0)  # ldfa's factors Q, P
         ok = (rep["pred_mismatches"] == 0 and rep["weight_bits_mismatched"] == 0 and rep["bias_bits_mismatched"] == 0
-              and front_bits == 0)
+              and front_bits == 0 and fb_bits == 0)
         status |= 0 if ok else 1
         print(f"  {s}: {rep['samples']} samples, predictions {rep['samples'] - rep['pred_mismatches']}/"
               f"{rep['samples']} equal, {rep['weights_compared']:,} weight and {rep['biases_compared']:,} bias "
-              f"comparisons{', %d features' % rep['features_compared'] if 'features_compared' in rep else ''}, "
-              f"mismatching bits {rep['weight_bits_mismatched'] + rep['bias_bits_mismatched'] + front_bits}; "
+              f"comparisons{', %d features' % rep['features_compared'] if 'features_compared' in rep else ''}"
+              f"{', %d Q and P words' % rep['factors_compared'] if 'factors_compared' in rep else ''}, "
+              f"mismatching bits {rep['weight_bits_mismatched'] + rep['bias_bits_mismatched'] + front_bits + fb_bits}; "
               f"compute cycles per training sample {rep['mean_compute_cycles']:.0f} "
               f"(ideal {rep['mean_ideal_cycles']:.0f})")
     for target in dict.fromkeys(args.synth or []):

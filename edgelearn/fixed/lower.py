@@ -160,6 +160,7 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
     L = len(eng.sizes) - 1
     Ws: list[list[np.ndarray]] = [[] for _ in range(L)]
     bs: list[list[np.ndarray]] = [[] for _ in range(L)]
+    fbs: list[list[np.ndarray] | None] = [[] if lay.learns_feedback else None for lay in eng.program_layers]
     outputs = np.zeros((N, eng.num_classes), dtype=np.int64)
     nnz = np.zeros((L, N), dtype=np.int64)
     cnt = np.zeros((L, NTENSORS, 2), dtype=np.int64)
@@ -177,10 +178,14 @@ def trace(eng, X_raw, labels: Sequence[int], train: Sequence[bool] | bool = True
             for k, w in enumerate(eng.weights()):
                 Ws[k].append(w["W"])
                 bs[k].append(w["b"])
+                if fbs[k] is not None:
+                    fbs[k].append(np.asarray(eng.B[k], dtype=np.int64).copy())
     return GoldenTrace(
         X=X, labels=labels, train=train, outputs=outputs, preds=np.argmax(outputs, axis=1).astype(np.int64),
         snap=np.asarray(snap, dtype=np.int64),
         W=[np.stack(Ws[k]) if Ws[k] else np.zeros((0,) + eng.W[k].shape, dtype=np.int64) for k in range(L)],
         b=[np.stack(bs[k]) if bs[k] else np.zeros((0, eng.sizes[k + 1]), dtype=np.int64) for k in range(L)],
         nnz=[nnz[k] for k in range(L)], rnd_state=np.asarray(eng.rnd_state, dtype=np.int64).copy(),
-        neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state], front_out=feats)
+        neuron_state=[np.asarray(ns, dtype=np.int64).copy() for ns in eng.neuron_state], front_out=feats,
+        fb=[None if f is None else np.stack(f) if f else np.zeros((0,) + np.shape(eng.B[k]), dtype=np.int64)
+            for k, f in enumerate(fbs)])

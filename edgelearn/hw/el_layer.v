@@ -26,6 +26,7 @@ module el_layer #(
     // defaults match no code)
     parameter integer R_DRTP = -1, parameter integer R_SDFA = -1, parameter integer R_DFA = -1,
     parameter integer R_SHALLOW = -1, parameter integer R_OUTPUT = -1,
+    parameter integer R_LDFA = -1,       // ldfa hidden layer: its signal through the factors Q P of the layer above
     parameter integer A_TANH = -1, parameter integer A_SIGMOID = -1, parameter integer A_HARDTANH = -1,
     parameter integer A_RELU = -1,
     parameter integer TRAIN = 1,         // 0: no sample ever trains (an inference-only datapath): no update logic
@@ -49,6 +50,10 @@ module el_layer #(
     parameter integer EO = 1,                                                                                  // error
     parameter integer FBW = 8, parameter integer FBF = 7, parameter integer FB_LFSR = 0,                       // feedback
     parameter integer EOW = 8, parameter integer EOF = 7, parameter integer EOS = 1,   // output error (sdfa / dfa)
+    // rows of the projection: the output error's NCLS (sdfa / dfa), or ldfa's rank r (e_in then carries u = P delta
+    // of the layer above, in that layer's error format EOW / EOF / EOS, and B[t, i] = Q[i, t] comes from the layer
+    // above's el_feedback through fb_ra / fb_rd instead of a ROM)
+    parameter integer NPR = NCLS,
     parameter integer LR = 6,            // learning rate 2^-LR
     parameter integer TB = 10, parameter integer RB = 3,          // table: 2^TB entries on [-2^RB, 2^RB)
     parameter [31:0] RND_SEED = 32'h1,   // LFSR state of the stochastic-rounding stream
@@ -83,7 +88,7 @@ module el_layer #(
     // output error broadcast: the output layer drives e_out / e_valid_out (training samples), sdfa / dfa hidden
     // layers wait for it after their forward pass
     input  wire                 e_valid_in,
-    input  wire [NCLS*EOW-1:0]  e_in,
+    input  wire [NPR*EOW-1:0]   e_in,
     output reg                  e_valid_out,
     output reg  [NCLS*EW-1:0]   e_out,
     // the next layer's list (hidden layers); the forward pass starts only while out_ready
@@ -101,7 +106,15 @@ module el_layer #(
     input  wire [WAW-1:0]       rd_addr,
     output wire [P*WW-1:0]      rd_wdata,
     output reg  [P*BW-1:0]      rd_bdata,
-    output wire                 idle
+    output wire                 idle,
+    // ldfa: the Q word of the projection (word fb_ra, data fb_rd one cycle later), and the modulatory words as the
+    // projection writes them (dw_*; dw_done once all are written) for the layer's own trained feedback
+    output wire [31:0]          fb_ra,
+    input  wire [P*FBW-1:0]     fb_rd,
+    output reg                  dw_valid,
+    output reg  [OIDXW-1:0]     dw_g,
+    output reg  [P*EW-1:0]      dw_data,
+    output reg                  dw_done
 );
     localparam integer REM = N_OUT - (G - 1) * P;        // lanes of the last group
     localparam integer R = P / UQ;                        // update sub-words per word (cycles per update word)
@@ -113,7 +126,8 @@ module el_layer #(
     localparam integer STOCH_W = (WR == 7) ? 1 : 0;
     localparam integer STOCH_B = (BR == 7) ? 1 : 0;
     localparam integer LEARN = (RULE != R_SHALLOW) ? 1 : 0;
-    localparam integer DIRECT = (RULE == R_SDFA || RULE == R_DFA) ? 1 : 0;   // signal from the output error
+    localparam integer DIRECT = (RULE == R_SDFA || RULE == R_DFA || RULE == R_LDFA) ? 1 : 0;  // projected signal
+    localparam integer LINEAR = (RULE == R_DFA || RULE == R_LDFA) ? 1 : 0;  // projects e itself, not sign(e)
     localparam integer TABLE = (ACT == A_TANH || ACT == A_SIGMOID) ? 1 : 0;
     localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
 
@@ -574,11 +588,11 @@ module el_layer #(
     // sdfa / dfa hidden layers: after the forward pass (f'(z) kept in gmem) wait for the output error e, then
     // p_i = sum_c B[c, i] s_c (s_c = sign(e_c) for sdfa, e_c for dfa; c ascending, exact), delta_i = p_i f'(z_i)
     // assigned to the error format; one word of P feedback entries per cycle, rows c outer, groups inner.
-    localparam integer CLW = (NCLS > 1) ? $clog2(NCLS) : 1;
-    localparam integer SVW = (RULE == R_DFA) ? EOW + 1 : 2;                 // s_c
+    localparam integer CLW = (NPR > 1) ? $clog2(NPR) : 1;
+    localparam integer SVW = LINEAR ? EOW + 1 : 2;                      // s_c
     localparam integer PPW = FBW + 1 + SVW + CLW + 1;                   // p_i
-    localparam integer FPP = (RULE == R_DFA) ? FBF + EOF : FBF;
-    reg [NCLS*EOW-1:0] e_lat;
+    localparam integer FPP = LINEAR ? FBF + EOF : FBF;
+    reg [NPR*EOW-1:0] e_lat;
     reg [CLW-1:0] pc, pc2;
     reg [GAW-1:0] pg, pg2;
     reg [CLW+GAW+1:0] pbase;
@@ -603,12 +617,12 @@ module el_layer #(
                         gmem[y_g] <= (gstage & ~({{(P*GVW-GVW){1'b0}}, {GVW{1'b1}}} << (y_l*GVW)))
                                      | ({{(P*GVW-GVW){1'b0}}, gv} << (y_l*GVW));
                 end
-                if (p2_valid && pc2 != NCLS - 1) pacc[pg2] <= pacc_new;
+                if (p2_valid && pc2 != NPR - 1) pacc[pg2] <= pacc_new;
             end
             wire [EOW-1:0] ec = e_lat[pc2*EOW +: EOW];
             wire signed [EOW:0] ecv = EOS ? {ec[EOW-1], ec} : {1'b0, ec};
             wire signed [SVW-1:0] sv;
-            if (RULE == R_DFA) begin : g_dfa
+            if (LINEAR) begin : g_dfa
                 assign sv = ecv;
             end else begin : g_sdfa
                 assign sv = (ecv > 0) ? 1 : ((ecv < 0) ? -1 : 0);
@@ -619,7 +633,7 @@ module el_layer #(
             for (pl = 0; pl < P; pl = pl + 1) begin : g_plane
                 wire signed [FBW-1:0] bl = pw_q[pl*FBW +: FBW];
                 wire signed [PPW-1:0] term;
-                if (RULE == R_DFA) begin : g_mul
+                if (LINEAR) begin : g_mul
                     assign term = bl * sv;
                 end else begin : g_sel  // sign(e_c) B: a sign select, no multiplier
                     wire signed [PPW-1:0] blx = bl;
@@ -633,8 +647,17 @@ module el_layer #(
                 el_convert #(.IW(PPW + GVW), .S(FPP + FG - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
                     u_pd (.din(pgp), .rnd(32'd0), .dout(pdelta[pl*EW +: EW]), .ovf());
             end
-            if (FB_LFSR == 0) begin : g_pw_rom
+            if (RULE == R_LDFA) begin : g_pw_ext
+                // Q of the layer above (it learns there): word t*G + g, read in the cycle the ROM would be
+                assign fb_ra = pbase + pg;
+                always @* pw_q = fb_rd;
+                assign pfbst_next = 0;
+                assign pfbst0 = 0;
+                assign pw_draw = 0;
+                assign pw_state_next = 0;
+            end else if (FB_LFSR == 0) begin : g_pw_rom
                 // word c*G + g holds B[c, g*P .. g*P+P-1] (lane 0 in the LSBs)
+                assign fb_ra = 0;
                 reg [P*FBW-1:0] fbw [0:NCLS*G-1];
                 initial $readmemh(FBW_INIT, fbw);
                 always @(posedge clk) pw_q <= fbw[pbase + pg];
@@ -644,6 +667,7 @@ module el_layer #(
                 assign pw_state_next = 0;
             end else begin : g_pw_lfsr
                 // B regenerated: row c starts at its stored row state, P FBW-bit draws per cycle
+                assign fb_ra = 0;
                 reg [31:0] fbst [0:NCLS-1];
                 initial $readmemh(FBST_INIT, fbst);
                 assign pfbst_next = (pc == NCLS - 1) ? 32'd0 : fbst[pc + 1'b1];
@@ -668,6 +692,7 @@ module el_layer #(
                 always @(posedge clk) if (state == ST_PROJ) pw_q <= pw_draw;
             end
         end else begin : g_nodirect
+            assign fb_ra = 0;
             assign pacc_new = 0;
             assign pdelta = 0;
             assign pfbst0 = 0;
@@ -685,6 +710,7 @@ module el_layer #(
         out_done <= 1'b0;
         pred_valid <= 1'b0;
         e_valid_out <= 1'b0;
+        dw_done <= 1'b0;
         w_we <= 1'b0;
         rd_bdata <= b_rd;
         if (rst) begin
@@ -782,7 +808,10 @@ module el_layer #(
             p2_valid <= DIRECT && (state == ST_PROJ);
             pc2 <= pc;
             pg2 <= pg;
-            if (DIRECT && p2_valid && pc2 == NCLS - 1) dmem[pg2] <= pdelta;
+            if (DIRECT && p2_valid && pc2 == NPR - 1) dmem[pg2] <= pdelta;
+            dw_valid <= DIRECT && p2_valid && pc2 == NPR - 1;
+            dw_g <= pg2;
+            dw_data <= pdelta;
             // ---- update pipeline: B -> C (R sub-words) -> E -> D -> write
             uc_valid <= ub_valid || (R > 1 && uc_valid && uc_s != R - 1);
             uc_s <= (R == 1 || ub_valid) ? {SUBW{1'b0}} : uc_s + 1'b1;  // constant 0 when R = 1
@@ -885,12 +914,13 @@ module el_layer #(
                         pg <= 0;
                         pc <= pc + 1'b1;
                         pbase <= pbase + G;
-                        if (pc == NCLS - 1) state <= ST_PDRAIN;
+                        if (pc == NPR - 1) state <= ST_PDRAIN;
                     end else begin
                         pg <= pg + 1'b1;
                     end
                 end
                 ST_PDRAIN: if (!p2_valid) begin
+                    dw_done <= 1'b1;
                     u_t <= 0;
                     u_g <= 0;
                     u_base <= 0;

@@ -181,6 +181,47 @@ class _Bench:
             out.append((W, b, wf[0], bf[0]))
         return out
 
+    async def read_factors(self):
+        """ldfa layers: every Q word and P entry of their el_feedback (rd_qdata / rd_pdata), as raw (Q, P)."""
+        d = self.dut
+        out = {}
+        for k, lay in enumerate(self.layers):
+            f = lay.get("factors")
+            if f is None:
+                continue
+            d.rd_layer.value = k
+            qw, pw = [], []
+            for a in range(max(f["q_words"], f["p_entries"])):
+                d.rd_addr.value = a
+                await FallingEdge(d.clk)
+                if a < f["q_words"]:
+                    qw.append(int(d.rd_qdata.value))
+                if a < f["p_entries"]:
+                    pw.append(int(d.rd_pdata.value))
+            (qwid, qs), (pwid, ps) = _parse(f["formats"]["fb_q"]), _parse(f["formats"]["fb_p"])
+            r, G = f["rank"], f["q_groups"]
+            Q = np.stack([self.unpack(qw[t * G:(t + 1) * G], f["q_lanes"], qwid, qs, f["nq"], 1)[0]
+                          for t in range(r)], axis=1)
+            P = self.unpack(pw, 1, pwid, ps, 1, len(pw)).reshape(r, f["m"])
+            out[k] = (Q, P, qwid, pwid)
+        return out
+
+    def compare_factors(self, got, snap_index: int, sample: int):
+        for k, (Q, P, qw, pw) in got.items():
+            f = self.layers[k]["factors"]
+            B = self.g.fb[k][snap_index]
+            eQ, eP = B[:f["nq"], :f["rank"]], B[f["nq"]:f["nq"] + f["rank"], :f["m"]]
+            mq, mp = self.mismatched_bits(Q, eQ, qw), self.mismatched_bits(P, eP, pw)
+            self.report["q_bits_mismatched"] = self.report.get("q_bits_mismatched", 0) + mq
+            self.report["p_bits_mismatched"] = self.report.get("p_bits_mismatched", 0) + mp
+            self.report["factors_compared"] = self.report.get("factors_compared", 0) + Q.size + P.size
+            if (mq or mp) and self.report.get("first_factor_mismatch") is None:
+                which, got_m, want = ("Q", Q, eQ) if mq else ("P", P, eP)
+                a, c = np.argwhere(got_m != want)[0]
+                self.report["first_factor_mismatch"] = {"sample": sample, "layer": k, "matrix": which,
+                                                        "row": int(a), "col": int(c), "rtl": int(got_m[a, c]),
+                                                        "engine": int(want[a, c])}
+
     def compare(self, got, snap_index: int, sample: int):
         for k, (W, b, ww, bw) in enumerate(got):
             eW = self.g.W[k][snap_index]
@@ -243,10 +284,13 @@ if cocotb is not None:
                 tb.compare_front(n)
             if n in snaps:
                 tb.compare(await tb.read_weights(), snaps[n], n)
+                if any("factors" in lay for lay in tb.layers):
+                    tb.compare_factors(await tb.read_factors(), snaps[n], n)
         tb.write({"mode": "lockstep", "samples": N, "cycles_per_sample": lat, "compute_cycles": comp})
         assert tb.report["pred_mismatches"] == 0, tb.report
         assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
         assert tb.report.get("front_bits_mismatched", 0) == 0, tb.report
+        assert tb.report.get("q_bits_mismatched", 0) == 0 and tb.report.get("p_bits_mismatched", 0) == 0, tb.report
 
     @cocotb.test()
     async def mlp_stream(dut):
@@ -266,9 +310,12 @@ if cocotb is not None:
         bad = sum(int(p != int(e)) for (p, _), e in zip(tb.preds, tb.g.preds))
         tb.report["pred_mismatches"] = bad
         tb.compare(await tb.read_weights(), len(tb.g.snap) - 1, N - 1)
+        if any("factors" in lay for lay in tb.layers):
+            tb.compare_factors(await tb.read_factors(), len(tb.g.snap) - 1, N - 1)
         times = [t for _, t in tb.preds]
         tb.write({"mode": "stream", "samples": N, "cycles_total": t1 - t0,
                   "cycles_per_sample": (times[-1] - times[0]) / max(1, N - 1) if N > 1 else t1 - t0,
                   "wall_cycles": t1 - t0})
         assert bad == 0, tb.report
         assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
+        assert tb.report.get("q_bits_mismatched", 0) == 0 and tb.report.get("p_bits_mismatched", 0) == 0, tb.report

@@ -7,6 +7,7 @@ current (initial or trained) weights, feedback matrices and LFSR states -- and w
       <top>.v          the top level: sample stream in, prediction stream out, weight read-back, one el_layer per layer
       hdl/             the hand-written modules (copies of hw/el_layer.v, hw/el_convert.v)
       mem/             $readmemh files: w<k>.hex (weights, P per word), b<k>.hex, t<k>.hex (tanh / sigmoid table),
+                       q<k>.hex, p<k>.hex (ldfa: the factors Q^T and P of layer k, kept in hdl/el_feedback.v),
                        fb<k>.hex (stored feedback B) or fbst<k>.hex (LFSR row states of B)
       filelist.f       the sources in compile order
       design.json      network, formats, parallelism, ports, memory layout, cycle model
@@ -35,7 +36,8 @@ from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
 from ..fixed.lfsr import TAPS
 from ..fixed.lower import lower, raise_unsupported
 from ..fixed.xorshift import xorshift_masks
-from ..program import DIRECT_RULES, SUPPORT, ActCode, LayerProgram, RuleCode  # noqa: F401 (DIRECT_RULES re-exported)
+from ..program import (DIRECT_RULES, FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_TARGET, SUPPORT,  # noqa: F401
+                       ActCode, LayerProgram, RuleCode)
 from ..templating import environment
 from . import layout
 from .front import front_of
@@ -46,6 +48,8 @@ RTL_RULES = SUPPORT["rtl"].hidden_rules
 HW_FILES = ("el_convert.v", "el_layer.v")
 #: the front end of a network with one (edgelearn.rtl.front)
 HW_FRONT_FILES = ("el_front.v",)
+#: the trained low-rank feedback of ldfa layers (only in a design that has some)
+HW_FEEDBACK_FILES = ("el_feedback.v",)
 #: the codes el_layer.v distinguishes, passed to every instance as parameters (R_*, A_*)
 HW_RULE_CODES = (RuleCode.DRTP, RuleCode.SDFA, RuleCode.DFA, RuleCode.SHALLOW, RuleCode.OUTPUT)
 HW_ACT_CODES = (ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU)
@@ -68,6 +72,9 @@ class RtlLayer:
     rng_states: np.ndarray | None = None
     #: lanes of the update datapath (divides ``lanes``): a word of ``lanes`` weights updates in lanes / this cycles
     update_lanes: int = 0
+    #: ldfa: the raw factors this layer keeps in its el_feedback (Q: n_in x r, P: r x n_out), None without
+    Q: np.ndarray | None = None
+    Pf: np.ndarray | None = None
 
     def __getattr__(self, name: str):
         if name == "lp":
@@ -85,6 +92,10 @@ class RtlLayer:
     @property
     def words(self) -> int:
         return self.n_in * self.groups
+
+    @property
+    def has_factors(self) -> bool:
+        return self.Q is not None
 
 
 def layer_update_lanes(lanes: int, parallel: int, update_lanes: int) -> int:
@@ -214,6 +225,35 @@ class RtlDesign:
                                         rng_states=prog.neuron_state[k] if self.rng == "neuron" else None,
                                         update_lanes=layer_update_lanes(lanes, self.parallel, self.update_lanes)))
         self.front = front_of(prog, self.layers[0].input)  # the frozen conv front end, or None (an MLP)
+        self._lowrank(prog)
+
+    def _lowrank(self, prog) -> None:
+        """ldfa (docs/rtl.md "Trained LDFA feedback"): every hidden layer ldfa, each layer k >= 1 keeping its
+        factors Q P in an el_feedback beside it; refuse (one line) the trained feedback the datapath does not run."""
+        lays = self.layers
+        if not self.learning:
+            return
+        for lay in lays:
+            if lay.learns_feedback and lay.lp.rule != "ldfa":
+                raise ConfigError(f"layer {lay.name}: trained {lay.lp.rule} feedback has no generated datapath "
+                                  f"(ldfa only)")
+        if not any(lay.lp.rule == "ldfa" for lay in lays[:-1]):
+            return
+        if any(lay.lp.rule != "ldfa" for lay in lays):
+            raise ConfigError("the datapath builds ldfa only with every layer ldfa (rules: "
+                              f"{', '.join(lay.lp.rule for lay in lays)})")
+        if self.front is not None:
+            raise ConfigError("the datapath builds ldfa without a front end")
+        for lay in lays[1:]:
+            q, p = lay.fb_q, lay.fb_p
+            if "STOCH" in (q.rounding, p.rounding):
+                raise FormatError(f"layer {lay.name}: ldfa's Q and P round RND or TRN in the datapath")
+            r, B = lay.ldfa_rank, np.asarray(lay.B, dtype=np.int64)
+            lay.Q, lay.Pf = B[:lay.n_in, :r].copy(), B[lay.n_in:lay.n_in + r, :lay.n_out].copy()
+
+    @property
+    def has_factors(self) -> bool:
+        return any(lay.has_factors for lay in self.layers)
 
     # ------------------------------------------------------------------------------------------------------------
     # memory images
@@ -261,6 +301,11 @@ class RtlDesign:
                   "W_INIT": f'"mem/w{k}.hex"', "B_INIT": f'"mem/b{k}.hex"', "T_INIT": f'"mem/t{k}.hex"',
                   "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"',
                   "FBW_INIT": f'"mem/fbw{k}.hex"'})
+        if self.learning and k + 1 < len(self.layers) and self.layers[k + 1].has_factors:
+            # the signal through the factors of the layer above: u = P delta (r rows, its error format), Q from there
+            up = self.layers[k + 1]
+            p.update({"R_LDFA": int(RuleCode.LDFA), "NPR": up.ldfa_rank, "FBW": up.fb_q.width, "FBF": up.fb_q.frac,
+                      "EOW": up.error.width, "EOF": up.error.frac, "EOS": int(up.error.signed)})
         if self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding) and self.rng == "neuron":
             p.update({"RNG_NEURON": 1, "XS_MASK": f"1024'h{XS_MASK:x}",
                       "RNG_INIT": f"{lay.groups * lay.lanes * 32}'h{ring_init(lay.rng_states):x}"})
@@ -270,6 +315,31 @@ class RtlDesign:
             mx, mf, mr = draw_masks(q, (lay.n_out - (lay.groups - 1) * lay.lanes) % q)
             p.update({"RND_MX": f"{lay.lanes * 1024}'h{mx:x}", "RND_MF": f"1024'h{mf:x}", "RND_MR": f"1024'h{mr:x}"})
         return p
+
+    def feedback_params(self, lay: RtlLayer) -> dict[str, Any]:
+        """The el_feedback of layer ``lay`` (ldfa factors): sizes, formats, learning rates, which words learn."""
+        k = lay.index
+        below = self.layers[k - 1]
+        pf = lay.fb_p.with_(integer=lay.fb_p.integer - lay.ldfa_p_shift)  # P as the products read it
+        p: dict[str, Any] = {
+            "NQ": lay.n_in, "R": lay.ldfa_rank, "M": lay.n_out, "QP": below.lanes,
+            "SPL": lay.n_out if lay.is_output else lay.lanes, "SG": 1 if lay.is_output else lay.groups,
+            "NCLS": self.num_classes}
+        p.update(_fmt_params("X", lay.input, modes=False))
+        p.update(_fmt_params("E", lay.error))
+        p.update(_fmt_params("Q", lay.fb_q))
+        p.update(_fmt_params("P", pf))
+        p.update({"LR": lay.lr_shift, "PLR": lay.lr_shift - OJA_GAIN,
+                  "LEARN_Q": int(bool(lay.fb_learn & FB_LEARN_Q)), "LEARN_P": int(bool(lay.fb_learn & FB_LEARN_P)),
+                  "OJA_TGT": int(lay.oja_src == OJA_TARGET),
+                  "Q_INIT": f'"mem/q{k}.hex"', "P_INIT": f'"mem/p{k}.hex"', "RAW": self.ports()["rd_addr"]})
+        return p
+
+    def q_words(self, lay: RtlLayer, Q: np.ndarray | None = None) -> list[int]:
+        """Q^T in the layer below's word layout: word t*G + g = Q[g*P .. g*P+P-1, t] (P, G: the layer below's)."""
+        Q = lay.Q if Q is None else Q
+        lanes = self.layers[lay.index - 1].lanes
+        return [w for t in range(Q.shape[1]) for w in layout.pack(Q[:, t][None, :], lanes, lay.fb_q.width)]
 
     @property
     def label_width(self) -> int:
@@ -287,9 +357,12 @@ class RtlDesign:
             "s_label": self.label_width,
             "m_pred": self.label_width,
             "rd_layer": clog2(len(lays)),
-            "rd_addr": max(clog2(lay.words) for lay in lays),
+            "rd_addr": max([clog2(lay.words) for lay in lays] + [clog2(len(self.q_words(lay))) for lay in lays
+                           if lay.has_factors] + [clog2(lay.ldfa_rank * lay.n_out) for lay in lays if lay.has_factors]),
             "rd_wdata": max(lay.lanes * lay.weight.width for lay in lays),
             "rd_bdata": max(lay.lanes * lay.bias.width for lay in lays),
+            **({"rd_qdata": max(self.layers[lay.index - 1].lanes * lay.fb_q.width for lay in lays if lay.has_factors),
+                "rd_pdata": max(lay.fb_p.width for lay in lays if lay.has_factors)} if self.has_factors else {}),
         }
 
     def render_top(self) -> str:
@@ -310,6 +383,8 @@ class RtlDesign:
                 total += macs / lay.update_lanes
             if train and lay.rule in ("sdfa", "dfa"):  # the projection of the output error through B
                 total += self.num_classes * lay.n_out / lay.lanes
+            if train and lay.rule == "ldfa" and self.has_factors:  # u through Q of the layer above
+                total += self.layers[lay.index + 1].ldfa_rank * lay.n_out / lay.lanes
         if self.front is not None:  # the front end's MACs, one per cycle
             total += self.front.ideal_cycles
         return int(math.ceil(total))
@@ -335,8 +410,18 @@ class RtlDesign:
                              **({"feedback": f"mem/fbst{l.index}.hex" if l.fb_mode == "lfsr"
                                  else f"mem/fb{l.index}.hex" if l.rule == "drtp" else f"mem/fbw{l.index}.hex"}
                                 if l.rule in DIRECT_RULES else {})},
+                **({"factors": self._factors_meta(l)} if l.has_factors else {}),
             } for l in self.layers],
         }
+
+    def _factors_meta(self, lay: RtlLayer) -> dict[str, Any]:
+        below = self.layers[lay.index - 1]
+        return {"rank": lay.ldfa_rank, "nq": lay.n_in, "m": lay.n_out, "q_lanes": below.lanes,
+                "q_groups": below.groups, "q_words": lay.ldfa_rank * below.groups,
+                "p_entries": lay.ldfa_rank * lay.n_out,
+                "fb_learn": lay.fb_learn, "oja_target": lay.oja_src == OJA_TARGET,
+                "formats": {"fb_q": _spell(lay.fb_q), "fb_p": _spell(lay.fb_p)},
+                "memories": {"q": f"mem/q{lay.index}.hex", "p": f"mem/p{lay.index}.hex"}}
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -358,7 +443,12 @@ class RtlDesign:
                     words = [w for c in range(self.num_classes)
                              for w in layout.pack(lay.B[c:c + 1], lay.lanes, lay.feedback.width)]
                     out[f"mem/fbw{k}.hex"] = self._hex(words, lay.lanes * lay.feedback.width)
-        hw_files = HW_FILES + (HW_FRONT_FILES if self.front else ())
+        for lay in self.layers:
+            if lay.has_factors:
+                out[f"mem/q{lay.index}.hex"] = self._hex(self.q_words(lay), self.layers[lay.index - 1].lanes
+                                                         * lay.fb_q.width)
+                out[f"mem/p{lay.index}.hex"] = self._hex(lay.Pf.ravel(), lay.fb_p.width)
+        hw_files = HW_FILES + (HW_FRONT_FILES if self.front else ()) + (HW_FEEDBACK_FILES if self.has_factors else ())
         if self.front:
             out.update(self.front.files(self._hex))
         for f in hw_files:

@@ -21,6 +21,7 @@ def golden(eng, X_raw: np.ndarray, labels: Sequence[int], train: Sequence[bool],
     """The engine's golden trace (:func:`edgelearn.fixed.lower.trace`, a *copy* of ``eng`` runs) as arrays: ``X``
     (N, n_in) raw inputs, ``labels``, ``train``, ``outputs``, ``preds``, ``snap`` (indices), ``W{k}`` (S, n_in,
     n_out), ``b{k}`` (S, n_out), ``nnz{k}`` (N,) non-zero inputs of layer k per sample (for the cycle model),
+    ``fb{k}`` (S, rows, cols) the packed feedback words of a layer whose feedback learns (ldfa's Q over P),
     ``rnd_state``; written to ``path`` if given (``GoldenTrace.load`` reads it back)."""
     gold = trace(eng, X_raw, labels, train, snapshots=snapshots)
     if path is not None:

@@ -1,0 +1,149 @@
+"""Trained LDFA feedback in the generated datapath (hw/el_feedback.v): bits, cycles and resources beside DRTP.
+
+    .venv/bin/python benchmarks/bench_rtl_ldfa.py                          # everything (real MNIST from ../shared/data)
+    .venv/bin/python benchmarks/bench_rtl_ldfa.py --only check --samples 8 --icarus-samples 4
+    .venv/bin/python benchmarks/bench_rtl_ldfa.py --only resources
+
+* check: 784-32-16-10 (tanh, every layer ldfa, rank 4, 8-bit preset) on the first real MNIST training images, and
+  16-12-8-4 (rank 2) on random inputs, lockstep in Verilator (--samples) and Icarus (--icarus-samples): every
+  prediction and, after every sample, every weight, bias, Q and P word against the engine's golden trace; then the
+  DRTP design of the same sizes on the same samples (Verilator). Compute cycles per training sample (last input
+  beat -> idle) beside the ideal: MACs / lanes (forward, update, the projection of u through Q), plus, for ldfa, the
+  feedback's MACs at one per cycle (u = P delta, Q's increments, Oja's a, rho and P's increments).
+* resources: yosys synth_xilinx + stat of 784-32-16-10, ldfa vs DRTP (LUT, FF, BRAM36, DSP, LUTRAM).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "rtl_tb"))
+sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_SIZES = (784, 32, 16, 10)
+
+
+def engine(rule: str, sizes, rank: int):
+    from test_rtl_ldfa import ldfa_engine
+
+    from edgelearn.fixed.engine import FixedEngine
+    from edgelearn.network import network_from_dict
+
+    if rule == "ldfa":
+        return ldfa_engine(sizes, rank=rank, lr_shift=4 if sizes[0] == 784 else 3)
+    eng = ldfa_engine(sizes, rank=rank)  # the same network, drtp
+    d = eng.spec.to_dict()
+    d["rule"] = rule
+    return FixedEngine(network_from_dict(d), bits=8, seed=0, lr_shift=4 if sizes[0] == 784 else 3, threads=1)
+
+
+def mnist_samples(eng, n: int):
+    from edgelearn.data import load_dataset
+
+    ds = load_dataset("mnist", MNIST, n_train=n, n_test=1)
+    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
+    return X, np.asarray(ds.y_train[:n], dtype=np.int64), np.ones(n, dtype=bool)
+
+
+def feedback_macs(design) -> int:
+    """One MAC per cycle in each el_feedback: u (r m), Q's increments (r x the Q words' lanes: the pass walks every
+    lane), Oja's a and rho (2 r m) and P's increments (r m)."""
+    total = 0
+    for lay in design.layers:
+        if lay.has_factors:
+            r, m = lay.ldfa_rank, lay.n_out
+            total += 4 * r * m + r * design.layers[lay.index - 1].groups * design.layers[lay.index - 1].lanes
+    return total
+
+
+def _row(label: str, sim: str, rep: dict, design) -> str:
+    g = rep["golden"]
+    nnz = np.stack([g[f"nnz{k}"] for k in range(len(design.layers))], axis=1)
+    tr = np.asarray(g["train"], dtype=bool)
+    ideal = np.mean([design.ideal_cycles(list(r), True) for r in nnz[tr]])
+    fb = feedback_macs(design)
+    comp = float(np.mean(np.asarray(rep["compute_cycles"])[tr]))
+    bits = rep["weight_bits_mismatched"] + rep["bias_bits_mismatched"]
+    fbits = rep.get("q_bits_mismatched", 0) + rep.get("p_bits_mismatched", 0)
+    return (f"{label:<30} {sim:<9} {rep['samples']:>7} {rep['pred_mismatches']:>8} {bits:>8} {fbits:>8} "
+            f"{rep['weights_compared']:>10,} {rep.get('factors_compared', 0):>8,} {comp:>8,.0f} {ideal:>8,.0f} "
+            f"{fb:>8,} {comp / (ideal + fb):>6.3f} {rep['sim_seconds']:>6.0f}")
+
+
+def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
+    from test_mlp import _random_samples
+
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.verify import run_bench
+
+    print(f"lockstep, every prediction, weight, bias, Q and P word compared with the engine after every sample; "
+          f"8-bit preset; cycles per training sample; ideal = MACs / lanes, fb = the feedback's MACs (one per cycle)")
+    print(f"{'design':<30} {'simulator':<9} {'samples':>7} {'pred mm':>8} {'W,b mm':>8} {'Q,P mm':>8} "
+          f"{'weights':>10} {'Q,P':>8} {'cycles':>8} {'ideal':>8} {'fb MACs':>8} {'ratio':>6} {'sim s':>6}")
+    runs = []
+    if MNIST.exists():
+        runs += [(f"784-32-16-10 r4 MNIST, {rule}", rule, MNIST_SIZES, 4, mnist_samples, parallel, sims)
+                 for rule, sims in (("ldfa", (("verilator", n_ver), ("icarus", n_ica))),
+                                    ("drtp", (("verilator", n_ver),)))]
+    else:
+        print(f"(no MNIST under {MNIST}: the small config only)")
+    runs += [(f"16-12-8-4 r2 random, {rule}", rule, (16, 12, 8, 4), 2, lambda e, n: _random_samples(e, n, seed=7), 2,
+              sims) for rule, sims in (("ldfa", (("verilator", 16), ("icarus", 16))), ("drtp", (("verilator", 16),)))]
+    for label, rule, sizes, rank, samples, par, sims in runs:
+        for sim, n in sims:
+            if n <= 0:
+                continue
+            eng = engine(rule, sizes, rank)
+            X, y, train = samples(eng, n)
+            with tempfile.TemporaryDirectory(prefix="bench-rtl-ldfa-") as tmp:
+                design = write_rtl(eng, Path(tmp) / "prj", parallel=par)
+                rep = run_bench(eng, design, Path(tmp) / "prj", sim, "mlp_lockstep", X, y, train)
+            print(_row(label, sim, rep, design), flush=True)
+
+
+def bench_resources(parallel: int) -> None:
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.synth import synthesize
+
+    print(f"yosys synth_xilinx + stat, 784-32-16-10 8-bit preset, {parallel} MAC lanes per layer "
+          f"(BRAM in RAMB36 equivalents)")
+    print(f"{'design':<22} {'LUT':>7} {'FF':>7} {'BRAM36':>7} {'DSP':>5} {'LUTRAM':>7} {'area LE':>8} {'yosys s':>8}")
+    base = None
+    for rule in ("drtp", "ldfa"):
+        eng = engine(rule, MNIST_SIZES, 4)
+        with tempfile.TemporaryDirectory(prefix="bench-rtl-ldfa-") as tmp:
+            write_rtl(eng, Path(tmp) / "prj", parallel=parallel)
+            t0 = time.perf_counter()
+            r = synthesize(Path(tmp) / "prj")["resources"]
+            dt = time.perf_counter() - t0
+        extra = "" if base is None else f"  (LUT {100 * (r['LUT'] / base['LUT'] - 1):+.0f} %, FF " \
+                                         f"{100 * (r['FF'] / base['FF'] - 1):+.0f} %)"
+        print(f"{rule + ' learning':<22} {r['LUT']:>7,} {r['FF']:>7,} {r['BRAM']:>7g} {r['DSP']:>5} {r['LUTRAM']:>7} "
+              f"{r['AREA_LE']:>8,.0f} {dt:>8.0f}{extra}", flush=True)
+        base = base or r
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("check", "resources"))
+    ap.add_argument("--samples", type=int, default=8, help="MNIST samples in Verilator (default 8)")
+    ap.add_argument("--icarus-samples", type=int, default=4, help="MNIST samples in Icarus (default 4)")
+    ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per layer of 784-32-16-10 (default 16)")
+    args = ap.parse_args(argv)
+    from edgelearn.rtl.sim import tool_env
+
+    tool_env()
+    if args.only in (None, "check"):
+        bench_check(args.samples, args.icarus_samples, args.parallel)
+    if args.only in (None, "resources"):
+        bench_resources(args.parallel)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+// edgelearn: trained low-rank feedback of one ldfa layer K (docs/arithmetic.md §16, docs/rtl.md "Trained LDFA
+// feedback"), one multiply-accumulate per cycle.
+//
+// The layer's factors Q (NQ x R) and P (R x M) are state memories, initialised from the engine (their LFSR draws or
+// trained values), updated in the schedule's order: the signal of the layer below reads them first, then Q's local
+// rule, then P's online Oja step (feedback(K) before update(K); both read the sample's pre-update words).
+//   capture  the layer's non-zero inputs x_j (the layer below's output stream, observed) and the sample's label;
+//   source   delta_K, the layer's error (words of SPL lanes: the output layer's error vector, or a hidden ldfa
+//            layer's modulatory words as its projection writes them);
+//   U        u_t = sum_i P[t,i] delta_i (exact, i ascending), assigned to the layer's error format; u goes to the
+//            layer below, whose projection p_j = sum_t Q[j,t] u_t reads Q here (port q_ra / q_rd, a synchronous
+//            read: Q^T in the layer below's word layout, word t*QG + g = Q[g*QP .. g*QP+QP-1, t], lane 0 in the LSBs);
+//   Q        (LEARN_Q, after the projection: proj_done) Q[j,t] += round(u_t x_j 2^-LR), Q's rounding and overflow;
+//   Oja      (LEARN_P) s = the source with its binary point moved so that max |s_i| is in [1/4, 1/2) (a leading-one
+//            detector), or the one-hot target read as 1/4 (OJA_TGT); held with SF fractional bits (exact);
+//            a_t = sum_i P[t,i] s_i, rho_i = s_i - sum_t P[t,i] a_t (exact, each assigned to the error format);
+//            P[t,i] += round(a_t rho_i 2^-PLR), P's rounding and overflow (column i right after its rho_i: no other
+//            rho reads that column).
+// Every increment touches its own word once and rounds RND / TRN (no draws), so the loop order does not change a bit.
+module el_feedback #(
+    parameter integer NQ = 8, parameter integer R = 2, parameter integer M = 4,
+    parameter integer QP = 2,              // lanes of a Q word (the layer below's MAC lanes)
+    parameter integer QG = (NQ + QP - 1) / QP,
+    parameter integer SPL = 4, parameter integer SG = 1,    // source words: SG words of SPL lanes
+    parameter integer NCLS = 4,
+    parameter integer XW = 8, parameter integer XF = 7, parameter integer XS = 0,            // the layer's input
+    parameter integer EW = 8, parameter integer EF = 7, parameter integer ES = 1, parameter integer ER = 2,
+    parameter integer EO = 1,                                                                // the layer's error
+    parameter integer QW = 8, parameter integer QF = 7, parameter integer QS = 1, parameter integer QR = 2,
+    parameter integer QO = 1,                                                                // Q (fb_q)
+    parameter integer PW = 8, parameter integer PF = 7, parameter integer PS = 1, parameter integer PR = 2,
+    parameter integer PO = 1,                                                                // P (fb_p, + ps)
+    parameter integer LR = 6, parameter integer PLR = 2,   // 2^-LR for Q, 2^-(LR - OJA_GAIN) for P
+    parameter integer LEARN_Q = 1, parameter integer LEARN_P = 1, parameter integer OJA_TGT = 0,
+    parameter Q_INIT = "q.hex", parameter P_INIT = "p.hex",
+    parameter integer IDXW = (NQ > 1) ? $clog2(NQ) : 1,
+    parameter integer LW = (NCLS > 1) ? $clog2(NCLS) : 1,
+    parameter integer SGW = (SG > 1) ? $clog2(SG) : 1,
+    parameter integer RAW = 32
+) (
+    input  wire                 clk,
+    input  wire                 rst,
+    // the layer's inputs as the layer below writes them (observed), and that stream's end
+    input  wire                 x_we,
+    input  wire [IDXW-1:0]      x_idx,
+    input  wire [XW-1:0]        x_val,
+    input  wire                 x_done,
+    input  wire [LW-1:0]        x_label,
+    input  wire                 x_train,
+    // the source delta_K
+    input  wire                 s_we,
+    input  wire [SGW-1:0]       s_g,
+    input  wire [SPL*EW-1:0]    s_word,
+    // u to the layer below (a one-cycle pulse), and the end of its projection
+    output reg                  u_valid,
+    output wire [R*EW-1:0]      u_out,
+    input  wire                 proj_done,
+    // Q words for the layer below's projection (data one cycle after the address)
+    input  wire [31:0]          q_ra,
+    output reg  [QP*QW-1:0]     q_rd,
+    // read-back (data one cycle after rd_addr): Q word rd_addr, P entry rd_addr (t*M + i)
+    input  wire [RAW-1:0]       rd_addr,
+    output reg  [QP*QW-1:0]     rd_q,
+    output reg  [PW-1:0]        rd_p,
+    output wire                 idle
+);
+    localparam integer NQW = R * QG;                  // Q words
+    localparam integer NP = R * M;                    // P entries
+    localparam integer MW = (M > 1) ? $clog2(M) : 1;
+    localparam integer TW = (R > 1) ? $clog2(R) : 1;
+    localparam integer QAW = (NQW > 1) ? $clog2(NQW) : 1;
+    localparam integer PAW = (NP > 1) ? $clog2(NP) : 1;
+    localparam integer LNW = (QP > 1) ? $clog2(QP) : 1;
+    localparam integer SF = EW + 1;                   // fractional bits of the normalised source s (|s| < 1/2)
+    localparam integer FA = PF + EF;                  // P^T a
+    localparam integer FR = (FA > SF) ? FA : SF;      // rho's exact sum
+    localparam integer CW = $clog2(M + R + 2) + 2;    // carry bits of a sum of at most M (or R) products
+    localparam integer UAW = PW + EW + CW;            // u = P delta
+    localparam integer AAW = PW + SF + 1 + CW;        // a = P s
+    localparam integer BAW = PW + EW + CW;            // P^T a
+    localparam integer RHW = ((BAW + FR - FA > SF + 2 + FR - SF) ? BAW + FR - FA : SF + 2 + FR - SF) + 2;
+    localparam integer QIW = EW + XW + 2;             // u_t x_j
+    localparam integer QDW = ((QIW > EF + XF + LR - QF) ? QIW - (EF + XF + LR - QF) : 1)
+                             + ((EF + XF + LR - QF < 0) ? QF - EF - XF - LR : 0) + 2;
+    localparam integer QVW = ((QDW > QW) ? QDW : QW) + 2;
+    localparam integer PIW = 2 * EW + 1;              // a_t rho_i
+    localparam integer PDW = ((PIW > 2 * EF + PLR - PF) ? PIW - (2 * EF + PLR - PF) : 1)
+                             + ((2 * EF + PLR - PF < 0) ? PF - 2 * EF - PLR : 0) + 2;
+    localparam integer PVW = ((PDW > PW) ? PDW : PW) + 2;
+
+    localparam [3:0] F_IDLE = 4'd0, F_SRC = 4'd1, F_U = 4'd2, F_UOUT = 4'd3, F_WPROJ = 4'd4, F_Q = 4'd5,
+                     F_OMAX = 4'd6, F_OLEAD = 4'd7, F_OA = 4'd8, F_ORHO = 4'd9, F_OUPD = 4'd10, F_END = 4'd11;
+    reg [3:0] state;
+    assign idle = (state == F_IDLE);
+
+    // ---------------------------------------------------------------------------------------------------------
+    // state memories and the sample's vectors
+    reg [QP*QW-1:0] qmem [0:NQW-1];
+    reg [PW-1:0]    pmem [0:NP-1];
+    initial begin
+        $readmemh(Q_INIT, qmem);
+        $readmemh(P_INIT, pmem);
+    end
+    reg [XW-1:0]    xv [0:NQ-1];
+    reg [NQ-1:0]    xbit;                             // x_j was written this sample (else x_j = 0)
+    reg [EW-1:0]    sm [0:M-1];                       // delta_K
+    reg [EW-1:0]    uv [0:R-1];
+    reg [EW-1:0]    av [0:R-1];
+    reg [LW-1:0]    label;
+    reg             train;
+    genvar gt;
+    generate
+        for (gt = 0; gt < R; gt = gt + 1) begin : g_u
+            assign u_out[gt*EW +: EW] = uv[gt];
+        end
+    endgenerate
+
+    always @(posedge clk) begin
+        q_rd <= qmem[q_ra[QAW-1:0]];
+        rd_q <= qmem[rd_addr[QAW-1:0]];
+        rd_p <= pmem[rd_addr[PAW-1:0]];
+    end
+
+    // ---------------------------------------------------------------------------------------------------------
+    // counters: t (row of P / column of Q), i (column of P), the Q pass's word, lane and input index
+    reg [TW:0]      t;
+    reg [MW:0]      i;
+    reg [PAW:0]     pa;                               // t*M + i (U, Oja a) or the column walk (rho, update)
+    reg [QAW:0]     qa;
+    reg [LNW:0]     ql;
+    reg [IDXW:0]    qj;
+    reg [SGW:0]     sgc;
+    reg signed [UAW-1:0] uacc;
+    reg signed [AAW-1:0] aacc;
+    reg signed [BAW-1:0] bacc;
+    reg [EW:0]      big;
+    reg [7:0]       fs;
+    reg [EW-1:0]    rho_q;
+
+    // ---- operands (asynchronous reads of the small memories)
+    wire [PW-1:0] p_raw = pmem[pa[PAW-1:0]];
+    wire signed [PW:0] pv = PS ? $signed({p_raw[PW-1], p_raw}) : $signed({1'b0, p_raw});
+    wire [EW-1:0] src_raw = sm[i[MW-1:0]];
+    wire signed [EW:0] srcv = ES ? $signed({src_raw[EW-1], src_raw}) : $signed({1'b0, src_raw});
+    wire signed [EW:0] srcabs = (srcv < 0) ? -srcv : srcv;
+    // s_i with SF fractional bits: the source raw read with fs fractional bits, or 1/4 at the label (exact)
+    wire signed [SF+1:0] s_i = OJA_TGT ? ((i[MW-1:0] == label) ? $signed({{(SF+1){1'b0}}, 1'b1}) <<< (SF - 2)
+                                                                 : $signed({(SF+2){1'b0}}))
+                                       : $signed(srcv) <<< (SF - fs);
+    wire [EW-1:0] u_cur = uv[t[TW-1:0]];
+    wire [EW-1:0] a_cur = av[t[TW-1:0]];
+    wire signed [EW:0] uev = ES ? $signed({u_cur[EW-1], u_cur}) : $signed({1'b0, u_cur});
+    wire signed [EW:0] aev = ES ? $signed({a_cur[EW-1], a_cur}) : $signed({1'b0, a_cur});
+
+    // ---- U: u_t = sum_i P[t,i] delta_i, assigned to the error format
+    wire signed [UAW-1:0] uacc_new = ((i == 0) ? $signed({UAW{1'b0}}) : uacc) + pv * srcv;
+    wire [EW-1:0] u_conv;
+    el_convert #(.IW(UAW), .S(PF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
+        u_cu (.din(uacc_new), .rnd(32'd0), .dout(u_conv), .ovf());
+
+    // ---- Oja a: a_t = sum_i P[t,i] s_i (SF fractional bits in s)
+    wire signed [AAW-1:0] aacc_new = ((i == 0) ? $signed({AAW{1'b0}}) : aacc) + pv * s_i;
+    wire [EW-1:0] a_conv;
+    el_convert #(.IW(AAW), .S(PF + SF - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
+        u_ca (.din(aacc_new), .rnd(32'd0), .dout(a_conv), .ovf());
+
+    // ---- Oja rho: rho_i = s_i - sum_t P[t,i] a_t, the two aligned to FR fractional bits
+    wire signed [BAW-1:0] bacc_new = ((t == 0) ? $signed({BAW{1'b0}}) : bacc) + pv * aev;
+    wire signed [RHW-1:0] rho_x = ($signed(s_i) <<< (FR - SF)) - ($signed(bacc_new) <<< (FR - FA));
+    wire [EW-1:0] rho_conv;
+    el_convert #(.IW(RHW), .S(FR - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
+        u_cr (.din(rho_x), .rnd(32'd0), .dout(rho_conv), .ovf());
+
+    // ---- P's increment: P[t,i] + round(a_t rho_i 2^-PLR), then P's overflow
+    wire signed [EW:0] rhov = ES ? $signed({rho_q[EW-1], rho_q}) : $signed({1'b0, rho_q});
+    wire signed [PIW-1:0] pprod = aev * rhov;
+    wire [PDW-1:0] pd;
+    el_convert #(.IW(PIW), .S(2 * EF + PLR - PF), .RMODE(PR), .OW(PDW), .OSIGNED(1), .OMODE(0))
+        u_pd (.din(pprod), .rnd(32'd0), .dout(pd), .ovf());
+    wire signed [PVW-1:0] psum = $signed(pv) + $signed(pd);
+    wire [PW-1:0] p_new;
+    el_convert #(.IW(PVW), .S(0), .RMODE(0), .OW(PW), .OSIGNED(PS), .OMODE(PO))
+        u_pn (.din(psum), .rnd(32'd0), .dout(p_new), .ovf());
+
+    // ---- Q's increment: lane ql of word qa, input j = qj: Q + round(u_t x_j 2^-LR), then Q's overflow
+    wire [QP*QW-1:0] q_word = qmem[qa[QAW-1:0]];
+    wire [QW-1:0] q_raw = q_word >> (ql * QW);
+    wire signed [QW:0] qv = QS ? $signed({q_raw[QW-1], q_raw}) : $signed({1'b0, q_raw});
+    wire [XW-1:0] x_raw = xv[qj[IDXW-1:0]];
+    wire signed [XW:0] xsv = XS ? $signed({x_raw[XW-1], x_raw}) : $signed({1'b0, x_raw});
+    wire signed [QIW-1:0] qprod = uev * xsv;
+    wire [QDW-1:0] qd;
+    el_convert #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .OW(QDW), .OSIGNED(1), .OMODE(0))
+        u_qd (.din(qprod), .rnd(32'd0), .dout(qd), .ovf());
+    wire signed [QVW-1:0] qsum = $signed(qv) + $signed(qd);
+    wire [QW-1:0] q_new;
+    el_convert #(.IW(QVW), .S(0), .RMODE(0), .OW(QW), .OSIGNED(QS), .OMODE(QO))
+        u_qn (.din(qsum), .rnd(32'd0), .dout(q_new), .ovf());
+    wire q_live = (qj < NQ) && xbit[qj[IDXW-1:0]];
+    wire [QP*QW-1:0] q_mask = {{(QP*QW-QW){1'b0}}, {QW{1'b1}}} << (ql * QW);
+    wire [QP*QW-1:0] q_word_new = (q_word & ~q_mask) | (({{(QP*QW-QW){1'b0}}, q_new} << (ql * QW)) & q_mask);
+
+    // leading one of max |delta_i|: fs = its position + 2 (2^(fs-2) <= big < 2^(fs-1))
+    reg [7:0] fs_lead;
+    integer b;
+    always @* begin
+        fs_lead = 8'd1;
+        for (b = 0; b <= EW; b = b + 1)
+            if (big[b]) fs_lead = b + 2;
+    end
+
+    integer z;
+    always @(posedge clk) begin
+        u_valid <= 1'b0;
+        if (rst) begin
+            state <= F_IDLE;
+            xbit <= 0;
+        end else begin
+            case (state)
+                F_IDLE: begin
+                    if (x_we) begin
+                        xv[x_idx] <= x_val;
+                        xbit[x_idx] <= 1'b1;
+                    end
+                    if (x_done) begin
+                        label <= x_label;
+                        train <= x_train;
+                        sgc <= 0;
+                        if (x_train) state <= F_SRC;
+                        else xbit <= 0;
+                    end
+                end
+                F_SRC: if (s_we) begin
+                    for (z = 0; z < SPL; z = z + 1)
+                        if (s_g * SPL + z < M) sm[s_g * SPL + z] <= s_word[z*EW +: EW];
+                    sgc <= sgc + 1'b1;
+                    if (sgc == SG - 1) begin
+                        t <= 0;
+                        i <= 0;
+                        pa <= 0;
+                        state <= F_U;
+                    end
+                end
+                F_U: begin
+                    uacc <= uacc_new;
+                    pa <= pa + 1'b1;
+                    if (i == M - 1) begin
+                        uv[t[TW-1:0]] <= u_conv;
+                        i <= 0;
+                        t <= t + 1'b1;
+                        if (t == R - 1) state <= F_UOUT;
+                    end else begin
+                        i <= i + 1'b1;
+                    end
+                end
+                F_UOUT: begin
+                    u_valid <= 1'b1;
+                    state <= F_WPROJ;
+                end
+                F_WPROJ: if (proj_done) begin
+                    t <= 0;
+                    qa <= 0;
+                    ql <= 0;
+                    qj <= 0;
+                    i <= 0;
+                    big <= 0;
+                    state <= LEARN_Q ? F_Q : (LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END);
+                end
+                F_Q: begin  // rows t outer, Q words of the row, lanes inner: one lane per cycle
+                    if (q_live) qmem[qa[QAW-1:0]] <= q_word_new;
+                    if (ql == QP - 1) begin
+                        ql <= 0;
+                        qa <= qa + 1'b1;
+                        if (qa % QG == QG - 1) begin
+                            qj <= 0;
+                            t <= t + 1'b1;
+                            if (t == R - 1) begin
+                                t <= 0;
+                                state <= LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END;
+                            end
+                        end else begin
+                            qj <= qj + 1'b1;
+                        end
+                    end else begin
+                        ql <= ql + 1'b1;
+                        qj <= qj + 1'b1;
+                    end
+                end
+                F_OMAX: begin
+                    if (srcabs > $signed({1'b0, big})) big <= srcabs;
+                    if (i == M - 1) begin
+                        i <= 0;
+                        state <= F_OLEAD;
+                    end else begin
+                        i <= i + 1'b1;
+                    end
+                end
+                F_OLEAD: begin
+                    fs <= OJA_TGT ? 8'd2 : fs_lead;
+                    t <= 0;
+                    i <= 0;
+                    pa <= 0;
+                    state <= (OJA_TGT || big != 0) ? F_OA : F_END;  // a zero source takes no step
+                end
+                F_OA: begin
+                    aacc <= aacc_new;
+                    pa <= pa + 1'b1;
+                    if (i == M - 1) begin
+                        av[t[TW-1:0]] <= a_conv;
+                        i <= 0;
+                        t <= t + 1'b1;
+                        if (t == R - 1) begin
+                            t <= 0;
+                            pa <= 0;
+                            state <= F_ORHO;
+                        end
+                    end else begin
+                        i <= i + 1'b1;
+                    end
+                end
+                F_ORHO: begin  // column i: sum over t of P[t,i] a_t (pa = t*M + i)
+                    bacc <= bacc_new;
+                    if (t == R - 1) begin
+                        rho_q <= rho_conv;
+                        t <= 0;
+                        pa <= i;
+                        state <= F_OUPD;
+                    end else begin
+                        t <= t + 1'b1;
+                        pa <= pa + M;
+                    end
+                end
+                F_OUPD: begin  // column i: P[t,i] for t ascending
+                    pmem[pa[PAW-1:0]] <= p_new;
+                    if (t == R - 1) begin
+                        t <= 0;
+                        if (i == M - 1) begin
+                            state <= F_END;
+                        end else begin
+                            i <= i + 1'b1;
+                            pa <= i + 1'b1;
+                            state <= F_ORHO;
+                        end
+                    end else begin
+                        t <= t + 1'b1;
+                        pa <= pa + M;
+                    end
+                end
+                F_END: begin
+                    xbit <= 0;
+                    state <= F_IDLE;
+                end
+                default: state <= F_IDLE;
+            endcase
+        end
+    end
+endmodule
