@@ -35,10 +35,12 @@ echo "setup: creating the virtual environment in $root/.venv"
 .venv/bin/python -m pip install -q -r requirements.lock
 .venv/bin/python -m pip install -q --no-deps -e . >/dev/null 2>&1 || .venv/bin/python -m pip install --no-deps -e .
 # compile the engine's and the twin's Numba kernels once into their on-disk cache (edgelearn/fixed/__pycache__):
-# the first simulate, and every test process, then load them instead of compiling (about a minute on 2 cores)
+# the first simulate, and every test process, then load them instead of compiling. One run per word storage
+# (the 8-, 16- and 32-bit presets keep their words in int8, int16 and int32 arrays: a specialisation each, about
+# 1.5 minutes each); sequential, so no two processes rewrite a kernel's cache index at once
 echo "setup: compiling the fixed-point engine's kernels (once)"
 warm=$(mktemp -d)
-for bits in 8 16; do
+for bits in 8 16 32; do
   .venv/bin/python -m edgelearn simulate --bits "$bits" --epochs 1 --n-train 64 --n-test 16 --quiet \
     --out "$warm/b$bits" >/dev/null
 done

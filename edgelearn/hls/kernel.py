@@ -884,8 +884,8 @@ def write_kernel_project(eng, out_dir, *, project: str = "edgelearn_kernel", par
               "worst_case": cycle_model(ks.program, lanes, interface, clock_period=clock_period)}
     if tb_samples is not None:
         X, y = tb_samples
-        gold = _reference_trace(eng, X, y)
-        exp = _reference(eng, gold)
+        gold = reference_trace(eng, X, y)
+        exp = reference_final(eng, gold)
         # trained feedback: its final values too (the golden trace records W and b only)
         fb_end = (stepwise_reference(eng, X, y)[-1]["fb"],) if ks.all_fb_ports() and len(y) else ()
         proj.write_tb_data(X, y, True, exp[0], None, (exp[1], exp[2], exp[3]) + fb_end,
@@ -937,7 +937,8 @@ def _front_meta(ks: KernelSpec) -> list[dict[str, Any]]:
     return out
 
 
-def _reference_trace(eng, X_raw, labels):
+def reference_trace(eng, X_raw, labels):
+    """The engine's golden trace of the samples (raw images or raw inputs), snapshot after the last one."""
     X = np.asarray(X_raw, dtype=np.int64).reshape(-1, eng.n_inputs)
     return trace(eng, X, labels, True, snapshots=[X.shape[0] - 1] if X.shape[0] else [])
 
@@ -945,10 +946,11 @@ def _reference_trace(eng, X_raw, labels):
 def engine_reference(eng, X_raw, labels):
     """Step a copy of ``eng`` through the samples: (outputs before each update (N, C), W, b, generator states: the
     per-layer LFSR states, or under rng: neuron the per-layer lists of neuron states)."""
-    return _reference(eng, _reference_trace(eng, X_raw, labels))
+    return reference_final(eng, reference_trace(eng, X_raw, labels))
 
 
-def _reference(eng, gold):
+def reference_final(eng, gold):
+    """What a kernel run over ``gold``'s samples must end with: (outputs, W, b, generator states)."""
     rnd = gold.neuron_state if eng.precision.rng == "neuron" else gold.rnd_state
     if not gold.X.shape[0]:
         w = eng.weights()

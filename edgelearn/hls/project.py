@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, FormatError
 from . import KERNEL_INTERFACES
-from .kernel import KernelSpec, _reference, _reference_trace, check_kernel_options, write_kernel_project
+from .kernel import KernelSpec, reference_final, reference_trace, check_kernel_options, write_kernel_project
 from .toolchain import require
 
 __all__ = ["ExportResult", "export_hls", "tb_samples", "check_projects", "HLS4ML_SKIPPED"]
@@ -170,8 +170,8 @@ def check_projects(res: ExportResult, eng, X, y) -> dict[str, Any]:
         t = time.perf_counter()
         res.kernel.compile()
         run = res.kernel.run()
-        gold = _reference_trace(eng, X, y)
-        outs, W, b, rnd = _reference(eng, gold)
+        gold = reference_trace(eng, X, y)
+        outs, W, b, rnd = reference_final(eng, gold)
         wbits = sum(int(_popcount((np.asarray(a) ^ np.asarray(e)) & ((1 << 63) - 1)).sum()) for a, e in zip(run.W, W))
         bbits = sum(int(_popcount((np.asarray(a) ^ np.asarray(e)) & ((1 << 63) - 1)).sum()) for a, e in zip(run.b, b))
         checks["learning_kernel"] = {
