@@ -155,7 +155,7 @@ def test_short_training_run_on_real_digits(sim, tmp_path):
     ds = load_dataset("digits", seed=0)
     # Icarus is ~10x slower on this design and this run was the suite's longest: it checks the bits on a shorter
     # stream; the learning (accuracy) is asserted on Verilator's longer run of the same design
-    n_train, n_test = (300, 100) if sim == "verilator" else (24, 8)
+    n_train, n_test = (300, 100) if sim == "verilator" else (12, 4)
     X, y, train = _real_run(eng, ds, n_train, n_test)
     rep = run_design(eng, X, y, train, tmp_path / "prj", sim, "mlp_stream", 16, snapshots=[len(y) - 1])
     _check_stream(rep, len(y), n_test, learned=sim == "verilator")
