@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numba
 import numpy as np
-from numba.typed import List
+from .typed_list import List
 
 from ..errors import ConfigError, DataError, FormatError, RuleError
 from ..program import (ACT_NAMES, FEEDBACK_STREAM, LDFA_P_STREAM, ROUNDING_STREAM, SUPPORT,  # noqa: F401 (re-exported)

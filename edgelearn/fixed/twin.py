@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numba
 import numpy as np
-from numba.typed import List
+from .typed_list import List
 
 from ..errors import DataError
 from ..program import FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_TARGET, RuleCode, sample_order, schedule, schedule_array
