@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "RTL implement) and, beside it, its float64 twin (same algorithm, no quantization). Without "
                     "arguments: the embedded digits MLP, 8-bit preset, DRTP. Prints both test accuracies and the "
                     "per-tensor overflow / zero-update counters; writes OUT/results.json and OUT/weights.npz "
-                    "(+ weights.json). Formats use hls4ml syntax, e.g. --format weight=fixed<8,2,STOCH,SAT>.",
+                    "(+ weights.json), and OUT/checkpoint.npz after every epoch, from which the same command "
+                    "resumes (a larger --epochs continues a finished run). Formats use hls4ml syntax, e.g. --format weight=fixed<8,2,STOCH,SAT>.",
     )
     p.add_argument("--config", "-c", help="network YAML file or name in models/ (default: embedded digits MLP)")
     p.add_argument("--rule", "-r", help="rule of every layer: drtp, sdfa, dfa, fa, bp, shallow (default: the config's)")
@@ -71,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-train", type=positive_int, help="use only the first N training samples")
     p.add_argument("--n-test", type=positive_int, help="use only the first N test samples")
     p.add_argument("--no-twin", action="store_true", help="skip the float twin")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over even if OUT holds a checkpoint (one is written after every epoch)")
     p.add_argument("--out", "-o", help="output directory (default runs/simulate-NAME-RULE-BITSb-sSEED)")
     add_threads_arg(p, "1 (online and small batches), the cores for --mode batch with large batches")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..errors import ConfigError
     from ..fileio import output_dir, write_json_atomic
+    from ..fixed import checkpoint
     from ..fixed.engine import FixedEngine
     from ..fixed.precision import parse_format_overrides, parse_mode_overrides
     from ..threads import apply_threads, check_threads, default_threads
@@ -124,24 +129,44 @@ def run(args: argparse.Namespace) -> int:
     rule = spec.rule if not layer_rules else "+".join(sorted(set(eng.rules)))
     out = out or output_dir(f"runs/simulate-{spec.name}-{rule}-{eng.bits}b-s{args.seed}")
     twin = None if args.no_twin else eng.float_twin()
+    # what a checkpoint must match to be resumed: everything that shapes the bits, not --epochs
+    run_id = json.loads(json.dumps({
+        "engine": eng.describe(), "dataset": ds.name, "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]),
+        "twin": twin is not None, "init_from": None if args.init_from is None else str(args.init_from)}))
+    ckpt = out / checkpoint.FILE_NAME
+    done = 0
+    if ckpt.exists() and not args.no_resume:
+        done = checkpoint.load(ckpt, eng, twin, run_id)
+        if done > epochs:
+            raise ConfigError(f"{out} holds {done} epochs, more than --epochs {epochs}; use another --out or "
+                              f"--no-resume")
+        if not args.quiet:
+            print(f"resuming {out} after epoch {done} of {epochs}")
 
     t0 = time.perf_counter()
-    total = epochs * Xtr.shape[0]
-    show = not args.quiet and total > 0
+    n = Xtr.shape[0]
+    show = not args.quiet and epochs > done and n > 0
+
+    def train(advance_fixed, advance_twin) -> None:
+        # epoch by epoch, engine then twin, with a checkpoint after each (the two are independent: same bits as
+        # all the engine's epochs first)
+        for _ in range(done, epochs):
+            eng.fit_raw(Xtr, ytr, epochs=1, callback=advance_fixed)
+            if twin is not None:
+                twin.fit(ds.x_train, ytr, epochs=1, callback=advance_twin)
+            out.mkdir(parents=True, exist_ok=True)
+            checkpoint.save(ckpt, eng, twin, run_id)
+
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       transient=False) as prog:
-            t_fix = prog.add_task(f"fixed {eng.bits}b", total=total)
-            eng.fit_raw(Xtr, ytr, epochs=epochs, callback=lambda n: prog.advance(t_fix, n))
-            if twin is not None:
-                t_tw = prog.add_task("float twin", total=total)
-                twin.fit(ds.x_train, ytr, epochs=epochs, callback=lambda n: prog.advance(t_tw, n))
+            t_fix = prog.add_task(f"fixed {eng.bits}b", total=epochs * n, completed=done * n)
+            t_tw = prog.add_task("float twin", total=epochs * n, completed=done * n) if twin is not None else None
+            train(lambda k: prog.advance(t_fix, k), lambda k: prog.advance(t_tw, k))
     else:
-        eng.fit_raw(Xtr, ytr, epochs=epochs)
-        if twin is not None:
-            twin.fit(ds.x_train, ytr, epochs=epochs)
+        train(None, None)
     train_s = time.perf_counter() - t0
     pred = np.argmax(eng.output_raw(Xte), axis=1)
     acc = float((pred == yte).mean()) if len(yte) else float("nan")
@@ -158,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         "test_accuracy": acc, "float_test_accuracy": tw_acc, "prediction_agreement": agree,
         "train_accuracy_online": eng.history[-1]["train_accuracy_online"] if eng.history else None,
         "counters": eng.counters, "formats": eng.formats(), "engine": eng.describe(),
-        "config": spec.to_dict(), "train_seconds": round(train_s, 3),
+        "config": spec.to_dict(), "train_seconds": round(train_s, 3), "resumed_after_epoch": done,
         "weights": "weights.npz",
         "init_from": None if loaded is None else {"checkpoint": str(args.init_from), "tensors": loaded},
     }

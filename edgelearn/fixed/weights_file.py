@@ -331,18 +331,18 @@ def _check_layers(path: Path, layers: list[dict], eng) -> None:
         raise DataError(f"{path}: the network has {len(eng.W)} trainable layers, the metadata lists {len(layers)}")
     want = json.loads(json.dumps(weights_meta(eng)["layers"]))  # as the file would hold it
     for lay, ref, name in zip(layers, want, eng.layer_names):
-        diff = _first_difference(lay, ref)
+        diff = first_difference(lay, ref)
         if diff:
             key, got, exp = diff
             raise DataError(f"{path}: layer {name}: the file says {key} {got!r:.60}, its network gives {exp!r:.60}")
 
 
-def _first_difference(got, want, key: str = ""):
+def first_difference(got, want, key: str = ""):
     """(dotted key, file's value, expected value) of the first entry of ``got`` that differs from ``want``, or
     None; entries the file lacks are not compared."""
     if isinstance(got, dict) and isinstance(want, dict):
         for k, v in got.items():
-            diff = _first_difference(v, want.get(k), f"{key}.{k}" if key else k)
+            diff = first_difference(v, want.get(k), f"{key}.{k}" if key else k)
             if diff:
                 return diff
         return None
