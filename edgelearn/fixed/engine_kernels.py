@@ -1270,7 +1270,7 @@ def _row16(w, dmm, xj, hbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
     draw, ``sh = 16 - s``): the same assignments; returns (increments d == 0, overflow events)."""
     n = w.shape[0]
     zc = np.int16(0)
-    oc = np.int16(0)
+    ec = np.int16(0)  # lanes count t == tc (no overflow), events = n - ec: one vector op fewer than t != tc
     s16 = np.int16(s)
     sh16 = np.uint16(sh)
     m16 = np.int16((1 << s) - 1)
@@ -1286,15 +1286,15 @@ def _row16(w, dmm, xj, hbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
             a = np.int16(srl16(r, sh16))
             tc, d, t = _lane16(w[i], dmm[i], x16, a, s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
-            oc = np.int16(oc + (t != tc))
+            ec = np.int16(ec + (t == tc))
             w[i] = tc
     else:
         for i in range(n):
             tc, d, t = _lane16(w[i], dmm[i], x16, a16, s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
-            oc = np.int16(oc + (t != tc))
+            ec = np.int16(ec + (t == tc))
             w[i] = tc
-    return zc, oc
+    return zc, np.int16(n - ec)
 
 
 @numba.njit(cache=True)
@@ -1344,7 +1344,7 @@ def _flat16(w, dmt, xe, dr, use_draws, sh, add, s, lo, hi, mask, sat):
     """_flat32 in int16 lanes (P[k, FAST16_W]), ``dr`` the draws' top halves; returns (increments d == 0, overflow
     events)."""
     zc = np.int16(0)
-    oc = np.int16(0)
+    ec = np.int16(0)  # as _row16: a lane counts t == tc
     s16 = np.int16(s)
     sh16 = np.uint16(sh)
     m16 = np.int16((1 << s) - 1)
@@ -1355,15 +1355,15 @@ def _flat16(w, dmt, xe, dr, use_draws, sh, add, s, lo, hi, mask, sat):
         for i in range(n):
             tc, d, t = _lane16(w[i], dmt[i], xe[i], np.int16(srl16(dr[i], sh16)), s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
-            oc = np.int16(oc + (t != tc))
+            ec = np.int16(ec + (t == tc))
             w[i] = tc
     else:
         for i in range(n):
             tc, d, t = _lane16(w[i], dmt[i], xe[i], a16, s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
-            oc = np.int16(oc + (t != tc))
+            ec = np.int16(ec + (t == tc))
             w[i] = tc
-    return zc, oc
+    return zc, np.int16(n - ec)
 
 
 @numba.njit(cache=True)
