@@ -150,7 +150,23 @@ ICE40_ROWS = {"infer": ("inference only", None, False, None),
               "neuron-half": ("DRTP, rng neuron, half-rate update", "neuron", True, "half")}
 
 
-def bench_ice40(n_in: int, hidden: int, P: int, seeds, parts, rows) -> None:
+def _critical_path(log: Path) -> str:
+    """The cells of nextpnr's critical path of the clock (register to register, the path fmax is read from; not
+    the I/O paths reported after it) in ``log``, source to sink, one line: the signals whose logic it crosses (yosys
+    names a LUT after the signal it computes, ``<signal>_SB_LUT4_...``), and the number of LUTs on it."""
+    cells, on = [], False
+    for ln in log.read_text().splitlines():
+        if "Critical path report" in ln:
+            on = "posedge -> posedge" in ln and not cells
+        elif on and ("Source " in ln or "Sink " in ln):
+            cells.append(ln.split("Source " if "Source " in ln else "Sink ", 1)[1].strip())
+    luts = len({c.rsplit(".", 1)[0] for c in cells if c.endswith(".O")})
+    names = [c.split("_SB_")[0].split("$")[0] for c in cells]
+    return f"{luts} LUTs: " + " -> ".join(n for i, n in enumerate(names) if i == 0 or n != names[i - 1])
+
+
+def bench_ice40(n_in: int, hidden: int, P: int, seeds, parts, rows, keep: str | None = None,
+                part_rows: dict | None = None) -> None:
     from edgelearn.rtl.generate import write_rtl
     from edgelearn.rtl.synth import synthesize_ice40
 
@@ -162,9 +178,9 @@ def bench_ice40(n_in: int, hidden: int, P: int, seeds, parts, rows) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
         for part in parts:
             base = None
-            for row in ["infer"] + [r for r in rows if r != "infer"]:
+            for row in ["infer"] + [r for r in (part_rows or {}).get(part, rows) if r != "infer"]:
                 label, rng, learn, q = ICE40_ROWS[row]
-                prj = Path(tmp) / f"{part}-{row}"
+                prj = Path(keep or tmp) / f"{part}-{row}"
                 write_rtl(_engine(n_in, hidden, rng=rng), prj, parallel=P, learning=learn,
                           update_lanes=None if q is None else max(1, P // 2))
                 r = synthesize_ice40(prj, part, seeds=seeds)
@@ -173,6 +189,9 @@ def bench_ice40(n_in: int, hidden: int, P: int, seeds, parts, rows) -> None:
                 print(f"  {part:<11}{label:<38}" + "".join(f"{r['resources'][c]:>7}" for c in cols) +
                       f"{f['min']:>10.1f}{f['median']:>8.1f}{f['max']:>8.1f}{100 * f['median'] / base:>8.0f}%",
                       flush=True)
+                for seed in seeds:
+                    print(f"    critical path, seed {seed}: {_critical_path(prj / f'nextpnr_{part}_s{seed}.log')}",
+                          flush=True)
 
 
 def bench_regression() -> None:
@@ -198,6 +217,8 @@ def main() -> None:
     ap.add_argument("--parts", default="ice40-up5k,ice40-hx8k", help="iCE40 parts (default ice40-up5k,ice40-hx8k)")
     ap.add_argument("--ice40-rows", default="infer,layer,neuron",
                     help=f"iCE40 designs, of {','.join(ICE40_ROWS)} (default infer,layer,neuron)")
+    ap.add_argument("--up5k-rows", default=None, help="iCE40 designs on the UP5K (default: --ice40-rows)")
+    ap.add_argument("--keep", default=None, help="keep the iCE40 projects (logs, reports) in this folder")
     a = ap.parse_args()
     from edgelearn.rtl import sim as rsim
 
@@ -213,7 +234,8 @@ def main() -> None:
             bench_resources(int(n_in), 16, a.resources_rows.split(","),
                             [int(q) for q in a.update_lanes.split(",")] if a.update_lanes else [None])
     if "ice40" in only:
-        bench_ice40(64, 32, 2, [int(s) for s in a.seeds.split(",")], a.parts.split(","), a.ice40_rows.split(","))
+        bench_ice40(64, 32, 2, [int(s) for s in a.seeds.split(",")], a.parts.split(","), a.ice40_rows.split(","),
+                    keep=a.keep, part_rows={"ice40-up5k": a.up5k_rows.split(",")} if a.up5k_rows else None)
     if "regression" in only:
         bench_regression()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_tb"))
 sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
+from synth_table import synth_table  # noqa: E402 (benchmarks/, beside this script)
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
@@ -80,26 +80,9 @@ def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
 
 
 def bench_resources(parallel: int) -> None:
-    from edgelearn.rtl.generate import write_rtl
-    from edgelearn.rtl.synth import synthesize
-
-    print(f"yosys synth_xilinx + stat, spoon-like 8-bit preset, {parallel} MAC lanes per linear layer "
-          f"(BRAM in RAMB36 equivalents)")
-    print(f"{'design':<28} {'LUT':>7} {'FF':>7} {'BRAM36':>7} {'DSP':>5} {'LUTRAM':>7} {'area LE':>8} {'yosys s':>8}")
-    base = None
-    for label, learning in (("inference only", False), ("DRTP learning", True)):
-        eng = spoon_engine()
-        with tempfile.TemporaryDirectory(prefix="bench-rtl-conv-") as tmp:
-            write_rtl(eng, Path(tmp) / "prj", parallel=parallel, learning=learning)
-            t0 = time.perf_counter()
-            r = synthesize(Path(tmp) / "prj")["resources"]
-            dt = time.perf_counter() - t0
-        extra = "" if base is None else f"  (LUT {100 * (r['LUT'] / base['LUT'] - 1):+.0f} %, area " \
-                                         f"{100 * (r['AREA_LE'] / base['AREA_LE'] - 1):+.0f} %)"
-        print(f"{label:<28} {r['LUT']:>7,} {r['FF']:>7,} {r['BRAM']:>7g} {r['DSP']:>5} {r['LUTRAM']:>7} "
-              f"{r['AREA_LE']:>8,.0f} {dt:>8.0f}{extra}", flush=True)
-        base = base or r
-
+    synth_table("spoon-like 8-bit preset (one MAC lane in the front end)",
+                [(label, spoon_engine, {"learning": learning})
+                 for label, learning in (("inference only", False), ("DRTP learning", True))], parallel)
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,10 +1,13 @@
-"""Trained LDFA feedback in the generated datapath (hw/el_feedback.v): bits, cycles and resources beside DRTP.
+"""Trained feedback (ldfa, kp, dldfa) in the generated datapath (hw/el_feedback.v): bits, cycles and resources
+beside DRTP.
 
     .venv/bin/python benchmarks/bench_rtl_ldfa.py                          # everything (real MNIST from ../shared/data)
     .venv/bin/python benchmarks/bench_rtl_ldfa.py --only check --samples 8 --icarus-samples 4
     .venv/bin/python benchmarks/bench_rtl_ldfa.py --only resources
+    .venv/bin/python benchmarks/bench_rtl_ldfa.py --rule kp --rule dldfa   # those rules (and ldfa, drtp) side by side
 
-* check: 784-32-16-10 (tanh, every layer ldfa, rank 4, 8-bit preset) on the first real MNIST training images, and
+* check (each --rule, default ldfa; kp on every layer, dldfa on every hidden layer):
+  784-32-16-10 (tanh, every layer ldfa, rank 4, 8-bit preset) on the first real MNIST training images, and
   16-12-8-4 (rank 2) on random inputs, lockstep in Verilator (--samples) and Icarus (--icarus-samples): every
   prediction and, after every sample, every weight, bias, Q and P word against the engine's golden trace; then the
   DRTP design of the same sizes on the same samples (Verilator). Compute cycles per training sample (last input
@@ -17,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_tb"))
 sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
+from synth_table import synth_table  # noqa: E402 (benchmarks/, beside this script)
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 MNIST_SIZES = (784, 32, 16, 10)
 
@@ -35,8 +38,8 @@ def engine(rule: str, sizes, rank: int):
     from edgelearn.fixed.engine import FixedEngine
     from edgelearn.network import network_from_dict
 
-    if rule == "ldfa":
-        return ldfa_engine(sizes, rank=rank, lr_shift=4 if sizes[0] == 784 else 3)
+    if rule in ("ldfa", "kp", "dldfa"):
+        return ldfa_engine(sizes, rank=rank, lr_shift=4 if sizes[0] == 784 else 3, rule=rule)
     eng = ldfa_engine(sizes, rank=rank)  # the same network, drtp
     d = eng.spec.to_dict()
     d["rule"] = rule
@@ -53,12 +56,12 @@ def mnist_samples(eng, n: int):
 
 def feedback_macs(design) -> int:
     """One MAC per cycle in each el_feedback: u (r m), Q's increments (r x the Q words' lanes: the pass walks every
-    lane), Oja's a and rho (2 r m) and P's increments (r m)."""
+    lane), Oja's a and rho (2 r m) and P's increments (r m); kp: B's increments only (u = delta, no P)."""
     total = 0
     for lay in design.layers:
         if lay.has_factors:
-            r, m = lay.ldfa_rank, lay.n_out
-            total += 4 * r * m + r * design.layers[lay.index - 1].groups * design.layers[lay.index - 1].lanes
+            r, m, at = lay.fb_rank, lay.fb_m, design.layers[lay.fb_at]
+            total += (4 * r * m if lay.Pf is not None else 0) + r * at.groups * at.lanes
     return total
 
 
@@ -76,7 +79,7 @@ def _row(label: str, sim: str, rep: dict, design) -> str:
             f"{fb:>8,} {comp / (ideal + fb):>6.3f} {rep['sim_seconds']:>6.0f}")
 
 
-def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
+def bench_check(n_ver: int, n_ica: int, parallel: int, rules=("ldfa",)) -> None:
     from test_mlp import _random_samples
 
     from edgelearn.rtl.generate import write_rtl
@@ -89,12 +92,13 @@ def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
     runs = []
     if MNIST.exists():
         runs += [(f"784-32-16-10 r4 MNIST, {rule}", rule, MNIST_SIZES, 4, mnist_samples, parallel, sims)
-                 for rule, sims in (("ldfa", (("verilator", n_ver), ("icarus", n_ica))),
-                                    ("drtp", (("verilator", n_ver),)))]
+                 for rule, sims in [(r, (("verilator", n_ver), ("icarus", n_ica))) for r in rules]
+                 + [("drtp", (("verilator", n_ver),))]]
     else:
         print(f"(no MNIST under {MNIST}: the small config only)")
     runs += [(f"16-12-8-4 r2 random, {rule}", rule, (16, 12, 8, 4), 2, lambda e, n: _random_samples(e, n, seed=7), 2,
-              sims) for rule, sims in (("ldfa", (("verilator", 16), ("icarus", 16))), ("drtp", (("verilator", 16),)))]
+              sims) for rule, sims in [(r, (("verilator", 16), ("icarus", 16))) for r in rules]
+             + [("drtp", (("verilator", 16),))]]
     for label, rule, sizes, rank, samples, par, sims in runs:
         for sim, n in sims:
             if n <= 0:
@@ -107,27 +111,10 @@ def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
             print(_row(label, sim, rep, design), flush=True)
 
 
-def bench_resources(parallel: int) -> None:
-    from edgelearn.rtl.generate import write_rtl
-    from edgelearn.rtl.synth import synthesize
-
-    print(f"yosys synth_xilinx + stat, 784-32-16-10 8-bit preset, {parallel} MAC lanes per layer "
-          f"(BRAM in RAMB36 equivalents)")
-    print(f"{'design':<22} {'LUT':>7} {'FF':>7} {'BRAM36':>7} {'DSP':>5} {'LUTRAM':>7} {'area LE':>8} {'yosys s':>8}")
-    base = None
-    for rule in ("drtp", "ldfa"):
-        eng = engine(rule, MNIST_SIZES, 4)
-        with tempfile.TemporaryDirectory(prefix="bench-rtl-ldfa-") as tmp:
-            write_rtl(eng, Path(tmp) / "prj", parallel=parallel)
-            t0 = time.perf_counter()
-            r = synthesize(Path(tmp) / "prj")["resources"]
-            dt = time.perf_counter() - t0
-        extra = "" if base is None else f"  (LUT {100 * (r['LUT'] / base['LUT'] - 1):+.0f} %, FF " \
-                                         f"{100 * (r['FF'] / base['FF'] - 1):+.0f} %)"
-        print(f"{rule + ' learning':<22} {r['LUT']:>7,} {r['FF']:>7,} {r['BRAM']:>7g} {r['DSP']:>5} {r['LUTRAM']:>7} "
-              f"{r['AREA_LE']:>8,.0f} {dt:>8.0f}{extra}", flush=True)
-        base = base or r
-
+def bench_resources(parallel: int, rules=("ldfa",)) -> None:
+    synth_table("784-32-16-10 8-bit preset",
+                [(f"{rule} learning", lambda rule=rule: engine(rule, MNIST_SIZES, 4), {}) for rule in ("drtp", *rules)],
+                parallel)
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,14 +122,17 @@ def main(argv=None) -> None:
     ap.add_argument("--samples", type=int, default=8, help="MNIST samples in Verilator (default 8)")
     ap.add_argument("--icarus-samples", type=int, default=4, help="MNIST samples in Icarus (default 4)")
     ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per layer of 784-32-16-10 (default 16)")
+    ap.add_argument("--rule", action="append", choices=("ldfa", "kp", "dldfa"),
+                    help="trained-feedback rule beside drtp (repeatable; default ldfa)")
     args = ap.parse_args(argv)
     from edgelearn.rtl.sim import tool_env
 
     tool_env()
+    rules = tuple(args.rule or ("ldfa",))
     if args.only in (None, "check"):
-        bench_check(args.samples, args.icarus_samples, args.parallel)
+        bench_check(args.samples, args.icarus_samples, args.parallel, rules)
     if args.only in (None, "resources"):
-        bench_resources(args.parallel)
+        bench_resources(args.parallel, rules)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ class RuleCode(IntEnum):
     SHALLOW = 5   # frozen (a hidden layer at its random init; also every layer of an inference-only datapath)
     LDFA = 6
     OUTPUT = 7    # the output layer: learns from its own error, whatever the network's rule
-    KP = 8        # fa whose feedback B gets the forward weight's increment (engine only so far)
-    DLDFA = 9     # direct low-rank feedback Q P of the output error (engine only so far)
+    KP = 8        # fa whose feedback B gets the forward weight's increment
+    DLDFA = 9     # direct low-rank feedback Q P of the output error
 
 
 class ActCode(IntEnum):
@@ -119,10 +119,10 @@ SUPPORT: dict[str, Support] = {
                    losses=("bce", "mse", "ce"),
                    why="bp/fa need the transposed weights of the layer above, which the kernel does not keep"),
     "rtl": Support("the generated datapath", "has no generated datapath",
-                   ("drtp", "sdfa", "dfa", "shallow", "ldfa"),
-                   ACT_NAMES, ("linear", "flatten", "conv2d", "maxpool", "avgpool"), update_format=False,
-                   lr_mult=False, minibatch=False,
-                   why="bp/fa need the transposed weights of the layer above; kp and dldfa are not built yet"),
+                   ("drtp", "sdfa", "dfa", "shallow", "ldfa", "kp", "dldfa"),
+                   ACT_NAMES, ("linear", "flatten", "conv2d", "maxpool", "avgpool"), losses=("bce", "mse", "ce"),
+                   update_format=False, lr_mult=False, minibatch=False,
+                   why="bp/fa need the transposed weights of the layer above (kp keeps its own B)"),
 }
 
 

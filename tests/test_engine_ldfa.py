@@ -14,7 +14,6 @@ import torch
 from edgelearn.errors import ConfigError, FormatError, RuleError
 from edgelearn.fixed import engine_kernels as K
 from edgelearn.fixed.engine import FixedEngine
-from edgelearn.fixed.lower import raise_unsupported
 from edgelearn.network import network_from_dict
 from edgelearn.program import FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_OUTPUT, OJA_TARGET, StepOp, unsupported
 from edgelearn.report.online import sgd_scale
@@ -172,14 +171,11 @@ def test_lowered_program_describes_the_trained_feedback():
     assert [lp.fb_learn for lp in frozen.layers] == [0, FB_LEARN_Q, FB_LEARN_Q]
     dl = FixedEngine(_spec("dldfa"), bits=8).program()
     assert [lp.oja_src for lp in dl.layers[:2]] == [OJA_OUTPUT] * 2 and dl.layers[0].fb_shape == (6 + RANK, C)
-    # the RTL refuses kp and dldfa with its one line (the HLS kernel runs them: tests/test_hls_ldfa.py), builds ldfa
+    # the HLS kernel and the RTL run all three (tests/test_hls_ldfa.py, rtl_tb/test_rtl_ldfa.py)
     assert not unsupported("rtl", FixedEngine(_spec("ldfa"), bits=8).program())
     for rule in ("kp", "dldfa"):
         p = FixedEngine(_spec(rule), bits=8).program()
-        assert not unsupported("hls", p)
-        for backend in ("rtl",):
-            with pytest.raises(RuleError, match=f"rule '{rule}'"):
-                raise_unsupported(backend, p)
+        assert not unsupported("hls", p) and not unsupported("rtl", p)
 
 
 def test_oja_increments_below_the_lsb_are_counted():

@@ -204,7 +204,7 @@ def test_the_top_level_and_file_list_are_rendered_from_the_templates_of_hw(monke
     assert sorted(loaded) == ["el_mlp.v.j2", "filelist.f.j2"]
     top = files["tiny.v"]
     assert not re.search(r"\{\{|\{%|\{#", top + files["filelist.f"])
-    assert re.findall(r"^module (\w+) \(", top, re.M) == ["tiny"] and top.endswith("endmodule\n")
+    assert re.findall(r"^module (\w+) #?\(", top, re.M) == ["tiny"] and top.endswith("endmodule\n")
     assert re.findall(r"^    \) (u_l\d+) \(", top, re.M) == ["u_l0", "u_l1", "u_l2"] and top.count("el_layer #(") == 3
     # each layer streams into the next, the last into the prediction register
     assert ".in_we(l0_out_we)" in top and ".in_we(l1_out_we)" in top and ".out_ready(!m_valid)" in top
@@ -243,8 +243,10 @@ def test_ldfa_factors_live_beside_their_layer_and_other_designs_do_not_change(tm
 
 @pytest.mark.parametrize("rules,err,words", [
     ({"fc2": "drtp"}, ConfigError, "ldfa only with every layer ldfa"),
-    ({"fc1": "kp"}, RuleError, "rule 'kp' has no generated datapath"),
-    ({"fc1": "dldfa"}, RuleError, "rule 'dldfa' has no generated datapath"),
+    ({"fc1": "kp"}, ConfigError, "kp only with every layer kp"),
+    ({"fc1": "dldfa"}, ConfigError, "dldfa only with every hidden layer dldfa"),
+    ({"fc1": "drtp", "fc2": "drtp", "out": "kp"}, ConfigError,
+     "trained kp feedback has no generated datapath beside hidden rules drtp, drtp"),
 ])
 def test_ldfa_networks_the_generator_refuses(rules, err, words):
     with pytest.raises(err, match=words):

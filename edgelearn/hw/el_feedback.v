@@ -1,5 +1,6 @@
-// edgelearn: trained low-rank feedback of one ldfa layer K (docs/arithmetic.md §16, docs/rtl.md "Trained LDFA
-// feedback"), one multiply-accumulate per cycle.
+// edgelearn: trained feedback of one layer K (docs/arithmetic.md §16, docs/rtl.md "Trained LDFA feedback", "kp",
+// "dldfa"), one multiply-accumulate per cycle: ldfa's factors Q P, dldfa's (source: the output error, x: the
+// layer's own output activation, served to the layer itself), or kp's B (HAS_P = 0: Q = B, P the identity).
 //
 // The layer's factors Q (NQ x R) and P (R x M) are state memories, initialised from the engine (their LFSR draws or
 // trained values), updated in the schedule's order: the signal of the layer below reads them first, then Q's local
@@ -15,7 +16,11 @@
 //            detector), or the one-hot target read as 1/4 (OJA_TGT); held with SF fractional bits (exact);
 //            a_t = sum_i P[t,i] s_i, rho_i = s_i - sum_t P[t,i] a_t (exact, each assigned to the error format);
 //            P[t,i] += round(a_t rho_i 2^-PLR), P's rounding and overflow (column i right after its rho_i: no other
-//            rho reads that column).
+//            rho reads that column); a and rho in the Oja format K (the layer's error format; dldfa's u takes the
+//            output error's, its a and rho the hidden layer's).
+// kp (HAS_P = 0): u = delta itself (R = M, exact: kp's signal B delta needs no bottleneck), Q's pass is B's update
+// with W's own increment delta_i x_j rounded to B's LSB, no P memory, no Oja step; with QPAR a word of QP entries
+// per cycle (QP multipliers), so B keeps pace with W's update instead of taking n_in x n_out cycles.
 // Every increment touches its own word once and rounds RND / TRN (no draws), so the loop order does not change a bit.
 module el_feedback #(
     parameter integer NQ = 8, parameter integer R = 2, parameter integer M = 4,
@@ -30,6 +35,10 @@ module el_feedback #(
     parameter integer QO = 1,                                                                // Q (fb_q)
     parameter integer PW = 8, parameter integer PF = 7, parameter integer PS = 1, parameter integer PR = 2,
     parameter integer PO = 1,                                                                // P (fb_p, + ps)
+    parameter integer KW = EW, parameter integer KF = EF, parameter integer KS = ES, parameter integer KR = ER,
+    parameter integer KO = EO,                                                               // Oja's a, rho
+    parameter integer HAS_P = 1,                           // 0: kp (Q = B, u = the source, no P)
+    parameter integer QPAR = 0,                            // 1: Q's pass updates a whole word (QP lanes) per cycle
     parameter integer LR = 6, parameter integer PLR = 2,   // 2^-LR for Q, 2^-(LR - OJA_GAIN) for P
     parameter integer LEARN_Q = 1, parameter integer LEARN_P = 1, parameter integer OJA_TGT = 0,
     parameter Q_INIT = "q.hex", parameter P_INIT = "p.hex",
@@ -65,27 +74,27 @@ module el_feedback #(
     output wire                 idle
 );
     localparam integer NQW = R * QG;                  // Q words
-    localparam integer NP = R * M;                    // P entries
+    localparam integer NP = HAS_P ? R * M : 1;        // P entries
     localparam integer MW = (M > 1) ? $clog2(M) : 1;
     localparam integer TW = (R > 1) ? $clog2(R) : 1;
     localparam integer QAW = (NQW > 1) ? $clog2(NQW) : 1;
     localparam integer PAW = (NP > 1) ? $clog2(NP) : 1;
     localparam integer LNW = (QP > 1) ? $clog2(QP) : 1;
     localparam integer SF = EW + 1;                   // fractional bits of the normalised source s (|s| < 1/2)
-    localparam integer FA = PF + EF;                  // P^T a
+    localparam integer FA = PF + KF;                  // P^T a
     localparam integer FR = (FA > SF) ? FA : SF;      // rho's exact sum
     localparam integer CW = $clog2(M + R + 2) + 2;    // carry bits of a sum of at most M (or R) products
     localparam integer UAW = PW + EW + CW;            // u = P delta
     localparam integer AAW = PW + SF + 1 + CW;        // a = P s
-    localparam integer BAW = PW + EW + CW;            // P^T a
+    localparam integer BAW = PW + KW + CW;            // P^T a
     localparam integer RHW = ((BAW + FR - FA > SF + 2 + FR - SF) ? BAW + FR - FA : SF + 2 + FR - SF) + 2;
     localparam integer QIW = EW + XW + 2;             // u_t x_j
     localparam integer QDW = ((QIW > EF + XF + LR - QF) ? QIW - (EF + XF + LR - QF) : 1)
                              + ((EF + XF + LR - QF < 0) ? QF - EF - XF - LR : 0) + 2;
     localparam integer QVW = ((QDW > QW) ? QDW : QW) + 2;
-    localparam integer PIW = 2 * EW + 1;              // a_t rho_i
-    localparam integer PDW = ((PIW > 2 * EF + PLR - PF) ? PIW - (2 * EF + PLR - PF) : 1)
-                             + ((2 * EF + PLR - PF < 0) ? PF - 2 * EF - PLR : 0) + 2;
+    localparam integer PIW = 2 * KW + 1;              // a_t rho_i
+    localparam integer PDW = ((PIW > 2 * KF + PLR - PF) ? PIW - (2 * KF + PLR - PF) : 1)
+                             + ((2 * KF + PLR - PF < 0) ? PF - 2 * KF - PLR : 0) + 2;
     localparam integer PVW = ((PDW > PW) ? PDW : PW) + 2;
 
     localparam [3:0] F_IDLE = 4'd0, F_SRC = 4'd1, F_U = 4'd2, F_UOUT = 4'd3, F_WPROJ = 4'd4, F_Q = 4'd5,
@@ -99,19 +108,23 @@ module el_feedback #(
     reg [PW-1:0]    pmem [0:NP-1];
     initial begin
         $readmemh(Q_INIT, qmem);
-        $readmemh(P_INIT, pmem);
+        if (HAS_P) $readmemh(P_INIT, pmem);
     end
     reg [XW-1:0]    xv [0:NQ-1];
     reg [NQ-1:0]    xbit;                             // x_j was written this sample (else x_j = 0)
     reg [EW-1:0]    sm [0:M-1];                       // delta_K
     reg [EW-1:0]    uv [0:R-1];
-    reg [EW-1:0]    av [0:R-1];
+    reg [KW-1:0]    av [0:R-1];
     reg [LW-1:0]    label;
     reg             train;
     genvar gt;
     generate
         for (gt = 0; gt < R; gt = gt + 1) begin : g_u
-            assign u_out[gt*EW +: EW] = uv[gt];
+            if (HAS_P) begin : g_p
+                assign u_out[gt*EW +: EW] = uv[gt];
+            end else begin : g_kp  // kp: u is delta itself
+                assign u_out[gt*EW +: EW] = sm[gt];
+            end
         end
     endgenerate
 
@@ -135,7 +148,7 @@ module el_feedback #(
     reg signed [BAW-1:0] bacc;
     reg [EW:0]      big;
     reg [7:0]       fs;
-    reg [EW-1:0]    rho_q;
+    reg [KW-1:0]    rho_q;
 
     // ---- operands (asynchronous reads of the small memories)
     wire [PW-1:0] p_raw = pmem[pa[PAW-1:0]];
@@ -147,10 +160,10 @@ module el_feedback #(
     wire signed [SF+1:0] s_i = OJA_TGT ? ((i[MW-1:0] == label) ? $signed({{(SF+1){1'b0}}, 1'b1}) <<< (SF - 2)
                                                                  : $signed({(SF+2){1'b0}}))
                                        : $signed(srcv) <<< (SF - fs);
-    wire [EW-1:0] u_cur = uv[t[TW-1:0]];
-    wire [EW-1:0] a_cur = av[t[TW-1:0]];
+    wire [EW-1:0] u_cur = HAS_P ? uv[t[TW-1:0]] : sm[t[TW-1:0]];  // kp: u = delta
+    wire [KW-1:0] a_cur = av[t[TW-1:0]];
     wire signed [EW:0] uev = ES ? $signed({u_cur[EW-1], u_cur}) : $signed({1'b0, u_cur});
-    wire signed [EW:0] aev = ES ? $signed({a_cur[EW-1], a_cur}) : $signed({1'b0, a_cur});
+    wire signed [KW:0] aev = KS ? $signed({a_cur[KW-1], a_cur}) : $signed({1'b0, a_cur});
 
     // ---- U: u_t = sum_i P[t,i] delta_i, assigned to the error format
     wire signed [UAW-1:0] uacc_new = ((i == 0) ? $signed({UAW{1'b0}}) : uacc) + pv * srcv;
@@ -160,22 +173,22 @@ module el_feedback #(
 
     // ---- Oja a: a_t = sum_i P[t,i] s_i (SF fractional bits in s)
     wire signed [AAW-1:0] aacc_new = ((i == 0) ? $signed({AAW{1'b0}}) : aacc) + pv * s_i;
-    wire [EW-1:0] a_conv;
-    el_convert #(.IW(AAW), .S(PF + SF - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
+    wire [KW-1:0] a_conv;
+    el_convert #(.IW(AAW), .S(PF + SF - KF), .RMODE(KR), .OW(KW), .OSIGNED(KS), .OMODE(KO))
         u_ca (.din(aacc_new), .rnd(32'd0), .dout(a_conv), .ovf());
 
     // ---- Oja rho: rho_i = s_i - sum_t P[t,i] a_t, the two aligned to FR fractional bits
     wire signed [BAW-1:0] bacc_new = ((t == 0) ? $signed({BAW{1'b0}}) : bacc) + pv * aev;
     wire signed [RHW-1:0] rho_x = ($signed(s_i) <<< (FR - SF)) - ($signed(bacc_new) <<< (FR - FA));
-    wire [EW-1:0] rho_conv;
-    el_convert #(.IW(RHW), .S(FR - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
+    wire [KW-1:0] rho_conv;
+    el_convert #(.IW(RHW), .S(FR - KF), .RMODE(KR), .OW(KW), .OSIGNED(KS), .OMODE(KO))
         u_cr (.din(rho_x), .rnd(32'd0), .dout(rho_conv), .ovf());
 
     // ---- P's increment: P[t,i] + round(a_t rho_i 2^-PLR), then P's overflow
-    wire signed [EW:0] rhov = ES ? $signed({rho_q[EW-1], rho_q}) : $signed({1'b0, rho_q});
+    wire signed [KW:0] rhov = KS ? $signed({rho_q[KW-1], rho_q}) : $signed({1'b0, rho_q});
     wire signed [PIW-1:0] pprod = aev * rhov;
     wire [PDW-1:0] pd;
-    el_convert #(.IW(PIW), .S(2 * EF + PLR - PF), .RMODE(PR), .OW(PDW), .OSIGNED(1), .OMODE(0))
+    el_convert #(.IW(PIW), .S(2 * KF + PLR - PF), .RMODE(PR), .OW(PDW), .OSIGNED(1), .OMODE(0))
         u_pd (.din(pprod), .rnd(32'd0), .dout(pd), .ovf());
     wire signed [PVW-1:0] psum = $signed(pv) + $signed(pd);
     wire [PW-1:0] p_new;
@@ -197,6 +210,32 @@ module el_feedback #(
     el_convert #(.IW(QVW), .S(0), .RMODE(0), .OW(QW), .OSIGNED(QS), .OMODE(QO))
         u_qn (.din(qsum), .rnd(32'd0), .dout(q_new), .ovf());
     wire q_live = (qj < NQ) && xbit[qj[IDXW-1:0]];
+    // QPAR: lane l of word qa is input j = qj + l (a zero or padding input leaves its entry as it is)
+    wire [QP*QW-1:0] q_word_par;
+    genvar gq;
+    generate
+        for (gq = 0; gq < QP; gq = gq + 1) begin : g_qpar
+            if (QPAR) begin : g_on
+                wire [31:0] jl = qj + gq;
+                wire live = (jl < NQ) && xbit[jl[IDXW-1:0]];
+                wire [XW-1:0] xl_raw = xv[jl[IDXW-1:0]];
+                wire signed [XW:0] xl = XS ? $signed({xl_raw[XW-1], xl_raw}) : $signed({1'b0, xl_raw});
+                wire [QW-1:0] ql_raw = q_word[gq*QW +: QW];
+                wire signed [QW:0] qlv = QS ? $signed({ql_raw[QW-1], ql_raw}) : $signed({1'b0, ql_raw});
+                wire signed [QIW-1:0] lprod = uev * xl;
+                wire [QDW-1:0] ld;
+                el_convert #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .OW(QDW), .OSIGNED(1), .OMODE(0))
+                    u_ld (.din(lprod), .rnd(32'd0), .dout(ld), .ovf());
+                wire signed [QVW-1:0] lsum = $signed(qlv) + $signed(ld);
+                wire [QW-1:0] lnew;
+                el_convert #(.IW(QVW), .S(0), .RMODE(0), .OW(QW), .OSIGNED(QS), .OMODE(QO))
+                    u_ln (.din(lsum), .rnd(32'd0), .dout(lnew), .ovf());
+                assign q_word_par[gq*QW +: QW] = live ? lnew : ql_raw;
+            end else begin : g_off
+                assign q_word_par[gq*QW +: QW] = {QW{1'b0}};
+            end
+        end
+    endgenerate
     wire [QP*QW-1:0] q_mask = {{(QP*QW-QW){1'b0}}, {QW{1'b1}}} << (ql * QW);
     wire [QP*QW-1:0] q_word_new = (q_word & ~q_mask) | (({{(QP*QW-QW){1'b0}}, q_new} << (ql * QW)) & q_mask);
 
@@ -238,7 +277,7 @@ module el_feedback #(
                         t <= 0;
                         i <= 0;
                         pa <= 0;
-                        state <= F_U;
+                        state <= HAS_P ? F_U : F_UOUT;
                     end
                 end
                 F_U: begin
@@ -266,7 +305,20 @@ module el_feedback #(
                     big <= 0;
                     state <= LEARN_Q ? F_Q : (LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END);
                 end
-                F_Q: begin  // rows t outer, Q words of the row, lanes inner: one lane per cycle
+                F_Q: if (QPAR) begin  // rows t outer, Q words of the row: one word per cycle
+                    qmem[qa[QAW-1:0]] <= q_word_par;
+                    qa <= qa + 1'b1;
+                    if (qa % QG == QG - 1) begin
+                        qj <= 0;
+                        t <= t + 1'b1;
+                        if (t == R - 1) begin
+                            t <= 0;
+                            state <= LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END;
+                        end
+                    end else begin
+                        qj <= qj + QP;
+                    end
+                end else begin  // rows t outer, Q words of the row, lanes inner: one lane per cycle
                     if (q_live) qmem[qa[QAW-1:0]] <= q_word_new;
                     if (ql == QP - 1) begin
                         ql <= 0;

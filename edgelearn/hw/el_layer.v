@@ -27,13 +27,20 @@ module el_layer #(
     parameter integer R_DRTP = -1, parameter integer R_SDFA = -1, parameter integer R_DFA = -1,
     parameter integer R_SHALLOW = -1, parameter integer R_OUTPUT = -1,
     parameter integer R_LDFA = -1,       // ldfa hidden layer: its signal through the factors Q P of the layer above
+    // kp hidden layer: through B of the layer above (its el_feedback, u = delta); dldfa: through its own Q P
+    parameter integer R_KP = -1, parameter integer R_DLDFA = -1,
     parameter integer A_TANH = -1, parameter integer A_SIGMOID = -1, parameter integer A_HARDTANH = -1,
     parameter integer A_RELU = -1,
     parameter integer TRAIN = 1,         // 0: no sample ever trains (an inference-only datapath): no update logic
+    // 1: the update's delta * x gets a multiplier of its own instead of sharing the forward pass's, so that the
+    // weight read reaches its multiplier without an operand mux (parts without DSPs, where that mux is on the
+    // forward pass's critical path; with DSPs sharing saves P of them).  Same bits either way
+    parameter integer UPD_MUL = 0,
     parameter integer RULE = -1,         // R_DRTP / R_SDFA / R_DFA hidden, R_SHALLOW frozen (also every layer of an
                                          // inference-only datapath), R_OUTPUT the output layer (error from the label)
     parameter integer IS_OUT = 0,        // the output layer: prediction = argmax z
-    parameter integer LOSS = 0,          // output layer: 0 bce (e = y* - y), 1 mse (e = (y* - y) f'(z))
+    parameter integer LOSS = 0,          // output layer: 0 bce (e = y* - y), 1 mse (e = (y* - y) f'(z)), 2 ce (e
+                                         // from el_softmax on e_in, one class per cycle; the logits out on out_*)
     parameter integer ACT = -1,          // A_TANH / A_SIGMOID table, A_HARDTANH, A_RELU, anything else: none
     parameter integer XW = 8, parameter integer XF = 8, parameter integer XS = 0,                              // input
     parameter integer WW = 8, parameter integer WF = 6, parameter integer WS = 1, parameter integer WR = 7,
@@ -106,6 +113,12 @@ module el_layer #(
     input  wire [WAW-1:0]       rd_addr,
     output wire [P*WW-1:0]      rd_wdata,
     output reg  [P*BW-1:0]      rd_bdata,
+    // load of weights (wr_wen: word rd_addr := wr_wdata) and biases (wr_ben: word rd_addr[G] := wr_bdata) while
+    // idle, written at the next rising edge (docs/rtl.md "Weight load port")
+    input  wire                 wr_wen,
+    input  wire                 wr_ben,
+    input  wire [P*WW-1:0]      wr_wdata,
+    input  wire [P*BW-1:0]      wr_bdata,
     output wire                 idle,
     // ldfa: the Q word of the projection (word fb_ra, data fb_rd one cycle later), and the modulatory words as the
     // projection writes them (dw_*; dw_done once all are written) for the layer's own trained feedback
@@ -126,10 +139,13 @@ module el_layer #(
     localparam integer STOCH_W = (WR == 7) ? 1 : 0;
     localparam integer STOCH_B = (BR == 7) ? 1 : 0;
     localparam integer LEARN = (RULE != R_SHALLOW) ? 1 : 0;
-    localparam integer DIRECT = (RULE == R_SDFA || RULE == R_DFA || RULE == R_LDFA) ? 1 : 0;  // projected signal
-    localparam integer LINEAR = (RULE == R_DFA || RULE == R_LDFA) ? 1 : 0;  // projects e itself, not sign(e)
+    // the projection words come from an el_feedback (fb_ra / fb_rd): ldfa's and kp's above, dldfa's own
+    localparam integer FB_EXT = (RULE == R_LDFA || RULE == R_KP || RULE == R_DLDFA) ? 1 : 0;
+    localparam integer DIRECT = (RULE == R_SDFA || RULE == R_DFA || FB_EXT) ? 1 : 0;  // projected signal
+    localparam integer LINEAR = (RULE == R_DFA || FB_EXT) ? 1 : 0;  // projects e itself, not sign(e)
     localparam integer TABLE = (ACT == A_TANH || ACT == A_SIGMOID) ? 1 : 0;
     localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
+    localparam integer CE = (IS_OUT != 0) && (LOSS == 2) && (RULE != R_SHALLOW);  // the error waits for el_softmax
 
     localparam [3:0] ST_IDLE = 4'd0, ST_READY = 4'd1, ST_FWD = 4'd2, ST_FDRAIN = 4'd3, ST_UPD = 4'd4,
                      ST_UDRAIN = 4'd5, ST_BIAS = 4'd6, ST_WAITE = 4'd7, ST_PROJ = 4'd8, ST_PDRAIN = 4'd9,
@@ -195,6 +211,9 @@ module el_layer #(
     reg [LNW-1:0]  y_l;
     reg [GAW-1:0]  y_g;
     reg [P*EW-1:0] dstage;
+    reg [OIDXW-1:0] ce_c;          // loss ce: the class, lane and group of the next error from el_softmax
+    reg [LNW-1:0]  ce_l;
+    reg [GAW-1:0]  ce_g;
     reg [AW-1:0]   best_z;
 
     wire f_last_tok = (f_t == ntok - 1);
@@ -364,10 +383,17 @@ module el_layer #(
             wire [EW-1:0] d_raw = d_q[gl*EW +: EW];
             wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
             wire upd = LEARN && uc_valid && (gl < UQ);
-            wire signed [MW-1:0] ma = upd ? $signed(dv) : $signed(wv);
             wire [XW-1:0] mx = c_x;
             wire signed [XW:0] mxv = XS ? {mx[XW-1], mx} : {1'b0, mx};
-            wire signed [MW+XW:0] prod = ma * mxv;
+            wire signed [MW+XW:0] prod, uprod;
+            if (UPD_MUL && LEARN && gl < UQ) begin : g_umul
+                assign prod = wv * mxv;
+                assign uprod = dv * mxv;
+            end else begin : g_smul
+                wire signed [MW-1:0] ma = upd ? $signed(dv) : $signed(wv);
+                assign prod = ma * mxv;
+                assign uprod = prod;
+            end
 
             // ---- forward: acc = (first ? b -> acc : acc) + w * x, assigned to the accumulator
             wire [BW-1:0] b_raw = b_cur[gl*BW +: BW];
@@ -392,7 +418,7 @@ module el_layer #(
             // stage E (a cycle after the multiply): the rounding; the bias phase rounds delta << XF, which needs no
             // multiply, in the cycle of its read (the update has drained by then)
             always @(posedge clk) begin
-                up_q[gl*(MW+XW+1) +: MW+XW+1] <= prod;
+                up_q[gl*(MW+XW+1) +: MW+XW+1] <= uprod;
                 we_q[gl*WW +: WW] <= wu_raw;
                 dq_e[gl*32 +: 32] <= dq[gl*32 +: 32];
             end
@@ -647,7 +673,7 @@ module el_layer #(
                 el_convert #(.IW(PPW + GVW), .S(FPP + FG - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
                     u_pd (.din(pgp), .rnd(32'd0), .dout(pdelta[pl*EW +: EW]), .ovf());
             end
-            if (RULE == R_LDFA) begin : g_pw_ext
+            if (FB_EXT) begin : g_pw_ext
                 // Q of the layer above (it learns there): word t*G + g, read in the cycle the ROM would be
                 assign fb_ra = pbase + pg;
                 always @* pw_q = fb_rd;
@@ -775,7 +801,7 @@ module el_layer #(
                 else act_l <= act_l + 1'b1;
             end
             if (y_valid) begin
-                if (!IS_OUT && y_val != 0) begin
+                if ((!IS_OUT && y_val != 0) || CE) begin  // ce: every logit, to el_softmax
                     out_we <= 1'b1;
                     out_idx <= y_i;
                     out_val <= y_val;
@@ -786,7 +812,7 @@ module el_layer #(
                 end
             end
             // ---- activation stage Y -> Z: the modulatory signal
-            z_valid <= y_valid && LEARN;  // stage Z computes only the modulatory signal / error
+            z_valid <= y_valid && LEARN && !CE;  // stage Z computes only the modulatory signal / error
             if (y_valid) begin
                 z_i <= y_i;
                 z_l <= y_l;
@@ -860,6 +886,13 @@ module el_layer #(
             case (state)
                 ST_IDLE: begin
                     if (in_we) nnz <= nnz + 1'b1;
+                    // the load port: through the update's write port (w_we, a register stage), biases directly
+                    if (wr_wen) begin
+                        w_we <= 1'b1;
+                        w_wa <= rd_addr;
+                        w_wd <= wr_wdata;
+                    end
+                    if (wr_ben) bmem[rd_addr[GAW-1:0]] <= wr_bdata;
                     if (in_done) begin
                         label <= in_label;
                         train <= in_train && TRAIN;
@@ -876,15 +909,19 @@ module el_layer #(
                     state <= ST_FWD;
                 end
                 ST_FDRAIN: if (!b_valid && !c_valid && !bank_full && !y_valid && !z_valid) begin
-                    if (!IS_OUT) begin
+                    if (!IS_OUT || CE) begin
                         out_done <= 1'b1;
                         out_label <= label;
                         out_train <= train;
-                    end else begin
-                        pred_valid <= 1'b1;
-                        e_valid_out <= train && LEARN;
                     end
-                    if (train && DIRECT) begin
+                    if (IS_OUT) begin
+                        pred_valid <= 1'b1;
+                        e_valid_out <= train && LEARN && !CE;
+                    end
+                    if (train && (DIRECT || CE)) begin
+                        ce_c <= 0;
+                        ce_l <= 0;
+                        ce_g <= 0;
                         state <= ST_WAITE;
                     end else if (train && LEARN) begin
                         u_t <= 0;
@@ -907,6 +944,28 @@ module el_layer #(
                     pbase <= 0;
                     if (DIRECT && FB_LFSR != 0) pstate <= pfbst0;
                     state <= ST_PROJ;
+                end else if (CE && e_valid_in) begin  // loss ce: e_c from el_softmax, c ascending, one per cycle
+                    e_out[ce_c*EW +: EW] <= e_in[EW-1:0];
+                    dstage[ce_l*EW +: EW] <= e_in[EW-1:0];
+                    if (ce_l == P - 1 || ce_c == N_OUT - 1) begin
+                        dmem[ce_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (ce_l*EW)))
+                                      | ({{(P*EW-EW){1'b0}}, e_in[EW-1:0]} << (ce_l*EW));
+                        ce_l <= 0;
+                        ce_g <= ce_g + 1'b1;
+                    end else begin
+                        ce_l <= ce_l + 1'b1;
+                    end
+                    ce_c <= ce_c + 1'b1;
+                    if (ce_c == N_OUT - 1) begin
+                        e_valid_out <= 1'b1;
+                        u_t <= 0;
+                        u_g <= 0;
+                        u_base <= 0;
+                        u_ph <= 0;
+                        bias_g <= 0;
+                        bias_s <= 0;
+                        state <= (nnz == 0) ? ST_BPRE : ST_UPD;
+                    end
                 end
                 ST_PROJ: if (DIRECT) begin
                     if (FB_LFSR != 0) pstate <= (pg == G - 1) ? pfbst_next : pw_state_next;

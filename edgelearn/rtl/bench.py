@@ -9,7 +9,8 @@ prediction of every sample before its update and every weight and bias after it)
   every weight and bias of every layer are compared with the engine; mismatching bits are counted.  With
   ``EL_DISTURB=1`` the stream has random valid / ready gaps and two mid-run resets (between two samples, and in
   the middle of a sample's input beats, which drops that partial sample: it is then sent again), and the design
-  must still match an engine that never saw a reset (docs/rtl.md "Interface").
+  must still match an engine that never saw a reset (docs/rtl.md "Interface").  With ``EL_LOAD`` (an ``.npz`` of
+  raw ``W{k}``, ``b{k}``) it first writes that set through the weight load port and reads it back.
 * ``mlp_stream``: samples back to back (the design overlaps layers and samples); predictions are compared on the
   fly, the final weights at the end; cycles are measured (throughput and per-sample latency).
 
@@ -75,6 +76,8 @@ class _Bench:
         d.m_ready.value = 1
         d.rd_layer.value = 0
         d.rd_addr.value = 0
+        d.wr_wen.value = 0
+        d.wr_ben.value = 0
         for _ in range(3):
             await RisingEdge(d.clk)
         d.rst.value = 0
@@ -181,8 +184,42 @@ class _Bench:
             out.append((W, b, wf[0], bf[0]))
         return out
 
+    async def load_weights(self, path: str):
+        """Write every weight and bias word of the set in ``path`` (raw ``W{k}``, ``b{k}``) through the load port,
+        one word per cycle, while idle; returns the set as (W, b) per layer."""
+        from edgelearn.rtl.layout import pack
+
+        d = self.dut
+        arrs = np.load(path)
+        out = []
+        for k, lay in enumerate(self.layers):
+            W, b = arrs[f"W{k}"], arrs[f"b{k}"]
+            words = pack(W, lay["lanes"], _parse(lay["formats"]["weight"])[0])
+            bwords = pack(b, lay["lanes"], _parse(lay["formats"]["bias"])[0])
+            d.rd_layer.value = k
+            for a, w in enumerate(words):
+                d.rd_addr.value = a
+                d.wr_wdata.value = w
+                d.wr_wen.value = 1
+                d.wr_ben.value = int(a < len(bwords))
+                d.wr_bdata.value = bwords[a] if a < len(bwords) else 0
+                await FallingEdge(d.clk)  # taken at the rising edge in between
+            d.wr_wen.value = 0
+            d.wr_ben.value = 0
+            out.append((W, b))
+        await FallingEdge(d.clk)  # the last weight word is written a cycle after it is taken
+        return out
+
+    def compare_loaded(self, got, loaded):
+        """The read-back of a loaded set against the set."""
+        for (W, b, ww, bw), (eW, eb) in zip(got, loaded):
+            self.report["load_bits_mismatched"] = (self.report.get("load_bits_mismatched", 0)
+                                                   + self.mismatched_bits(W, eW, ww) + self.mismatched_bits(b, eb, bw))
+            self.report["loaded_compared"] = self.report.get("loaded_compared", 0) + W.size + b.size
+
     async def read_factors(self):
-        """ldfa layers: every Q word and P entry of their el_feedback (rd_qdata / rd_pdata), as raw (Q, P)."""
+        """Layers with trained feedback: every Q word and P entry of their el_feedback (rd_qdata / rd_pdata), as raw
+        (Q, P); kp's B is its Q, with an empty P."""
         d = self.dut
         out = {}
         for k, lay in enumerate(self.layers):
@@ -198,11 +235,13 @@ class _Bench:
                     qw.append(int(d.rd_qdata.value))
                 if a < f["p_entries"]:
                     pw.append(int(d.rd_pdata.value))
-            (qwid, qs), (pwid, ps) = _parse(f["formats"]["fb_q"]), _parse(f["formats"]["fb_p"])
+            fq = f["formats"]["fb_q"]
+            (qwid, qs), (pwid, ps) = _parse(fq), _parse(f["formats"].get("fb_p", fq))  # kp: no P
             r, G = f["rank"], f["q_groups"]
             Q = np.stack([self.unpack(qw[t * G:(t + 1) * G], f["q_lanes"], qwid, qs, f["nq"], 1)[0]
                           for t in range(r)], axis=1)
-            P = self.unpack(pw, 1, pwid, ps, 1, len(pw)).reshape(r, f["m"])
+            P = (self.unpack(pw, 1, pwid, ps, 1, len(pw)).reshape(r, f["m"]) if pw
+                 else np.zeros((0, f["m"]), dtype=np.int64))
             out[k] = (Q, P, qwid, pwid)
         return out
 
@@ -210,7 +249,7 @@ class _Bench:
         for k, (Q, P, qw, pw) in got.items():
             f = self.layers[k]["factors"]
             B = self.g.fb[k][snap_index]
-            eQ, eP = B[:f["nq"], :f["rank"]], B[f["nq"]:f["nq"] + f["rank"], :f["m"]]
+            eQ, eP = B[:f["nq"], :f["rank"]], B[f["nq"]:f["nq"] + (f["rank"] if f["p_entries"] else 0), :f["m"]]
             mq, mp = self.mismatched_bits(Q, eQ, qw), self.mismatched_bits(P, eP, pw)
             self.report["q_bits_mismatched"] = self.report.get("q_bits_mismatched", 0) + mq
             self.report["p_bits_mismatched"] = self.report.get("p_bits_mismatched", 0) + mp
@@ -256,6 +295,9 @@ if cocotb is not None:
         """One sample at a time: prediction, then every weight and bias (at the golden snapshots)."""
         tb = _Bench(dut)
         await tb.reset()
+        if os.environ.get("EL_LOAD"):  # a weight set other than the memory images, through the load port
+            loaded = await tb.load_weights(os.environ["EL_LOAD"])
+            tb.compare_loaded(await tb.read_weights(), loaded)
         N = len(tb.g.labels)
         snaps = {int(s): i for i, s in enumerate(tb.g.snap)}
         lat, comp = [], []
@@ -291,6 +333,7 @@ if cocotb is not None:
         assert tb.report["weight_bits_mismatched"] == 0 and tb.report["bias_bits_mismatched"] == 0, tb.report
         assert tb.report.get("front_bits_mismatched", 0) == 0, tb.report
         assert tb.report.get("q_bits_mismatched", 0) == 0 and tb.report.get("p_bits_mismatched", 0) == 0, tb.report
+        assert tb.report.get("load_bits_mismatched", 0) == 0, tb.report
 
     @cocotb.test()
     async def mlp_stream(dut):

@@ -36,8 +36,9 @@ from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
 from ..fixed.lfsr import TAPS
 from ..fixed.lower import lower, raise_unsupported
 from ..fixed.xorshift import xorshift_masks
-from ..program import (DIRECT_RULES, FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_TARGET, SUPPORT,  # noqa: F401
-                       ActCode, LayerProgram, RuleCode)
+from ..hls.kernel import softmax_words
+from ..program import (DIRECT_RULES, FB_LEARN_P, FB_LEARN_Q, LEARNED_FEEDBACK_RULES, OJA_GAIN,  # noqa: F401
+                       OJA_TARGET, SUPPORT, ActCode, LayerProgram, RuleCode)
 from ..templating import environment
 from . import layout
 from .front import front_of
@@ -48,8 +49,12 @@ RTL_RULES = SUPPORT["rtl"].hidden_rules
 HW_FILES = ("el_convert.v", "el_layer.v")
 #: the front end of a network with one (edgelearn.rtl.front)
 HW_FRONT_FILES = ("el_front.v",)
-#: the trained low-rank feedback of ldfa layers (only in a design that has some)
+#: the trained feedback of kp / ldfa / dldfa layers (only in a design that has some)
 HW_FEEDBACK_FILES = ("el_feedback.v",)
+#: the output error's softmax under loss ce (only in a learning design with that loss)
+HW_SOFTMAX_FILES = ("el_softmax.v",)
+#: el_layer's LOSS codes
+HW_LOSS_CODES = {"bce": 0, "mse": 1, "ce": 2}
 #: the codes el_layer.v distinguishes, passed to every instance as parameters (R_*, A_*)
 HW_RULE_CODES = (RuleCode.DRTP, RuleCode.SDFA, RuleCode.DFA, RuleCode.SHALLOW, RuleCode.OUTPUT)
 HW_ACT_CODES = (ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU)
@@ -72,9 +77,13 @@ class RtlLayer:
     rng_states: np.ndarray | None = None
     #: lanes of the update datapath (divides ``lanes``): a word of ``lanes`` weights updates in lanes / this cycles
     update_lanes: int = 0
-    #: ldfa: the raw factors this layer keeps in its el_feedback (Q: n_in x r, P: r x n_out), None without
+    #: the raw feedback words this layer keeps in its el_feedback, None without: ldfa's factors Q (n_in x r) and P
+    #: (r x n_out), dldfa's Q (n_out x r) and P (r x C), kp's B as Q (n_in x n_out, no P)
     Q: np.ndarray | None = None
     Pf: np.ndarray | None = None
+    #: the layer whose output stream the el_feedback observes (x) and whose projection reads its Q (ldfa, kp: the
+    #: layer below; dldfa: the layer itself)
+    fb_at: int = -1
 
     def __getattr__(self, name: str):
         if name == "lp":
@@ -96,6 +105,16 @@ class RtlLayer:
     @property
     def has_factors(self) -> bool:
         return self.Q is not None
+
+    @property
+    def fb_rank(self) -> int:
+        """Rows of the signal u the el_feedback sends (ldfa / dldfa: r; kp: n_out, u = delta)."""
+        return int(self.Q.shape[1])
+
+    @property
+    def fb_m(self) -> int:
+        """Entries of the source vector (P's columns): the layer's outputs, the classes for dldfa."""
+        return int(self.Pf.shape[1]) if self.Pf is not None else self.fb_rank
 
 
 def layer_update_lanes(lanes: int, parallel: int, update_lanes: int) -> int:
@@ -228,28 +247,52 @@ class RtlDesign:
         self._lowrank(prog)
 
     def _lowrank(self, prog) -> None:
-        """ldfa (docs/rtl.md "Trained LDFA feedback"): every hidden layer ldfa, each layer k >= 1 keeping its
-        factors Q P in an el_feedback beside it; refuse (one line) the trained feedback the datapath does not run."""
+        """Trained feedback (docs/rtl.md "Trained LDFA feedback", "kp", "dldfa"): ldfa and kp with every layer of the
+        rule, each layer k >= 1 keeping its factors Q P (kp: its B) in an el_feedback beside it that serves layer
+        k - 1; dldfa with every hidden layer dldfa, each keeping its own Q P; refuse (one line) the rest."""
         lays = self.layers
         if not self.learning:
             return
-        for lay in lays:
-            if lay.learns_feedback and lay.lp.rule != "ldfa":
+        rules = [lay.lp.rule for lay in lays]
+        trained = [r for r in rules[:-1] if r in LEARNED_FEEDBACK_RULES]
+        rule = trained[0] if trained else None
+        if rule is not None and any(r != rule for r in (rules[:-1] if rule == "dldfa" else rules)):
+            raise ConfigError(f"the datapath builds {rule} only with every {'hidden ' if rule == 'dldfa' else ''}"
+                              f"layer {rule} (rules: {', '.join(rules)})")
+        for lay in lays:  # e.g. the output layer's kp B above drtp hidden layers: nothing would read it
+            if lay.learns_feedback and lay.lp.rule != rule:
                 raise ConfigError(f"layer {lay.name}: trained {lay.lp.rule} feedback has no generated datapath "
-                                  f"(ldfa only)")
-        if not any(lay.lp.rule == "ldfa" for lay in lays[:-1]):
+                                  f"beside hidden rules {', '.join(rules[:-1])}")
+        if rule is None:
             return
-        if any(lay.lp.rule != "ldfa" for lay in lays):
-            raise ConfigError("the datapath builds ldfa only with every layer ldfa (rules: "
-                              f"{', '.join(lay.lp.rule for lay in lays)})")
         if self.front is not None:
-            raise ConfigError("the datapath builds ldfa without a front end")
-        for lay in lays[1:]:
-            q, p = lay.fb_q, lay.fb_p
+            raise ConfigError(f"the datapath builds {rule} without a front end")
+        for lay in (lays[:-1] if rule == "dldfa" else lays[1:]):
+            q, p = lay.fb_q, lay.fb_p if rule != "kp" else lay.fb_q
             if "STOCH" in (q.rounding, p.rounding):
-                raise FormatError(f"layer {lay.name}: ldfa's Q and P round RND or TRN in the datapath")
-            r, B = lay.ldfa_rank, np.asarray(lay.B, dtype=np.int64)
-            lay.Q, lay.Pf = B[:lay.n_in, :r].copy(), B[lay.n_in:lay.n_in + r, :lay.n_out].copy()
+                words = "B" if rule == "kp" else "Q and P"
+                raise FormatError(f"layer {lay.name}: {rule}'s {words} round RND or TRN in the datapath")
+            B = np.asarray(lay.B, dtype=np.int64)
+            if rule == "kp":
+                lay.Q, lay.fb_at = B[:lay.n_in, :lay.n_out].copy(), lay.index - 1
+                continue
+            r = lay.ldfa_rank
+            nq, m = (lay.n_out, self.num_classes) if rule == "dldfa" else (lay.n_in, lay.n_out)
+            lay.Q, lay.Pf = B[:nq, :r].copy(), B[nq:nq + r, :m].copy()
+            lay.fb_at = lay.index if rule == "dldfa" else lay.index - 1
+
+    def fb_serving(self, k: int) -> RtlLayer | None:
+        """The layer whose el_feedback observes layer k's output stream and serves its projection, or None."""
+        return next((lay for lay in self.layers if lay.has_factors and lay.fb_at == k), None)
+
+    def fb_u_format(self, lay: RtlLayer) -> FixedFormat:
+        """The format of the signal u an el_feedback sends: the layer's error (ldfa, kp), the output error (dldfa)."""
+        return self.layers[-1].error if lay.fb_at == lay.index else lay.error
+
+    @property
+    def has_p(self) -> bool:
+        """Some el_feedback keeps a factor P (ldfa, dldfa; kp has none)."""
+        return any(lay.Pf is not None for lay in self.layers)
 
     @property
     def has_factors(self) -> bool:
@@ -282,9 +325,9 @@ class RtlDesign:
         p: dict[str, Any] = {
             "N_IN": lay.n_in, "N_OUT": lay.n_out, "P": lay.lanes, "UQ": lay.update_lanes, "NCLS": self.num_classes,
             **{f"R_{c.name}": int(c) for c in HW_RULE_CODES}, **{f"A_{c.name}": int(c) for c in HW_ACT_CODES},
-            "TRAIN": int(self.learning),
+            "TRAIN": int(self.learning), "UPD_MUL": "UPD_MUL",
             "RULE": int(lay.code) if self.learning else int(RuleCode.SHALLOW),
-            "IS_OUT": int(lay.is_output), "LOSS": 0 if self.loss == "bce" else 1, "ACT": int(lay.act_code),
+            "IS_OUT": int(lay.is_output), "LOSS": HW_LOSS_CODES[self.loss], "ACT": int(lay.act_code),
         }
         p.update(_fmt_params("X", lay.input, modes=False))
         p.update(_fmt_params("W", lay.weight))
@@ -301,11 +344,13 @@ class RtlDesign:
                   "W_INIT": f'"mem/w{k}.hex"', "B_INIT": f'"mem/b{k}.hex"', "T_INIT": f'"mem/t{k}.hex"',
                   "FB_INIT": f'"mem/fb{k}.hex"', "FBST_INIT": f'"mem/fbst{k}.hex"',
                   "FBW_INIT": f'"mem/fbw{k}.hex"'})
-        if self.learning and k + 1 < len(self.layers) and self.layers[k + 1].has_factors:
-            # the signal through the factors of the layer above: u = P delta (r rows, its error format), Q from there
-            up = self.layers[k + 1]
-            p.update({"R_LDFA": int(RuleCode.LDFA), "NPR": up.ldfa_rank, "FBW": up.fb_q.width, "FBF": up.fb_q.frac,
-                      "EOW": up.error.width, "EOF": up.error.frac, "EOS": int(up.error.signed)})
+        up = self.fb_serving(k) if self.learning else None
+        if up is not None:
+            # the signal through an el_feedback: u (r rows; kp: u = delta, n_out rows) in its format, Q (kp: B) from
+            # there -- the layer above's (ldfa, kp) or the layer's own (dldfa)
+            uf = self.fb_u_format(up)
+            p.update({f"R_{lay.code.name}": int(lay.code), "NPR": up.fb_rank, "FBW": up.fb_q.width, "FBF": up.fb_q.frac,
+                      "EOW": uf.width, "EOF": uf.frac, "EOS": int(uf.signed)})
         if self.learning and "STOCH" in (lay.weight.rounding, lay.bias.rounding) and self.rng == "neuron":
             p.update({"RNG_NEURON": 1, "XS_MASK": f"1024'h{XS_MASK:x}",
                       "RNG_INIT": f"{lay.groups * lay.lanes * 32}'h{ring_init(lay.rng_states):x}"})
@@ -317,28 +362,53 @@ class RtlDesign:
         return p
 
     def feedback_params(self, lay: RtlLayer) -> dict[str, Any]:
-        """The el_feedback of layer ``lay`` (ldfa factors): sizes, formats, learning rates, which words learn."""
+        """The el_feedback of layer ``lay``: sizes, formats, learning rates, which words learn."""
         k = lay.index
-        below = self.layers[k - 1]
-        pf = lay.fb_p.with_(integer=lay.fb_p.integer - lay.ldfa_p_shift)  # P as the products read it
+        below = self.layers[lay.fb_at]
+        direct = lay.fb_at == k  # dldfa: the source is the output error, x the layer's own output
+        src_out = lay.is_output or direct
         p: dict[str, Any] = {
-            "NQ": lay.n_in, "R": lay.ldfa_rank, "M": lay.n_out, "QP": below.lanes,
-            "SPL": lay.n_out if lay.is_output else lay.lanes, "SG": 1 if lay.is_output else lay.groups,
+            "NQ": int(lay.Q.shape[0]), "R": lay.fb_rank, "M": lay.fb_m, "QP": below.lanes,
+            "SPL": lay.fb_m if src_out else lay.lanes, "SG": 1 if src_out else lay.groups,
             "NCLS": self.num_classes}
-        p.update(_fmt_params("X", lay.input, modes=False))
-        p.update(_fmt_params("E", lay.error))
+        p.update(_fmt_params("X", lay.act_fmt if direct else lay.input, modes=False))
+        p.update(_fmt_params("E", self.fb_u_format(lay)))
         p.update(_fmt_params("Q", lay.fb_q))
-        p.update(_fmt_params("P", pf))
+        if lay.Pf is not None:
+            pf = lay.fb_p.with_(integer=lay.fb_p.integer - lay.ldfa_p_shift)  # P as the products read it
+            p.update(_fmt_params("P", pf))
+        if direct:  # Oja's a and rho in the hidden layer's error format, u in the output's
+            p.update(_fmt_params("K", lay.error))
+        if lay.Pf is None:  # kp: B at W's pace, a word of the layer below's lanes per cycle
+            p.update({"HAS_P": 0, "QPAR": 1})
         p.update({"LR": lay.lr_shift, "PLR": lay.lr_shift - OJA_GAIN,
                   "LEARN_Q": int(bool(lay.fb_learn & FB_LEARN_Q)), "LEARN_P": int(bool(lay.fb_learn & FB_LEARN_P)),
                   "OJA_TGT": int(lay.oja_src == OJA_TARGET),
                   "Q_INIT": f'"mem/q{k}.hex"', "P_INIT": f'"mem/p{k}.hex"', "RAW": self.ports()["rd_addr"]})
         return p
 
+    @property
+    def has_softmax(self) -> bool:
+        """Loss ce in a learning design: the output error comes from an el_softmax (docs/rtl.md "Loss ce")."""
+        return self.learning and self.loss == "ce"
+
+    def softmax_params(self) -> dict[str, Any]:
+        """The el_softmax of a ce design: the logits' and the error's formats, the exp ROM, the exact widths."""
+        out = self.layers[-1]
+        sw = softmax_words(self.program)
+        p: dict[str, Any] = {"NCLS": self.num_classes}
+        p.update(_fmt_params("Y", out.act_fmt, modes=False))
+        p.update({"TB": self.table_bits, "RB": self.range_bits, "XW": sw["exp"], "SW": sw["sum"], "NW": sw["num"],
+                  "PF": sw["p_frac"]})
+        p.update(_fmt_params("E", out.error))
+        p["X_INIT"] = '"mem/exp.hex"'
+        return p
+
     def q_words(self, lay: RtlLayer, Q: np.ndarray | None = None) -> list[int]:
-        """Q^T in the layer below's word layout: word t*G + g = Q[g*P .. g*P+P-1, t] (P, G: the layer below's)."""
+        """Q^T in the served layer's word layout: word t*G + g = Q[g*P .. g*P+P-1, t] (P, G: the lanes and groups of
+        the layer below for ldfa / kp, of the layer itself for dldfa)."""
         Q = lay.Q if Q is None else Q
-        lanes = self.layers[lay.index - 1].lanes
+        lanes = self.layers[lay.fb_at].lanes
         return [w for t in range(Q.shape[1]) for w in layout.pack(Q[:, t][None, :], lanes, lay.fb_q.width)]
 
     @property
@@ -358,11 +428,12 @@ class RtlDesign:
             "m_pred": self.label_width,
             "rd_layer": clog2(len(lays)),
             "rd_addr": max([clog2(lay.words) for lay in lays] + [clog2(len(self.q_words(lay))) for lay in lays
-                           if lay.has_factors] + [clog2(lay.ldfa_rank * lay.n_out) for lay in lays if lay.has_factors]),
+                           if lay.has_factors] + [clog2(lay.Pf.size) for lay in lays if lay.Pf is not None]),
             "rd_wdata": max(lay.lanes * lay.weight.width for lay in lays),
             "rd_bdata": max(lay.lanes * lay.bias.width for lay in lays),
-            **({"rd_qdata": max(self.layers[lay.index - 1].lanes * lay.fb_q.width for lay in lays if lay.has_factors),
-                "rd_pdata": max(lay.fb_p.width for lay in lays if lay.has_factors)} if self.has_factors else {}),
+            **({"rd_qdata": max(self.layers[lay.fb_at].lanes * lay.fb_q.width for lay in lays if lay.has_factors)}
+               if self.has_factors else {}),
+            **({"rd_pdata": max(lay.fb_p.width for lay in lays if lay.Pf is not None)} if self.has_p else {}),
         }
 
     def render_top(self) -> str:
@@ -383,8 +454,9 @@ class RtlDesign:
                 total += macs / lay.update_lanes
             if train and lay.rule in ("sdfa", "dfa"):  # the projection of the output error through B
                 total += self.num_classes * lay.n_out / lay.lanes
-            if train and lay.rule == "ldfa" and self.has_factors:  # u through Q of the layer above
-                total += self.layers[lay.index + 1].ldfa_rank * lay.n_out / lay.lanes
+            up = self.fb_serving(lay.index)
+            if train and up is not None:  # u through Q (kp: B) of the layer above, or dldfa's own
+                total += up.fb_rank * lay.n_out / lay.lanes
         if self.front is not None:  # the front end's MACs, one per cycle
             total += self.front.ideal_cycles
         return int(math.ceil(total))
@@ -406,7 +478,9 @@ class RtlDesign:
                     ("input", "input"), ("weight", "weight"), ("bias", "bias"), ("accum", "accum"),
                     ("act", "act_fmt"), ("deriv", "deriv"), ("error", "error"), ("feedback", "feedback"))},
                 "memories": {"weights": f"mem/w{l.index}.hex", "biases": f"mem/b{l.index}.hex",
-                             **({"table": f"mem/t{l.index}.hex"} if l.table is not None else {}),
+                             **({"table": f"mem/t{l.index}.hex"} if l.table is not None
+                                and not (l.is_output and self.loss == "ce") else {}),
+                             **({"exp_table": "mem/exp.hex"} if l.is_output and self.has_softmax else {}),
                              **({"feedback": f"mem/fbst{l.index}.hex" if l.fb_mode == "lfsr"
                                  else f"mem/fb{l.index}.hex" if l.rule == "drtp" else f"mem/fbw{l.index}.hex"}
                                 if l.rule in DIRECT_RULES else {})},
@@ -415,13 +489,14 @@ class RtlDesign:
         }
 
     def _factors_meta(self, lay: RtlLayer) -> dict[str, Any]:
-        below = self.layers[lay.index - 1]
-        return {"rank": lay.ldfa_rank, "nq": lay.n_in, "m": lay.n_out, "q_lanes": below.lanes,
-                "q_groups": below.groups, "q_words": lay.ldfa_rank * below.groups,
-                "p_entries": lay.ldfa_rank * lay.n_out,
+        below = self.layers[lay.fb_at]
+        hp = lay.Pf is not None
+        return {"rank": lay.fb_rank, "nq": int(lay.Q.shape[0]), "m": lay.fb_m, "q_lanes": below.lanes,
+                "q_groups": below.groups, "q_words": lay.fb_rank * below.groups,
+                "p_entries": int(lay.Pf.size) if hp else 0,
                 "fb_learn": lay.fb_learn, "oja_target": lay.oja_src == OJA_TARGET,
-                "formats": {"fb_q": _spell(lay.fb_q), "fb_p": _spell(lay.fb_p)},
-                "memories": {"q": f"mem/q{lay.index}.hex", "p": f"mem/p{lay.index}.hex"}}
+                "formats": {"fb_q": _spell(lay.fb_q), **({"fb_p": _spell(lay.fb_p)} if hp else {})},
+                "memories": {"q": f"mem/q{lay.index}.hex", **({"p": f"mem/p{lay.index}.hex"} if hp else {})}}
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -432,7 +507,10 @@ class RtlDesign:
             k = lay.index
             out[f"mem/w{k}.hex"] = self._hex(self.weight_words(lay), lay.lanes * lay.weight.width)
             out[f"mem/b{k}.hex"] = self._hex(self.bias_words(lay), lay.lanes * lay.bias.width)
-            if lay.table is not None:
+            if lay.table is not None and lay.is_output and self.loss == "ce":  # the softmax's exp ROM
+                if self.has_softmax:
+                    out["mem/exp.hex"] = self._hex(lay.table, softmax_words(self.program)["exp"])
+            elif lay.table is not None:
                 out[f"mem/t{k}.hex"] = self._hex(lay.table, lay.act_fmt.width)
             if lay.rule in DIRECT_RULES:
                 if lay.fb_mode == "lfsr":
@@ -445,10 +523,12 @@ class RtlDesign:
                     out[f"mem/fbw{k}.hex"] = self._hex(words, lay.lanes * lay.feedback.width)
         for lay in self.layers:
             if lay.has_factors:
-                out[f"mem/q{lay.index}.hex"] = self._hex(self.q_words(lay), self.layers[lay.index - 1].lanes
+                out[f"mem/q{lay.index}.hex"] = self._hex(self.q_words(lay), self.layers[lay.fb_at].lanes
                                                          * lay.fb_q.width)
-                out[f"mem/p{lay.index}.hex"] = self._hex(lay.Pf.ravel(), lay.fb_p.width)
-        hw_files = HW_FILES + (HW_FRONT_FILES if self.front else ()) + (HW_FEEDBACK_FILES if self.has_factors else ())
+                if lay.Pf is not None:
+                    out[f"mem/p{lay.index}.hex"] = self._hex(lay.Pf.ravel(), lay.fb_p.width)
+        hw_files = (HW_FILES + (HW_FRONT_FILES if self.front else ()) + (HW_FEEDBACK_FILES if self.has_factors else ())
+                    + (HW_SOFTMAX_FILES if self.has_softmax else ()))
         if self.front:
             out.update(self.front.files(self._hex))
         for f in hw_files:

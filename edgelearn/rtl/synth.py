@@ -169,11 +169,13 @@ def require_target(target: str) -> None:
         require_nextpnr()
 
 
-def ice40_wrapper(meta: dict) -> str:
+def ice40_wrapper(meta: dict, upd_mul: bool = False) -> str:
     """The pin-light wrapper of the datapath ``meta`` (design.json): the sample word, label, train flag and
     read-back layer / address enter through a shift register (``sh_in`` while ``sh_en``); ``rd_load`` captures
     the read-back data into a shift register that leaves through ``sh_out``.  Handshakes, prediction and busy
-    stay pins.  Every datapath port stays driven or observed, so synthesis removes nothing of the datapath."""
+    stay pins.  Every datapath port stays driven or observed, so synthesis removes nothing of the datapath, except
+    the weight load port, tied off (the figures are those of a design loaded at configuration).  ``upd_mul``:
+    the datapath's ``UPD_MUL`` (the update's own multipliers, for parts without DSPs)."""
     pw = meta["ports"]
     ins = [("s_data", pw["s_data"]), ("s_label", pw["s_label"]), ("s_train", 1), ("rd_layer", pw["rd_layer"]),
            ("rd_addr", pw["rd_addr"])]
@@ -201,10 +203,13 @@ def ice40_wrapper(meta: dict) -> str:
     for name, w in ins:
         conns.append(f".{name}(si[{lo + w - 1}:{lo}])")
         lo += w
-    o.append(f"    {meta['top']} u_dp (.clk(clk), .rst(rst), .s_valid(s_valid), .s_ready(s_ready), "
+    o.append(f"    {meta['top']} #(.UPD_MUL({int(upd_mul)})) u_dp (.clk(clk), .rst(rst), .s_valid(s_valid), "
+             ".s_ready(s_ready), "
              + ", ".join(conns[:3]) + ",")
     o.append("        .m_valid(m_valid), .m_ready(m_ready), .m_pred(m_pred), " + ", ".join(conns[3:]) +
-             ", .rd_wdata(rd_wdata), .rd_bdata(rd_bdata), .busy(busy));")
+             ", .rd_wdata(rd_wdata), .rd_bdata(rd_bdata),")
+    o.append("        .wr_wen(1'b0), .wr_ben(1'b0), .wr_wdata({%d{1'b0}}), .wr_bdata({%d{1'b0}}), .busy(busy));"
+             % (pw["rd_wdata"], pw["rd_bdata"]))
     o.append("endmodule")
     return "\n".join(o) + "\n"
 
@@ -244,7 +249,8 @@ def synthesize_ice40(prj: Path, part: str = "ice40-up5k", seeds=(1,), top: str |
     if top is not None:
         meta["top"] = top
     dev, package, opts = ICE40_PARTS[part]
-    (prj / ICE40_WRAPPER).write_text(ice40_wrapper(meta))
+    # without DSPs the multipliers are LUTs, and a shared one puts its operand mux on the forward pass's path
+    (prj / ICE40_WRAPPER).write_text(ice40_wrapper(meta, upd_mul="-dsp" not in opts))
     files = (prj / "filelist.f").read_text().split() + [ICE40_WRAPPER]
     net, stat_path, log = f"{part}.json", prj / f"stat_{part}.json", f"yosys_{part}.log"
     for stale in [prj / net, stat_path, *prj.glob(f"nextpnr_{part}_s*.json")]:

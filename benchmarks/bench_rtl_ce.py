@@ -1,0 +1,108 @@
+"""Loss ce (softmax output error, hw/el_softmax.v) in the generated datapath: bits, cycles and resources beside bce.
+
+    .venv/bin/python benchmarks/bench_rtl_ce.py                       # everything (real MNIST from ../shared/data)
+    .venv/bin/python benchmarks/bench_rtl_ce.py --only check --samples 6 --icarus-samples 2
+    .venv/bin/python benchmarks/bench_rtl_ce.py --only resources
+
+* check: 784-32-10 (tanh, DRTP, 8-bit preset, 16 MAC lanes) on the first real MNIST training images, and 16-12-4
+  (3 MAC lanes) on random inputs, each with loss bce and with loss ce on the same samples, lockstep in Verilator
+  (--samples) and Icarus (--icarus-samples): every prediction and, after every sample, every weight and bias
+  against the engine's golden trace; compute cycles per training sample (last input beat -> idle) and what ce adds
+  over bce.
+* resources: yosys synth_xilinx + stat of 784-32-10 (16 MAC lanes), ce vs bce (LUT, FF, BRAM36, DSP, LUTRAM).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "rtl_tb"))
+sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
+from synth_table import synth_table  # noqa: E402 (benchmarks/, beside this script)
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_SIZES = (784, 32, 10)
+
+
+def engine(loss: str, sizes):
+    from test_mlp import _spec
+
+    from edgelearn.fixed.engine import FixedEngine
+
+    return FixedEngine(_spec(list(sizes), ["tanh"] * (len(sizes) - 2), loss=loss, name=f"rtl-{loss}"), bits=8,
+                       seed=0, lr_shift=4 if sizes[0] == 784 else 3, threads=1)
+
+
+def mnist_samples(eng, n: int):
+    from edgelearn.data import load_dataset
+
+    ds = load_dataset("mnist", MNIST, n_train=n, n_test=1)
+    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
+    return X, np.asarray(ds.y_train[:n], dtype=np.int64), np.ones(n, dtype=bool)
+
+
+def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
+    from test_mlp import _random_samples
+
+    from edgelearn.rtl.generate import write_rtl
+    from edgelearn.rtl.verify import run_bench
+
+    print("lockstep, every prediction, weight and bias compared with the engine after every sample; 8-bit preset, "
+          "DRTP; cycles = compute cycles per training sample (last input beat -> idle)")
+    print(f"{'design':<26} {'loss':<4} {'simulator':<9} {'samples':>7} {'pred mm':>8} {'W,b mm':>8} "
+          f"{'weights':>10} {'cycles':>8} {'ce - bce':>8} {'sim s':>6}")
+    runs = []
+    if MNIST.exists():
+        runs += [("784-32-10 MNIST", MNIST_SIZES, mnist_samples, parallel, (("verilator", n_ver), ("icarus", n_ica)))]
+    else:
+        print(f"(no MNIST under {MNIST}: the small config only)")
+    runs += [("16-12-4 random", (16, 12, 4), lambda e, n: _random_samples(e, n, seed=7), 3,
+              (("verilator", 12), ("icarus", 12)))]
+    for label, sizes, samples, par, sims in runs:
+        for sim, n in sims:
+            if n <= 0:
+                continue
+            base = None
+            for loss in ("bce", "ce"):
+                eng = engine(loss, sizes)
+                X, y, train = samples(eng, n)
+                with tempfile.TemporaryDirectory(prefix="bench-rtl-ce-") as tmp:
+                    design = write_rtl(eng, Path(tmp) / "prj", parallel=par)
+                    rep = run_bench(eng, design, Path(tmp) / "prj", sim, "mlp_lockstep", X, y, train)
+                tr = np.asarray(rep["golden"]["train"], dtype=bool)
+                cyc = float(np.mean(np.asarray(rep["compute_cycles"])[tr]))
+                bits = rep["weight_bits_mismatched"] + rep["bias_bits_mismatched"]
+                extra = "" if base is None else f"{cyc - base:>+8.1f}"
+                print(f"{label:<26} {loss:<4} {sim:<9} {rep['samples']:>7} {rep['pred_mismatches']:>8} {bits:>8} "
+                      f"{rep['weights_compared']:>10,} {cyc:>8,.1f} {extra:>8} {rep['sim_seconds']:>6.0f}",
+                      flush=True)
+                base = cyc if base is None else base
+
+
+def bench_resources(parallel: int) -> None:
+    synth_table("784-32-10 tanh DRTP 8-bit preset",
+                [(f"loss {loss}", lambda loss=loss: engine(loss, MNIST_SIZES), {}) for loss in ("bce", "ce")],
+                parallel)
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("check", "resources"))
+    ap.add_argument("--samples", type=int, default=6, help="MNIST samples in Verilator (default 6)")
+    ap.add_argument("--icarus-samples", type=int, default=0, help="MNIST samples in Icarus (default 0)")
+    ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per layer of 784-32-10 (default 16)")
+    args = ap.parse_args(argv)
+    from edgelearn.rtl.sim import tool_env
+
+    tool_env()
+    if args.only in (None, "check"):
+        bench_check(args.samples, args.icarus_samples, args.parallel)
+    if args.only in (None, "resources"):
+        bench_resources(args.parallel)
+
+
+if __name__ == "__main__":
+    main()
