@@ -731,6 +731,22 @@ module el_layer #(
 
     // ---------------------------------------------------------------------------------------------------------
     // control
+
+    // the update starts at the first non-zero input's first word (three states enter it: after the forward pass,
+    // after the output error arrives, after the DFA projection drains); the bias pass alone when no input is
+    // non-zero
+    task start_update;
+        begin
+            u_t <= 0;
+            u_g <= 0;
+            u_base <= 0;
+            u_ph <= 0;
+            bias_g <= 0;
+            bias_s <= 0;
+            state <= (nnz == 0) ? ST_BPRE : ST_UPD;
+        end
+    endtask
+
     always @(posedge clk) begin
         out_we <= 1'b0;
         out_done <= 1'b0;
@@ -924,13 +940,7 @@ module el_layer #(
                         ce_g <= 0;
                         state <= ST_WAITE;
                     end else if (train && LEARN) begin
-                        u_t <= 0;
-                        u_g <= 0;
-                        u_base <= 0;
-                        u_ph <= 0;
-                        bias_g <= 0;
-                        bias_s <= 0;
-                        state <= (nnz == 0) ? ST_BPRE : ST_UPD;
+                        start_update;
                     end else begin
                         nnz <= 0;
                         state <= ST_IDLE;
@@ -958,13 +968,7 @@ module el_layer #(
                     ce_c <= ce_c + 1'b1;
                     if (ce_c == N_OUT - 1) begin
                         e_valid_out <= 1'b1;
-                        u_t <= 0;
-                        u_g <= 0;
-                        u_base <= 0;
-                        u_ph <= 0;
-                        bias_g <= 0;
-                        bias_s <= 0;
-                        state <= (nnz == 0) ? ST_BPRE : ST_UPD;
+                        start_update;
                     end
                 end
                 ST_PROJ: if (DIRECT) begin
@@ -980,13 +984,7 @@ module el_layer #(
                 end
                 ST_PDRAIN: if (!p2_valid) begin
                     dw_done <= 1'b1;
-                    u_t <= 0;
-                    u_g <= 0;
-                    u_base <= 0;
-                    u_ph <= 0;
-                    bias_g <= 0;
-                    bias_s <= 0;
-                    state <= (nnz == 0) ? ST_BPRE : ST_UPD;
+                    start_update;
                 end
                 ST_BDRAIN: state <= ST_IDLE;  // the last bias word is written (stage D)
                 ST_BPRE: if (LEARN) begin  // the modulatory word of bias word 0 (its draws: rng_step)
