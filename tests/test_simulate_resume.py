@@ -44,6 +44,12 @@ def test_a_checkpoint_of_another_run_is_refused_in_one_line(tmp_path, capsys):
     assert len(err) == 1 and "holds a simulation with another" in err[0] and "lr_shift" in err[0], err
     assert (out / "results.json").read_bytes() == before  # nothing rewritten
     assert _run(out, "--epochs", "2", "--lr-shift", "3", "--no-resume") == 0
+    with np.load(out / "checkpoint.npz") as z:  # a member missing: one line too, not a traceback
+        members = {k: z[k] for k in z.files if k != "cnt"}
+    np.savez(out / "checkpoint.npz", **members)
+    assert _run(out, "--epochs", "3", "--lr-shift", "3") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged checkpoint" in err[0] and "'cnt'" in err[0], err
     (out / "checkpoint.npz").write_bytes(b"not a checkpoint")
     assert _run(out, "--epochs", "3", "--lr-shift", "3") == 2
     assert "cannot read the checkpoint" in capsys.readouterr().err

@@ -58,6 +58,8 @@ def load(path, eng, twin, run: dict[str, Any]) -> int:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
         state = json.loads(str(data["state"]))
+        if not isinstance(state, dict):
+            raise TypeError("state")
     except Exception as exc:  # noqa: BLE001 - any damage is the same message
         raise ConfigError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); delete it or use "
                           f"--no-resume") from None
@@ -66,15 +68,22 @@ def load(path, eng, twin, run: dict[str, Any]) -> int:
         diff = first_difference(held, run) or first_difference(run, held)
         what = f"{diff[0]} ({diff[1]!r} there, {diff[2]!r} now)" if diff else "configuration"
         raise ConfigError(f"{path.parent} holds a simulation with another {what}; use another --out or --no-resume")
+    try:
+        return _restore(data, state, eng, twin)
+    except DataError as exc:  # the engine's part, checked by the weight-file reader
+        raise ConfigError(f"{path}: damaged engine state ({exc})") from None
+    except (KeyError, ValueError, TypeError) as exc:  # a member missing or of another shape
+        raise ConfigError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc}); delete it or use "
+                          f"--no-resume") from None
+
+
+def _restore(data: dict[str, np.ndarray], state: dict[str, Any], eng, twin) -> int:
     if (twin is None) != (state["twin_history"] is None):
-        raise ConfigError(f"{path}: the checkpoint was written {'without' if twin is not None else 'with'} the twin")
+        raise ValueError(f"written {'without' if twin is not None else 'with'} the float twin")
     with tempfile.TemporaryDirectory(prefix="edgelearn-ckpt-") as tmp:
         wpath = Path(tmp) / "engine.npz"
         wpath.write_bytes(data["engine"].tobytes())
-        try:
-            src = read_weights(wpath, type(eng), check_spec)
-        except DataError as exc:
-            raise ConfigError(f"{path}: damaged engine state ({exc})") from None
+        src = read_weights(wpath, type(eng), check_spec)
     _copy_engine(src, eng)
     eng.cnt[...] = data["cnt"]  # after the data's quantization, which counted its input events again
     if eng.front is not None:
