@@ -89,13 +89,7 @@ module el_feedback #(
     localparam integer BAW = PW + KW + CW;            // P^T a
     localparam integer RHW = ((BAW + FR - FA > SF + 2 + FR - SF) ? BAW + FR - FA : SF + 2 + FR - SF) + 2;
     localparam integer QIW = EW + XW + 2;             // u_t x_j
-    localparam integer QDW = ((QIW > EF + XF + LR - QF) ? QIW - (EF + XF + LR - QF) : 1)
-                             + ((EF + XF + LR - QF < 0) ? QF - EF - XF - LR : 0) + 2;
-    localparam integer QVW = ((QDW > QW) ? QDW : QW) + 2;
     localparam integer PIW = 2 * KW + 1;              // a_t rho_i
-    localparam integer PDW = ((PIW > 2 * KF + PLR - PF) ? PIW - (2 * KF + PLR - PF) : 1)
-                             + ((2 * KF + PLR - PF < 0) ? PF - 2 * KF - PLR : 0) + 2;
-    localparam integer PVW = ((PDW > PW) ? PDW : PW) + 2;
 
     localparam [3:0] F_IDLE = 4'd0, F_SRC = 4'd1, F_U = 4'd2, F_UOUT = 4'd3, F_WPROJ = 4'd4, F_Q = 4'd5,
                      F_OMAX = 4'd6, F_OLEAD = 4'd7, F_OA = 4'd8, F_ORHO = 4'd9, F_OUPD = 4'd10, F_END = 4'd11;
@@ -187,13 +181,9 @@ module el_feedback #(
     // ---- P's increment: P[t,i] + round(a_t rho_i 2^-PLR), then P's overflow
     wire signed [KW:0] rhov = KS ? $signed({rho_q[KW-1], rho_q}) : $signed({1'b0, rho_q});
     wire signed [PIW-1:0] pprod = aev * rhov;
-    wire [PDW-1:0] pd;
-    el_convert #(.IW(PIW), .S(2 * KF + PLR - PF), .RMODE(PR), .OW(PDW), .OSIGNED(1), .OMODE(0))
-        u_pd (.din(pprod), .rnd(32'd0), .dout(pd), .ovf());
-    wire signed [PVW-1:0] psum = $signed(pv) + $signed(pd);
     wire [PW-1:0] p_new;
-    el_convert #(.IW(PVW), .S(0), .RMODE(0), .OW(PW), .OSIGNED(PS), .OMODE(PO))
-        u_pn (.din(psum), .rnd(32'd0), .dout(p_new), .ovf());
+    el_fb_step #(.IW(PIW), .S(2 * KF + PLR - PF), .RMODE(PR), .W(PW), .WSIGNED(PS), .WMODE(PO))
+        u_pn (.prod(pprod), .v(pv), .v_new(p_new));
 
     // ---- Q's increment: lane ql of word qa, input j = qj: Q + round(u_t x_j 2^-LR), then Q's overflow
     wire [QP*QW-1:0] q_word = qmem[qa[QAW-1:0]];
@@ -202,13 +192,9 @@ module el_feedback #(
     wire [XW-1:0] x_raw = xv[qj[IDXW-1:0]];
     wire signed [XW:0] xsv = XS ? $signed({x_raw[XW-1], x_raw}) : $signed({1'b0, x_raw});
     wire signed [QIW-1:0] qprod = uev * xsv;
-    wire [QDW-1:0] qd;
-    el_convert #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .OW(QDW), .OSIGNED(1), .OMODE(0))
-        u_qd (.din(qprod), .rnd(32'd0), .dout(qd), .ovf());
-    wire signed [QVW-1:0] qsum = $signed(qv) + $signed(qd);
     wire [QW-1:0] q_new;
-    el_convert #(.IW(QVW), .S(0), .RMODE(0), .OW(QW), .OSIGNED(QS), .OMODE(QO))
-        u_qn (.din(qsum), .rnd(32'd0), .dout(q_new), .ovf());
+    el_fb_step #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .W(QW), .WSIGNED(QS), .WMODE(QO))
+        u_qn (.prod(qprod), .v(qv), .v_new(q_new));
     wire q_live = (qj < NQ) && xbit[qj[IDXW-1:0]];
     // QPAR: lane l of word qa is input j = qj + l (a zero or padding input leaves its entry as it is)
     wire [QP*QW-1:0] q_word_par;
@@ -223,13 +209,9 @@ module el_feedback #(
                 wire [QW-1:0] ql_raw = q_word[gq*QW +: QW];
                 wire signed [QW:0] qlv = QS ? $signed({ql_raw[QW-1], ql_raw}) : $signed({1'b0, ql_raw});
                 wire signed [QIW-1:0] lprod = uev * xl;
-                wire [QDW-1:0] ld;
-                el_convert #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .OW(QDW), .OSIGNED(1), .OMODE(0))
-                    u_ld (.din(lprod), .rnd(32'd0), .dout(ld), .ovf());
-                wire signed [QVW-1:0] lsum = $signed(qlv) + $signed(ld);
                 wire [QW-1:0] lnew;
-                el_convert #(.IW(QVW), .S(0), .RMODE(0), .OW(QW), .OSIGNED(QS), .OMODE(QO))
-                    u_ln (.din(lsum), .rnd(32'd0), .dout(lnew), .ovf());
+                el_fb_step #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .W(QW), .WSIGNED(QS), .WMODE(QO))
+                    u_ln (.prod(lprod), .v(qlv), .v_new(lnew));
                 assign q_word_par[gq*QW +: QW] = live ? lnew : ql_raw;
             end else begin : g_off
                 assign q_word_par[gq*QW +: QW] = {QW{1'b0}};
@@ -406,4 +388,32 @@ module el_feedback #(
             endcase
         end
     end
+endmodule
+
+
+// One learning step of a feedback word (Q, B or P; docs/arithmetic.md §16, arith.update_weight): the increment
+// prod 2^-S rounded with the word's rounding into an exact width, added to the word v (sign- or zero-extended by
+// one bit), then the word's overflow. Q's serial and per-lane steps and P's Oja step share it.
+module el_fb_step #(
+    parameter integer IW      = 16,
+    parameter integer S       = 0,
+    parameter integer RMODE   = 0,
+    parameter integer W       = 8,
+    parameter integer WSIGNED = 1,
+    parameter integer WMODE   = 0
+) (
+    input  wire signed [IW-1:0] prod,
+    input  wire signed [W:0]    v,
+    output wire [W-1:0]         v_new
+);
+    // the increment's width: the product's integer bits above the shift (at least one), the left shift's extra
+    // bits when S < 0, and two more so that the sum below never wraps
+    localparam integer DW = ((IW > S) ? IW - S : 1) + ((S < 0) ? -S : 0) + 2;
+    localparam integer VW = ((DW > W) ? DW : W) + 2;
+    wire [DW-1:0] d;
+    el_convert #(.IW(IW), .S(S), .RMODE(RMODE), .OW(DW), .OSIGNED(1), .OMODE(0))
+        u_d (.din(prod), .rnd(32'd0), .dout(d), .ovf());
+    wire signed [VW-1:0] sum = $signed(v) + $signed(d);
+    el_convert #(.IW(VW), .S(0), .RMODE(0), .OW(W), .OSIGNED(WSIGNED), .OMODE(WMODE))
+        u_n (.din(sum), .rnd(32'd0), .dout(v_new), .ovf());
 endmodule
