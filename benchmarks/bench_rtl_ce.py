@@ -88,6 +88,7 @@ def bench_resources(parallel: int) -> None:
                 [(f"loss {loss}", lambda loss=loss: engine(loss, MNIST_SIZES), {}) for loss in ("bce", "ce")],
                 parallel)
 
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("check", "resources"))

@@ -84,6 +84,7 @@ def bench_resources(parallel: int) -> None:
                 [(label, spoon_engine, {"learning": learning})
                  for label, learning in (("inference only", False), ("DRTP learning", True))], parallel)
 
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("check", "resources"))

@@ -116,6 +116,7 @@ def bench_resources(parallel: int, rules=("ldfa",)) -> None:
                 [(f"{rule} learning", lambda rule=rule: engine(rule, MNIST_SIZES, 4), {}) for rule in ("drtp", *rules)],
                 parallel)
 
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("check", "resources"))
