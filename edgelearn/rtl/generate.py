@@ -32,6 +32,7 @@ import jinja2
 import numpy as np
 
 from ..errors import ConfigError, FormatError
+from ..fixed.engine_kernels import LOSS_CODES
 from ..fixed.formats import OVERFLOW, ROUNDING, FixedFormat
 from ..fixed.lfsr import TAPS
 from ..fixed.lower import lower, raise_unsupported
@@ -53,8 +54,8 @@ HW_FRONT_FILES = ("el_front.v",)
 HW_FEEDBACK_FILES = ("el_feedback.v",)
 #: the output error's softmax under loss ce (only in a learning design with that loss)
 HW_SOFTMAX_FILES = ("el_softmax.v",)
-#: el_layer's LOSS codes
-HW_LOSS_CODES = {"bce": 0, "mse": 1, "ce": 2}
+#: el_layer's LOSS codes: the engine's (the loss a design implements is the engine's loss)
+HW_LOSS_CODES = LOSS_CODES
 #: the codes el_layer.v distinguishes, passed to every instance as parameters (R_*, A_*)
 HW_RULE_CODES = (RuleCode.DRTP, RuleCode.SDFA, RuleCode.DFA, RuleCode.SHALLOW, RuleCode.OUTPUT)
 HW_ACT_CODES = (ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU)
