@@ -450,6 +450,17 @@ def test_learning_conv_refusals_are_one_line():
         FixedEngine(conv_spec(conv_rule="dfa"), bits=32)
     # a frozen conv (shallow) keeps its records: no signal formats
     assert "error" not in FixedEngine(conv_spec(), bits=8).formats()["layers"]["conv1"]
+    # an update format named for a conv layer would go unused (its increments round into the weight format):
+    # refused naming the layer (--format or the config's per_layer); a network-wide one is the linear layers' (§15a)
+    for rule in ("drtp", "shallow"):
+        with pytest.raises(FormatError, match="layer conv1: precision.update is not supported") as exc:
+            FixedEngine(conv_spec(conv_rule=rule), bits=8, formats={"conv1.update": "fixed<16,4,STOCH>"})
+        assert "\n" not in str(exc.value)
+    with pytest.raises(FormatError, match="layer conv1: precision.update"):
+        FixedEngine(conv_spec(conv_rule="drtp", precision={"per_layer": {"conv1": {"update": "fixed<16,4>"}}}),
+                    bits=8)
+    eng = FixedEngine(conv_spec(conv_rule="drtp"), bits=8, formats={"update": "fixed<16,4>"})
+    assert eng.precision.layers[0].update is not None
 
 
 def test_weight_file_keeps_a_learning_conv_layer(tmp_path):

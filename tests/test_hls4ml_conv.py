@@ -1,6 +1,8 @@
 """The hls4ml inference project of a conv network (docs/hls.md "hls4ml inference of conv networks"): Brevitas ->
 QONNX -> hls4ml's streaming conv / pool layers, C-simulated with g++ and compared with the engine's forward pass
 bit for bit."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from needs import require_tool
 require_tool("hls4ml", "g++", "ap_types", allow_module_level=True)
 from edgelearn.fixed import FixedEngine  # noqa: E402
 from edgelearn.fixed.weights_file import clone_engine  # noqa: E402
+from edgelearn.hls import hls4ml_export as hx  # noqa: E402
 from edgelearn.hls import project as hls  # noqa: E402
 from edgelearn.hls.brevitas_model import check_exportable  # noqa: E402
 from edgelearn.hls.project import _popcount  # noqa: E402
@@ -34,8 +37,20 @@ def bits(a, b, width):
     return int(_popcount((np.asarray(a) ^ np.asarray(b)) & ((1 << width) - 1)).sum())
 
 
-def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught(tmp_path):
-    eng = tiny_engine()
+# hls4ml's 1x1-conv pass copies the Conv2D's strategy 'latency' over the configured 'Latency' and says so
+@pytest.mark.filterwarnings("ignore:Overriding attribute 'strategy' of layer .*latency -> Latency")
+def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught(tmp_path, monkeypatch):
+    # TINY with a 1x1 conv2 (4 products per position: Latency) and conv1 (18) over an unroll limit lowered to 16:
+    # conv1 goes Resource.  Its accumulator saturates, so only a reuse factor that is a multiple of its patch (9)
+    # keeps the engine's order: kernel 0 sums +1.9 x3 (saturating) then -1.9 x3, where reuse factor 3 would
+    # alternate them (87 mismatching bits here, docs/hls.md)
+    layers = [TINY[0], {"type": "conv2d", "out": 2, "kernel": 1, "act": "relu", "name": "conv2"}] + TINY[1:]
+    eng = tiny_engine(layers, formats={"conv1.accum": "fixed<9,3,RND,SAT>"})
+    W = eng.front.W[0].copy()
+    W[0, 0] = np.rint(np.array([[1.9] * 3, [-1.9] * 3, [0] * 3]) * 2 ** eng.precision.front[0].weight.frac)
+    eng.set_front_weights("conv1", W, eng.front.b[0])
+    assert [bool(e) for e in eng.front.exact] == [False, True, False, False]
+    monkeypatch.setattr(hx, "plan_conv", functools.partial(hx.plan_conv, limit=16))
     X, y, source = hls.tb_samples(eng, 6, None, None, eng.seed)
     assert source.startswith("digits")
     # both projects, no warning: the hls4ml project of a conv network is written
@@ -43,8 +58,9 @@ def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught
     assert res.hls4ml is not None and res.kernel is not None and res.summary["warnings"] == []
     info = res.summary["hls4ml"]
     assert info["io_type"] == "io_stream"
-    assert [(la["kind"], la["layer"], la["strategy"], la["reuse_factor"]) for la in info["layers"]] == [
-        ("conv2d", "conv1", "Latency", 1), ("dense", "out", "Latency", 1)]
+    assert [(la["kind"], la["layer"], la["strategy"], la["reuse_factor"], la["unrolled_multiplications"])
+            for la in info["layers"]] == [("conv2d", "conv1", "Resource", 9, 2), ("conv2d", "conv2", "Latency", 1, 4),
+                                          ("dense", "out", "Latency", 1, 80)]
     assert (tmp_path / "out" / "hls4ml_model.fml").is_file()
     fo = eng.precision.layers[-1].accum
     z = res.hls4ml.predict_raw(X)
@@ -55,6 +71,16 @@ def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught
     bad = clone_engine(eng)
     bad.set_front_weights("conv1", eng.front.W[0].transpose(0, 1, 3, 2), eng.front.b[0])
     assert bits(z, bad.output_raw(X), fo.width) > 0
+
+
+def test_conv_plan_past_the_unroll_limit():
+    # the default limit keeps TINY's conv on Latency; past it Resource: any accepted factor for an exact
+    # accumulator (9x2: 3, 6 products a step), a multiple of the patch for one that can saturate (9, 2 a step)
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_conv(tiny_engine())] == [("Latency", 1)]
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_conv(tiny_engine(), limit=8)] == [("Resource", 3)]
+    narrow = tiny_engine(formats={"conv1.accum": "fixed<9,3,RND,SAT>"})
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_conv(narrow, limit=8)] == [("Resource", 9)]
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_conv(narrow, limit=1)] == [("Resource", 18)]
 
 
 def test_conv_layers_hls4ml_cannot_carry_exactly_are_refused_with_one_line(tmp_path):

@@ -5,6 +5,7 @@ import inspect
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,28 @@ def test_written_files_memory_images_and_design_json(tmp_path):
     # MACs / lanes: forward and update of both layers (12 and 8 non-zero inputs)
     assert d.ideal_cycles([12, 8], True) == math.ceil(2 * (12 * 8 / 3 + 8 * 4 / 3))
     assert d.ideal_cycles([12, 8], False) == math.ceil(12 * 8 / 3 + 8 * 4 / 3)
+
+
+def test_a_failed_write_leaves_no_tmp_folder_and_the_old_design_untouched(tmp_path, monkeypatch):
+    eng = FixedEngine(_spec(), bits=8, seed=1)
+    out = tmp_path / "prj"
+    write_rtl(eng, out, parallel=3)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, n = Path.write_text, [0]
+
+    def write_text(self, *a, **kw):  # the disk fills up at the fourth file
+        n[0] += 1
+        if n[0] == 4:
+            raise OSError(28, "No space left on device")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    for target in (out, tmp_path / "new"):  # over an existing design, and a new one
+        n[0] = 0
+        with pytest.raises(OSError, match="No space"):
+            write_rtl(FixedEngine(_spec(), bits=8, seed=2), target, parallel=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prj"]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("make,err,words", [

@@ -148,7 +148,10 @@ def _print(res, origin: str) -> None:
         print(f"\n{title}: {res.out / info['dir']}" + (f" (part {info['part']})" if "part" in info else "")
               + (f", {info['io_type']}" if info.get("io_type") else ""))
         for la in info.get("layers", []):
-            per = " per output position" if la.get("kind", "dense") != "dense" else ""
+            per = ""
+            if la.get("kind", "dense") != "dense":  # Resource takes reuse-factor steps per position
+                per = (" per output position" if la["strategy"] == "Latency" else
+                       f" per step, {la['reuse_factor']} steps per output position")
             print(f"  {la.get('kind', 'dense')} {la['layer']} {la['n_in']}x{la['n_out']}: {la['strategy']}, reuse "
                   f"factor {la['reuse_factor']} ({la['unrolled_multiplications']} multiplications unrolled{per})")
         if info.get("serialized_model"):

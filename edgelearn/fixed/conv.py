@@ -485,8 +485,9 @@ def _mag(f) -> int:
 
 def check_conv_learning(layers, j: int, n_classes: int, out_error) -> None:
     """Refuse (one line) a learning conv layer the engine cannot run bit-exactly in int64: a missing signal format,
-    an update format, a point it cannot route to (point_pool), or formats whose exact intermediates (§15a: the
-    signal, signal x derivative, the kernel increment summed over every output position) could pass 2**63."""
+    a point it cannot route to (point_pool), or formats whose exact intermediates (§15a: the signal, signal x
+    derivative, the kernel increment summed over every output position) could pass 2**63.  (An update format named
+    for a conv layer is refused where the formats are resolved, precision._front_layer.)"""
     fp = layers[j]
     where = f"layer {fp.name}"
     for t in ("deriv", "error", "feedback"):

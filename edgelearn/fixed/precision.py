@@ -417,6 +417,13 @@ def _front_layer(j: int, layer, prev: FixedFormat | None, merged: dict[str, Any]
     m = dict(merged)
     m.update(per_layer.get(layer.name, {}))
     m.update(cli_layer.get(layer.name, {}))
+    own = {**per_layer.get(layer.name, {}), **cli_layer.get(layer.name, {})}
+    if own.get("update") not in (None, "none", "null"):
+        # a conv's increments go straight into its weight / bias formats (§15a): a named update format would be
+        # silently unused, so say so (a network-wide one is the linear layers', docs/arithmetic.md)
+        raise FormatError(f"{where}: precision.update is not supported for a conv layer (its kernel and bias "
+                          f"increments are rounded straight into the weight and bias formats, docs/arithmetic.md "
+                          f"§15a); set it for the linear layers only")
     for kind, modes in (("rounding", rounding), ("overflow", overflow)):
         if modes:
             _apply_modes(m, modes, kind, layer.name)

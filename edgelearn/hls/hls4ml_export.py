@@ -23,18 +23,20 @@ What makes it exact (every point is checked or enforced here; docs/hls.md has th
   reorders the sum, so it is allowed only when the accumulator can neither overflow nor round.
 
 A conv front end (docs/arithmetic.md §15) goes the same way, as hls4ml's streaming layers (``io_stream``): each
-conv is a ``Conv2D`` (Latency, reuse factor 1, the engine's weight / bias / accumulator types; its activation as a
-dense layer's), a max pool a ``Pooling2D`` in the input's type, an average pool a ``Pooling2D`` whose sum type holds
+conv is a ``Conv2D`` (the engine's weight / bias / accumulator types, Latency or, past the unroll limit, Resource
+with a reuse factor that keeps the engine's summation order where it matters, :func:`plan_conv`; its activation as
+a dense layer's), a max pool a ``Pooling2D`` in the input's type, an average pool a ``Pooling2D`` whose sum type holds
 the window sum and the exact quotient of a power-of-two window, so that the cast to the pool's format is the
 engine's rounded mean.  QONNX's channels-last conversion knows MaxPool but not AveragePool: an average pool goes
 through it as a MaxPool (same shapes, no padding) and gets its op type back (:func:`clean_qonnx`).  hls4ml reads
 the image and the flattened features channels-last, so a sum that depends on its order (a narrow accumulator) is
 refused where the orders differ (:func:`~edgelearn.hls.brevitas_model.check_exportable`).
 
-What makes it deployable: each dense layer's strategy and reuse factor are chosen so that it unrolls at most
-:data:`MAX_UNROLLED_MULTS` multiplications (:func:`plan_dense`), a reuse factor hls4ml changes is reported with the
-value it writes, and hls4ml's own serialization of the configured model (``hls4ml_model.fml``) is written beside the
-project: ``hls4ml_config.yml`` does not hold the types set here, so only the serialization rebuilds the firmware.
+What makes it deployable: each dense and conv layer's strategy and reuse factor are chosen so that it unrolls at
+most :data:`MAX_UNROLLED_MULTS` multiplications (:func:`plan_dense`, :func:`plan_conv`), a reuse factor hls4ml
+changes is reported with the value it writes, and hls4ml's own serialization of the configured model
+(``hls4ml_model.fml``) is written beside the project: ``hls4ml_config.yml`` does not hold the types set here, so
+only the serialization rebuilds the firmware.
 """
 from __future__ import annotations
 
@@ -321,7 +323,7 @@ def _configure(hm, eng, plans: list[DensePlan]) -> dict[str, Any]:
         elif layer.class_name not in ("Input", "InputLayer", "Reshape", "Flatten"):
             raise HLSBuildError(f"unexpected hls4ml layer {layer.name} ({layer.class_name}) before the first Dense")
     if eng.front is not None:
-        report["front"] = _configure_front(pre, eng, idx_fmt)
+        report["front"] = _configure_front(pre, eng, idx_fmt, plans[:len(plans) - L])
     for k, d in enumerate(dense):
         lp = prec.layers[k]
         act = eng.acts[k] if k < L - 1 else "output"
@@ -392,14 +394,15 @@ def pool_sum_format(fp) -> FixedFormat:
     return FixedFormat(f.width + 2 * lg, f.integer + lg, f.signed, "TRN", "WRAP")
 
 
-def _configure_front(pre: list, eng, idx_fmt: FixedFormat) -> list[dict[str, Any]]:
+def _configure_front(pre: list, eng, idx_fmt: FixedFormat, plans: list[DensePlan]) -> list[dict[str, Any]]:
     """The hls4ml layers before the first Dense of a network with a conv front end, in the engine's formats: each
-    Conv2D as a dense layer with its activation, each Pooling2D in its input's format (an average pool's sum in
-    :func:`pool_sum_format`), every layer that moves words in the format of the words it moves."""
+    Conv2D as a dense layer with its activation and its strategy of ``plans`` (:func:`plan_conv`), each Pooling2D
+    in its input's format (an average pool's sum in :func:`pool_sum_format`), every layer that moves words in the
+    format of the words it moves."""
     front = eng.precision.front
     cur = front[0].input
     report = []
-    j = -1
+    j = c = -1
     i = 0
     while i < len(pre):
         layer = pre[i]
@@ -420,7 +423,8 @@ def _configure_front(pre: list, eng, idx_fmt: FixedFormat) -> list[dict[str, Any
                 while i < len(pre) and pre[i].class_name in ("Activation", "UnaryLUT", "ReLU"):
                     after.append(pre[i])
                     i += 1
-                layer.set_attr("strategy", "latency")
+                c += 1
+                layer.set_attr("strategy", plans[c].strategy.lower())
                 report.append(_configure_dot(layer, fp, fp.act_name, after, idx_fmt))
             else:
                 acc = pool_sum_format(fp) if want == "avgpool" else fp.input
@@ -483,20 +487,27 @@ class DensePlan:
     kind: str = "dense"
 
 
-def plan_conv(eng) -> list[DensePlan]:
-    """The front end's conv layers: Latency, reuse factor 1 (hls4ml's streaming conv computes one output position
-    at a time, all its C_out * C_in*k*k products unrolled); a layer over :data:`MAX_UNROLLED_MULTS` gets a note.
-    Latency sums the patch in order after the bias, which a narrow accumulator needs (the engine's order)."""
+def plan_conv(eng, backend: str = "Vitis", limit: int = MAX_UNROLLED_MULTS) -> list[DensePlan]:
+    """Strategy and reuse factor of the front end's conv layers.  hls4ml's streaming conv runs one dense product
+    per output position (``n_in`` = C_in*k*k, ``n_out`` = C_out): Latency (reuse factor 1, all n_in*n_out
+    products unrolled, summed after the bias in patch order, the engine's order) while that fits ``limit``, else
+    Resource with the smallest reuse factor hls4ml accepts that fits.  Resource's ``ReuseLoop`` adds input
+    ``w % n_in`` of output ``w // n_in`` at step ``w % reuse_factor``: with a reuse factor a multiple of n_in each
+    output's inputs come in index order after the bias, Latency's order, so a conv whose accumulator can round or
+    overflow takes only such a factor; one whose accumulator is exact (any order, the same bits) takes any.
+    ``rf = n_in*n_out`` (one product per step) is always both, so a bit-exact plan always exists."""
     plans = []
-    for fp in eng.precision.front or []:
+    for j, fp in enumerate(eng.precision.front or []):
         if fp.type != "conv2d":
             continue
         n_in, n_out = fp.in_shape[0] * fp.kernel * fp.kernel, fp.out_shape[0]
-        notes = []
-        if n_in * n_out > MAX_UNROLLED_MULTS:
-            notes.append(f"layer {fp.name}: conv Latency unrolls {n_in * n_out} multiplications per output position "
-                         f"(limit {MAX_UNROLLED_MULTS}); the export keeps conv layers on Latency, reuse factor 1")
-        plans.append(DensePlan(fp.name, n_in, n_out, None, None, "Latency", 1, notes=notes, kind="conv2d"))
+        st, rf = "Latency", 1
+        if n_in * n_out > limit:
+            exact = bool(eng.front.exact[j])
+            st = "Resource"
+            rf = next(r for r in _valid_reuse_factors(backend, n_in, n_out)
+                      if unrolled_mults(n_in, n_out, st, r) <= limit and (exact or r % n_in == 0))
+        plans.append(DensePlan(fp.name, n_in, n_out, None, None, st, rf, kind="conv2d"))
     return plans
 
 
@@ -546,9 +557,9 @@ def _record_conversion(plans: list[DensePlan], dense: list, backend: str) -> Non
     for p, d in zip(plans, dense):
         rf = int(d.get_attr("reuse_factor"))
         p.dense = d.name
-        if p.kind != "dense":
-            p.unrolled_multiplications = p.n_in * p.n_out
-            continue
+        if rf != p.reuse_factor and p.kind != "dense":
+            # plan_conv takes its factor from hls4ml's own list; another one may break the summation order
+            raise HLSBuildError(f"layer {p.layer}: hls4ml changed the conv's reuse factor {p.reuse_factor} to {rf}")
         if rf != p.reuse_factor:
             valid = _valid_reuse_factors(backend, p.n_in, p.n_out)
             asked = "requested" if p.requested_reuse_factor is not None else "chosen"
@@ -594,7 +605,7 @@ def convert_engine(eng, out_dir, *, backend: str = "vitis", model=None, part: st
                                      or reuse_factor < 1):
         raise ConfigError(f"reuse factor must be a positive integer, got {reuse_factor!r}")
     check_exportable(eng)
-    plans = plan_conv(eng) + plan_dense(eng, strategy, reuse_factor, BACKENDS[bkey])
+    plans = plan_conv(eng, BACKENDS[bkey]) + plan_dense(eng, strategy, reuse_factor, BACKENDS[bkey])
     n_conv = len(plans) - len(eng.precision.layers)
     if model is None:
         model = build_qat_model(eng)

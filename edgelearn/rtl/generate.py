@@ -556,10 +556,14 @@ def write_rtl(eng, out, *, parallel: int = 4, top: str = "el_mlp", learning: boo
     tmp = out.parent / f".{out.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    for rel, text in files.items():
-        p = tmp / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
+    try:
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+    except BaseException:  # a full disk, Ctrl-C: no half-written folder left beside ``out``, ``out`` untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         for rel in files:  # replace the generated files, keep anything else (e.g. simulation builds)
             dst = out / rel
