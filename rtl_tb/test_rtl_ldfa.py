@@ -66,3 +66,20 @@ def test_ldfa_factors_and_every_weight_match_the_engine(rule, sim, tmp_path):
         lay, B = design.layers[k], g[f"fb{k}"][-1]
         assert not np.array_equal(B[:nq, :r], lay.Q)
         assert p is None or not np.array_equal(B[nq:nq + p[0], :p[1]], lay.Pf)
+
+
+def test_el_feedback_has_one_p_multiplier(tmp_path):
+    """u = P delta, Oja's a = P s and P^T a run in different states, so they share one multiplier: el_feedback
+    (default parameters: ldfa, serial Q pass) elaborates to three -- P's, P's increment and Q's increment."""
+    require_tool("yosys")
+    import subprocess
+
+    from edgelearn.rtl.sim import HW_DIR
+
+    for name in ("q", "p"):
+        (tmp_path / f"{name}.hex").write_text("00\n" * 16)
+    (tmp_path / "m.ys").write_text(
+        f"read_verilog {HW_DIR / 'el_feedback.v'} {HW_DIR / 'el_convert.v'}\nhierarchy -top el_feedback\n"
+        "proc\nflatten\nopt -fast\ntee -q -o count.txt select -count t:$mul\n")
+    subprocess.run(["yosys", "-q", "-s", "m.ys"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "count.txt").read_text().split()[0] == "3"

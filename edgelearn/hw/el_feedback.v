@@ -87,6 +87,11 @@ module el_feedback #(
     localparam integer UAW = PW + EW + CW;            // u = P delta
     localparam integer AAW = PW + SF + 1 + CW;        // a = P s
     localparam integer BAW = PW + KW + CW;            // P^T a
+    // the one P multiplier's second operand (delta_i, s_i or a_t, signed) and the one accumulator: the widest of
+    // the three; each sum is exact in its own width, so the low bits of the wide one are its bits
+    localparam integer MOW = (SF + 2 > EW + 1) ? ((SF + 2 > KW + 1) ? SF + 2 : KW + 1)
+                                               : ((EW + 1 > KW + 1) ? EW + 1 : KW + 1);
+    localparam integer XAW = (UAW > AAW) ? ((UAW > BAW) ? UAW : BAW) : ((AAW > BAW) ? AAW : BAW);
     localparam integer RHW = ((BAW + FR - FA > SF + 2 + FR - SF) ? BAW + FR - FA : SF + 2 + FR - SF) + 2;
     localparam integer QIW = EW + XW + 2;             // u_t x_j
     localparam integer PIW = 2 * KW + 1;              // a_t rho_i
@@ -137,9 +142,7 @@ module el_feedback #(
     reg [LNW:0]     ql;
     reg [IDXW:0]    qj;
     reg [SGW:0]     sgc;
-    reg signed [UAW-1:0] uacc;
-    reg signed [AAW-1:0] aacc;
-    reg signed [BAW-1:0] bacc;
+    reg signed [XAW-1:0] acc;                         // u_t (F_U), a_t (F_OA) or P^T a (F_ORHO)
     reg [EW:0]      big;
     reg [7:0]       fs;
     reg [KW-1:0]    rho_q;
@@ -159,20 +162,27 @@ module el_feedback #(
     wire signed [EW:0] uev = ES ? $signed({u_cur[EW-1], u_cur}) : $signed({1'b0, u_cur});
     wire signed [KW:0] aev = KS ? $signed({a_cur[KW-1], a_cur}) : $signed({1'b0, a_cur});
 
+    // ---- the P multiply-accumulate: u, Oja's a and P^T a each multiply the P entry pv, in different states, so
+    // one multiplier takes the state's operand: delta_i (F_U), s_i (F_OA) or a_t (F_ORHO, the column walk over t)
+    wire signed [MOW-1:0] mop = (state == F_U) ? srcv : (state == F_OA) ? s_i : aev;
+    wire signed [PW+MOW:0] pm = pv * mop;
+    wire acc_first = (state == F_ORHO) ? (t == 0) : (i == 0);
+    wire signed [XAW-1:0] acc_new = (acc_first ? $signed({XAW{1'b0}}) : acc) + pm;
+
     // ---- U: u_t = sum_i P[t,i] delta_i, assigned to the error format
-    wire signed [UAW-1:0] uacc_new = ((i == 0) ? $signed({UAW{1'b0}}) : uacc) + pv * srcv;
+    wire signed [UAW-1:0] uacc_new = acc_new[UAW-1:0];
     wire [EW-1:0] u_conv;
     el_convert #(.IW(UAW), .S(PF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
         u_cu (.din(uacc_new), .rnd(32'd0), .dout(u_conv), .ovf());
 
     // ---- Oja a: a_t = sum_i P[t,i] s_i (SF fractional bits in s)
-    wire signed [AAW-1:0] aacc_new = ((i == 0) ? $signed({AAW{1'b0}}) : aacc) + pv * s_i;
+    wire signed [AAW-1:0] aacc_new = acc_new[AAW-1:0];
     wire [KW-1:0] a_conv;
     el_convert #(.IW(AAW), .S(PF + SF - KF), .RMODE(KR), .OW(KW), .OSIGNED(KS), .OMODE(KO))
         u_ca (.din(aacc_new), .rnd(32'd0), .dout(a_conv), .ovf());
 
     // ---- Oja rho: rho_i = s_i - sum_t P[t,i] a_t, the two aligned to FR fractional bits
-    wire signed [BAW-1:0] bacc_new = ((t == 0) ? $signed({BAW{1'b0}}) : bacc) + pv * aev;
+    wire signed [BAW-1:0] bacc_new = acc_new[BAW-1:0];
     wire signed [RHW-1:0] rho_x = ($signed(s_i) <<< (FR - SF)) - ($signed(bacc_new) <<< (FR - FA));
     wire [KW-1:0] rho_conv;
     el_convert #(.IW(RHW), .S(FR - KF), .RMODE(KR), .OW(KW), .OSIGNED(KS), .OMODE(KO))
@@ -262,14 +272,19 @@ module el_feedback #(
                         state <= HAS_P ? F_U : F_UOUT;
                     end
                 end
-                F_U: begin
-                    uacc <= uacc_new;
+                F_U, F_OA: begin  // one walk over P (pa = t*M + i): u = P delta (F_U) or Oja's a = P s (F_OA)
+                    acc <= acc_new;
                     pa <= pa + 1'b1;
                     if (i == M - 1) begin
-                        uv[t[TW-1:0]] <= u_conv;
+                        if (state == F_U) uv[t[TW-1:0]] <= u_conv;
+                        else av[t[TW-1:0]] <= a_conv;
                         i <= 0;
                         t <= t + 1'b1;
-                        if (t == R - 1) state <= F_UOUT;
+                        if (t == R - 1) begin
+                            t <= 0;
+                            pa <= 0;
+                            state <= (state == F_U) ? F_UOUT : F_ORHO;
+                        end
                     end else begin
                         i <= i + 1'b1;
                     end
@@ -336,24 +351,8 @@ module el_feedback #(
                     pa <= 0;
                     state <= (OJA_TGT || big != 0) ? F_OA : F_END;  // a zero source takes no step
                 end
-                F_OA: begin
-                    aacc <= aacc_new;
-                    pa <= pa + 1'b1;
-                    if (i == M - 1) begin
-                        av[t[TW-1:0]] <= a_conv;
-                        i <= 0;
-                        t <= t + 1'b1;
-                        if (t == R - 1) begin
-                            t <= 0;
-                            pa <= 0;
-                            state <= F_ORHO;
-                        end
-                    end else begin
-                        i <= i + 1'b1;
-                    end
-                end
                 F_ORHO: begin  // column i: sum over t of P[t,i] a_t (pa = t*M + i)
-                    bacc <= bacc_new;
+                    acc <= acc_new;
                     if (t == R - 1) begin
                         rho_q <= rho_conv;
                         t <= 0;
