@@ -6,7 +6,7 @@ import functools
 import numpy as np
 import pytest
 
-from edgelearn.errors import EdgelearnError
+from edgelearn.errors import EdgelearnError, FormatError
 from edgelearn.network import network_from_dict
 from needs import require_tool
 
@@ -40,17 +40,25 @@ def bits(a, b, width):
 # hls4ml's 1x1-conv pass copies the Conv2D's strategy 'latency' over the configured 'Latency' and says so
 @pytest.mark.filterwarnings("ignore:Overriding attribute 'strategy' of layer .*latency -> Latency")
 def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught(tmp_path, monkeypatch):
-    # TINY with a 1x1 conv2 (4 products per position: Latency) and conv1 (18) over an unroll limit lowered to 16:
+    # TINY with a 1x1 conv2 (2 products per position: Latency) and conv1 (18) over an unroll limit lowered to 16:
     # conv1 goes Resource.  Its accumulator saturates, so only a reuse factor that is a multiple of its patch (9)
     # keeps the engine's order: kernel 0 sums +1.9 x3 (saturating) then -1.9 x3, where reuse factor 3 would
-    # alternate them (87 mismatching bits here, docs/hls.md)
-    layers = [TINY[0], {"type": "conv2d", "out": 2, "kernel": 1, "act": "relu", "name": "conv2"}] + TINY[1:]
-    eng = tiny_engine(layers, formats={"conv1.accum": "fixed<9,3,RND,SAT>"})
+    # alternate them.  Likewise the dense layer out (4x10, one channel: the engine's feature order) past a limit
+    # of 20: its accumulator saturates, so reuse factor 4 (inputs in order), not 2 (0, 2, 1, 3), on output 0's
+    # +1.9, -1.9, +1.9, -1.9 after a bias of 1.  (Forced to 3 / 2: 21 / 28 mismatching bits here, docs/hls.md)
+    layers = [TINY[0], {"type": "conv2d", "out": 1, "kernel": 1, "act": "relu", "name": "conv2"}] + TINY[1:]
+    eng = tiny_engine(layers, formats={"conv1.accum": "fixed<9,3,RND,SAT>", "out.accum": "fixed<10,3,RND,SAT>"})
     W = eng.front.W[0].copy()
     W[0, 0] = np.rint(np.array([[1.9] * 3, [-1.9] * 3, [0] * 3]) * 2 ** eng.precision.front[0].weight.frac)
     eng.set_front_weights("conv1", W, eng.front.b[0])
+    W = eng.W[-1].copy()
+    W[:, 0] = np.rint(np.array([1.9, -1.9, 1.9, -1.9]) * 2 ** eng.precision.layers[-1].weight.frac)
+    b = eng.b[-1].copy()
+    b[0] = 2 ** eng.precision.layers[-1].bias.frac  # 1.0: bias + inputs 0 and 2 pass 4, the accumulator's range
+    eng.set_weights(0, W, b)
     assert [bool(e) for e in eng.front.exact] == [False, True, False, False]
     monkeypatch.setattr(hx, "plan_conv", functools.partial(hx.plan_conv, limit=16))
+    monkeypatch.setattr(hx, "plan_dense", functools.partial(hx.plan_dense, limit=20))
     X, y, source = hls.tb_samples(eng, 6, None, None, eng.seed)
     assert source.startswith("digits")
     # both projects, no warning: the hls4ml project of a conv network is written
@@ -59,8 +67,8 @@ def test_conv_network_through_hls4ml_is_bit_exact_and_transposed_taps_are_caught
     info = res.summary["hls4ml"]
     assert info["io_type"] == "io_stream"
     assert [(la["kind"], la["layer"], la["strategy"], la["reuse_factor"], la["unrolled_multiplications"])
-            for la in info["layers"]] == [("conv2d", "conv1", "Resource", 9, 2), ("conv2d", "conv2", "Latency", 1, 4),
-                                          ("dense", "out", "Latency", 1, 80)]
+            for la in info["layers"]] == [("conv2d", "conv1", "Resource", 9, 2), ("conv2d", "conv2", "Latency", 1, 2),
+                                          ("dense", "out", "Resource", 4, 10)]
     assert (tmp_path / "out" / "hls4ml_model.fml").is_file()
     fo = eng.precision.layers[-1].accum
     z = res.hls4ml.predict_raw(X)
@@ -81,6 +89,24 @@ def test_conv_plan_past_the_unroll_limit():
     narrow = tiny_engine(formats={"conv1.accum": "fixed<9,3,RND,SAT>"})
     assert [(p.strategy, p.reuse_factor) for p in hx.plan_conv(narrow, limit=8)] == [("Resource", 9)]
     assert [(p.strategy, p.reuse_factor) for p in hx.plan_conv(narrow, limit=1)] == [("Resource", 18)]
+
+
+def test_dense_plan_past_the_unroll_limit():
+    # the dense layer out (8x10 after TINY's front end) likewise: any accepted factor for an exact accumulator
+    # (8x10 over 40: 2), a multiple of its 8 inputs for one that can saturate (8, 10 products a step)
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_dense(tiny_engine())] == [("Latency", 1)]
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_dense(tiny_engine(), limit=40)] == [("Resource", 2)]
+    narrow = tiny_engine(formats={"out.accum": "fixed<10,3,RND,SAT>"})
+    assert [(p.strategy, p.reuse_factor, p.notes) for p in hx.plan_dense(narrow, limit=40)] == [("Resource", 8, [])]
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_dense(narrow, limit=4)] == [("Resource", 40)]
+    # a given reuse factor out of order: an explicit Resource is refused (one line), a chosen one stays Latency
+    with pytest.raises(FormatError, match="layer out: strategy Resource with reuse factor 2 reorders .* "
+                                          r"multiple of its 8 inputs keeps the order \(8, 16, 40, 80\)") as exc:
+        hx.plan_dense(narrow, "Resource", 2, limit=40)
+    assert "\n" not in str(exc.value)
+    assert [(p.strategy, p.reuse_factor) for p in hx.plan_dense(narrow, "Resource", 16)] == [("Resource", 16)]
+    (p,) = hx.plan_dense(narrow, None, 2, limit=40)
+    assert (p.strategy, p.reuse_factor) == ("Latency", 2) and "kept on Latency" in p.notes[0]
 
 
 def test_conv_layers_hls4ml_cannot_carry_exactly_are_refused_with_one_line(tmp_path):

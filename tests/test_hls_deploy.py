@@ -120,7 +120,7 @@ class _Dense:
         return self.rf
 
 
-def test_explicit_latency_over_the_limit_is_warned_and_inexact_resource_keeps_latency():
+def test_explicit_latency_over_the_limit_is_warned_and_inexact_resource_keeps_the_order():
     from edgelearn.fixed import FixedEngine
 
     eng = FixedEngine(load_network("fc1-500"), bits=8)
@@ -128,8 +128,8 @@ def test_explicit_latency_over_the_limit_is_warned_and_inexact_resource_keeps_la
     hx._record_conversion(plans, [_Dense("d0", 50), _Dense("d1", 50)], "Vitis")
     assert [p.unrolled_multiplications for p in plans] == [784 * 500, 500 * 10]
     assert all(len(p.notes) == 1 and "over the 4096" in p.notes[0] and "use Resource" in p.notes[0] for p in plans)
-    # an accumulator that rounds: Resource would reorder a rounding sum, so the layers stay on bit-exact Latency
+    # an accumulator that rounds: Resource with a reuse factor that is a multiple of n_in, which keeps the
+    # engine's order (784x500: 784, not 98; 500x10: 500, not 2), no note
     eng = FixedEngine(load_network("fc1-500"), bits=8, formats={"accum": "fixed<20,12>"})
     plans = hx.plan_dense(eng)
-    assert [(p.strategy, p.reuse_factor) for p in plans] == [("Latency", 1), ("Latency", 1)]
-    assert all(len(p.notes) == 1 and "kept on Latency" in p.notes[0] and "rounds" in p.notes[0] for p in plans)
+    assert [(p.strategy, p.reuse_factor, p.notes) for p in plans] == [("Resource", 784, []), ("Resource", 500, [])]

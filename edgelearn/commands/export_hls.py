@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=("Latency", "Resource"),
                    help="hls4ml dense strategy of every layer (default: per layer, Latency while the layer unrolls "
                         f"at most {MAX_UNROLLED_MULTS} multiplications, else Resource with the smallest reuse factor "
-                        "that fits; Resource only when the accumulator cannot overflow or round)")
+                        "that fits; where the accumulator can overflow or round, one that is a multiple of the layer's "
+                        "inputs, which keeps the engine's summation order)")
     p.add_argument("--reuse-factor", type=positive_int,
                    help="hls4ml reuse factor of every layer (default: per layer, see --strategy); hls4ml may "
                         "change it to the nearest one it accepts, which is reported")

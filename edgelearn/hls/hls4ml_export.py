@@ -20,7 +20,8 @@ What makes it exact (every point is checked or enforced here; docs/hls.md has th
 * **output** -- the model outputs the output layer's pre-activation ``z`` in its accumulator format, i.e. the
   engine's ``output_raw``; the class is its argmax (the sigmoid of a ``bce`` network does not change it).
 * **strategy** -- ``Latency`` accumulates bias first, then inputs in index order, like the engine; ``Resource``
-  reorders the sum, so it is allowed only when the accumulator can neither overflow nor round.
+  does so only at a reuse factor that is a multiple of n_in, so a layer whose accumulator can overflow or round
+  gets only such a factor (:func:`plan_dense`).
 
 A conv front end (docs/arithmetic.md §15) goes the same way, as hls4ml's streaming layers (``io_stream``): each
 conv is a ``Conv2D`` (the engine's weight / bias / accumulator types, Latency or, past the unroll limit, Resource
@@ -443,24 +444,19 @@ def _configure_front(pre: list, eng, idx_fmt: FixedFormat, plans: list[DensePlan
 
 
 def _resource_inexact(lp) -> str | None:
-    """Why strategy Resource is not bit-exact for layer ``lp`` (None when it is)."""
+    """Why strategy Resource at a reuse factor that is not a multiple of n_in is not bit-exact for layer ``lp``
+    (None when it is: :func:`plan_dense`)."""
     if order_free(lp):
         return None
     fp = lp.weight.frac + lp.input.frac
     if lp.accum.frac < fp or lp.accum.frac < lp.bias.frac:
-        return f"it reorders the accumulation; with accumulator {lp.accum} it rounds, so only Latency is bit-exact"
-    return f"it reorders the accumulation; accumulator {lp.accum} can overflow, so only Latency is bit-exact"
+        return f"reorders the accumulation, which rounds (accumulator {lp.accum})"
+    return f"reorders the accumulation, which can overflow (accumulator {lp.accum})"
 
 
-def _check_strategy(eng, strategy: str | None) -> None:
+def _check_strategy(strategy: str | None) -> None:
     if strategy is not None and strategy not in STRATEGIES:
         raise ConfigError(f"hls4ml strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    if strategy != "Resource":
-        return
-    for lp in eng.precision.layers:
-        why = _resource_inexact(lp)
-        if why:
-            raise FormatError(f"layer {lp.name}: strategy Resource {why}")
 
 
 def unrolled_mults(n_in: int, n_out: int, strategy: str, reuse_factor: int) -> int:
@@ -519,34 +515,41 @@ def _valid_reuse_factors(backend: str, n_in: int, n_out: int) -> list[int]:
 
 
 def plan_dense(eng, strategy: str | None = None, reuse_factor: int | None = None,
-               backend: str = "Vitis") -> list[DensePlan]:
-    """Strategy and reuse factor of every dense layer, keeping each under :data:`MAX_UNROLLED_MULTS` unrolled
-    multiplications when they are not given: Latency (reuse 1, the engine's accumulation order) while the layer's
-    n_in*n_out fits, else Resource with the smallest reuse factor hls4ml accepts that fits.  Bit-exactness comes
-    first: where Resource would not be exact (:func:`_resource_inexact`) the layer stays on Latency with a note, as
-    a larger reuse factor does not reduce what Latency unrolls.  Given values are kept (hls4ml may still change the
-    reuse factor; :func:`convert_engine` reports it)."""
-    _check_strategy(eng, strategy)
+               backend: str = "Vitis", limit: int = MAX_UNROLLED_MULTS) -> list[DensePlan]:
+    """Strategy and reuse factor of every dense layer, keeping each under ``limit`` unrolled multiplications when
+    they are not given: Latency (reuse 1, the engine's accumulation order: bias, then the inputs in index order)
+    while the layer's n_in*n_out fits, else Resource with the smallest reuse factor hls4ml accepts that fits.
+    Resource step ``r`` adds input ``w % n_in`` of output ``w // n_in`` for the weights ``w = r (mod reuse
+    factor)`` (hls4ml's ``dense_resource_rf_leq_nin`` at reuse factor n_in, ``_rf_gt_nin_rem0`` above): with a
+    reuse factor a multiple of n_in every output sums its inputs in index order after the bias, Latency's order,
+    so a layer whose accumulator can round or overflow (:func:`_resource_inexact`) takes only such a factor; one
+    whose accumulator is exact takes any.  ``n_in*n_out`` is always both, so a bit-exact plan always exists.
+    Given values are kept (hls4ml may still change the reuse factor; :func:`convert_engine` reports it), but for
+    such a layer on Resource only a factor that keeps the order: an explicit Resource with another one is refused,
+    a chosen Resource falls back to Latency with a note."""
+    _check_strategy(strategy)
     plans = []
     for lp in eng.precision.layers:
-        n = lp.n_in * lp.n_out
-        st, notes = strategy, []
-        if st is None:
-            st = "Latency"
-            if n > MAX_UNROLLED_MULTS:
-                why = _resource_inexact(lp)
-                if why is None:
-                    st = "Resource"
-                else:
-                    notes.append(f"layer {lp.name}: kept on Latency although it unrolls {n} multiplications "
-                                 f"(limit {MAX_UNROLLED_MULTS}): Resource {why}; an accumulator that can neither "
-                                 f"round nor overflow lets the export use Resource")
+        n, notes = lp.n_in * lp.n_out, []
+        why = _resource_inexact(lp)
+        st = strategy or ("Latency" if n <= limit else "Resource")
+        valid = _valid_reuse_factors(backend, lp.n_in, lp.n_out) if st == "Resource" else []
         rf = reuse_factor
         if rf is None:
             rf = 1
             if st == "Resource":
-                rf = next((r for r in _valid_reuse_factors(backend, lp.n_in, lp.n_out)
-                           if unrolled_mults(lp.n_in, lp.n_out, st, r) <= MAX_UNROLLED_MULTS), rf)
+                rf = next(r for r in valid
+                          if unrolled_mults(lp.n_in, lp.n_out, st, r) <= limit and (why is None or r % lp.n_in == 0))
+        if st == "Resource" and why is not None and not (rf % lp.n_in == 0 and rf in valid):
+            # a given reuse factor that hls4ml would keep out of order (or change: it takes the nearest it accepts)
+            ok = _short_list([r for r in valid if r % lp.n_in == 0])
+            if strategy is not None:
+                raise FormatError(f"layer {lp.name}: strategy Resource with reuse factor {rf} {why}; a reuse factor "
+                                  f"that is a multiple of its {lp.n_in} inputs keeps the order ({ok}), or leave "
+                                  f"--reuse-factor out to have it chosen")
+            st = "Latency"
+            notes.append(f"layer {lp.name}: kept on Latency although it unrolls {n} multiplications (limit {limit}): "
+                         f"Resource with reuse factor {rf} {why}; one of {ok}, or no --reuse-factor, keeps the order")
         plans.append(DensePlan(lp.name, lp.n_in, lp.n_out, strategy, reuse_factor, st, rf, notes=notes))
     return plans
 
