@@ -273,13 +273,16 @@ def hidden_nonzeros(eng, X) -> float:
 
 
 def time_mac_kernel(eng, X, reps: int) -> float:
-    """Seconds per sample of the fc1 MAC kernel alone (engine_kernels.mac32) on each sample's non-zero inputs (the
-    input copy and non-zero scan are subtracted)."""
+    """Seconds per sample of the fc1 MAC kernel alone (engine_kernels.mac16 where the engine uses it, else mac32) on
+    each sample's non-zero inputs (the input copy and non-zero scan are subtracted)."""
     import numba
 
     from edgelearn.fixed import engine_kernels as K
 
-    @numba.njit(cache=True)
+    mac = K.mac16 if eng.P[0, K.MAC16] else K.mac32
+
+    # not cached: the cache would keep the kernel it was compiled with after the kernel changes
+    @numba.njit
     def macs(X, W, nz, acc, reps):
         x = np.zeros(X.shape[1], dtype=np.int64)
         for _ in range(reps):
@@ -287,7 +290,7 @@ def time_mac_kernel(eng, X, reps: int) -> float:
                 for j in range(X.shape[1]):
                     x[j] = X[n, j]
                 nnz = K.nonzeros(x, nz)
-                K.mac32(W, x, nz, nnz, acc)
+                mac(W, x, nz, nnz, acc)
 
     @numba.njit(cache=True)
     def scan(X, nz, reps):

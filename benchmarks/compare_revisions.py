@@ -3,6 +3,7 @@
     python benchmarks/compare_revisions.py 783faa0            # fc1-1000, 8-bit, online DRTP, real MNIST
     python benchmarks/compare_revisions.py HEAD~3 -n 2000 --rounds 4
     python benchmarks/compare_revisions.py HEAD --cpu-time    # a loaded machine: each process's CPU time
+    python benchmarks/compare_revisions.py 3254155 --worktree /tmp/base   # keep the checkout (and its numba cache)
 
 The other revision is checked out into a temporary git worktree; each round runs one short measurement process per
 tree (before, after, before, after, ...), so both see the same machine load over time, and the table shows the best
@@ -72,6 +73,20 @@ def measure(tree: Path, args) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _commit(cwd: Path, revision: str) -> str | None:
+    r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], cwd=cwd,
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _holds(tree: Path, revision: str) -> bool:
+    """Whether ``tree`` is a kept worktree already at ``revision``'s commit."""
+    if not tree.is_dir():
+        return False
+    have = _commit(tree, "HEAD")
+    return have is not None and have == _commit(ROOT, revision)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("revision", help="the git revision to compare this tree with")
@@ -82,14 +97,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (one process per tree each)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time each pass with its process's CPU time (a loaded machine takes whole time slices away)")
+    ap.add_argument("--worktree", type=Path, default=None,
+                    help="check the revision out here and keep it: its numba cache spares the next run the kernels' "
+                         "compilation (reused while it holds the same commit)")
     args = ap.parse_args()
     if not Path(args.data_dir).is_dir():
         raise SystemExit(f"compare_revisions: MNIST not found in {args.data_dir} (pass --data-dir)")
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="edgelearn-rev-") as tmp:
-        other = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.revision],
-                       check=True, capture_output=True)
+        other = args.worktree.resolve() if args.worktree else Path(tmp) / "tree"
+        if other.exists() and not _holds(other, args.revision):
+            raise SystemExit(f"compare_revisions: {other} is not a worktree at {args.revision}: remove it "
+                             f"(git worktree remove) or pass another --worktree")
+        if not other.exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.revision],
+                           check=True, capture_output=True)
         try:
             best: dict[str, dict[str, float]] = {"before": {}, "after": {}}
             digests: dict[str, dict[str, str]] = {"before": {}, "after": {}}
@@ -102,8 +124,9 @@ def main() -> None:
                     print(f"round {rnd + 1} {label:6s} " + "  ".join(
                         f"{k} {v['samples_per_s']:,.0f}/s" for k, v in res.items()), flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False,
-                           capture_output=True)
+            if not args.worktree:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False,
+                               capture_output=True)
     print(f"\n{args.config}, 8-bit, online, {args.n} MNIST samples, 1 thread, best of {args.rounds} x {args.reps} "
           f"passes ({'CPU' if args.cpu_time else 'wall'} time); before = {args.revision}, after = this tree; "
           f"load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n")

@@ -154,6 +154,32 @@ def test_int32_mac_equals_exact_sum(n_out):
     acc[:] = 0
     K.mac32_short(W, x, acc, K._short_rows(n_out) if n_out < K.SHORT_ROW else 4)
     assert np.array_equal(acc, ref)
+    acc[:] = -1
+    K.mac16(W, x, nz, nnz, acc)  # int8 rows interleaved into int16 pairs
+    assert np.array_equal(acc, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_int16_pair_mac_equals_exact_sum(dtype):
+    """mac16 on int16-range weights stored as int16 or wider (truncated to int16 lanes), weights and signed inputs
+    at the int16 limits (one of the two scaled down to keep ACC32's bound), every column tail (n_out mod 16) and a
+    row count that is not a multiple of 4."""
+    rng = np.random.default_rng(7)
+    n_in = 11
+    lim = (1 << 15) - 1
+    for n_out, (wsh, xsh) in zip((5, 16, 31, 40), ((0, 4), (12, 0), (0, 4), (12, 0))):
+        W = rng.integers(-lim, lim + 1, (n_in, n_out)).astype(np.int64)
+        x = rng.integers(-lim, lim + 1, n_in).astype(np.int64)
+        W[0], W[1], x[0], x[1], x[5] = lim, -lim, lim, -lim, 0
+        W, x = (W >> wsh).astype(dtype), x >> xsh
+        nz = np.zeros(n_in, dtype=np.int64)
+        nnz = K.nonzeros(x, nz)
+        ref = x @ W.astype(np.int64)
+        assert np.abs(x).max() * np.abs(W.astype(np.int64)).max() * n_in < 1 << 31  # ACC32's bound
+        for adt in (np.int32, np.int64):  # the engine's accumulators are int64 when another layer needs it
+            acc = np.zeros(n_out, dtype=adt)
+            K.mac16(W, x, nz, nnz, acc)
+            assert np.array_equal(acc, ref)
 
 
 def _spec(n_in, hidden, classes, act, rule, precision):
@@ -216,6 +242,7 @@ def test_preset_uses_the_int32_paths():
     spec = _spec(784, 1000, 10, "tanh", "drtp", {"preset": 8})
     eng = FixedEngine(spec)
     assert eng.P[:, K.ACC32].all() and eng.P[:, K.FAST32_W].all() and eng.P[:, K.FAST_B].all()
+    assert eng.P[:, K.MAC16].all()  # int8 weights, 8-bit inputs and activations: the pair MAC
     assert eng.w_dtype == np.int8 and eng.acc_dtype == np.int32
 
 

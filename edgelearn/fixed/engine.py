@@ -327,8 +327,9 @@ class FixedEngine:
                 if k > 0 else K.PROP_W,
                 STOCH_ANY=any(f is not None and f.rounding == "STOCH" for f in (lp.weight, lp.bias, lp.update)),
                 LOSS=K.LOSS_CODES[self.spec.loss], FAST_W=fast_w, FAST_B=fast_b,
-                ACC32=path == K.ACC_EXACT and fits32, FAST32_W=fast_w and self._update_fits32(lp, s),
-                FAST16_W=fast_w and self._update_fits32(lp, s) and self._update_fits16(lp, s),
+                ACC32=path == K.ACC_EXACT and fits32, MAC16=path == K.ACC_EXACT and fits32 and self._mac_fits16(lp),
+                FAST32_W=fast_w and self._update_fits(lp, s, 32),
+                FAST16_W=fast_w and self._update_fits(lp, s, 32) and self._update_fits(lp, s, 16),
                 SHORT_R=K._short_rows(lp.n_out) if lp.n_out < K.SHORT_ROW else 1, LDFA_PS=lay.ldfa_p_shift,
                 RNG_N=prec.rng == "neuron")
             self._check_ranges(k, lp, where)
@@ -351,38 +352,28 @@ class FixedEngine:
                 check_conv_learning(prec.front, j, self.num_classes, prec.layers[-1].error)
 
     @staticmethod
-    def _update_fits32(lp, s: int) -> bool:
-        """The online weight update runs in int32 (engine_kernels.update_rows32) when, from the formats, the
-        increment dm*x (aligned: << -s when s <= 0) plus the STOCH/RND addend (< 2**s), the rounded increment d
-        and w + d (+ 2**W of headroom for the WRAP arithmetic) all stay below 2**31, and 0 < s <= 30 or s <= 0."""
-        lim = (1 << 31) - 1
-        mult = abs(lp.lr_mult_raw) if lp.lr_mult is not None else 1
-        umax = max_abs_raw(lp.error) * mult * max_abs_raw(lp.input)
-        if s > 30:
-            return False
-        if s <= 0:
-            umax <<= -s
-            add = 0
-            dmax = umax
-        else:
-            add = (1 << s) - 1
-            dmax = ((umax + add) >> s) + 1
-        return umax + add <= lim and max_abs_raw(lp.weight) + dmax + (1 << lp.weight.width) <= lim
+    def _mac_fits16(lp) -> bool:
+        """The exact int32 accumulation also runs on int16 weights and inputs (engine_kernels.mac16) when both
+        formats' raw values fit int16 (the int32 sums are ACC32's proof)."""
+        return max(max_abs_raw(lp.weight), max_abs_raw(lp.input)) < (1 << 15)
 
     @staticmethod
-    def _update_fits16(lp, s: int) -> bool:
-        """The online weight update also runs in int16 lanes (engine_kernels.update_rows16) when dm*x (aligned)
-        fits int16, s <= 15, w + d (+ 2**W of headroom for the WRAP arithmetic) fits int16 and a row's event
-        counts fit an int16 lane sum; ``u + addend`` is never formed (its carry is a comparison)."""
-        lim = (1 << 15) - 1
+    def _update_fits(lp, s: int, bits: int) -> bool:
+        """The online weight update runs in ``bits``-wide lanes when, from the formats, the increment dm*x (aligned:
+        << -s when s <= 0), the rounded increment d and w + d (+ 2**W of headroom for the WRAP arithmetic) stay below
+        2**(bits-1), and a row's event counts fit a lane sum.  int32 (engine_kernels.update_rows32): the STOCH/RND
+        addend (< 2**s) is added to dm*x, so that sum must fit too, and s <= 30.  int16 (update_rows16): ``u +
+        addend`` is never formed (its carry is a comparison), and s <= 15."""
+        lim = (1 << (bits - 1)) - 1
         mult = abs(lp.lr_mult_raw) if lp.lr_mult is not None else 1
         umax = max_abs_raw(lp.error) * mult * max_abs_raw(lp.input)
-        if s > 15:
+        if s > (30 if bits == 32 else 15):
             return False
         if s <= 0:
             umax <<= -s
-        dmax = umax if s <= 0 else (umax >> s) + 1
-        return (umax <= lim and max_abs_raw(lp.weight) + dmax + (1 << lp.weight.width) <= lim
+        add = (1 << s) - 1 if s > 0 and bits == 32 else 0  # int16 lanes never form u + addend
+        dmax = umax if s <= 0 else ((umax + add) >> s) + 1
+        return (umax + add <= lim and max_abs_raw(lp.weight) + dmax + (1 << lp.weight.width) <= lim
                 and lp.n_out <= lim)
 
     def _acc_path(self, lp, where: str) -> tuple[int, int, bool]:

@@ -45,8 +45,9 @@ PARAM_COLUMNS = (
     "FAST_W", "FAST_B",                           # fast weight / bias update eligible (online, no update format)
     # int32 fast paths, each proved overflow-free from the formats by the engine (docs/engine.md "Range checks"):
     # ACC32 the exact accumulation; FAST32_W the online weight update (increment, addend, w + delta); FAST16_W the
-    # same in int16 lanes (update_rows16, only with FAST32_W)
-    "ACC32", "FAST32_W", "FAST16_W",
+    # same in int16 lanes (update_rows16, only with FAST32_W); MAC16 the ACC32 accumulation with weights and inputs
+    # in int16 (mac16, pairs of products per multiply-add instruction; only with ACC32)
+    "ACC32", "FAST32_W", "FAST16_W", "MAC16",
     "SHORT_R",                                    # rows per flat block of the short-row kernels (_short_rows)
     "LDFA_PS",                                    # ldfa: extra fractional bits of the factor P (a wiring shift)
     "RNG_N",                                      # STOCH draws from per-neuron xorshift32 (rng: neuron, §9a)
@@ -59,7 +60,7 @@ NPARAM = len(PARAM_COLUMNS)
 (N_IN, N_OUT, F_X, W_W, F_W, S_W, R_W, O_W, W_B, F_B, S_B, R_B, O_B, W_A, F_A, S_A, R_A, O_A, ACC_PATH, ACC_SHIFT,
  W_Y, F_Y, S_Y, R_Y, O_Y, ACT, W_G, F_G, S_G, R_G, O_G, W_E, F_E, S_E, R_E, O_E, HAS_U, W_U, F_U, S_U, R_U, O_U,
  LR, M_RAW, F_M, RULE, W_FB, F_FB, FB_LFSR, PROP_B, IS_OUT, TB, RB, STOCH_ANY, LOSS, FAST_W, FAST_B, ACC32, FAST32_W,
- FAST16_W, SHORT_R, LDFA_PS, RNG_N, W_Q, F_Q, S_Q, R_Q, O_Q, W_PF, F_PF, S_PF, R_PF, O_PF, FB_LEARN,
+ FAST16_W, MAC16, SHORT_R, LDFA_PS, RNG_N, W_Q, F_Q, S_Q, R_Q, O_Q, W_PF, F_PF, S_PF, R_PF, O_PF, FB_LEARN,
  OJA_SRC) = range(NPARAM)
 assert all(globals()[c] == i for i, c in enumerate(PARAM_COLUMNS))  # the names above follow the list
 
@@ -107,29 +108,25 @@ _MASK32 = 0xFFFFFFFF
 
 
 # =============================================================================================================
-# 32-bit shifts.  Numba types every arithmetic result on int32 operands as int64, and LLVM cannot narrow a shift
-# by a run-time amount back to 32 bits, which halves the SIMD width of the update loops and leaves them
-# dominated by 64-bit shifts.  These emit the 32-bit instruction; callers guarantee 0 <= n < 32.
+# Shifts at the lanes' width.  Numba types every arithmetic result on int32 operands as int64, and LLVM cannot
+# narrow a shift by a run-time amount back to 32 bits, which halves the SIMD width of the update loops and leaves
+# them dominated by 64-bit shifts.  These emit the instruction at the operand's width (int32; int16 for the int16
+# lanes below); callers guarantee 0 <= n < width.
 
 
-@intrinsic
-def sra32(typingctx, a, n):
-    """Arithmetic right shift of an int32 by ``n`` (0 <= n < 32), as int32."""
-    sig = types.int32(types.int32, types.int32)
+def _shift(name, op, ty, doc):
+    """A right shift of one integer type by a run-time amount, emitted at that width (``op``: LLVM's ashr / lshr)."""
+    def shift(typingctx, a, n):
+        def codegen(context, builder, signature, args):
+            return getattr(builder, op)(args[0], args[1])
+        return ty(ty, ty), codegen
+    shift.__name__ = shift.__qualname__ = name
+    shift.__doc__ = doc
+    return intrinsic(shift)
 
-    def codegen(context, builder, signature, args):
-        return builder.ashr(args[0], args[1])
-    return sig, codegen
 
-
-@intrinsic
-def srl32(typingctx, a, n):
-    """Logical right shift of a uint32 by ``n`` (0 <= n < 32), as uint32."""
-    sig = types.uint32(types.uint32, types.uint32)
-
-    def codegen(context, builder, signature, args):
-        return builder.lshr(args[0], args[1])
-    return sig, codegen
+sra32 = _shift("sra32", "ashr", types.int32, "Arithmetic right shift of an int32 by ``n`` (0 <= n < 32), as int32.")
+srl32 = _shift("srl32", "lshr", types.uint32, "Logical right shift of a uint32 by ``n`` (0 <= n < 32), as uint32.")
 
 
 @intrinsic
@@ -314,6 +311,97 @@ def mac32(W, x, nz, nnz, acc):
     _mac32_cols(W, _nz_int32(x, nz, nnz), nz, nnz, acc, 0, W.shape[1])
 
 
+@intrinsic
+def madd16x4(typingctx, acc, i, w0, w1, w2, w3, x01, x23):
+    """acc[i:i + 16] += w0[i:i + 16]*x0 + w1[..]*x1 + w2[..]*x2 + w3[..]*x3 in int32, the inputs packed in pairs
+    (``x01 = x0 & 0xFFFF | x1 << 16``).  The caller guarantees that every weight and input fits int16 and every
+    partial sum int32 (P[k, MAC16]), and keeps i + 16 in bounds.  Written as int16 products summed in adjacent
+    pairs, the pattern LLVM lowers to one pmaddwd per 8 columns and pair of rows (vpmaddwd on AVX2, half the
+    width on SSE2): no CPU-specific intrinsic, so every target compiles it, with the same bits.  int8 rows are
+    interleaved and sign-extended per 8 columns."""
+    rows = (w0, w1, w2, w3)
+    if not (isinstance(acc, types.Array) and acc.dtype in (types.int32, types.int64) and acc.layout == "C"
+            and all(isinstance(w, types.Array) and isinstance(w.dtype, types.Integer) and w.layout == "C"
+                    and w.dtype == w0.dtype for w in rows)):
+        return None
+    bits, abits = w0.dtype.bitwidth, acc.dtype.bitwidth
+    sig = types.void(acc, types.intp, w0, w1, w2, w3, types.int32, types.int32)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+
+        i16, i32 = ir.IntType(16), ir.IntType(32)
+
+        def vec(t, n):
+            return ir.VectorType(t, n)
+
+        def at(k, ty):  # pointer to element i of array argument k, as a vector pointer
+            a = context.make_array(signature.args[k])(context, builder, args[k])
+            return builder.bitcast(builder.gep(a.data, [args[1]]), ty.as_pointer())
+
+        def take(v, idx):
+            return builder.shuffle_vector(v, v, ir.Constant(vec(i32, len(idx)), list(idx)))
+
+        ws = [builder.load(at(2 + r, vec(ir.IntType(bits), 16)), align=1) for r in range(4)]
+        if bits < 16:
+            ws = [builder.sext(w, vec(i16, 16)) for w in ws]
+        elif bits > 16:  # exact: the weights fit int16 (P[k, MAC16])
+            ws = [builder.trunc(w, vec(i16, 16)) for w in ws]
+        total = None
+        for r in (0, 2):
+            xs = ir.Constant(vec(i32, 8), ir.Undefined)
+            for q in range(8):
+                xs = builder.insert_element(xs, args[6 + r // 2], ir.Constant(i32, q))
+            xw = builder.sext(builder.bitcast(xs, vec(i16, 16)), vec(i32, 16))
+            halves = []
+            for h in (0, 8):  # columns h..h+7: the two rows interleaved, then products summed in pairs
+                pair = builder.shuffle_vector(ws[r], ws[r + 1], ir.Constant(
+                    vec(i32, 16), [v for c in range(h, h + 8) for v in (c, 16 + c)]))
+                p = builder.mul(builder.sext(pair, vec(i32, 16)), xw)
+                halves.append(builder.add(take(p, range(0, 16, 2)), take(p, range(1, 16, 2))))
+            s = builder.shuffle_vector(halves[0], halves[1], ir.Constant(vec(i32, 16), list(range(16))))
+            total = s if total is None else builder.add(total, s)
+        if abits > 32:  # an int64 accumulator (the engine's, when another layer needs 64 bits) holds the same sums
+            total = builder.sext(total, vec(ir.IntType(abits), 16))
+        ap = at(0, vec(ir.IntType(abits), 16))
+        builder.store(builder.add(builder.load(ap, align=abits // 8), total), ap, align=abits // 8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _pair16(a, b):
+    """Two int16 values packed into an int32 (a in the low half), as madd16x4 reads them."""
+    return np.int32((np.int32(a) & 0xFFFF) | (np.int32(b) << 16))
+
+
+@numba.njit(cache=True)
+def mac16(W, x, nz, nnz, acc):
+    """mac32 with weights and inputs in int16 (P[k, MAC16]): four rows per pass over ``acc``, 16 columns per
+    madd16x4 (the products of two rows summed by one multiply-add instruction); the same exact int32 sums."""
+    n = W.shape[1]
+    n16 = n - n % 16
+    for i in range(n):
+        acc[i] = 0
+    t = 0
+    while t + 4 <= nnz:
+        j0, j1, j2, j3 = nz[t], nz[t + 1], nz[t + 2], nz[t + 3]
+        w0, w1, w2, w3 = W[j0], W[j1], W[j2], W[j3]
+        x01, x23 = _pair16(x[j0], x[j1]), _pair16(x[j2], x[j3])
+        for i in range(0, n16, 16):
+            madd16x4(acc, i, w0, w1, w2, w3, x01, x23)
+        y0, y1, y2, y3 = np.int32(x[j0]), np.int32(x[j1]), np.int32(x[j2]), np.int32(x[j3])
+        for i in range(n16, n):
+            acc[i] = np.int32(acc[i] + w0[i] * y0 + w1[i] * y1 + w2[i] * y2 + w3[i] * y3)
+        t += 4
+    while t < nnz:
+        w0 = W[nz[t]]
+        y0 = np.int32(x[nz[t]])
+        for i in range(n):
+            acc[i] = np.int32(acc[i] + w0[i] * y0)
+        t += 1
+
+
 @numba.njit(cache=True)
 def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt):
     """Pre-activations z (raw, accumulator format) of layer k for input x (raw, F_X)."""
@@ -326,7 +414,10 @@ def layer_preact(P, k, W, b, x, nz, nnz, acc, z, cnt):
         if path == ACC_EXACT and P[k, ACC32] != 0 and n_out < SHORT_ROW:
             mac32_short(W, x, acc, P[k, SHORT_R])
         elif path == ACC_EXACT and P[k, ACC32] != 0:
-            mac32(W, x, nz, nnz, acc)
+            if P[k, MAC16] != 0:
+                mac16(W, x, nz, nnz, acc)
+            else:
+                mac32(W, x, nz, nnz, acc)
         else:
             _mac_range(W, x, nz, nnz, acc, 0, n_out, path, s)
         lsh = fa - fp if path == ACC_EXACT else 0
@@ -1233,24 +1324,32 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
 # rounds to 0): zero events = (increments d == 0) - rows x (dm_i == 0), so a lane counts d == 0 only.
 
 
-@intrinsic
-def sra16(typingctx, a, n):
-    """Arithmetic right shift of an int16 by ``n`` (0 <= n < 16), as int16."""
-    sig = types.int16(types.int16, types.int16)
-
-    def codegen(context, builder, signature, args):
-        return builder.ashr(args[0], args[1])
-    return sig, codegen
+sra16 = _shift("sra16", "ashr", types.int16, "Arithmetic right shift of an int16 by ``n`` (0 <= n < 16), as int16.")
+srl16 = _shift("srl16", "lshr", types.uint16, "Logical right shift of a uint16 by ``n`` (0 <= n < 16), as uint16.")
 
 
 @intrinsic
-def srl16(typingctx, a, n):
-    """Logical right shift of a uint16 by ``n`` (0 <= n < 16), as uint16."""
-    sig = types.uint16(types.uint16, types.uint16)
+def narrow16(typingctx, v, w):
+    """An int16 weight that the caller proved within the row's dtype (w's), as that dtype.  int8 rows: clamped to
+    the int8 range first, which changes nothing but lets LLVM store 32 lanes with one saturating pack (vpacksswb)
+    instead of a mask and an unsigned pack."""
+    if not (v == types.int16 and isinstance(w, types.Array) and isinstance(w.dtype, types.Integer)
+            and w.dtype.bitwidth >= 8):
+        return None
+    bits = w.dtype.bitwidth
 
     def codegen(context, builder, signature, args):
-        return builder.lshr(args[0], args[1])
-    return sig, codegen
+        from llvmlite import ir
+
+        x = args[0]
+        if bits >= 16:
+            return builder.sext(x, ir.IntType(bits)) if bits > 16 else x
+        lim = (1 << (bits - 1)) - 1
+        hi, lo = ir.Constant(x.type, lim), ir.Constant(x.type, -lim - 1)
+        x = builder.select(builder.icmp_signed(">", x, hi), hi, x)
+        x = builder.select(builder.icmp_signed("<", x, lo), lo, x)
+        return builder.trunc(x, ir.IntType(bits))
+    return w.dtype(types.int16, w), codegen
 
 
 @numba.njit(cache=True, inline="always")
@@ -1287,13 +1386,13 @@ def _row16(w, dmm, xj, hbuf, p0, use_draws, sh, s, add, lo, hi, mask, sat):
             tc, d, t = _lane16(w[i], dmm[i], x16, a, s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
             ec = np.int16(ec + (t == tc))
-            w[i] = tc
+            w[i] = narrow16(tc, w)
     else:
         for i in range(n):
             tc, d, t = _lane16(w[i], dmm[i], x16, a16, s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
             ec = np.int16(ec + (t == tc))
-            w[i] = tc
+            w[i] = narrow16(tc, w)
     return zc, np.int16(n - ec)
 
 
@@ -1356,13 +1455,13 @@ def _flat16(w, dmt, xe, dr, use_draws, sh, add, s, lo, hi, mask, sat):
             tc, d, t = _lane16(w[i], dmt[i], xe[i], np.int16(srl16(dr[i], sh16)), s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
             ec = np.int16(ec + (t == tc))
-            w[i] = tc
+            w[i] = narrow16(tc, w)
     else:
         for i in range(n):
             tc, d, t = _lane16(w[i], dmt[i], xe[i], a16, s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
             ec = np.int16(ec + (t == tc))
-            w[i] = tc
+            w[i] = narrow16(tc, w)
     return zc, np.int16(n - ec)
 
 
@@ -1626,13 +1725,13 @@ def _row_h16(w, dmm, xj, hr, use_draws, sh, s, lo, hi, mask, sat):
             tc, d, t = _lane16(w[i], dmm[i], x16, np.int16(srl16(hr[i], sh16)), s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
             oc = np.int16(oc + (t != tc))
-            w[i] = tc
+            w[i] = narrow16(tc, w)
     else:
         for i in range(n):
             tc, d, t = _lane16(w[i], dmm[i], x16, np.int16(0), s16, m16, lo16, hi16, mk16, sat)
             zc = np.int16(zc + (d == 0))
             oc = np.int16(oc + (t != tc))
-            w[i] = tc
+            w[i] = narrow16(tc, w)
     return zc, oc
 
 
