@@ -174,10 +174,11 @@ module el_layer #(
         $readmemh(B_INIT, bmem);
     end
 
+    wire w_hold;                         // the read word stays while the update takes its sub-words
     always @(posedge clk) begin
         if (in_we && state == ST_IDLE) lst[nnz[IDXW-1:0]] <= {in_idx, in_val};
         lst_q <= lst[lst_ra[IDXW-1:0]];
-        w_q <= wmem[w_ra];
+        if (!w_hold) w_q <= wmem[w_ra];
         if (w_we) wmem[w_wa] <= w_wd;
     end
     assign rd_wdata = w_q;
@@ -197,7 +198,6 @@ module el_layer #(
     reg [WAW-1:0]  b_base;
     reg            c_valid, c_first, c_last;
     reg [GAW-1:0]  c_g;
-    reg [XW-1:0]   c_x;
     reg [P*AW-1:0] acc_r;
     // activation stage (X: table / feedback read, Y: activation, derivative, signal)
     reg [P*AW-1:0] zbank;
@@ -223,7 +223,8 @@ module el_layer #(
     // update issue counters and pipeline (A: list read, B: weight read, C: multiply, E: round, D: add and
     // overflow, then the write); stages C, E and D take the word's R sub-words of UQ lanes in R cycles, so a word
     // issues every R cycles and is written once, after its last sub-word.  E keeps the LUT multiplier (no DSPs on
-    // an HX8K) and the rounding adder in different cycles
+    // an HX8K) and the rounding adder in different cycles; with DSP_UPD (below) C multiplies, adds and rounds in
+    // the DSP, E fits the sum to the weight format and D holds the word: the same cycles
     reg [NNZW-1:0] u_t;
     reg [GAW-1:0]  u_g;
     reg [WAW-1:0]  u_base;
@@ -335,7 +336,21 @@ module el_layer #(
     localparam integer DWU = ((SWU > 0) ? (UIW - SWU + 2) : (UIW - SWU + 1)) < 2 ? 2
                              : ((SWU > 0) ? (UIW - SWU + 2) : (UIW - SWU + 1));
     localparam integer VWW = ((WW + 1 > DWU) ? WW + 1 : DWU) + 1;
+    // With a shared multiplier (UPD_MUL = 0: a DSP's, whose post-adder is free) the update's add and round are the
+    // multiplier's post-add: P = (old << SWU) + radd + delta * x, so floor(P * 2^-SWU) = old + round(delta * x *
+    // 2^-(SWU)) for the rounding modes that are an addend (RND: half an LSB, STOCH: the draw, el_convert.v), and
+    // only the overflow stays in LUTs.  The bias update (a shared format) multiplies delta by x = 2^XF.
+    localparam integer DSP_UPD = (LEARN && UPD_MUL == 0 && SWU > 0 && (WR == 2 || WR == 7)) ? 1 : 0;
+    localparam integer DSP_B = (DSP_UPD && SHARE_B) ? 1 : 0;
+    localparam integer CXW = (DSP_B && XF + 2 > XW + 1) ? XF + 2 : XW + 1;   // the x operand, signed
+    localparam integer UCW = ((VWW + SWU > MW + CXW) ? VWW + SWU : MW + CXW) + 1;
+    localparam integer SWX = (DSP_UPD && UCW + FS - FP > SW) ? UCW + FS - FP : SW;
     wire bias_ph = LEARN && (state == ST_BIAS);
+    // c_x is the multiplier's x operand in both passes, sign- or zero-extended (2^XF in the bias phase of DSP_B)
+    reg  signed [CXW-1:0] c_x;
+    wire signed [XW:0] lst_xv = XS ? $signed({lst_q[XW-1], lst_q[XW-1:0]}) : $signed({1'b0, lst_q[XW-1:0]});
+    wire signed [XW:0] ub_xv = XS ? $signed({ub_jx[XW-1], ub_jx[XW-1:0]}) : $signed({1'b0, ub_jx[XW-1:0]});
+    wire signed [CXW-1:0] x_one = $signed({{(CXW-1){1'b0}}, 1'b1}) <<< ((XF > 0) ? XF : 0);
 
     wire [P*AW-1:0] acc_new;
     reg  [UQ*DWU-1:0] dw_q;              // update stage D: the rounded increments and the old words
@@ -343,6 +358,8 @@ module el_layer #(
     reg  [UQ*(MW+XW+1)-1:0] up_q;        // update stage E: the exact products, the old words and their draws
     reg  [UQ*WW-1:0] we_q;
     reg  [UQ*32-1:0] dq_e;               // dq moves on to the next sub-word's draws while E rounds
+    reg  [UQ*VWW-1:0] up_v;              // DSP_UPD: stage E holds old + increment, stage D the fitted word
+    reg  [UQ*WW-1:0] wn_q;
     reg             ud_valid, bd_valid;
     reg  [GAW-1:0]  ud_g, bd_g;
     reg  [WAW-1:0]  ud_wa;
@@ -356,6 +373,13 @@ module el_layer #(
     // uses it: the port's address mux and the read stay off the accumulator's path.
     wire [GAW-1:0]  b_ra = (state == ST_IDLE) ? rd_addr[GAW-1:0] : (bias_ph ? bias_g : b_g);
     wire [P*BW-1:0] b_rd = bmem[b_ra];
+    // one write port too (the load while idle, the bias update in its phase: never at once), so that bmem stays a
+    // LUT RAM: with a port for each, synthesis builds it of FFs with a data mux per bit (~1,000 LUTs at P = 16)
+    wire b_we = !rst && ((state == ST_IDLE && wr_ben) || (bd_valid && (R == 1 || bd_s == R - 1))
+                         || (LEARN && !SHARE_B && state == ST_BIAS));
+    wire [GAW-1:0] b_wa = (!LEARN || state == ST_IDLE) ? rd_addr[GAW-1:0] : (SHARE_B ? bd_g : bias_g);
+    wire [P*BW-1:0] b_wd = (!LEARN || state == ST_IDLE) ? wr_bdata : b_full;
+    always @(posedge clk) if (b_we) bmem[b_wa] <= b_wd;
     reg  [P*BW-1:0] b_fq;
     always @(posedge clk) b_fq <= b_rd;
     wire [P*BW-1:0] b_cur = b_fq;
@@ -367,11 +391,13 @@ module el_layer #(
     // d_q: the modulatory word of the next update word (read at stage B) or bias word (read the cycle before)
     wire [P*EW-1:0] d_rd = dmem[(state == ST_BPRE) ? {GAW{1'b0}} : (bias_ph ? bias_g + 1'b1 : ub_g)];
 
-    // the update's sub-word of the weight word: sub-word 0 straight from the weight read at stage C0, the others
-    // from wc, the word shifted down one sub-word per cycle (a shift, not an R-way mux per lane); d_q likewise
-    reg  [P*WW-1:0] wc;
-    wire [P*WW-1:0] w_cur = (R == 1 || uc_s == 0) ? w_q : wc;
-    always @(posedge clk) if (R > 1 && uc_valid) wc <= w_cur >> (UQ * WW);
+    // the update's sub-word of the weight word and of its modulatory word: the read word (w_q held over the
+    // sub-words, d_q loaded once) through an R-way select of UQ lanes (one LUT6 per bit up to R = 4), not a shift of
+    // the whole word per sub-word
+    wire [SUBW-1:0] uc_sv = (R > 1) ? uc_s : {SUBW{1'b0}};
+    assign w_hold = R > 1 && uc_valid && uc_s != R - 1;
+    wire [P*WW-1:0] w_cur = w_q >> (uc_sv * UQ * WW);
+    wire [P*EW-1:0] d_sub = d_q >> ((bias_ph ? bias_sv : uc_sv) * UQ * EW);
 
     genvar gl;
     generate
@@ -380,17 +406,18 @@ module el_layer #(
             // update uses lanes 0 .. UQ-1)
             wire [WW-1:0] w_raw = w_q[gl*WW +: WW];
             wire signed [WW:0] wv = WS ? {w_raw[WW-1], w_raw} : {1'b0, w_raw};
-            wire [EW-1:0] d_raw = d_q[gl*EW +: EW];
+            wire [EW-1:0] d_raw = d_sub[gl*EW +: EW];
             wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
             wire upd = LEARN && uc_valid && (gl < UQ);
-            wire [XW-1:0] mx = c_x;
-            wire signed [XW:0] mxv = XS ? {mx[XW-1], mx} : {1'b0, mx};
-            wire signed [MW+XW:0] prod, uprod;
+            wire lph = DSP_UPD && (gl < UQ) && (upd || (DSP_B && bias_ph));  // the post-add takes c_upd
+            wire signed [CXW-1:0] mxv = c_x;
+            wire signed [MW+CXW-1:0] prod, uprod;
+            wire signed [SWX-1:0] c_upd;
             if (UPD_MUL && LEARN && gl < UQ) begin : g_umul
                 assign prod = wv * mxv;
                 assign uprod = dv * mxv;
             end else begin : g_smul
-                wire signed [MW-1:0] ma = upd ? $signed(dv) : $signed(wv);
+                wire signed [MW-1:0] ma = (upd || (DSP_B && bias_ph)) ? $signed(dv) : $signed(wv);
                 assign prod = ma * mxv;
                 assign uprod = prod;
             end
@@ -403,11 +430,15 @@ module el_layer #(
                 u_bias (.din(bv), .rnd(32'd0), .dout(binit), .ovf());
             wire [AW-1:0] a_cur = c_first ? binit : acc_r[gl*AW +: AW];
             wire signed [AW:0] av = AS ? {a_cur[AW-1], a_cur} : {1'b0, a_cur};
-            wire signed [SW-1:0] a_al = av;
-            wire signed [SW-1:0] p_al = prod;
-            wire signed [SW-1:0] sum = (a_al <<< (FS - AF)) + (p_al <<< (FS - FP));
+            wire signed [SWX-1:0] a_al = av;
+            wire signed [SWX-1:0] p_al = prod;
+            // no multiplier output but this sum, so that synthesis packs the add into the DSP (its post-adder)
+            wire signed [SWX-1:0] sum = (lph ? c_upd : (a_al <<< (FS - AF))) + (p_al <<< (FS - FP));
             el_convert #(.IW(SW), .S(FS - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
-                u_acc (.din(sum), .rnd(32'd0), .dout(acc_new[gl*AW +: AW]), .ovf());
+                u_acc (.din(sum[SW-1:0]), .rnd(32'd0), .dout(acc_new[gl*AW +: AW]), .ovf());
+          if (gl >= UQ || !DSP_UPD) begin : g_nopost
+            assign c_upd = 0;
+          end
           if (gl < UQ) begin : g_upd
             // ---- weight update: W + round(delta * x * 2^-LR) (one draw per lane), then the overflow mode.
             // With a bias format equal to the weight format the bias update runs through the same path:
@@ -415,6 +446,39 @@ module el_layer #(
             wire [WW-1:0] wu_raw = w_cur[gl*WW +: WW];
             wire [BW-1:0] bo_raw = b_upd_cur[gl*BW +: BW];
             wire signed [BW:0] bov = BS ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
+          if (DSP_UPD) begin : g_post
+            // stage C: the post-add, (old << SWU) + radd + delta * x; stage E: its overflow; stage D: the word.
+            // The bias phase adds in the cycle of its read, with its overflow a cycle later (stage D)
+            wire [SWU-1:0] radd;
+            if (WR != 7) begin : g_half
+                assign radd = {SWU{1'b0}} | (1'b1 << (SWU - 1));
+            end else if (SWU <= 32) begin : g_top
+                assign radd = dq[gl*32 + 32 - SWU +: SWU];
+            end else begin : g_wide
+                assign radd = {dq[gl*32 +: 32], {(SWU-32){1'b0}}};
+            end
+            wire [WW-1:0] o_raw = (DSP_B && bias_ph) ? bo_raw : wu_raw;
+            wire signed [WW:0] ov = WS ? {o_raw[WW-1], o_raw} : {1'b0, o_raw};
+            wire signed [SWX-1:0] cu = $signed({ov, radd});
+            assign c_upd = cu <<< (FS - FP);
+            always @(posedge clk) begin
+                up_v[gl*VWW +: VWW] <= sum[FS - FP + SWU +: VWW];
+                we_q[gl*WW +: WW] <= o_raw;
+            end
+            wire [WW-1:0] wn;
+            el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
+                u_w (.din(up_v[gl*VWW +: VWW]), .rnd(32'd0), .dout(wn), .ovf());
+            always @(posedge clk) begin
+                wn_q[gl*WW +: WW] <= wn;
+                wo_q[gl*WW +: WW] <= we_q[gl*WW +: WW];
+            end
+            // padding lanes keep 0
+            assign w_new[gl*WW +: WW] = (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q[gl*WW +: WW]
+                                                                               : wo_q[gl*WW +: WW];
+            if (SHARE_B) begin : g_bias_shared
+                assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q[gl*WW +: WW];
+            end
+          end else begin : g_lut
             // stage E (a cycle after the multiply): the rounding; the bias phase rounds delta << XF, which needs no
             // multiply, in the cycle of its read (the update has drained by then)
             always @(posedge clk) begin
@@ -444,17 +508,19 @@ module el_layer #(
 
             if (SHARE_B) begin : g_bias_shared
                 assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : wo_raw;
-            end else begin : g_bias_own
-                // ---- bias update with its own format: b + round(delta * 2^-LR)
-                wire [DWB-1:0] db;
-                el_convert #(.IW(EW + 1), .S(SWB), .RMODE(BR), .OW(DWB), .OSIGNED(1), .OMODE(0))
-                    u_db (.din(dv), .rnd(STOCH_B ? dq[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
-                wire signed [VWB-1:0] bsum = $signed(bov) + $signed(db);
-                wire [BW-1:0] bn;
-                el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
-                    u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
-                assign b_new[gl*BW +: BW] = (bias_sv * UQ + gl < REM || bias_g != G - 1) ? bn : bo_raw;
             end
+          end
+          if (!SHARE_B) begin : g_bias_own
+            // ---- bias update with its own format (either update path): b + round(delta * 2^-LR)
+            wire [DWB-1:0] db;
+            el_convert #(.IW(EW + 1), .S(SWB), .RMODE(BR), .OW(DWB), .OSIGNED(1), .OMODE(0))
+                u_db (.din(dv), .rnd(STOCH_B ? dq[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
+            wire signed [VWB-1:0] bsum = $signed(bov) + $signed(db);
+            wire [BW-1:0] bn;
+            el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
+                u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
+            assign b_new[gl*BW +: BW] = (bias_sv * UQ + gl < REM || bias_g != G - 1) ? bn : bo_raw;
+          end
           end
         end
         // the word after its last sub-word: earlier sub-words shifted into w_asm / b_asm (own bias path: the
@@ -776,8 +842,9 @@ module el_layer #(
             c_g <= b_g;
             // c_x is the multiplier's x operand in both passes (never at once; the update's x_j from stage B, held
             // over the word's sub-words): no mux between the register and the LUT multiplier
-            if (ub_valid) c_x <= ub_jx[XW-1:0];
-            else if (!(R > 1 && uc_valid && uc_s != R - 1)) c_x <= b_dummy ? {XW{1'b0}} : lst_q[XW-1:0];
+            if (ub_valid) c_x <= ub_xv;
+            else if (DSP_B && (state == ST_BPRE || state == ST_BIAS)) c_x <= x_one;
+            else if (!(R > 1 && uc_valid && uc_s != R - 1)) c_x <= b_dummy ? {CXW{1'b0}} : lst_xv;
             if (c_valid) begin
                 acc_r <= acc_new;
                 if (c_last) begin
@@ -862,8 +929,6 @@ module el_layer #(
                 uc_g <= ub_g;
                 uc_wa <= w_ra;
                 d_q <= d_rd;
-            end else if (R > 1 && uc_valid && uc_s != R - 1) begin
-                d_q <= d_q >> (UQ * EW);  // the next sub-word's modulatory signals to lanes 0 .. UQ-1
             end
             ue_valid <= LEARN && uc_valid;
             ue_s <= uc_s;
@@ -881,7 +946,6 @@ module el_layer #(
             bd_valid <= LEARN && SHARE_B && bias_ph;
             bd_g <= bias_g;
             bd_s <= bias_s;
-            if (bd_valid && (R == 1 || bd_s == R - 1)) bmem[bd_g] <= b_full;
             if (state == ST_UPD) u_ph <= (u_ph == R - 1) ? {SUBW{1'b0}} : u_ph + 1'b1;
             ub_valid <= u_issue;
             if (u_issue) begin
@@ -908,7 +972,6 @@ module el_layer #(
                         w_wa <= rd_addr;
                         w_wd <= wr_wdata;
                     end
-                    if (wr_ben) bmem[rd_addr[GAW-1:0]] <= wr_bdata;
                     if (in_done) begin
                         label <= in_label;
                         train <= in_train && TRAIN;
@@ -992,7 +1055,6 @@ module el_layer #(
                     state <= ST_BIAS;
                 end
                 ST_BIAS: if (LEARN) begin  // bias sub-word bias_s of word bias_g
-                    if (LEARN && !SHARE_B) bmem[bias_g] <= b_full;
                     if (R == 1 || bias_s == R - 1) begin
                         d_q <= d_rd;  // bias word bias_g + 1 (unused after the last)
                         bias_s <= 0;
@@ -1003,7 +1065,6 @@ module el_layer #(
                             bias_g <= bias_g + 1'b1;
                         end
                     end else begin
-                        d_q <= d_q >> (UQ * EW);
                         bias_s <= bias_s + 1'b1;
                     end
                 end
