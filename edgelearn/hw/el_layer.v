@@ -353,13 +353,6 @@ module el_layer #(
     wire signed [CXW-1:0] x_one = $signed({{(CXW-1){1'b0}}, 1'b1}) <<< ((XF > 0) ? XF : 0);
 
     wire [P*AW-1:0] acc_new;
-    reg  [UQ*DWU-1:0] dw_q;              // update stage D: the rounded increments and the old words
-    reg  [UQ*WW-1:0] wo_q;
-    reg  [UQ*(MW+XW+1)-1:0] up_q;        // update stage E: the exact products, the old words and their draws
-    reg  [UQ*WW-1:0] we_q;
-    reg  [UQ*32-1:0] dq_e;               // dq moves on to the next sub-word's draws while E rounds
-    reg  [UQ*VWW-1:0] up_v;              // DSP_UPD: stage E holds old + increment, stage D the fitted word
-    reg  [UQ*WW-1:0] wn_q;
     reg             ud_valid, bd_valid;
     reg  [GAW-1:0]  ud_g, bd_g;
     reg  [WAW-1:0]  ud_wa;
@@ -457,49 +450,55 @@ module el_layer #(
             end else begin : g_wide
                 assign radd = {dq[gl*32 +: 32], {(SWU-32){1'b0}}};
             end
+            // stage E holds old + increment and the old word, stage D the fitted word (each lane's own registers)
+            reg [VWW-1:0] up_v;
+            reg [WW-1:0] we_q, wn_q, wo_q;
             wire [WW-1:0] o_raw = (DSP_B && bias_ph) ? bo_raw : wu_raw;
             wire signed [WW:0] ov = WS ? {o_raw[WW-1], o_raw} : {1'b0, o_raw};
             wire signed [SWX-1:0] cu = $signed({ov, radd});
             assign c_upd = cu <<< (FS - FP);
             always @(posedge clk) begin
-                up_v[gl*VWW +: VWW] <= sum[FS - FP + SWU +: VWW];
-                we_q[gl*WW +: WW] <= o_raw;
+                up_v <= sum[FS - FP + SWU +: VWW];
+                we_q <= o_raw;
             end
             wire [WW-1:0] wn;
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
-                u_w (.din(up_v[gl*VWW +: VWW]), .rnd(32'd0), .dout(wn), .ovf());
+                u_w (.din(up_v), .rnd(32'd0), .dout(wn), .ovf());
             always @(posedge clk) begin
-                wn_q[gl*WW +: WW] <= wn;
-                wo_q[gl*WW +: WW] <= we_q[gl*WW +: WW];
+                wn_q <= wn;
+                wo_q <= we_q;
             end
             // padding lanes keep 0
-            assign w_new[gl*WW +: WW] = (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q[gl*WW +: WW]
-                                                                               : wo_q[gl*WW +: WW];
+            assign w_new[gl*WW +: WW] = (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q : wo_q;
             if (SHARE_B) begin : g_bias_shared
-                assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q[gl*WW +: WW];
+                assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q;
             end
           end else begin : g_lut
             // stage E (a cycle after the multiply): the rounding; the bias phase rounds delta << XF, which needs no
             // multiply, in the cycle of its read (the update has drained by then)
+            reg [MW+XW:0] up_q;          // stage E: the exact product, the old word and its draw (dq moves on to the
+            reg [WW-1:0] we_q, wo_q;     // next sub-word's draws while E rounds); stage D: the rounded increment
+            reg [31:0] dq_e;
+            reg [DWU-1:0] dw_q;
             always @(posedge clk) begin
-                up_q[gl*(MW+XW+1) +: MW+XW+1] <= uprod;
-                we_q[gl*WW +: WW] <= wu_raw;
-                dq_e[gl*32 +: 32] <= dq[gl*32 +: 32];
+                up_q <= uprod;
+                we_q <= wu_raw;
+                dq_e <= dq[gl*32 +: 32];
             end
-            wire signed [MW+XW:0] pe = up_q[gl*(MW+XW+1) +: MW+XW+1];
+            wire signed [MW+XW:0] pe = up_q;
             wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : pe;
-            wire [31:0] du = (SHARE_B && bias_ph) ? dq[gl*32 +: 32] : dq_e[gl*32 +: 32];
+            wire [31:0] du = (SHARE_B && bias_ph) ? dq[gl*32 +: 32] : dq_e;
             wire [DWU-1:0] dw;
             el_convert #(.IW(UIW), .S(SWU), .RMODE(WR), .OW(DWU), .OSIGNED(1), .OMODE(0))
                 u_dw (.din(u), .rnd(du), .dout(dw), .ovf());
             // stage D (a cycle after the rounding): the old value plus the increment, overflow
             always @(posedge clk) begin
-                dw_q[gl*DWU +: DWU] <= dw;
-                wo_q[gl*WW +: WW] <= (SHARE_B && bias_ph) ? bo_raw : we_q[gl*WW +: WW];
+                dw_q <= dw;
+                wo_q <= (SHARE_B && bias_ph) ? bo_raw : we_q;
             end
-            wire [WW-1:0] wo_raw = wo_q[gl*WW +: WW];
+            wire [WW-1:0] wo_raw = wo_q;
             wire signed [VWW-1:0] wold = WS ? $signed({wo_raw[WW-1], wo_raw}) : $signed({1'b0, wo_raw});
-            wire signed [VWW-1:0] wsum = wold + $signed(dw_q[gl*DWU +: DWU]);
+            wire signed [VWW-1:0] wsum = wold + $signed(dw_q);
             wire [WW-1:0] wn;
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
                 u_w (.din(wsum), .rnd(32'd0), .dout(wn), .ovf());
