@@ -483,6 +483,14 @@ class DensePlan:
     kind: str = "dense"
 
 
+def _resource_reuse_factor(valid: list[int], n_in: int, n_out: int, limit: int, exact: bool) -> int:
+    """The smallest reuse factor of ``valid`` (ascending) at which Resource unrolls at most ``limit``
+    multiplications and, unless the accumulator is ``exact``, keeps the engine's order (a multiple of n_in;
+    n_in*n_out always qualifies)."""
+    return next(r for r in valid
+                if unrolled_mults(n_in, n_out, "Resource", r) <= limit and (exact or r % n_in == 0))
+
+
 def plan_conv(eng, backend: str = "Vitis", limit: int = MAX_UNROLLED_MULTS) -> list[DensePlan]:
     """Strategy and reuse factor of the front end's conv layers.  hls4ml's streaming conv runs one dense product
     per output position (``n_in`` = C_in*k*k, ``n_out`` = C_out): Latency (reuse factor 1, all n_in*n_out
@@ -501,8 +509,7 @@ def plan_conv(eng, backend: str = "Vitis", limit: int = MAX_UNROLLED_MULTS) -> l
         if n_in * n_out > limit:
             exact = bool(eng.front.exact[j])
             st = "Resource"
-            rf = next(r for r in _valid_reuse_factors(backend, n_in, n_out)
-                      if unrolled_mults(n_in, n_out, st, r) <= limit and (exact or r % n_in == 0))
+            rf = _resource_reuse_factor(_valid_reuse_factors(backend, n_in, n_out), n_in, n_out, limit, exact)
         plans.append(DensePlan(fp.name, n_in, n_out, None, None, st, rf, kind="conv2d"))
     return plans
 
@@ -538,8 +545,7 @@ def plan_dense(eng, strategy: str | None = None, reuse_factor: int | None = None
         if rf is None:
             rf = 1
             if st == "Resource":
-                rf = next(r for r in valid
-                          if unrolled_mults(lp.n_in, lp.n_out, st, r) <= limit and (why is None or r % lp.n_in == 0))
+                rf = _resource_reuse_factor(valid, lp.n_in, lp.n_out, limit, why is None)
         if st == "Resource" and why is not None and not (rf % lp.n_in == 0 and rf in valid):
             # a given reuse factor that hls4ml would keep out of order (or change: it takes the nearest it accepts)
             ok = _short_list([r for r in valid if r % lp.n_in == 0])
