@@ -23,7 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+from edgelearn.data import SHARED_DATA  # noqa: E402 (after the path set-up above)
+DEFAULT_DATA = SHARED_DATA / "mnist"
 
 
 def samples(data_dir: Path, n: int):

@@ -22,7 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+from edgelearn.data import SHARED_DATA  # noqa: E402 (after the path set-up above)
+DEFAULT_DATA = SHARED_DATA / "mnist"
 sys.path.insert(0, str(ROOT / "tests"))  # the apytypes whole-step oracle lives with the tests
 
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgelearn.data import load_dataset
+from edgelearn.data import SHARED_DATA, load_dataset
 from edgelearn.fixed import FixedEngine
 from edgelearn.fixed.lower import trace
 from edgelearn.hls.kernel import KernelSpec, render_front, write_kernel_project
 from edgelearn.network import load_network, network_from_dict
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DATA = SHARED_DATA / "mnist"
 
 # spoon-like with a strided, padded conv (relu) and an average pool: conv8 5x5 stride 2 padding 2 -> 8x14x14,
 # avgpool 2 -> 8x7x7 (392 features), fc128 tanh (drtp), fc10

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgelearn.data import load_dataset
+from edgelearn.data import SHARED_DATA, load_dataset
 from edgelearn.fixed import FixedEngine
 from edgelearn.hls.kernel import stepwise_check, write_kernel_project
 from edgelearn.network import network_from_dict
@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--n", type=int, default=16, help="test samples, one learning step each")
     ap.add_argument("--n-train", type=int, default=300, help="online samples the engine learns before the export")
     ap.add_argument("--lanes", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"),
+    ap.add_argument("--mnist", default=str(SHARED_DATA / "mnist"),
                     help="MNIST folder (the 784-64-32-10 run; skipped when absent)")
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -23,8 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_tb"))
 sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
-from synth_table import synth_table  # noqa: E402 (benchmarks/, beside this script)
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
+from rtl_bench import MNIST, mnist_samples, parser, run, synth_table  # noqa: E402 (benchmarks/, beside this script)
 MNIST_SIZES = (784, 32, 10)
 
 
@@ -35,14 +33,6 @@ def engine(loss: str, sizes):
 
     return FixedEngine(_spec(list(sizes), ["tanh"] * (len(sizes) - 2), loss=loss, name=f"rtl-{loss}"), bits=8,
                        seed=0, lr_shift=4 if sizes[0] == 784 else 3, threads=1)
-
-
-def mnist_samples(eng, n: int):
-    from edgelearn.data import load_dataset
-
-    ds = load_dataset("mnist", MNIST, n_train=n, n_test=1)
-    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
-    return X, np.asarray(ds.y_train[:n], dtype=np.int64), np.ones(n, dtype=bool)
 
 
 def bench_check(n_ver: int, n_ica: int, parallel: int) -> None:
@@ -90,19 +80,8 @@ def bench_resources(parallel: int) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("check", "resources"))
-    ap.add_argument("--samples", type=int, default=6, help="MNIST samples in Verilator (default 6)")
-    ap.add_argument("--icarus-samples", type=int, default=0, help="MNIST samples in Icarus (default 0)")
-    ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per layer of 784-32-10 (default 16)")
-    args = ap.parse_args(argv)
-    from edgelearn.rtl.sim import tool_env
-
-    tool_env()
-    if args.only in (None, "check"):
-        bench_check(args.samples, args.icarus_samples, args.parallel)
-    if args.only in (None, "resources"):
-        bench_resources(args.parallel)
+    args = parser(__doc__, "784-32-10", samples=6, icarus_samples=0).parse_args(argv)
+    run(args, lambda: bench_check(args.samples, args.icarus_samples, args.parallel), lambda: bench_resources(args.parallel))
 
 
 if __name__ == "__main__":

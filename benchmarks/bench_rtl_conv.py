@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -24,8 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_tb"))
 sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
-from synth_table import synth_table  # noqa: E402 (benchmarks/, beside this script)
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
+from rtl_bench import mnist_samples, parser, run, synth_table  # noqa: E402 (benchmarks/, beside this script)
 
 
 def spoon_engine(bits: int = 8):
@@ -33,14 +31,6 @@ def spoon_engine(bits: int = 8):
     from edgelearn.network import load_network
 
     return FixedEngine(load_network("spoon-like"), bits=bits, seed=0, threads=1)
-
-
-def mnist_samples(eng, n: int):
-    from edgelearn.data import load_dataset
-
-    ds = load_dataset("mnist", MNIST, n_train=n, n_test=1)
-    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
-    return X, np.asarray(ds.y_train[:n], dtype=np.int64), np.ones(n, dtype=bool)
 
 
 def _row(label: str, sim: str, rep: dict, design) -> str:
@@ -86,19 +76,8 @@ def bench_resources(parallel: int) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("check", "resources"))
-    ap.add_argument("--samples", type=int, default=8, help="spoon-like samples in Verilator (default 8)")
-    ap.add_argument("--icarus-samples", type=int, default=2, help="spoon-like samples in Icarus (default 2)")
-    ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per linear layer (default 16)")
-    args = ap.parse_args(argv)
-    from edgelearn.rtl.sim import tool_env
-
-    tool_env()
-    if args.only in (None, "check"):
-        bench_check(args.samples, args.icarus_samples, args.parallel)
-    if args.only in (None, "resources"):
-        bench_resources(args.parallel)
+    args = parser(__doc__, "the spoon-like network's linear layers", samples=8, icarus_samples=2).parse_args(argv)
+    run(args, lambda: bench_check(args.samples, args.icarus_samples, args.parallel), lambda: bench_resources(args.parallel))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ beside DRTP.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "rtl_tb"))
 sys.path.insert(0, str(ROOT / "tests"))  # the runner imports the tool gate (needs)
-from synth_table import synth_table  # noqa: E402 (benchmarks/, beside this script)
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
+from rtl_bench import MNIST, mnist_samples, parser, run, synth_table  # noqa: E402 (benchmarks/, beside this script)
 MNIST_SIZES = (784, 32, 16, 10)
 
 
@@ -44,14 +42,6 @@ def engine(rule: str, sizes, rank: int):
     d = eng.spec.to_dict()
     d["rule"] = rule
     return FixedEngine(network_from_dict(d), bits=8, seed=0, lr_shift=4 if sizes[0] == 784 else 3, threads=1)
-
-
-def mnist_samples(eng, n: int):
-    from edgelearn.data import load_dataset
-
-    ds = load_dataset("mnist", MNIST, n_train=n, n_test=1)
-    X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
-    return X, np.asarray(ds.y_train[:n], dtype=np.int64), np.ones(n, dtype=bool)
 
 
 def feedback_macs(design) -> int:
@@ -118,22 +108,12 @@ def bench_resources(parallel: int, rules=("ldfa",)) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("check", "resources"))
-    ap.add_argument("--samples", type=int, default=8, help="MNIST samples in Verilator (default 8)")
-    ap.add_argument("--icarus-samples", type=int, default=4, help="MNIST samples in Icarus (default 4)")
-    ap.add_argument("--parallel", type=int, default=16, help="MAC lanes per layer of 784-32-16-10 (default 16)")
+    ap = parser(__doc__, "784-32-16-10", samples=8, icarus_samples=4)
     ap.add_argument("--rule", action="append", choices=("ldfa", "kp", "dldfa"),
                     help="trained-feedback rule beside drtp (repeatable; default ldfa)")
     args = ap.parse_args(argv)
-    from edgelearn.rtl.sim import tool_env
-
-    tool_env()
     rules = tuple(args.rule or ("ldfa",))
-    if args.only in (None, "check"):
-        bench_check(args.samples, args.icarus_samples, args.parallel, rules)
-    if args.only in (None, "resources"):
-        bench_resources(args.parallel, rules)
+    run(args, lambda: bench_check(args.samples, args.icarus_samples, args.parallel, rules), lambda: bench_resources(args.parallel, rules))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+from edgelearn.data import SHARED_DATA  # noqa: E402 (after the path set-up above)
+DEFAULT_DATA = SHARED_DATA / "mnist"
 
 # run inside each tree (its own edgelearn on sys.path): the public API both revisions share
 MEASURE = r"""

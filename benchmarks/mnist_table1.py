@@ -8,12 +8,12 @@ min(10, epochs) epochs, as the paper does over its last 10 of 100. Each run chec
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from edgelearn.data import SHARED_DATA
 from edgelearn.network import load_network
 from edgelearn.train import train, write_json_atomic
 
@@ -22,7 +22,7 @@ PAPER_TABLE1_FC1_500 = {"bp": 1.65, "fa": 1.71, "dfa": 1.76, "sdfa": 4.74, "drtp
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
+    ap.add_argument("--data-dir", default=str(SHARED_DATA / "mnist"))
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rules", default="bp,fa,dfa,sdfa,drtp,shallow")

@@ -17,9 +17,8 @@ from edgelearn.data.idx import IMAGES_MAGIC, LABELS_MAGIC, encode_idx, parse_idx
 from edgelearn.data.safe_pickle import safe_loads
 from edgelearn.data.synthetic import cosine_targets
 from edgelearn.errors import DataError, EdgelearnError
-from needs import require_data
+from needs import SHARED_DATA, require_data
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MNIST_DIR = SHARED_DATA / "mnist"
 CIFAR_DIR = SHARED_DATA / "cifar10-subset"
 

@@ -20,9 +20,9 @@ from edgelearn.data import download as dl
 from edgelearn.data import load_dataset
 from edgelearn.data.idx import encode_idx
 from edgelearn.errors import DataError
-from needs import require_data
+from needs import SHARED_DATA, require_data
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+SHARED_MNIST = SHARED_DATA / "mnist"
 
 
 def md5(data: bytes) -> str:

@@ -3,7 +3,6 @@ modes, learning, weight files and the ``edgelearn simulate`` command."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,9 @@ from edgelearn.fixed.engine import FixedEngine
 from edgelearn.fixed.engine_io import load_weights
 from edgelearn.fixed.lfsr import derive_seed, py_lfsr_bits, py_lfsr_matrix, seed_state
 from edgelearn.network import network_from_dict
-from needs import require_data
+from needs import SHARED_DATA, require_data
 
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST_DIR = SHARED_DATA / "mnist"
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data import SHARED_DATA
 from ..errors import ConfigError
 from ..network import load_network
 from ..train import METRICS, train
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _table1(config: str, short_epochs: int, full_epochs: int = 100, rules: tuple
     paper = {r: TABLE1[config][r] for r in (rules or TABLE1[config])}
 
     def run(out: Path, full: bool = False, data_dir=None, progress=True, seeds: int = 1, finished_only=False):
-        data_dir = data_dir or SHARED / "mnist"
+        data_dir = data_dir or SHARED_DATA / "mnist"
         if not finished_only and not Path(data_dir).is_dir():
             raise ConfigError(f"this experiment needs MNIST: pass --data-dir (looked in {data_dir})")
         return _rules_table(config, paper, full_epochs if full else short_epochs, out, data_dir, progress=progress,
@@ -163,7 +163,7 @@ def ldfa_rank(out: Path, full: bool = False, data_dir=None, progress=True, seeds
     weight decay 4e-4, decay 0.975 per epoch, batch 32, 160 epochs). On the CIFAR-10 subset beside the project
     (4000 train / 1000 test) unless --data-dir names the full set. Every run records, per epoch and hidden layer,
     the feedback-to-W alignment angle and the effective rank of the delivered error (``metrics.json``)."""
-    data_dir = data_dir or SHARED / "cifar10-subset"
+    data_dir = data_dir or SHARED_DATA / "cifar10-subset"
     if not finished_only and not Path(data_dir).is_dir():
         raise ConfigError(f"ldfa-rank needs CIFAR-10: pass --data-dir (looked in {data_dir})")
     exp = load_network("experiments/ldfa-fig3b-all-layers")
