@@ -849,6 +849,21 @@ def _apply_one(P, k, w, u, ufrac, shift, fmt_w, fmt_r, fmt_o, fmt_f, fmt_s, rnd_
 
 
 @numba.njit(cache=True, inline="always")
+def word_range(width, signed):
+    """The integer range (lo, hi) of a width-bit word and its bit mask: the bounds the overflow modes apply."""
+    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    return lo, hi, (np.int64(1) << width) - 1
+
+
+@numba.njit(cache=True, inline="always")
+def split_shift(s):
+    """An update's shift s as the kernels apply it: a right shift sp >= 0 of the increment and a factor mul
+    (2^-s for s < 0: the exact increment u << -s, folded into the signal)."""
+    return (s if s > 0 else 0), np.int64(1) << (-s if s < 0 else 0)
+
+
+@numba.njit(cache=True, inline="always")
 def _sat_or_wrap(v, lo, hi, width, signed, omode):
     if omode == OV_SAT:
         return hi if v > hi else lo
@@ -929,8 +944,7 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
     row's draws are produced by four interleaved LFSR chains started at draw 0, m, 2m, 3m of the row
     (m = n_out // 4; J jumps a state by m draws), so the four dependency chains run in parallel; the draws
     and their order are those of one sequential stream."""
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    lo, hi, _ = word_range(width, signed)
     n_out = W.shape[1]
     zc = 0
     oc = 0
@@ -1002,8 +1016,7 @@ def _update_rows_fast(W, x, nz, nnz, dm, s, rmode, omode, width, signed, rnd_sta
 
 @numba.njit(cache=True)
 def _update_bias_fast(b, dm, s, rmode, omode, width, signed, rnd_state, k, cb):
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    lo, hi, _ = word_range(width, signed)
     st = rnd_state[k]
     for i in range(b.shape[0]):
         rnd = np.int64(0)
@@ -1190,13 +1203,10 @@ def update_rows32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta
     assignments, draws and counters as _update_rows_fast / arith.update_weight_counted.  STOCH: one draw per
     weight written, rows in order, from the layer's buffered stream (stream_open first)."""
     n_out = W.shape[1]
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
+    lo, hi, mask = word_range(width, signed)
     stoch = rmode == RM_STOCH
     # s <= 0: the increment u << -s is exact; the shift is folded into dm (STOCH draws are taken, addend 0)
-    sp = s if s > 0 else 0
-    mul = np.int64(1) << (-s if s < 0 else 0)
+    sp, mul = split_shift(s)
     dmm = np.empty(n_out, dtype=np.int32)
     for i in range(n_out):
         dmm[i] = np.int32(dm[i] * mul)
@@ -1273,12 +1283,9 @@ def update_short32(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
     run are laid out per weight first, a row per vector store).  Same assignments, draws, order and counters."""
     n_out = W.shape[1]
     Wf = W.reshape(W.shape[0] * n_out)
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
+    lo, hi, mask = word_range(width, signed)
     stoch = rmode == RM_STOCH
-    sp = s if s > 0 else 0
-    mul = np.int64(1) << (-s if s < 0 else 0)
+    sp, mul = split_shift(s)
     use_draws = stoch and s > 0
     add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
     sh = np.uint32(32 - sp)
@@ -1402,12 +1409,9 @@ def update_rows16(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmeta
     stream (stream16_open first): the same assignments, draws, order and counters."""
     hbuf = hi16_window(dbuf)
     n_out = W.shape[1]
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
+    lo, hi, mask = word_range(width, signed)
     stoch = rmode == RM_STOCH
-    sp = s if s > 0 else 0
-    mul = np.int64(1) << (-s if s < 0 else 0)
+    sp, mul = split_shift(s)
     dmm = np.empty(n_out, dtype=np.int16)
     dz = 0  # lanes whose increment is 0 on every written row (dm_i == 0)
     for i in range(n_out):
@@ -1472,12 +1476,9 @@ def update_short16(W, x, nz, nnz, dm, s, rmode, omode, width, signed, dbuf, dmet
     hbuf = hi16_window(dbuf)
     n_out = W.shape[1]
     Wf = W.reshape(W.shape[0] * n_out)
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
+    lo, hi, mask = word_range(width, signed)
     stoch = rmode == RM_STOCH
-    sp = s if s > 0 else 0
-    mul = np.int64(1) << (-s if s < 0 else 0)
+    sp, mul = split_shift(s)
     use_draws = stoch and s > 0
     add = (np.int64(1) << (s - 1)) if (rmode == RM_RND and s > 0) else np.int64(0)
     sh = 16 - sp
@@ -1550,9 +1551,7 @@ def update_bias_stream(b, dm, s, rmode, omode, width, signed, dbuf, dmeta, cb):
     """_update_bias_fast (TRN / RND / STOCH with s <= 32, WRAP / SAT) as branch-free loops, the STOCH draws taken
     from the buffered stream (same draws, same order, same counters): whole draws (uint32) or their top halves
     (uint16, s <= 16)."""
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
+    lo, hi, mask = word_range(width, signed)
     n = b.shape[0]
     p0 = 0
     if rmode == RM_STOCH:
@@ -1619,11 +1618,8 @@ def update_rows_xs32(W, x, nz, nnz, dm, s, omode, width, signed, ns, cw):
     branch-free and independent of the others (LLVM vectorises the pass; three shifts and xors per draw).  Same
     assignments and counters as arith.update_weight_counted."""
     n_out = W.shape[1]
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
-    sp = s if s > 0 else 0
-    mul = np.int64(1) << (-s if s < 0 else 0)  # s <= 0: the exact increment u << -s, the shift folded into dm
+    lo, hi, mask = word_range(width, signed)
+    sp, mul = split_shift(s)  # s <= 0: the exact increment u << -s, the shift folded into dm
     dmm = np.empty(n_out, dtype=np.int32)
     for i in range(n_out):
         dmm[i] = np.int32(dm[i] * mul)
@@ -1741,11 +1737,8 @@ def update_rows_xs16(W, x, nz, nnz, dm, s, omode, width, signed, ns, cw):
     time (generator i's draws in row order, §9a), keeping the top halves; the rows are then updated in int16 lanes
     (update_rows16's arithmetic).  Same assignments, draws and counters."""
     n_out = W.shape[1]
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    mask = (np.int64(1) << width) - 1
-    sp = s if s > 0 else 0
-    mul = np.int64(1) << (-s if s < 0 else 0)  # s <= 0: the exact increment u << -s (the draw is still taken)
+    lo, hi, mask = word_range(width, signed)
+    sp, mul = split_shift(s)  # s <= 0: the exact increment u << -s (the draw is still taken)
     dmm = np.empty(n_out, dtype=np.int16)
     dz = 0
     for i in range(n_out):
@@ -1776,8 +1769,7 @@ def update_rows_xs16(W, x, nz, nnz, dm, s, omode, width, signed, ns, cw):
 @numba.njit(cache=True)
 def update_bias_xs(b, dm, s, rmode, omode, width, signed, ns, cb):
     """_update_bias_fast under rng: neuron: the STOCH draw of b[i] is the next of generator ns[i]."""
-    lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
-    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    lo, hi, _ = word_range(width, signed)
     for i in range(b.shape[0]):
         rnd = np.int64(0)
         if rmode == RM_STOCH:
