@@ -1,3 +1,4 @@
+{% from "pipeline.j2" import pipeline %}
 // edgelearn on-chip learning kernel: trained feedback (docs/arithmetic.md section 16), ap_fixed, Vitis/Vivado HLS.
 //
 // kp's B and the factors Q, P of ldfa / dldfa learn on chip; like the weights they are ports of the top function
@@ -73,11 +74,7 @@ FADelta:
         typename FB::psum_t p = 0;
     FADeltaCols:
         for (unsigned i = 0; i < FB::m; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            p += B[j][i] * d_up[i];
+{{ pipeline(lanes) }}            p += B[j][i] * d_up[i];
         }
         delta[j] = p * g[j];
     }
@@ -95,11 +92,7 @@ KpRows:
             continue;
     KpCols:
         for (unsigned i = 0; i < FB::m; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            B[j][i] = apply_update<typename FB::qupd, lfsr_rng>(B[j][i], d[i] * xj, none);
+{{ pipeline(lanes) }}            B[j][i] = apply_update<typename FB::qupd, lfsr_rng>(B[j][i], d[i] * xj, none);
         }
     }
 }
@@ -191,11 +184,7 @@ OjaRows:
     for (unsigned t = 0; t < FB::r; t++) {
     OjaCols:
         for (unsigned i = 0; i < FB::m; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            P[t][i] = apply_update<typename FB::pupd, lfsr_rng>(P[t][i], a[t] * rho[i], none);
+{{ pipeline(lanes) }}            P[t][i] = apply_update<typename FB::pupd, lfsr_rng>(P[t][i], a[t] * rho[i], none);
         }
     }
 }

@@ -1,3 +1,4 @@
+{% from "pipeline.j2" import pipeline %}
 // edgelearn on-chip learning kernel: layer templates (ap_fixed, Vitis/Vivado HLS).
 //
 // Every operation below is an exact ap_fixed expression followed by an assignment to a declared type, which is the
@@ -127,11 +128,7 @@ void dense(const typename CFG::in_t x[CFG::n_in], typename CFG::w_t W[CFG::n_in]
 {% endif %}
 DenseInit:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-        acc[i] = b[i];
+{{ pipeline(lanes) }}        acc[i] = b[i];
     }
 DenseRows:
     for (unsigned j = 0; j < CFG::n_in; j++) {
@@ -140,20 +137,12 @@ DenseRows:
             continue;
     DenseCols:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            acc[i] += W[j][i] * xj;
+{{ pipeline(lanes) }}            acc[i] += W[j][i] * xj;
         }
     }
 DenseOut:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-        z[i] = acc[i];
+{{ pipeline(lanes) }}        z[i] = acc[i];
     }
 }
 
@@ -280,11 +269,7 @@ inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_class
         lfsr_t s = row_state[r];
     FeedbackGen:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            ap_uint<CFG::fb_width> bits = lfsr_draw<CFG::fb_width>(s);
+{{ pipeline(lanes) }}            ap_uint<CFG::fb_width> bits = lfsr_draw<CFG::fb_width>(s);
             typename CFG::fb_t v;
             v.range() = bits;
             row[i] = v;
@@ -292,11 +277,7 @@ inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_class
     } else {
     FeedbackRead:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            typename CFG::fb_t v;
+{{ pipeline(lanes) }}            typename CFG::fb_t v;
             v.range() = B[r][i];
             row[i] = v;
         }
@@ -317,11 +298,7 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
         feedback_row<CFG>(label, B, row_state, row);
     DeltaDRTP:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            delta[i] = row[i] * g[i];
+{{ pipeline(lanes) }}            delta[i] = row[i] * g[i];
         }
     } else {
         typename CFG::psum_t p[CFG::n_out];
@@ -330,11 +307,7 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
 {% endif %}
     DeltaInit:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            p[i] = 0;
+{{ pipeline(lanes) }}            p[i] = 0;
         }
     DeltaClasses:
         for (unsigned c = 0; c < CFG::n_classes; c++) {
@@ -343,11 +316,7 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
             feedback_row<CFG>(c, B, row_state, row);
         DeltaAcc:
             for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-                if (CFG::rule == EL_RULE_SDFA) {
+{{ pipeline(lanes) }}                if (CFG::rule == EL_RULE_SDFA) {
                     if (e[c] > 0)
                         p[i] += row[i];
                     else
@@ -359,11 +328,7 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
         }
     DeltaOut:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            delta[i] = p[i] * g[i];
+{{ pipeline(lanes) }}            delta[i] = p[i] * g[i];
         }
     }
 }
@@ -411,11 +376,7 @@ void update_rows(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_
 {% endif %}
 UpdateScale:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-        dm[i] = delta[i] * m;
+{{ pipeline(lanes) }}        dm[i] = delta[i] * m;
     }
 UpdateRows:
     for (unsigned j = 0; j < CFG::n_in; j++) {
@@ -424,20 +385,12 @@ UpdateRows:
             continue;
     UpdateCols:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-            W[j][i] = apply_update<typename CFG::wupd, RNG>(W[j][i], dm[i] * xj, st[RNG::per_column ? i : 0]);
+{{ pipeline(lanes) }}            W[j][i] = apply_update<typename CFG::wupd, RNG>(W[j][i], dm[i] * xj, st[RNG::per_column ? i : 0]);
         }
     }
 UpdateBias:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-#pragma HLS PIPELINE II = 1
-{% if lanes > 1 %}
-#pragma HLS UNROLL factor={{ lanes }}
-{% endif %}
-        b[i] = apply_update<typename CFG::bupd, RNG>(b[i], dm[i], st[RNG::per_column ? i : 0]);
+{{ pipeline(lanes) }}        b[i] = apply_update<typename CFG::bupd, RNG>(b[i], dm[i], st[RNG::per_column ? i : 0]);
     }
 }
 
