@@ -207,6 +207,14 @@ def _rule_legend(ax, rules, colours, loc="upper left"):
     return ax.legend(handles=handles, fontsize=7, loc=loc, title="rule", title_fontsize=7)
 
 
+def _finish_grid(axes, used: int, ylabel: str) -> None:
+    """A grid of panels: ``ylabel`` on the first column, the panels past the first ``used`` hidden."""
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+
+
 def _log_error_axis(ax) -> None:
     """A log axis of test error (%) labelled 1, 2, 5, 10, 20, 50 ... in plain numbers."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -353,10 +361,7 @@ def _plots(out: Path, g: _Groups, rows: list[dict[str, Any]]) -> list[tuple[str,
                 ax.set_title(rule, fontsize=9)
                 ax.set_xlabel("epoch")
                 ax.grid(alpha=0.3, which="both")
-            for ax in axes[:, 0]:
-                ax.set_ylabel("test error (%)")
-            for ax in list(axes.flat)[len(with_curve):]:
-                ax.axis("off")
+            _finish_grid(axes, len(with_curve), "test error (%)")
             _style_legend(axes.flat[0], {k: labels[k] for k in ("fixed", "twin", "online")})
             n_pts = g.cfg.get("curve_points", 0)
             save(fig, "learning_curves.png",
@@ -404,10 +409,7 @@ def _plots(out: Path, g: _Groups, rows: list[dict[str, Any]]) -> list[tuple[str,
             ax.set_title("input quantizer (saturation / flush)" if t == "input" else t, fontsize=9)
             ax.set_xlabel("word length (bits)")
             ax.grid(alpha=0.3, which="both")
-        for ax in list(axes.flat)[len(tensors):]:
-            ax.axis("off")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("events / opportunities")
+        _finish_grid(axes, len(tensors), "events / opportunities")
         from matplotlib.lines import Line2D
 
         axes.flat[0].legend(handles=[Line2D([], [], color=colours[r], label=r) for r in rules]
@@ -579,10 +581,7 @@ def _area_plot(out: Path, g: _Groups, rows: list[dict[str, Any]], area: dict[str
         ax.set_title(rule, fontsize=9)
         ax.set_xlabel("LUTs")
         ax.grid(alpha=0.3, which="both")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test error (%), log scale")
-    for ax in list(axes.flat)[len(rules):]:
-        ax.axis("off")
+    _finish_grid(axes, len(rules), "test error (%), log scale")
     name = "accuracy_vs_area.png"
     _adjust(fig)
     fig.savefig(out / name)
