@@ -77,6 +77,8 @@ def output_dir(path: str | os.PathLike, flag: str = "--out", *, staged: bool = F
 
     ``staged``: the writer builds the folder beside it and renames it into place, so the parent must be
     writable too."""
+    if isinstance(path, str) and not path.strip():  # Path("") is the working directory: never meant as an output
+        raise OutputError(f"{flag}: empty path; name a folder")
     try:
         p = Path(path).expanduser().resolve()
     except (OSError, RuntimeError) as exc:  # a symbolic link loop

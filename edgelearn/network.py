@@ -401,6 +401,7 @@ def _build(raw: dict[str, Any], source: str) -> NetworkSpec:
     bad_train = sorted(set(raw.get("train") or {}) - set(TRAIN_KEYS))
     if bad_train:
         raise ConfigError(f"{source}: unknown train key(s) {', '.join(bad_train)}; known: {', '.join(TRAIN_KEYS)}")
+    _check_train_numbers(raw.get("train") or {}, source)
     raw_layers = raw["layers"]
     if raw.get("layer_overrides"):
         raw_layers = _apply_layer_overrides(raw_layers, raw["layer_overrides"], source)
@@ -490,6 +491,24 @@ def _apply_layer_overrides(raw_layers: Any, overrides: dict[str, Any], source: s
     return layers
 
 
+def _check_train_numbers(train: dict[str, Any], source: str) -> None:
+    """The counts and learning rates of a ``train`` section: a typo fails at load, not after the data is read."""
+    for key, lo in (("epochs", 0), ("batch_size", 1), ("eval_batch_size", 1)):
+        v = train.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise ConfigError(f"{source}: train.{key} must be an integer >= {lo}, got {v!r}")
+    lr = train.get("lr")
+    entries = lr.items() if isinstance(lr, dict) else [] if lr is None else [(None, lr)]
+    for rule, v in entries:
+        try:  # YAML reads 1e-3 (no dot) as a string, which float() takes
+            ok = not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{source}: train.lr{'' if rule is None else '.' + str(rule)} must be a positive "
+                              f"number, got {v!r}")
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
@@ -500,6 +519,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
 
 
 def _resolve_base(raw: dict[str, Any], source: str, base_dir: Path | None, seen: tuple[str, ...]) -> dict[str, Any]:

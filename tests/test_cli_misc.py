@@ -9,6 +9,7 @@ from helpers import cli_one_line_error
 from test_download import serve_mnist, server  # noqa: F401  (server: the loopback HTTP fixture)
 
 from edgelearn.cli import main
+from edgelearn.network import EMBEDDED_DIR
 
 
 def _files(folder) -> list[str]:
@@ -229,3 +230,152 @@ def test_info_config_lists_the_back_ends_with_the_refusals(capsys):
     assert "float reference: train yes" in text
     assert "fixed-point engine: simulate no: layer conv1: the fixed-point engine learns conv kernels with" in text
     assert "Verilog datapath: rtl no:" in text
+
+
+# ------------------------------------------------------------------- user's mistakes: one line, exit 2, nothing written
+DIGITS = (EMBEDDED_DIR / "digits-mlp.yaml").read_text()
+
+
+def _config(tmp_path, text: str | bytes):
+    path = tmp_path / "net.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize("text, match", [
+    (b"\x00\xff\xfe\x89PNG", "not a YAML file (not UTF-8 text)"),
+    (DIGITS.replace("epochs: 15", "epochs: many"), "train.epochs must be an integer >= 0, got 'many'"),
+    (DIGITS.replace("batch_size: 32", "batch_size: -3"), "train.batch_size must be an integer >= 1, got -3"),
+    (DIGITS.replace("bp: 1.0e-3", "bp: fast"), "train.lr.bp must be a positive number, got 'fast'"),
+])
+def test_a_bad_config_file_is_named_before_any_work(capsys, tmp_path, text, match):
+    out = tmp_path / "run"
+    cli_one_line_error(capsys, ["train", "-c", _config(tmp_path, text), "-r", "bp", "-q", "--out", str(out)], match)
+    assert _files(out) == []
+
+
+def test_a_config_word_length_out_of_range_names_the_config_not_bits(capsys, tmp_path):
+    out = tmp_path / "sim"
+    path = _config(tmp_path, DIGITS + "precision: {bits: 99}\n")
+    cli_one_line_error(capsys, ["simulate", "-c", path, "-q", "--out", str(out)],
+                       f"{path}: precision bits 99 out of range")
+    assert "--bits" not in capsys.readouterr().err and _files(out) == []
+
+
+@pytest.mark.parametrize("cmd", [["train", "-q"], ["simulate", "-q"], ["rtl"]])
+@pytest.mark.parametrize("item, match", [
+    ("nolayer=bp", "--layer-rule nolayer=bp: 'nolayer' is not a trainable layer of digits-mlp (layers: fc1, out)"),
+    ("fc1=nosuch", "--layer-rule fc1=nosuch: unknown rule 'nosuch'"),
+    ("7=bp", "--layer-rule 7=bp: '7' is not a trainable layer of digits-mlp"),
+    ("=bp", "--layer-rule expects NAME=RULE, got '=bp'"),
+])
+def test_layer_rule_errors_name_the_option(capsys, tmp_path, cmd, item, match):
+    out = tmp_path / "out"
+    cli_one_line_error(capsys, [*cmd, "--layer-rule", item, "--out", str(out)], match)
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("cmd", [["train", "-q"], ["simulate", "-q"], ["rtl"], ["export-hls", "--no-hls4ml"]])
+def test_an_empty_out_is_refused_not_the_working_directory(capsys, tmp_path, monkeypatch, cmd):
+    monkeypatch.chdir(tmp_path)
+    cli_one_line_error(capsys, [*cmd, "--out", ""], "--out: empty path; name a folder")
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("top", ["module", "logic", "el_softmax", "el_feedback"])
+def test_rtl_top_must_not_be_a_verilog_keyword_or_a_hardware_module(capsys, tmp_path, top):
+    out = tmp_path / "rtl"
+    cli_one_line_error(capsys, ["rtl", "--top", top, "--out", str(out)], f"--top {top!r} is not a usable Verilog")
+    assert _files(out) == []
+
+
+def test_too_many_check_or_testbench_samples_name_their_option(capsys, tmp_path):
+    out = tmp_path / "out"
+    cli_one_line_error(capsys, ["rtl", "--check", "icarus", "--check-samples", "5000", "--out", str(out)],
+                       "--check-samples 5000: dataset digits has 1437 training samples")
+    cli_one_line_error(capsys, ["export-hls", "--no-hls4ml", "--tb-samples", "5000", "--out", str(out)],
+                       "--tb-samples 5000: the digits test set has 360 samples")
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("opt, value", [("--clock-period", "0"), ("--clock-period", "-5"), ("--clock-period", "nan"),
+                                        ("--qat-lr", "-1")])
+def test_export_hls_needs_positive_numbers(capsys, tmp_path, opt, value):
+    out = tmp_path / "prj"
+    with pytest.raises(SystemExit) as exc:
+        main(["export-hls", "--no-hls4ml", opt, value, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"argument {opt}: expected a positive number, got '{value}'" in err, err
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--rounding", "FOO"], "--rounding FOO: unknown rounding mode 'FOO'"),
+    (["--lr-shift", "99"], "--lr-shift must be an integer in -16..62, got 99"),
+])
+def test_engine_options_name_themselves(capsys, tmp_path, argv, match):
+    out = tmp_path / "sim"
+    cli_one_line_error(capsys, ["simulate", "-q", *argv, "--out", str(out)], match)
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("param, option", [("n_train=-3", "--n-train"), ("seed=3", "--seed")])
+def test_data_info_param_refuses_what_an_option_sets(capsys, param, option):
+    cli_one_line_error(capsys, ["data", "info", "synthetic", "-p", param],
+                       f"--param '{param}': {param.split('=')[0]} is set with {option}, not --param")
+
+
+def test_report_area_file_that_is_not_text(capsys, tmp_path):
+    area = tmp_path / "area.json"
+    area.write_bytes(b"\x00\xff\xfe")
+    out = tmp_path / "rep"
+    cli_one_line_error(capsys, ["report", "--area", str(area), "--out", str(out)], "not JSON")
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("base, match", [("notaurl", "base URL 'notaurl' must start with"),
+                                         ("http://127.0.0.1:1/", "cannot download http://127.0.0.1:1/")])
+def test_a_failed_download_leaves_no_folder(capsys, tmp_path, base, match):
+    dest = tmp_path / "data" / "mnist"
+    cli_one_line_error(capsys, ["data", "download", "mnist", "--data-dir", str(dest), "--base-url", base,
+                                "--no-progress"], match)
+    assert _files(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------------- Ctrl-C in report
+def test_pool_workers_start_with_ctrl_c_ignored():
+    """report's pool workers inherit an ignored SIGINT: Ctrl-C reaches the parent alone (one line, no worker
+    tracebacks), which then stops them (_stop_pool)."""
+    import signal
+    import subprocess
+    import sys
+
+    from edgelearn.report.sweep import _sigint_ignored
+
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]
+    before = signal.getsignal(signal.SIGINT)
+    with _sigint_ignored():
+        inside = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+    assert inside.strip() == "True", inside
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_stop_pool_ends_running_and_queued_runs():
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from edgelearn.report.sweep import _stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    futs = [pool.submit(time.sleep, 60) for _ in range(3)]
+    workers = list(pool._processes.values())
+    t0 = time.perf_counter()
+    _stop_pool(pool)
+    assert time.perf_counter() - t0 < 30
+    assert all(not w.is_alive() for w in workers)
+    while not all(f.done() for f in futs) and time.perf_counter() - t0 < 30:  # the executor's thread settles them
+        time.sleep(0.05)
+    assert all(f.cancelled() or isinstance(f.exception(), BrokenProcessPool) for f in futs), futs  # none runs

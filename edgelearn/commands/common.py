@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, RuleError
 from ..network import NetworkSpec, default_network, load_network
 
 
@@ -25,16 +26,40 @@ positive_int = _int_at_least(1, "positive")
 nonneg_int = _int_at_least(0, "non-negative")
 
 
-def parse_layer_rules(items: list[str] | None) -> dict[str, str] | None:
-    """``NAME=RULE`` pairs (repeatable ``--layer-rule``)."""
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a clock period, a learning rate)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def parse_layer_rules(items: list[str] | None, spec: NetworkSpec | None = None) -> dict[str, str] | None:
+    """``NAME=RULE`` pairs (repeatable ``--layer-rule``); with ``spec``, each NAME must be one of its trainable layers
+    (or an index) and each RULE known, else an error naming the option (the spec's own check names its file)."""
     if not items:
         return None
     out = {}
     for item in items:
-        if "=" not in item:
+        name, sep, rule = (part.strip() for part in item.partition("="))
+        if not sep or not name or not rule:
             raise ConfigError(f"--layer-rule expects NAME=RULE, got {item!r}")
-        name, rule = item.split("=", 1)
-        out[name.strip()] = rule.strip()
+        out[name] = rule
+    if spec is not None:
+        from ..network import RULES
+
+        sites = spec.site_names()
+        for name, rule in out.items():
+            index = name.lstrip("-").isdigit() and -len(sites) <= int(name) < len(sites)  # as in a config's rules
+            if name not in sites and not index:
+                shown = ", ".join(sites) if len(sites) <= 12 else ", ".join(sites[:6]) + f", ... ({len(sites)} layers)"
+                raise ConfigError(f"--layer-rule {name}={rule}: {name!r} is not a trainable layer of {spec.name} "
+                                  f"(layers: {shown})")
+            if rule not in RULES:
+                raise RuleError(f"--layer-rule {name}={rule}: unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     return out
 
 
@@ -101,7 +126,7 @@ def engine_from_args(args: argparse.Namespace, what: str):
         return load_weights(args.weights)
     # a network the engine runs but this back end does not is refused by the back end itself (program.SUPPORT)
     spec = load_spec(args.config)
-    layer_rules = parse_layer_rules(args.layer_rule)
+    layer_rules = parse_layer_rules(args.layer_rule, spec)
     if args.rule or layer_rules:
         spec = spec.with_rule(args.rule, {**spec.rules, **(layer_rules or {})} if layer_rules else None)
     return FixedEngine(spec, bits=args.bits, seed=args.seed, formats=parse_format_overrides(args.format),

@@ -8,6 +8,9 @@ import numpy as np
 from ..errors import DataError
 
 _NAMES_HELP = "mnist, cifar10, cifar100, digits, synthetic, cosine, lowrank"
+#: load_dataset's arguments that ``data info`` passes from its own options
+_OPTION_PARAMS = {"name": "NAME", "data_dir": "--data-dir", "seed": "--seed", "n_train": "--n-train",
+                  "n_test": "--n-test"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +78,8 @@ def parse_params(items: list[str]) -> dict[str, object]:
         key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier():
             raise DataError(f"bad --param {item!r}: expected KEY=VALUE")
+        if key in _OPTION_PARAMS:  # load_dataset's own arguments, given by their options
+            raise DataError(f"--param {item!r}: {key} is set with {_OPTION_PARAMS[key]}, not --param")
         params[key] = _parse_value(value.strip())
     return params
 

@@ -6,7 +6,7 @@ import sys
 
 from ..hls import DEFAULT_PART, KERNEL_INTERFACES as INTERFACES, MAX_UNROLLED_MULTS
 from ..program import SUPPORT
-from .common import add_engine_args, engine_from_args, positive_int
+from .common import add_engine_args, engine_from_args, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int, default=0,
                    help="Brevitas quantization-aware training epochs (backprop, Adam) before the export (default 0: "
                         "the engine's initial weights, or --weights)")
-    p.add_argument("--qat-lr", type=float, default=1e-3, help="QAT learning rate (default 1e-3)")
+    p.add_argument("--qat-lr", type=positive_float, default=1e-3, help="QAT learning rate (default 1e-3)")
     p.add_argument("--dataset", help="dataset for QAT and the testbench samples (default: the config's)")
     p.add_argument("--data-dir", help="directory of the MNIST / CIFAR files")
     p.add_argument("--n-train", type=positive_int, help="QAT on the first N training samples only")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="samples in the testbenches' tb_data (default 32; the kernel learns from each)")
     p.add_argument("--backend", choices=("vitis", "vivado"), default="vitis", help="hls4ml backend (default vitis)")
     p.add_argument("--part", help=f"FPGA part of both projects (default {DEFAULT_PART}, the Zynq-7020 of the PYNQ-Z2)")
-    p.add_argument("--clock-period", type=float, default=5.0, help="clock period in ns (default 5)")
+    p.add_argument("--clock-period", type=positive_float, default=5.0, help="clock period in ns (default 5)")
     p.add_argument("--strategy", choices=("Latency", "Resource"),
                    help="hls4ml dense strategy of every layer (default: per layer, Latency while the layer unrolls "
                         f"at most {MAX_UNROLLED_MULTS} multiplications, else Resource with the smallest reuse factor "

@@ -121,8 +121,12 @@ def check_samples(eng, n: int, dataset: str | None, data_dir):
     from ..data import load_dataset
     from .common import check_engine_dataset
 
+    from ..errors import DataError
+
     name = dataset or eng.spec.dataset or "digits"
-    ds = load_dataset(name, data_dir, seed=0, n_train=n, n_test=1)
+    ds = load_dataset(name, data_dir, seed=0, n_test=1)  # whole: a too large n is then named by its option
+    if n > len(ds.x_train):
+        raise DataError(f"--check-samples {n}: dataset {name} has {len(ds.x_train)} training samples")
     check_engine_dataset(eng, ds, name)
     X = eng.quantize_inputs(ds.x_train[:n], count=False).astype(np.int64)
     return X, eng._labels(ds.y_train[:n], X.shape[0])

@@ -93,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from ..threads import apply_threads, check_threads, default_threads
 
     check_threads(args.threads)
-    out = output_dir(args.out) if args.out else None
+    out = output_dir(args.out) if args.out is not None else None
     spec = load_spec(args.config)
-    layer_rules = parse_layer_rules(args.layer_rule)
+    layer_rules = parse_layer_rules(args.layer_rule, spec)
     if args.rule or layer_rules:
         spec = spec.with_rule(args.rule, {**spec.rules, **(layer_rules or {})} if layer_rules else None)
     if args.epochs is not None and args.epochs < 0:

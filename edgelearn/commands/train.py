@@ -65,20 +65,23 @@ def run(args: argparse.Namespace) -> int:
         names = spec.variant_names()
     else:
         names = [args.variant or spec.variant]
+    layer_rules = parse_layer_rules(args.layer_rule, spec)  # before any output folder exists
+    if args.out is not None:
+        output_dir(args.out)  # an empty --out is refused here (as a Path it would be the working directory)
     rank0 = _is_rank0()
     runs = []
     for name in names:  # every output folder checked before the first run starts
         s = spec.with_variant(name) if name and name != spec.variant else spec
         rule = args.rule or s.rule
-        if args.out and args.variant == "all":
+        if args.out is not None and args.variant == "all":
             out = Path(args.out) / name
-        elif args.out:
+        elif args.out is not None:
             out = Path(args.out)
         else:
             out = Path(f"runs/{s.name}{'-' + name if name else ''}-{rule}-s{args.seed}{'-smoke' if args.smoke else ''}")
         runs.append((name, s, output_dir(out)))
     for name, s, out in runs:
-        metrics = train(s, args.rule, parse_layer_rules(args.layer_rule), dataset=args.dataset, data_dir=args.data_dir,
+        metrics = train(s, args.rule, layer_rules, dataset=args.dataset, data_dir=args.data_dir,
                         epochs=args.epochs, seed=args.seed, device=args.device, out=out, batch_size=args.batch_size,
                         lr=args.lr, n_train=args.n_train, n_test=args.n_test, resume=not args.no_resume,
                         progress=not args.quiet, probe=not args.no_probe, smoke=args.smoke, amp=args.amp,

@@ -221,6 +221,8 @@ def download(name: str, dest_dir: str | os.PathLike, *, base_url: str | None = N
     """
     key = _check_downloadable(name)
     dest = Path(dest_dir).expanduser()
+    # the folders made here go again if the download fails (nothing left behind); deepest first
+    created = [d for d in (dest, *dest.parents) if not d.exists()]
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -243,9 +245,13 @@ def download(name: str, dest_dir: str | os.PathLike, *, base_url: str | None = N
         for filename, tmp in fetched.items():
             os.replace(tmp, dest / filename)
         fetched.clear()
+        created = []
     finally:
         for tmp in fetched.values():
             tmp.unlink(missing_ok=True)
+        for d in created:
+            with contextlib.suppress(OSError):  # rmdir: only while it is empty
+                d.rmdir()
     return target
 
 

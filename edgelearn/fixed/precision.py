@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import ConfigError, FormatError
 from ..program import DEFAULT_RNG, RNG_MODES
+from ..word_length import MAX_BITS, MIN_BITS
 from .formats import OVERFLOW, ROUNDING, AccumulatorFormat, FixedFormat, parse_format
 from .conv import engine_sizes, split_network
 from .presets import DEFAULT_BITS, logit_format, preset
@@ -52,6 +53,8 @@ FB_P_RULES = ("ldfa", "dldfa")
 #: tensors whose rounding may be STOCH (their assignments consume LFSR draws, docs/engine.md)
 STOCH_TENSORS = ("weight", "bias", "update")
 LAYER_SETTINGS = ("lr_shift", "lr_mult")
+#: the learning-rate shifts a layer may use (eta = 2**-lr_shift)
+LR_SHIFT_RANGE = (-16, 62)
 GLOBAL_SETTINGS = ("preset", "bits", "feedback_mode", "rng", "lr_mult_format", "table_bits", "range_bits", "per_layer",
                    "lr_shift", "lr_mult")
 FEEDBACK_MODES = ("stored", "lfsr")
@@ -221,7 +224,7 @@ def parse_mode_overrides(items: list[str] | None, kind: str) -> list[tuple[str |
         if m.startswith("AP_"):
             m = m[3:]
         if m not in table:
-            raise FormatError(f"unknown {kind} mode {mode!r} (expected one of {', '.join(table)})")
+            raise FormatError(f"--{kind} {item}: unknown {kind} mode {mode!r} (expected one of {', '.join(table)})")
         if target is not None:
             _check_tensor_target(target, f"--{kind} {item}")
         out.append((target, m))
@@ -267,6 +270,10 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
         b = raw.get("bits", raw.get("preset", DEFAULT_BITS))
         if isinstance(b, str) and b.lower().rstrip("bit").isdigit():
             b = int(b.lower().rstrip("bit"))
+        if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
+            # the config's word length, not --bits: preset()'s message would name the option
+            raise ConfigError(f"{spec.source}: precision bits {b!r} out of range (presets exist for "
+                              f"{MIN_BITS}..{MAX_BITS} bits)")
         bits = b
     base = preset(bits)
     if getattr(spec, "loss", None) == "ce":
@@ -301,8 +308,8 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
         else:
             cli_global[tname] = fmt
     merged.update(cli_global)
-    if lr_shift is not None:
-        merged["lr_shift"] = lr_shift
+    if lr_shift is not None:  # named by its option here; a config's value is named by its layer below
+        merged["lr_shift"] = _int_setting(lr_shift, "--lr-shift", *LR_SHIFT_RANGE)
     fb_mode = feedback_mode or raw.get("feedback_mode", "stored")
     if fb_mode not in FEEDBACK_MODES:
         raise ConfigError(f"feedback_mode must be one of {', '.join(FEEDBACK_MODES)}, got {fb_mode!r}")
@@ -323,7 +330,7 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
             if lr_shift is not None and "lr_shift" not in cli_layer.get(layer.name, {}):
                 lm["lr_shift"] = lr_shift
             if prev_act.learns:
-                prev_act.lr_shift = _int_setting(lm.get("lr_shift"), f"layer {layer.name}: lr_shift", -16, 62)
+                prev_act.lr_shift = _int_setting(lm.get("lr_shift"), f"layer {layer.name}: lr_shift", *LR_SHIFT_RANGE)
         front.append(prev_act)
         prev_act = prev_act.act
     layers: list[LayerPrecision] = []
@@ -364,7 +371,7 @@ def resolve_precision(spec, bits: int | None = None, formats: dict[str, str] | N
                 raise FormatError(f"{where}: STOCH rounding is supported for {', '.join(STOCH_TENSORS)} only, "
                                   f"not for {t} ({f[t]})")
         in_fmt = f["input"] if prev_act is None else prev_act
-        sh = _int_setting(m.get("lr_shift"), f"{where}: lr_shift", -16, 62)
+        sh = _int_setting(m.get("lr_shift"), f"{where}: lr_shift", *LR_SHIFT_RANGE)
         mult = m.get("lr_mult")
         mult_raw, mult_frac = 0, 0
         if mult is not None:

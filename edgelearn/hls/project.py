@@ -48,13 +48,11 @@ def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int
     try:
         from ..data import load_dataset
 
-        ds = load_dataset(name, data_dir, seed=seed, n_test=n, n_train=1)
-        x = ds.x_test[:n]
+        ds = load_dataset(name, data_dir, seed=seed, n_train=1)  # the whole test set: too large an n is named below
         if ds.task != "classification" or int(np.prod(ds.input_shape)) != eng.n_inputs \
                 or ds.num_classes != eng.num_classes:
             raise ConfigError(f"dataset {name} does not fit network {eng.spec.name} "
                               f"({eng.n_inputs} inputs, {eng.num_classes} classes)")
-        return eng.quantize_inputs(x, count=False), np.asarray(ds.y_test[:n], dtype=np.int64), f"{ds.name} test set"
     except (DataError, ConfigError, OSError) as exc:
         if dataset is not None or data_dir is not None:
             if isinstance(exc, OSError):
@@ -63,6 +61,10 @@ def tb_samples(eng, n: int, dataset: str | None = None, data_dir=None, seed: int
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xB5])
         x = rng.random((n, eng.n_inputs))
         return eng.quantize_inputs(x, count=False), rng.integers(0, eng.num_classes, n), "random inputs in [0, 1)"
+    if n > len(ds.x_test):  # not a reason to fall back to random inputs: the dataset is there
+        raise DataError(f"--tb-samples {n}: the {ds.name} test set has {len(ds.x_test)} samples")
+    x = ds.x_test[:n]
+    return eng.quantize_inputs(x, count=False), np.asarray(ds.y_test[:n], dtype=np.int64), f"{ds.name} test set"
 
 
 def export_hls(eng, out, *, hls4ml: bool = True, kernel: bool = True, backend: str = "vitis", part: str | None = None,

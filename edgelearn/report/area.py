@@ -72,7 +72,7 @@ def validate_area(data: Any, where: str) -> dict[str, Any]:
 def load_area(path: str | Path) -> dict[str, Any]:
     """Read and check an area file."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes()  # json.loads decodes it: a binary file is then 'not JSON'
     except OSError as e:
         raise ConfigError(f"cannot read the area file {path}: {e.strerror or e}") from None
     try:

@@ -10,9 +10,12 @@ would refuse is refused whole and leaves no ``plan.json`` behind to block the co
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -499,8 +502,38 @@ def sweep(cfg: SweepConfig, out: str | os.PathLike, *, jobs: int | None = None, 
             # spawn, not fork: the parent may already run torch/numba thread pools (fork after OpenMP aborts)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_worker_init, initargs=(threads,)) as pool:
-                futs = [pool.submit(_execute, asdict(cfg), asdict(k), str(runs / f"{k.name}.json")) for k in todo]
-                for fut in as_completed(futs):
-                    done.append(fut.result())
-                    bar.update(task, advance=1, last=done[-1])
+                try:
+                    with _sigint_ignored():  # the workers start now (on submit) and inherit it
+                        futs = [pool.submit(_execute, asdict(cfg), asdict(k), str(runs / f"{k.name}.json"))
+                                for k in todo]
+                    for fut in as_completed(futs):
+                        done.append(fut.result())
+                        bar.update(task, advance=1, last=done[-1])
+                except KeyboardInterrupt:
+                    _stop_pool(pool)
+                    raise
     return done
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ctrl-C ignored while pool workers are spawned: a spawned interpreter keeps an ignored SIGINT, so Ctrl-C
+    reaches the parent alone, which stops the pool (no traceback from every worker). The main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Drop the queued runs and end the running ones (their results are written atomically: nothing half)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # the executor has no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for w in workers:
+        w.terminate()
+    for w in workers:
+        w.join()

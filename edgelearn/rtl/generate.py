@@ -44,6 +44,7 @@ from ..templating import environment
 from . import layout
 from .front import front_of
 from .sim import HW_DIR
+from .verilog_words import VERILOG_KEYWORDS
 
 #: hidden-layer rules the datapath implements (the output layer always learns from its error)
 RTL_RULES = SUPPORT["rtl"].hidden_rules
@@ -200,8 +201,10 @@ class RtlDesign:
             raise ConfigError(f"update lanes must divide the {parallel} MAC lanes (1..{parallel}), "
                               f"got {update_lanes!r}")
         self.update_lanes = int(update_lanes)
-        if not top.isidentifier() or top in ("el_layer", "el_convert", "el_front"):
-            raise ConfigError(f"top-level name {top!r} is not a usable Verilog module name")
+        hw_modules = {f[:-2] for f in HW_FILES + HW_FRONT_FILES + HW_FEEDBACK_FILES + HW_SOFTMAX_FILES}
+        if not top.isidentifier() or not top.isascii() or top in hw_modules or top in VERILOG_KEYWORDS:
+            raise ConfigError(f"--top {top!r} is not a usable Verilog module name (an identifier that is neither a "
+                              f"Verilog keyword nor one of the modules {', '.join(sorted(hw_modules))})")
         self.top = top
         self.parallel = int(parallel)
         self.learning = bool(learning)  # False: the same network as an inference-only datapath (no update logic)
