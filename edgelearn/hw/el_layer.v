@@ -228,10 +228,9 @@ module el_layer #(
     reg [NNZW-1:0] u_t;
     reg [GAW-1:0]  u_g;
     reg [WAW-1:0]  u_base;
-    reg            ub_valid, ub_first;
+    reg            ub_valid;
     reg [GAW-1:0]  ub_g;
     reg [WAW-1:0]  ub_base;
-    reg [IDXW+XW-1:0] jx_lat;
     reg            uc_valid;
     reg [SUBW-1:0] u_ph, uc_s, ue_s, ud_s, bd_s, bias_s;
     reg [GAW-1:0]  uc_g;
@@ -243,15 +242,14 @@ module el_layer #(
     wire u_issue = LEARN && (state == ST_UPD) && (R == 1 || u_ph == 0);
     reg [GAW-1:0]  bias_g;
 
-    wire [IDXW+XW-1:0] ub_jx = ub_first ? lst_q : jx_lat;
-
     always @* begin
         lst_ra = 0;
         if (state == ST_FWD) lst_ra = f_t;
         else if (state == ST_UPD) lst_ra = u_t;
+        // stage B of either pass: the word of input lst_q in its group (the update's list entry is lst_q too: in
+        // ST_UPD the list reads row u_t, which moves on only after the row's last word has issued), one adder
         if (state == ST_IDLE) w_ra = rd_addr;
-        else if (ub_valid) w_ra = ub_base + ub_jx[IDXW+XW-1:XW];
-        else w_ra = b_base + lst_q[IDXW+XW-1:XW];
+        else w_ra = (ub_valid ? ub_base : b_base) + lst_q[IDXW+XW-1:XW];
     end
 
     // ---------------------------------------------------------------------------------------------------------
@@ -349,7 +347,6 @@ module el_layer #(
     // c_x is the multiplier's x operand in both passes, sign- or zero-extended (2^XF in the bias phase of DSP_B)
     reg  signed [CXW-1:0] c_x;
     wire signed [XW:0] lst_xv = XS ? $signed({lst_q[XW-1], lst_q[XW-1:0]}) : $signed({1'b0, lst_q[XW-1:0]});
-    wire signed [XW:0] ub_xv = XS ? $signed({ub_jx[XW-1], ub_jx[XW-1:0]}) : $signed({1'b0, ub_jx[XW-1:0]});
     wire signed [CXW-1:0] x_one = $signed({{(CXW-1){1'b0}}, 1'b1}) <<< ((XF > 0) ? XF : 0);
 
     wire [P*AW-1:0] acc_new;
@@ -383,6 +380,11 @@ module el_layer #(
     wire [UQ*BW-1:0] b_upd_cur = b_rd >> (bias_sv * UQ * BW);    // bias sub-word bias_s
     // d_q: the modulatory word of the next update word (read at stage B) or bias word (read the cycle before)
     wire [P*EW-1:0] d_rd = dmem[(state == ST_BPRE) ? {GAW{1'b0}} : (bias_ph ? bias_g + 1'b1 : ub_g)];
+    // d_q is loaded under one enable, in a block of its own: inside the control's reset branch synthesis kept each
+    // load condition as a mux per bit (~1 LUT per bit)
+    wire d_load = !rst && (ub_valid || (LEARN && (state == ST_BPRE
+                                                  || (state == ST_BIAS && (R == 1 || bias_s == R - 1)))));
+    always @(posedge clk) if (d_load) d_q <= d_rd;
 
     // the update's sub-word of the weight word and of its modulatory word: the read word (w_q held over the
     // sub-words, d_q loaded once) through an R-way select of UQ lanes (one LUT6 per bit up to R = 4), not a shift of
@@ -410,7 +412,9 @@ module el_layer #(
                 assign prod = wv * mxv;
                 assign uprod = dv * mxv;
             end else begin : g_smul
-                wire signed [MW-1:0] ma = (upd || (DSP_B && bias_ph)) ? $signed(dv) : $signed(wv);
+                // only the update lanes take delta: lanes UQ .. P-1 keep w in the bias phase too (their product
+                // goes nowhere there), so they need no operand mux (~9 LUTs a lane)
+                wire signed [MW-1:0] ma = (upd || (DSP_B && bias_ph && gl < UQ)) ? $signed(dv) : $signed(wv);
                 assign prod = ma * mxv;
                 assign uprod = prod;
             end
@@ -567,7 +571,9 @@ module el_layer #(
     reg [31:0] fb_state;
     generate
         if (TABLE) begin : g_table
-            reg [YW-1:0] trom [0:TN-1];
+            // a block RAM: left to itself, synth_xilinx builds a LUT ROM (~150 LUTs, ~90 MUXFs; rom_style: yosys and
+            // Vivado; the iCE40 flow maps it to block RAM either way)
+            (* rom_style = "block" *) reg [YW-1:0] trom [0:TN-1];
             initial $readmemh(T_INIT, trom);
             always @(posedge clk) t_q <= trom[t_idx];
         end else begin : g_notable
@@ -674,6 +680,11 @@ module el_layer #(
     el_convert #(.IW(OEW), .S(YF + ((LOSS == 1) ? FG : 0) - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
         u_eo (.din(o_prod), .rnd(32'd0), .dout(sig_o), .ovf());
     wire [EW-1:0] sig = IS_OUT ? sig_o : sig_h;
+    // a modulatory word shifted in lane by lane (below) holds its last lane at the top: the last group, REM < P lanes,
+    // moves down by P - REM lanes (a constant shift, free where every word is the last, G = 1)
+    function [P*EW-1:0] d_align(input [P*EW-1:0] word, input last_group);
+        d_align = (REM < P && last_group) ? word >> ((P - REM) * EW) : word;
+    endfunction
 
     // ---------------------------------------------------------------------------------------------------------
     // sdfa / dfa hidden layers: after the forward pass (f'(z) kept in gmem) wait for the output error e, then
@@ -702,11 +713,11 @@ module el_layer #(
             reg [P*GVW-1:0] gmem [0:G-1];
             reg [P*PPW-1:0] pacc [0:G-1];
             always @(posedge clk) begin
-                if (y_valid) begin
-                    gstage[y_l*GVW +: GVW] <= gv;
+                if (y_valid) begin  // lanes ascending: shifted in, as the modulatory signals (d_align)
+                    gstage <= {gv, gstage} >> GVW;
                     if (y_lastlane)
-                        gmem[y_g] <= (gstage & ~({{(P*GVW-GVW){1'b0}}, {GVW{1'b1}}} << (y_l*GVW)))
-                                     | ({{(P*GVW-GVW){1'b0}}, gv} << (y_l*GVW));
+                        gmem[y_g] <= (REM < P && y_g == G - 1) ? ({gv, gstage} >> GVW) >> ((P - REM) * GVW)
+                                                               : ({gv, gstage} >> GVW);
                 end
                 if (p2_valid && pc2 != NPR - 1) pacc[pg2] <= pacc_new;
             end
@@ -841,7 +852,7 @@ module el_layer #(
             c_g <= b_g;
             // c_x is the multiplier's x operand in both passes (never at once; the update's x_j from stage B, held
             // over the word's sub-words): no mux between the register and the LUT multiplier
-            if (ub_valid) c_x <= ub_xv;
+            if (ub_valid) c_x <= lst_xv;
             else if (DSP_B && (state == ST_BPRE || state == ST_BIAS)) c_x <= x_one;
             else if (!(R > 1 && uc_valid && uc_s != R - 1)) c_x <= b_dummy ? {CXW{1'b0}} : lst_xv;
             if (c_valid) begin
@@ -904,13 +915,12 @@ module el_layer #(
                 z_gv <= gv;
                 z_ydiff <= ydiff;
             end
+            // the signals arrive lane by lane, ascending (outputs 0 .. N_OUT-1 of the sample): shifted in from the
+            // top, so that no lane index selects where a signal goes (a demux and merge of every bit otherwise)
             if (z_valid) begin
-                if (IS_OUT) e_out[z_i*EW +: EW] <= sig;
-                if (LEARN && !DIRECT) dstage[z_l*EW +: EW] <= sig;
-                if (LEARN && !DIRECT && z_lastlane) begin
-                    dmem[z_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (z_l*EW)))
-                                 | ({{(P*EW-EW){1'b0}}, sig} << (z_l*EW));
-                end
+                if (IS_OUT) e_out <= {sig, e_out} >> EW;
+                if (LEARN && !DIRECT) dstage <= {sig, dstage} >> EW;
+                if (LEARN && !DIRECT && z_lastlane) dmem[z_g] <= d_align({sig, dstage} >> EW, z_g == G - 1);
             end
             // ---- sdfa / dfa projection: stage 2 (the last row c writes the modulatory signals)
             p2_valid <= DIRECT && (state == ST_PROJ);
@@ -924,10 +934,8 @@ module el_layer #(
             uc_valid <= ub_valid || (R > 1 && uc_valid && uc_s != R - 1);
             uc_s <= (R == 1 || ub_valid) ? {SUBW{1'b0}} : uc_s + 1'b1;  // constant 0 when R = 1
             if (ub_valid) begin
-                jx_lat <= ub_jx;
                 uc_g <= ub_g;
                 uc_wa <= w_ra;
-                d_q <= d_rd;
             end
             ue_valid <= LEARN && uc_valid;
             ue_s <= uc_s;
@@ -950,7 +958,6 @@ module el_layer #(
             if (u_issue) begin
                 ub_g <= u_g;
                 ub_base <= u_base;
-                ub_first <= (u_g == 0);
                 if (u_g == G - 1) begin
                     u_g <= 0;
                     u_base <= 0;
@@ -1018,10 +1025,9 @@ module el_layer #(
                     state <= ST_PROJ;
                 end else if (CE && e_valid_in) begin  // loss ce: e_c from el_softmax, c ascending, one per cycle
                     e_out[ce_c*EW +: EW] <= e_in[EW-1:0];
-                    dstage[ce_l*EW +: EW] <= e_in[EW-1:0];
+                    dstage <= {e_in[EW-1:0], dstage} >> EW;  // lanes ascending: shifted in, as in stage Z
                     if (ce_l == P - 1 || ce_c == N_OUT - 1) begin
-                        dmem[ce_g] <= (dstage & ~({{(P*EW-EW){1'b0}}, {EW{1'b1}}} << (ce_l*EW)))
-                                      | ({{(P*EW-EW){1'b0}}, e_in[EW-1:0]} << (ce_l*EW));
+                        dmem[ce_g] <= d_align({e_in[EW-1:0], dstage} >> EW, ce_g == G - 1);
                         ce_l <= 0;
                         ce_g <= ce_g + 1'b1;
                     end else begin
@@ -1049,13 +1055,11 @@ module el_layer #(
                     start_update;
                 end
                 ST_BDRAIN: state <= ST_IDLE;  // the last bias word is written (stage D)
-                ST_BPRE: if (LEARN) begin  // the modulatory word of bias word 0 (its draws: rng_step)
-                    d_q <= d_rd;
+                ST_BPRE: if (LEARN) begin  // d_q: the modulatory word of bias word 0 (its draws: rng_step)
                     state <= ST_BIAS;
                 end
                 ST_BIAS: if (LEARN) begin  // bias sub-word bias_s of word bias_g
-                    if (R == 1 || bias_s == R - 1) begin
-                        d_q <= d_rd;  // bias word bias_g + 1 (unused after the last)
+                    if (R == 1 || bias_s == R - 1) begin  // d_q: bias word bias_g + 1 (unused after the last)
                         bias_s <= 0;
                         if (bias_g == G - 1) begin
                             nnz <= 0;

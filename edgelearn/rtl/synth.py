@@ -10,10 +10,12 @@ across yosys versions, unlike the text table of ``stat``; fmax from nextpnr's ``
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import subprocess
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -287,3 +289,89 @@ def synthesize_ice40(prj: Path, part: str = "ice40-up5k", seeds=(1,), top: str |
     return {"part": part, "resources": ice40_resources(cells), "cells": cells, "fmax_mhz": fmax,
             "fmax": {"min": vals[0], "median": statistics.median(vals), "max": vals[-1]},
             "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# where the LUTs go (benchmarks/lut_breakdown.py): a flattened synth_xilinx netlist (yosys write_json)
+
+#: cells charged: the logic a LUT count is made of
+LOGIC = re.compile(r"^(LUT[1-6]|CARRY4|CARRY8|MUXF7|MUXF8)$")
+#: cells a path goes through (the logic and inverters / buffers); every other cell (FF, memory, DSP) ends it
+_COMB = re.compile(r"^(LUT[1-6]|CARRY4|CARRY8|MUXF7|MUXF8|INV|BUF)$")
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _fold(name: str) -> str:
+    """A net or cell name with its bit and generate-loop indices folded, so that lanes and bits add up."""
+    return _INDEX.sub("[*]", re.sub(r"\$flatten\\?", "", name.lstrip("\\")))
+
+
+def charge_logic(mod: dict) -> tuple[dict[str, float], dict[str, int]]:
+    """Charge each logic cell (:data:`LOGIC`) of the module ``mod`` (a module of yosys ``write_json``) to the items
+    its output reaches through logic: registers, memories and DSPs (named by their output net, indices folded, with
+    the names of the wires that alias it, and the cell type) and top-level outputs; a cell that reaches several
+    items counts evenly in each.  Returns ({item: cells charged}, {cell type: count})."""
+    aliases: dict[int, list[str]] = defaultdict(list)      # bit -> its user-visible names
+    for n, info in mod["netnames"].items():
+        if not n.startswith("$") and not info.get("hide_name", 0):
+            for b in info["bits"]:
+                if isinstance(b, int) and _fold(n) not in aliases[b]:
+                    aliases[b].append(_fold(n))
+    for names in aliases.values():  # a name with its instance path first, then the shortest
+        names.sort(key=lambda n: ("." not in n, len(n)))
+    cells = mod["cells"]
+    readers: dict[int, list[str]] = defaultdict(list)      # bit -> the cells that read it
+    outputs: dict[str, list[int]] = {}
+    for cname, c in cells.items():
+        dirs = c.get("port_directions", {})
+        outputs[cname] = []
+        for port, bits in c["connections"].items():
+            for b in bits:
+                if isinstance(b, int):
+                    if dirs.get(port) == "input":
+                        readers[b].append(cname)
+                    elif dirs.get(port) == "output":
+                        outputs[cname].append(b)
+    out_ports = {b: name for name, p in mod["ports"].items() if p["direction"] == "output"
+                 for b in p["bits"] if isinstance(b, int)}
+
+    def item(cname: str) -> str:
+        c = cells[cname]
+        for b in outputs[cname]:
+            if b in aliases:
+                return f"{'='.join(aliases[b][:3])} ({c['type']})"
+        src = c.get("attributes", {}).get("src", "").split("|")[0].split("/")[-1]
+        return f"{src or _fold(cname)} ({c['type']})"
+
+    def succ(cname: str) -> list[str]:
+        return [r for b in outputs[cname] for r in readers.get(b, ()) if _COMB.match(cells[r]["type"])]
+
+    reach: dict[str, frozenset] = {}
+    visiting: set[str] = set()
+    for root in cells:  # depth first, iterative (logic chains are long): the items each logic cell reaches
+        if root in reach or not _COMB.match(cells[root]["type"]):
+            continue
+        stack = [root]
+        while stack:
+            cname = stack[-1]
+            if cname in reach:
+                stack.pop()
+            elif cname not in visiting:  # first its successors (a combinational loop, none expected, ends)
+                visiting.add(cname)
+                stack.extend(r for r in succ(cname) if r not in reach and r not in visiting)
+            else:
+                stack.pop()
+                acc = {f"output {out_ports[b]}" for b in outputs[cname] if b in out_ports}
+                for b in outputs[cname]:
+                    for r in readers.get(b, ()):
+                        acc |= reach.get(r, frozenset()) if _COMB.match(cells[r]["type"]) else {item(r)}
+                reach[cname] = frozenset(acc)
+    charge: dict[str, float] = defaultdict(float)
+    types: dict[str, int] = defaultdict(int)
+    for cname, c in cells.items():
+        types[c["type"]] += 1
+        if LOGIC.match(c["type"]):
+            its = reach[cname] or frozenset({"(drives nothing)"})
+            for it in its:
+                charge[it] += 1.0 / len(its)
+    return dict(charge), dict(types)
