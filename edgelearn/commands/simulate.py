@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "arguments: the embedded digits MLP, 8-bit preset, DRTP. Prints both test accuracies and the "
                     "per-tensor overflow / zero-update counters; writes OUT/results.json and OUT/weights.npz "
                     "(+ weights.json), and OUT/checkpoint.npz after every epoch, from which the same command "
-                    "resumes (a larger --epochs continues a finished run). Formats use hls4ml syntax, e.g. --format weight=fixed<8,2,STOCH,SAT>.",
+                    "resumes (a larger --epochs continues a finished run). Formats use hls4ml syntax, e.g. --format 'weight=fixed<8,2,STOCH,SAT>' (quoted: the shell reads < and > as redirections).",
     )
     p.add_argument("--config", "-c", help="network YAML file or name in models/ (default: embedded digits MLP)")
     p.add_argument("--rule", "-r", help="rule of every layer: drtp, sdfa, dfa, fa, bp, shallow (default: the config's)")
