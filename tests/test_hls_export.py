@@ -132,10 +132,13 @@ def test_lanes_and_interfaces_only_add_pragmas(tmp_path):
     fw1 = {p.name: p.read_text() for p in one.firmware.iterdir()}
     assert not any("UNROLL factor" in t or "type=cyclic" in t or "{%" in t or "{#" in t for t in fw1.values())
     assert "mode=ap_memory port=W0\n" in fw1["edgelearn_kernel.cpp"]  # the one-lane ports, as before
-    # the one-lane layer templates are the template with its jinja lines dropped
+    # the one-lane layer templates are the template with its jinja lines dropped and its pipelined loops' pragma
+    # macro (pipeline.j2) as its one-lane text
     src = (kernel.TEMPLATES / "el_learn.h").read_text()
     i, j = src.index("{#"), src.index("#}") + 3
     src = src[:i] + src[j:]
+    src = "".join(ln for ln in src.splitlines(keepends=True) if not ln.startswith("{% from "))
+    src = src.replace("{{ pipeline(lanes)|trim }}\n", "#pragma HLS PIPELINE II = 1\n")
     kept, skip = [], False
     for ln in src.splitlines(keepends=True):
         if ln.startswith("{% if lanes > 1 %}"):

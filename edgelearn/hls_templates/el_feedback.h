@@ -74,7 +74,8 @@ FADelta:
         typename FB::psum_t p = 0;
     FADeltaCols:
         for (unsigned i = 0; i < FB::m; i++) {
-{{ pipeline(lanes) }}            p += B[j][i] * d_up[i];
+{{ pipeline(lanes)|trim }}
+            p += B[j][i] * d_up[i];
         }
         delta[j] = p * g[j];
     }
@@ -92,7 +93,8 @@ KpRows:
             continue;
     KpCols:
         for (unsigned i = 0; i < FB::m; i++) {
-{{ pipeline(lanes) }}            B[j][i] = apply_update<typename FB::qupd, lfsr_rng>(B[j][i], d[i] * xj, none);
+{{ pipeline(lanes)|trim }}
+            B[j][i] = apply_update<typename FB::qupd, lfsr_rng>(B[j][i], d[i] * xj, none);
         }
     }
 }
@@ -184,7 +186,8 @@ OjaRows:
     for (unsigned t = 0; t < FB::r; t++) {
     OjaCols:
         for (unsigned i = 0; i < FB::m; i++) {
-{{ pipeline(lanes) }}            P[t][i] = apply_update<typename FB::pupd, lfsr_rng>(P[t][i], a[t] * rho[i], none);
+{{ pipeline(lanes)|trim }}
+            P[t][i] = apply_update<typename FB::pupd, lfsr_rng>(P[t][i], a[t] * rho[i], none);
         }
     }
 }

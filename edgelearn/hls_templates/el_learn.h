@@ -128,7 +128,8 @@ void dense(const typename CFG::in_t x[CFG::n_in], typename CFG::w_t W[CFG::n_in]
 {% endif %}
 DenseInit:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}        acc[i] = b[i];
+{{ pipeline(lanes)|trim }}
+        acc[i] = b[i];
     }
 DenseRows:
     for (unsigned j = 0; j < CFG::n_in; j++) {
@@ -137,12 +138,14 @@ DenseRows:
             continue;
     DenseCols:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            acc[i] += W[j][i] * xj;
+{{ pipeline(lanes)|trim }}
+            acc[i] += W[j][i] * xj;
         }
     }
 DenseOut:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}        z[i] = acc[i];
+{{ pipeline(lanes)|trim }}
+        z[i] = acc[i];
     }
 }
 
@@ -269,7 +272,8 @@ inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_class
         lfsr_t s = row_state[r];
     FeedbackGen:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            ap_uint<CFG::fb_width> bits = lfsr_draw<CFG::fb_width>(s);
+{{ pipeline(lanes)|trim }}
+            ap_uint<CFG::fb_width> bits = lfsr_draw<CFG::fb_width>(s);
             typename CFG::fb_t v;
             v.range() = bits;
             row[i] = v;
@@ -277,7 +281,8 @@ inline void feedback_row(unsigned r, const typename CFG::fb_raw_t B[CFG::n_class
     } else {
     FeedbackRead:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            typename CFG::fb_t v;
+{{ pipeline(lanes)|trim }}
+            typename CFG::fb_t v;
             v.range() = B[r][i];
             row[i] = v;
         }
@@ -298,7 +303,8 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
         feedback_row<CFG>(label, B, row_state, row);
     DeltaDRTP:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            delta[i] = row[i] * g[i];
+{{ pipeline(lanes)|trim }}
+            delta[i] = row[i] * g[i];
         }
     } else {
         typename CFG::psum_t p[CFG::n_out];
@@ -307,7 +313,8 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
 {% endif %}
     DeltaInit:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            p[i] = 0;
+{{ pipeline(lanes)|trim }}
+            p[i] = 0;
         }
     DeltaClasses:
         for (unsigned c = 0; c < CFG::n_classes; c++) {
@@ -316,7 +323,8 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
             feedback_row<CFG>(c, B, row_state, row);
         DeltaAcc:
             for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}                if (CFG::rule == EL_RULE_SDFA) {
+{{ pipeline(lanes)|trim }}
+                if (CFG::rule == EL_RULE_SDFA) {
                     if (e[c] > 0)
                         p[i] += row[i];
                     else
@@ -328,7 +336,8 @@ void hidden_delta(unsigned label, const OUT_ERR_T e[CFG::n_classes], const typen
         }
     DeltaOut:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            delta[i] = p[i] * g[i];
+{{ pipeline(lanes)|trim }}
+            delta[i] = p[i] * g[i];
         }
     }
 }
@@ -376,7 +385,8 @@ void update_rows(const typename CFG::in_t x[CFG::n_in], const typename CFG::err_
 {% endif %}
 UpdateScale:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}        dm[i] = delta[i] * m;
+{{ pipeline(lanes)|trim }}
+        dm[i] = delta[i] * m;
     }
 UpdateRows:
     for (unsigned j = 0; j < CFG::n_in; j++) {
@@ -385,12 +395,14 @@ UpdateRows:
             continue;
     UpdateCols:
         for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}            W[j][i] = apply_update<typename CFG::wupd, RNG>(W[j][i], dm[i] * xj, st[RNG::per_column ? i : 0]);
+{{ pipeline(lanes)|trim }}
+            W[j][i] = apply_update<typename CFG::wupd, RNG>(W[j][i], dm[i] * xj, st[RNG::per_column ? i : 0]);
         }
     }
 UpdateBias:
     for (unsigned i = 0; i < CFG::n_out; i++) {
-{{ pipeline(lanes) }}        b[i] = apply_update<typename CFG::bupd, RNG>(b[i], dm[i], st[RNG::per_column ? i : 0]);
+{{ pipeline(lanes)|trim }}
+        b[i] = apply_update<typename CFG::bupd, RNG>(b[i], dm[i], st[RNG::per_column ? i : 0]);
     }
 }
 
