@@ -113,11 +113,12 @@ module el_layer #(
     input  wire [WAW-1:0]       rd_addr,
     output wire [P*WW-1:0]      rd_wdata,
     output reg  [P*BW-1:0]      rd_bdata,
-    // load of weights (wr_wen: word rd_addr := wr_wdata) and biases (wr_ben: word rd_addr[G] := wr_bdata) while
-    // idle, written at the next rising edge (docs/rtl.md "Weight load port")
+    // load of weights and biases (wr_ben: word rd_addr[G] := wr_bdata) while idle (docs/rtl.md "Weight load port").
+    // wr_wen: the next sub-word of weight word rd_addr, the word's lanes s*LQ .. s*LQ+LQ-1 at its s-th write (LQ:
+    // the update lanes of a learning layer, all P lanes of a frozen one), the word written after its last
     input  wire                 wr_wen,
     input  wire                 wr_ben,
-    input  wire [P*WW-1:0]      wr_wdata,
+    input  wire [((RULE != R_SHALLOW) ? UQ : P)*WW-1:0] wr_wdata,
     input  wire [P*BW-1:0]      wr_bdata,
     output wire                 idle,
     // ldfa: the Q word of the projection (word fb_ra, data fb_rd one cycle later), and the modulatory words as the
@@ -174,6 +175,14 @@ module el_layer #(
         $readmemh(B_INIT, bmem);
     end
 
+    // the weight load: a learning layer's enters through its update lanes (w_new; a sub-word a write, shifted
+    // into w_asm as the update's are), so that the write port needs no data mux between the update and the load
+    wire ld = !rst && wr_wen && state == ST_IDLE;
+    reg [SUBW-1:0] ld_s;                 // the load's sub-word (learning layers with R > 1)
+    wire ld_last = !LEARN || R == 1 || ld_s == R - 1;
+    always @(posedge clk)
+        if (rst || state != ST_IDLE) ld_s <= {SUBW{1'b0}};    // a load always starts at sub-word 0
+        else if (ld) ld_s <= ld_last ? {SUBW{1'b0}} : ld_s + 1'b1;
     wire w_hold;                         // the read word stays while the update takes its sub-words
     always @(posedge clk) begin
         if (in_we && state == ST_IDLE) lst[nnz[IDXW-1:0]] <= {in_idx, in_val};
@@ -181,6 +190,7 @@ module el_layer #(
         if (!w_hold) w_q <= wmem[w_ra];
         if (w_we) wmem[w_wa] <= w_wd;
     end
+
     assign rd_wdata = w_q;
 
     // ---------------------------------------------------------------------------------------------------------
@@ -473,7 +483,8 @@ module el_layer #(
                 wo_q <= we_q;
             end
             // padding lanes keep 0
-            assign w_new[gl*WW +: WW] = (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q : wo_q;
+            assign w_new[gl*WW +: WW] = ld ? wr_wdata[gl*WW +: WW]
+                                      : (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q : wo_q;
             if (SHARE_B) begin : g_bias_shared
                 assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q;
             end
@@ -507,7 +518,8 @@ module el_layer #(
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
                 u_w (.din(wsum), .rnd(32'd0), .dout(wn), .ovf());
             // padding lanes keep 0
-            assign w_new[gl*WW +: WW] = (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn : wo_raw;
+            assign w_new[gl*WW +: WW] = ld ? wr_wdata[gl*WW +: WW]
+                                      : (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn : wo_raw;
 
             if (SHARE_B) begin : g_bias_shared
                 assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : wo_raw;
@@ -536,7 +548,7 @@ module el_layer #(
             reg [P*BW-1:0] b_asm;
             assign w_full = {w_new, w_asm[P*WW-1:UQ*WW]};
             always @(posedge clk) begin
-                if (ud_valid) w_asm <= w_full;
+                if (ud_valid || LEARN && ld) w_asm <= w_full;
                 if (SHARE_B && bd_valid) b_asm <= b_full;
             end
             wire [P*BW-1:0] b_sh = {{(P*BW-UQ*BW){1'b0}}, b_new} << (bias_s * UQ * BW);
@@ -544,6 +556,9 @@ module el_layer #(
             assign b_full = SHARE_B ? {b_new, b_asm[P*BW-1:UQ*BW]} : ((b_rd & ~b_mk) | b_sh);
         end
     endgenerate
+    // the written word: a learning layer's always from its update lanes (w_full), a frozen layer's from the port
+    always @(posedge clk)
+        if (ud_valid && (R == 1 || ud_s == R - 1) || ld && ld_last) w_wd <= LEARN ? w_full : wr_wdata;
 
     // ---------------------------------------------------------------------------------------------------------
     // activation stage X: table index, table and feedback reads
@@ -948,7 +963,6 @@ module el_layer #(
             if (ud_valid && (R == 1 || ud_s == R - 1)) begin
                 w_we <= 1'b1;
                 w_wa <= ud_wa;
-                w_wd <= w_full;
             end
             bd_valid <= LEARN && SHARE_B && bias_ph;
             bd_g <= bias_g;
@@ -973,10 +987,9 @@ module el_layer #(
                 ST_IDLE: begin
                     if (in_we) nnz <= nnz + 1'b1;
                     // the load port: through the update's write port (w_we, a register stage), biases directly
-                    if (wr_wen) begin
+                    if (wr_wen && ld_last) begin
                         w_we <= 1'b1;
                         w_wa <= rd_addr;
-                        w_wd <= wr_wdata;
                     end
                     if (in_done) begin
                         label <= in_label;

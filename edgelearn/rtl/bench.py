@@ -185,25 +185,28 @@ class _Bench:
         return out
 
     async def load_weights(self, path: str):
-        """Write every weight and bias word of the set in ``path`` (raw ``W{k}``, ``b{k}``) through the load port,
-        one word per cycle, while idle; returns the set as (W, b) per layer."""
-        from edgelearn.rtl.layout import pack
+        """Write every weight and bias word of the set in ``path`` (raw ``W{k}``, ``b{k}``) through the load port
+        while idle, a weight word in sub-words of the layer's load lanes (lowest first, one a cycle), its bias word
+        with the first; returns the set as (W, b) per layer."""
+        from edgelearn.rtl.layout import pack, split_words
 
         d = self.dut
         arrs = np.load(path)
         out = []
         for k, lay in enumerate(self.layers):
             W, b = arrs[f"W{k}"], arrs[f"b{k}"]
-            words = pack(W, lay["lanes"], _parse(lay["formats"]["weight"])[0])
+            ww = _parse(lay["formats"]["weight"])[0]
+            words = pack(W, lay["lanes"], ww)
             bwords = pack(b, lay["lanes"], _parse(lay["formats"]["bias"])[0])
             d.rd_layer.value = k
             for a, w in enumerate(words):
                 d.rd_addr.value = a
-                d.wr_wdata.value = w
-                d.wr_wen.value = 1
-                d.wr_ben.value = int(a < len(bwords))
-                d.wr_bdata.value = bwords[a] if a < len(bwords) else 0
-                await FallingEdge(d.clk)  # taken at the rising edge in between
+                for s, sub in enumerate(split_words(w, lay["lanes"], lay["load_lanes"], ww)):
+                    d.wr_wdata.value = sub
+                    d.wr_wen.value = 1
+                    d.wr_ben.value = int(s == 0 and a < len(bwords))
+                    d.wr_bdata.value = bwords[a] if a < len(bwords) else 0
+                    await FallingEdge(d.clk)  # taken at the rising edge in between
             d.wr_wen.value = 0
             d.wr_ben.value = 0
             out.append((W, b))

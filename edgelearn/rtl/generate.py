@@ -79,6 +79,9 @@ class RtlLayer:
     rng_states: np.ndarray | None = None
     #: lanes of the update datapath (divides ``lanes``): a word of ``lanes`` weights updates in lanes / this cycles
     update_lanes: int = 0
+    #: weights a write of the load port carries: a learning layer's load enters through its update lanes
+    #: (``update_lanes``), a frozen layer's (or any of an inference-only design) a whole word (``lanes``)
+    load_lanes: int = 0
     #: the raw feedback words this layer keeps in its el_feedback, None without: ldfa's factors Q (n_in x r) and P
     #: (r x n_out), dldfa's Q (n_out x r) and P (r x C), kp's B as Q (n_in x n_out, no P)
     Q: np.ndarray | None = None
@@ -246,7 +249,9 @@ class RtlDesign:
             self.layers.append(RtlLayer(lp=lp, lanes=lanes, W=prog.W[k], b=prog.b[k],
                                         rnd_state=int(prog.rnd_state[k]) & 0xFFFFFFFF,
                                         rng_states=prog.neuron_state[k] if self.rng == "neuron" else None,
-                                        update_lanes=layer_update_lanes(lanes, self.parallel, self.update_lanes)))
+                                        update_lanes=(uq := layer_update_lanes(lanes, self.parallel,
+                                                                               self.update_lanes)),
+                                        load_lanes=uq if self.learning and lp.code != RuleCode.SHALLOW else lanes))
         self.front = front_of(prog, self.layers[0].input)  # the frozen conv front end, or None (an MLP)
         self._lowrank(prog)
 
@@ -435,6 +440,7 @@ class RtlDesign:
                            if lay.has_factors] + [clog2(lay.Pf.size) for lay in lays if lay.Pf is not None]),
             "rd_wdata": max(lay.lanes * lay.weight.width for lay in lays),
             "rd_bdata": max(lay.lanes * lay.bias.width for lay in lays),
+            "wr_wdata": max(lay.load_lanes * lay.weight.width for lay in lays),
             **({"rd_qdata": max(self.layers[lay.fb_at].lanes * lay.fb_q.width for lay in lays if lay.has_factors)}
                if self.has_factors else {}),
             **({"rd_pdata": max(lay.fb_p.width for lay in lays if lay.Pf is not None)} if self.has_p else {}),
@@ -475,6 +481,7 @@ class RtlDesign:
             "table_bits": self.table_bits, "range_bits": self.range_bits,
             "layers": [{
                 "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "lanes": l.lanes, "update_lanes": l.update_lanes,
+                "load_lanes": l.load_lanes,
                 "groups": l.groups,
                 "words": l.words, "rule": l.rule, "act": l.act, "lr_shift": l.lr_shift, "feedback_mode": l.fb_mode
                 if l.rule in DIRECT_RULES else None, "rnd_state": l.rnd_state,

@@ -29,6 +29,15 @@ def pack(M: np.ndarray, lanes: int, width: int) -> list[int]:
     return words
 
 
+def split_words(word: int, lanes: int, sub_lanes: int, width: int) -> list[int]:
+    """A word of ``lanes`` lanes as the load port takes it: ``lanes / sub_lanes`` sub-words of ``sub_lanes`` lanes
+    each, lanes 0 .. sub_lanes-1 first (a learning layer's load enters through its update lanes)."""
+    if sub_lanes < 1 or lanes % sub_lanes:
+        raise ValueError(f"sub-words of {sub_lanes} lanes do not divide a word of {lanes}")
+    bits = sub_lanes * width
+    return [(word >> (s * bits)) & ((1 << bits) - 1) for s in range(lanes // sub_lanes)]
+
+
 def unpack(words, lanes: int, width: int, signed: bool, n_out: int, rows: int) -> np.ndarray:
     """Inverse of :func:`pack`: words -> (rows, n_out) raw ints (sign-extended when ``signed``)."""
     groups = -(-n_out // lanes)
