@@ -13,10 +13,14 @@ from test_mlp import _engine, _random_samples
 #: 8-bit preset (stochastic rounding, rng layer), a hidden layer of 3 groups and an output layer of one
 CFG = dict(sizes=[16, 12, 4], acts=["tanh"], bits=8, parallel=4)
 SAMPLES = 6
-#: (update lanes, UPD_MUL, hidden rule): whole words through the LUT update path; two sub-words a word through the
-#: DSP post-add path and through the LUT path; a frozen hidden layer (whole words) under a sub-word output layer
-CASES = {"words-updmul": (None, 1, "drtp"), "subwords-dsp": (2, 0, "drtp"), "subwords-updmul": (2, 1, "drtp"),
-         "frozen-hidden": (2, 0, "shallow")}
+#: a bias format of its own (not the weight's): the bias update, and its load, merge a sub-word into the bias word
+OWN_BIAS = {"bias": "fixed<12,4,STOCH,SAT>"}
+#: (update lanes, UPD_MUL, hidden rule, formats): whole words through the LUT update path; two sub-words a word
+#: through the DSP post-add path and through the LUT path; the same with the bias's own format; a frozen hidden
+#: layer (whole words) under a sub-word output layer
+CASES = {"words-updmul": (None, 1, "drtp", None), "subwords-dsp": (2, 0, "drtp", None),
+         "subwords-updmul": (2, 1, "drtp", None), "subwords-own-bias": (2, 0, "drtp", OWN_BIAS),
+         "frozen-hidden": (2, 0, "shallow", None)}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -25,8 +29,8 @@ def test_loaded_weights_learn_like_the_engine_that_starts_from_them(tmp_path, ca
     from edgelearn.rtl.generate import write_rtl
     from edgelearn.rtl.verify import run_bench
 
-    update_lanes, upd_mul, rule = CASES[case]
-    cfg = dict(CFG, rule=rule)
+    update_lanes, upd_mul, rule, formats = CASES[case]
+    cfg = dict(CFG, rule=rule, formats=formats)
     eng = _engine(cfg)                            # the design's memory images
     # another seed's weights (biases start at zero in every engine: random ones, a quarter of the range)
     rng = np.random.default_rng(1)

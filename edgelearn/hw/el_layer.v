@@ -113,13 +113,13 @@ module el_layer #(
     input  wire [WAW-1:0]       rd_addr,
     output wire [P*WW-1:0]      rd_wdata,
     output reg  [P*BW-1:0]      rd_bdata,
-    // load of weights and biases (wr_ben: word rd_addr[G] := wr_bdata) while idle (docs/rtl.md "Weight load port").
-    // wr_wen: the next sub-word of weight word rd_addr, the word's lanes s*LQ .. s*LQ+LQ-1 at its s-th write (LQ:
-    // the update lanes of a learning layer, all P lanes of a frozen one), the word written after its last
+    // load of weights (wr_wen) and biases (wr_ben) while idle (docs/rtl.md "Weight load port"): a write (either
+    // or both) carries the next sub-word of weight word rd_addr and bias word rd_addr[G], the word's lanes
+    // s*LQ .. s*LQ+LQ-1 at its s-th write (LQ: the update lanes of a learning layer, all P lanes of a frozen one)
     input  wire                 wr_wen,
     input  wire                 wr_ben,
     input  wire [((RULE != R_SHALLOW) ? UQ : P)*WW-1:0] wr_wdata,
-    input  wire [P*BW-1:0]      wr_bdata,
+    input  wire [((RULE != R_SHALLOW) ? UQ : P)*BW-1:0] wr_bdata,
     output wire                 idle,
     // ldfa: the Q word of the projection (word fb_ra, data fb_rd one cycle later), and the modulatory words as the
     // projection writes them (dw_*; dw_done once all are written) for the layer's own trained feedback
@@ -175,14 +175,16 @@ module el_layer #(
         $readmemh(B_INIT, bmem);
     end
 
-    // the weight load: a learning layer's enters through its update lanes (w_new; a sub-word a write, shifted
-    // into w_asm as the update's are), so that the write port needs no data mux between the update and the load
+    // the load: a learning layer's enters through its update lanes (w_new, b_new; a sub-word a write, shifted
+    // into w_asm / b_asm or merged into the bias word as the update's are), so that neither memory's write port
+    // needs a data mux between the update and the load
     wire ld = !rst && wr_wen && state == ST_IDLE;
+    wire bld = !rst && wr_ben && state == ST_IDLE;
     reg [SUBW-1:0] ld_s;                 // the load's sub-word (learning layers with R > 1)
     wire ld_last = !LEARN || R == 1 || ld_s == R - 1;
     always @(posedge clk)
         if (rst || state != ST_IDLE) ld_s <= {SUBW{1'b0}};    // a load always starts at sub-word 0
-        else if (ld) ld_s <= ld_last ? {SUBW{1'b0}} : ld_s + 1'b1;
+        else if (ld || bld) ld_s <= ld_last ? {SUBW{1'b0}} : ld_s + 1'b1;
     wire w_hold;                         // the read word stays while the update takes its sub-words
     always @(posedge clk) begin
         if (in_we && state == ST_IDLE) lst[nnz[IDXW-1:0]] <= {in_idx, in_val};
@@ -375,16 +377,17 @@ module el_layer #(
     wire [P*BW-1:0] b_rd = bmem[b_ra];
     // one write port too (the load while idle, the bias update in its phase: never at once), so that bmem stays a
     // LUT RAM: with a port for each, synthesis builds it of FFs with a data mux per bit (~1,000 LUTs at P = 16)
-    wire b_we = !rst && ((state == ST_IDLE && wr_ben) || (bd_valid && (R == 1 || bd_s == R - 1))
+    // (a bias word of the shared path is written after its last sub-word, one of its own path at every sub-word)
+    wire b_we = !rst && ((bld && (!LEARN || !SHARE_B || ld_last)) || (bd_valid && (R == 1 || bd_s == R - 1))
                          || (LEARN && !SHARE_B && state == ST_BIAS));
     wire [GAW-1:0] b_wa = (!LEARN || state == ST_IDLE) ? rd_addr[GAW-1:0] : (SHARE_B ? bd_g : bias_g);
-    wire [P*BW-1:0] b_wd = (!LEARN || state == ST_IDLE) ? wr_bdata : b_full;
+    wire [P*BW-1:0] b_wd = LEARN ? b_full : wr_bdata;
     always @(posedge clk) if (b_we) bmem[b_wa] <= b_wd;
     reg  [P*BW-1:0] b_fq;
     always @(posedge clk) b_fq <= b_rd;
     wire [P*BW-1:0] b_cur = b_fq;
     // sub-word counters, constant 0 when a word is one sub-word (R = 1)
-    wire [SUBW-1:0] bias_sv = (R > 1) ? bias_s : {SUBW{1'b0}};
+    wire [SUBW-1:0] bias_sv = (R > 1) ? ((state == ST_IDLE) ? ld_s : bias_s) : {SUBW{1'b0}};
     wire [SUBW-1:0] ud_sv = (R > 1) ? ud_s : {SUBW{1'b0}};
     wire [SUBW-1:0] bd_sv = (R > 1) ? bd_s : {SUBW{1'b0}};
     wire [UQ*BW-1:0] b_upd_cur = b_rd >> (bias_sv * UQ * BW);    // bias sub-word bias_s
@@ -486,7 +489,8 @@ module el_layer #(
             assign w_new[gl*WW +: WW] = ld ? wr_wdata[gl*WW +: WW]
                                       : (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q : wo_q;
             if (SHARE_B) begin : g_bias_shared
-                assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q;
+                assign b_new[gl*BW +: BW] = bld ? wr_bdata[gl*BW +: BW]
+                                          : (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q;
             end
           end else begin : g_lut
             // stage E (a cycle after the multiply): the rounding; the bias phase rounds delta << XF, which needs no
@@ -522,7 +526,8 @@ module el_layer #(
                                       : (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn : wo_raw;
 
             if (SHARE_B) begin : g_bias_shared
-                assign b_new[gl*BW +: BW] = (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : wo_raw;
+                assign b_new[gl*BW +: BW] = bld ? wr_bdata[gl*BW +: BW]
+                                          : (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : wo_raw;
             end
           end
           if (!SHARE_B) begin : g_bias_own
@@ -534,7 +539,8 @@ module el_layer #(
             wire [BW-1:0] bn;
             el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
                 u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
-            assign b_new[gl*BW +: BW] = (bias_sv * UQ + gl < REM || bias_g != G - 1) ? bn : bo_raw;
+            assign b_new[gl*BW +: BW] = bld ? wr_bdata[gl*BW +: BW]
+                                      : (bias_sv * UQ + gl < REM || bias_g != G - 1) ? bn : bo_raw;
           end
           end
         end
@@ -549,10 +555,10 @@ module el_layer #(
             assign w_full = {w_new, w_asm[P*WW-1:UQ*WW]};
             always @(posedge clk) begin
                 if (ud_valid || LEARN && ld) w_asm <= w_full;
-                if (SHARE_B && bd_valid) b_asm <= b_full;
+                if (SHARE_B && (bd_valid || LEARN && bld)) b_asm <= b_full;
             end
-            wire [P*BW-1:0] b_sh = {{(P*BW-UQ*BW){1'b0}}, b_new} << (bias_s * UQ * BW);
-            wire [P*BW-1:0] b_mk = {{(P*BW-UQ*BW){1'b0}}, {(UQ*BW){1'b1}}} << (bias_s * UQ * BW);
+            wire [P*BW-1:0] b_sh = {{(P*BW-UQ*BW){1'b0}}, b_new} << (bias_sv * UQ * BW);
+            wire [P*BW-1:0] b_mk = {{(P*BW-UQ*BW){1'b0}}, {(UQ*BW){1'b1}}} << (bias_sv * UQ * BW);
             assign b_full = SHARE_B ? {b_new, b_asm[P*BW-1:UQ*BW]} : ((b_rd & ~b_mk) | b_sh);
         end
     endgenerate

@@ -186,8 +186,8 @@ class _Bench:
 
     async def load_weights(self, path: str):
         """Write every weight and bias word of the set in ``path`` (raw ``W{k}``, ``b{k}``) through the load port
-        while idle, a weight word in sub-words of the layer's load lanes (lowest first, one a cycle), its bias word
-        with the first; returns the set as (W, b) per layer."""
+        while idle, a word in sub-words of the layer's load lanes (lowest first, one a cycle), bias word a beside
+        weight word a; returns the set as (W, b) per layer."""
         from edgelearn.rtl.layout import pack, split_words
 
         d = self.dut
@@ -195,17 +195,17 @@ class _Bench:
         out = []
         for k, lay in enumerate(self.layers):
             W, b = arrs[f"W{k}"], arrs[f"b{k}"]
-            ww = _parse(lay["formats"]["weight"])[0]
-            words = pack(W, lay["lanes"], ww)
-            bwords = pack(b, lay["lanes"], _parse(lay["formats"]["bias"])[0])
+            ww, bw = _parse(lay["formats"]["weight"])[0], _parse(lay["formats"]["bias"])[0]
+            words, bwords = pack(W, lay["lanes"], ww), pack(b, lay["lanes"], bw)
             d.rd_layer.value = k
             for a, w in enumerate(words):
                 d.rd_addr.value = a
-                for s, sub in enumerate(split_words(w, lay["lanes"], lay["load_lanes"], ww)):
-                    d.wr_wdata.value = sub
+                bsubs = split_words(bwords[a] if a < len(bwords) else 0, lay["lanes"], lay["load_lanes"], bw)
+                for wsub, bsub in zip(split_words(w, lay["lanes"], lay["load_lanes"], ww), bsubs):
+                    d.wr_wdata.value = wsub
                     d.wr_wen.value = 1
-                    d.wr_ben.value = int(s == 0 and a < len(bwords))
-                    d.wr_bdata.value = bwords[a] if a < len(bwords) else 0
+                    d.wr_ben.value = int(a < len(bwords))
+                    d.wr_bdata.value = bsub
                     await FallingEdge(d.clk)  # taken at the rising edge in between
             d.wr_wen.value = 0
             d.wr_ben.value = 0

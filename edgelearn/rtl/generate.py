@@ -79,8 +79,8 @@ class RtlLayer:
     rng_states: np.ndarray | None = None
     #: lanes of the update datapath (divides ``lanes``): a word of ``lanes`` weights updates in lanes / this cycles
     update_lanes: int = 0
-    #: weights a write of the load port carries: a learning layer's load enters through its update lanes
-    #: (``update_lanes``), a frozen layer's (or any of an inference-only design) a whole word (``lanes``)
+    #: weights (and biases) a write of the load port carries: a learning layer's load enters through its update
+    #: lanes (``update_lanes``), a frozen layer's (or any of an inference-only design) a whole word (``lanes``)
     load_lanes: int = 0
     #: the raw feedback words this layer keeps in its el_feedback, None without: ldfa's factors Q (n_in x r) and P
     #: (r x n_out), dldfa's Q (n_out x r) and P (r x C), kp's B as Q (n_in x n_out, no P)
@@ -441,6 +441,7 @@ class RtlDesign:
             "rd_wdata": max(lay.lanes * lay.weight.width for lay in lays),
             "rd_bdata": max(lay.lanes * lay.bias.width for lay in lays),
             "wr_wdata": max(lay.load_lanes * lay.weight.width for lay in lays),
+            "wr_bdata": max(lay.load_lanes * lay.bias.width for lay in lays),
             **({"rd_qdata": max(self.layers[lay.fb_at].lanes * lay.fb_q.width for lay in lays if lay.has_factors)}
                if self.has_factors else {}),
             **({"rd_pdata": max(lay.fb_p.width for lay in lays if lay.Pf is not None)} if self.has_p else {}),

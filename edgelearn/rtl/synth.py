@@ -211,7 +211,7 @@ def ice40_wrapper(meta: dict, upd_mul: bool = False) -> str:
     o.append("        .m_valid(m_valid), .m_ready(m_ready), .m_pred(m_pred), " + ", ".join(conns[3:]) +
              ", .rd_wdata(rd_wdata), .rd_bdata(rd_bdata),")
     o.append("        .wr_wen(1'b0), .wr_ben(1'b0), .wr_wdata({%d{1'b0}}), .wr_bdata({%d{1'b0}}), .busy(busy));"
-             % (pw["wr_wdata"], pw["rd_bdata"]))
+             % (pw["wr_wdata"], pw["wr_bdata"]))
     o.append("endmodule")
     return "\n".join(o) + "\n"
 
