@@ -207,6 +207,25 @@ def test_update_lanes_divide_the_mac_lanes_and_narrow_layers_keep_a_divisor(tmp_
     assert meta["update_lanes"] == 4
     assert [(l["lanes"], l["update_lanes"]) for l in meta["layers"]] == [(16, 4), (10, 2)]
     assert ".UQ(4)" in (tmp_path / "d/el_mlp.v").read_text()
+    # the load port takes a learning layer's words in sub-words of its update lanes, an inference design's whole
+    assert [l["load_lanes"] for l in meta["layers"]] == [4, 2]
+    assert meta["ports"]["wr_wdata"] == 4 * 8 and meta["ports"]["rd_wdata"] == 16 * 8
+    assert main(["rtl", "--out", str(tmp_path / "i"), "--parallel", "16", "--update-lanes", "4",
+                 "--inference-only"]) == 0
+    meta = json.loads((tmp_path / "i/design.json").read_text())
+    assert [l["load_lanes"] for l in meta["layers"]] == [16, 10] and meta["ports"]["wr_wdata"] == 16 * 8
+
+
+def test_split_words_cuts_a_word_into_load_sub_words_lowest_lanes_first():
+    rng = np.random.default_rng(1)
+    W = rng.integers(-128, 128, size=(3, 12))
+    for word in layout.pack(W, 12, 8):
+        subs = layout.split_words(word, 12, 4, 8)
+        assert len(subs) == 3 and all(0 <= s < 1 << 32 for s in subs)
+        assert sum(s << (32 * i) for i, s in enumerate(subs)) == word
+    assert layout.split_words(0x1234, 2, 2, 8) == [0x1234]
+    with pytest.raises(ValueError, match="do not divide"):
+        layout.split_words(0, 12, 5, 8)
 
 
 def test_the_top_level_and_file_list_are_rendered_from_the_templates_of_hw(monkeypatch):
