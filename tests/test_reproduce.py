@@ -120,9 +120,13 @@ def test_finished_only_tabulates_finished_runs_and_trains_nothing(tmp_path, monk
     (tmp_path / "drtp-synthetic-bp" / "metrics.json").write_text(json.dumps({"test_accuracy": [0.5] * 4 + [0.9]}))
     (tmp_path / "drtp-synthetic-bp-s1").mkdir()
     (tmp_path / "drtp-synthetic-bp-s1" / "metrics.json").write_text(json.dumps({"test_accuracy": [0.5] * 3}))
+    (tmp_path / "drtp-synthetic-fa-s1").mkdir()  # fa: only seed 1 finished
+    (tmp_path / "drtp-synthetic-fa-s1" / "metrics.json").write_text(json.dumps({"test_accuracy": [0.5] * 4 + [0.75]}))
     rows = rep.reproduce("drtp-synthetic", tmp_path, seeds=2, finished_only=True)
-    assert [(r["setting"], r["seeds"]) for r in rows] == [("bp", 1)]
+    assert [(r["setting"], r["seeds"], r["seed_ids"]) for r in rows] == [("bp", 1, [0]), ("fa", 1, [1])]
     assert rows[0]["ours"] == pytest.approx(10.0)
+    # the table keeps each seed's value beside the mean, so a later table over more seeds can be built from it
+    assert rep.table(rows).splitlines()[-1].endswith("| s1 25 |")
     assert main(["reproduce", "drtp-synthetic", "--seeds", "2", "--finished-only", "-o", str(tmp_path)]) == 0
     assert (tmp_path / "drtp-synthetic-finished.md").is_file() and not (tmp_path / "drtp-synthetic.md").exists()
     capsys.readouterr()

@@ -63,11 +63,13 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
 
 
-def _row(experiment: str, setting: str, metric: str, paper: float | None, values: list[float], epochs: int,
-         paper_std: float | None = None) -> dict[str, Any]:
+def _row(experiment: str, setting: str, metric: str, paper: float | None, runs: list[tuple[int, float]],
+         epochs: int, paper_std: float | None = None) -> dict[str, Any]:
+    """One table row from ``runs``, (seed, value) of each finished run."""
+    values = [v for _, v in runs]
     mean, std = mean_std(values)
     return {"experiment": experiment, "setting": setting, "metric": metric, "paper": paper, "paper_std": paper_std,
-            "ours": mean, "std": std, "seeds": len(values), "values": values,
+            "ours": mean, "std": std, "seeds": len(values), "values": values, "seed_ids": [sd for sd, _ in runs],
             "gap": None if paper is None else mean - paper, "epochs": epochs}
 
 
@@ -75,7 +77,7 @@ def _rules_table(config: str, paper: dict[str, float | None], epochs: int, out: 
                  n_train: int | None = None, n_test: int | None = None, progress=True, seeds: int = 1,
                  paper_std: dict[str, float] | None = None, finished_only: bool = False) -> list[dict[str, Any]]:
     spec = load_network(config)
-    errors: dict[str, list[float]] = {rule: [] for rule in paper}
+    errors: dict[str, list[tuple[int, float]]] = {rule: [] for rule in paper}
     # seeds outermost: an interrupted sweep has every rule at the lower seeds, so its partial table is balanced
     for seed in range(seeds):
         for rule in paper:
@@ -83,7 +85,7 @@ def _rules_table(config: str, paper: dict[str, float | None], epochs: int, out: 
                                out=run_dir(out, f"{spec.name}-{rule}", seed), progress=progress, n_train=n_train,
                                n_test=n_test, probe=False, device="auto")
             if m is not None:
-                errors[rule].append(_error(m))
+                errors[rule].append((seed, _error(m)))
     return [_row(spec.name, rule, "test error (%)", value, errors[rule], epochs, (paper_std or {}).get(rule))
             for rule, value in paper.items() if errors[rule]]
 
@@ -141,10 +143,10 @@ def drtp_regression(out: Path, full: bool = False, data_dir=None, progress=True,
                                device="auto")
             if m is None:
                 continue
-            losses.append(m["final"]["test_loss"])
+            losses.append((seed, m["final"]["test_loss"]))
             for layer in m["epochs"][-1].get("layers", []) if alignment else []:
                 if layer.get("angle_to_bp") is not None:
-                    angles.setdefault(layer["layer"], []).append(layer["angle_to_bp"])
+                    angles.setdefault(layer["layer"], []).append((seed, layer["angle_to_bp"]))
         if not losses:
             continue
         rows.append(_row(spec.name, rule, "test MSE", None, losses, epochs))
@@ -177,17 +179,17 @@ def ldfa_rank(out: Path, full: bool = False, data_dir=None, progress=True, seeds
             s = exp.with_variant("r10")
             s.rule_params, s.variant = {**s.rule_params, "rank": r}, f"r{r}"
         settings.append((f"r{r}", s, "ldfa"))
-    acc: dict[str, list[float]] = {name: [] for name, _, _ in settings}
+    acc: dict[str, list[tuple[int, float]]] = {name: [] for name, _, _ in settings}
     for seed in range(seeds):  # seeds outermost: a partial sweep is balanced
         for name, s, rule in settings:
             m = _train_or_read(finished_only, s, rule, data_dir=data_dir, epochs=epochs, seed=seed,
                                out=run_dir(out, f"ldfa-{name}", seed), progress=progress, probe=rule != "bp")
             if m is not None:
-                acc[name].append(100 - _error(m))
+                acc[name].append((seed, 100 - _error(m)))
     if not acc["bp"]:
         return []
     metric = "test accuracy (%)" + (f", mean of last {LAST_EPOCHS} epochs" if epochs >= FULL_MIN_EPOCHS else "")
-    bp_mean = mean_std(acc["bp"])[0]
+    bp_mean = mean_std([v for _, v in acc["bp"]])[0]
     rows = [_row(exp.name, "bp", metric, None, acc["bp"], epochs)]
     for name, s, rule in settings[1:]:
         if not acc[name]:
@@ -195,7 +197,8 @@ def ldfa_rank(out: Path, full: bool = False, data_dir=None, progress=True, seeds
         r = s.rule_params.get("rank") if rule == "ldfa" else None
         # the paper's claim is about ranks >= 10 only; DFA and KP stand beside it without a claim
         rows.append(_row(exp.name, f"ldfa r={r}" if rule == "ldfa" else rule, "accuracy minus BP's (points)",
-                         0.0 if (r is not None and r >= 10) else None, [v - bp_mean for v in acc[name]], epochs))
+                         0.0 if (r is not None and r >= 10) else None, [(sd, v - bp_mean) for sd, v in acc[name]],
+                         epochs))
     return rows
 
 
@@ -226,15 +229,18 @@ def reproduce(name: str, out: str | Path, *, full: bool = False, data_dir=None, 
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: ours as mean +- std over seeds (std only with 2 seeds or more), the paper's with its std."""
+    """Markdown: ours as mean +- std over seeds (std only with 2 seeds or more), the paper's with its std, and each
+    seed's value (so that a committed table keeps the runs it averages, for a later table over more seeds)."""
     def fmt(v, sd=None):
         if v is None:
             return "–"
         return f"{v:.2f}" if sd is None else f"{v:.2f} ± {sd:.2f}"
 
-    lines = ["| experiment | setting | metric | paper | ours | gap | seeds | epochs |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| experiment | setting | metric | paper | ours | gap | seeds | epochs | per seed |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        per_seed = ", ".join(f"s{sd} {v:.4g}" for sd, v in zip(r.get("seed_ids", []), r.get("values", [])))
         lines.append(f"| {r['experiment']} | {r['setting']} | {r['metric']} | {fmt(r['paper'], r.get('paper_std'))} | "
-                     f"{fmt(r['ours'], r.get('std'))} | {fmt(r['gap'])} | {r.get('seeds', 1)} | {r['epochs']} |")
+                     f"{fmt(r['ours'], r.get('std'))} | {fmt(r['gap'])} | {r.get('seeds', 1)} | {r['epochs']} | "
+                     f"{per_seed} |")
     return "\n".join(lines)
