@@ -34,7 +34,8 @@ echo "setup: creating the virtual environment in $root/.venv"
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -r requirements.lock
 .venv/bin/python -m pip install -q --no-deps -e . >/dev/null 2>&1 || .venv/bin/python -m pip install --no-deps -e .
-# compile the engine's and the twin's Numba kernels once into their on-disk cache (edgelearn/fixed/__pycache__):
+# compile the engine's and the twin's Numba kernels once into their on-disk cache (edgelearn/fixed/__pycache__/
+# numba-<hash of the kernel modules>, edgelearn/fixed/numba_cache.py):
 # the first simulate, and every test process, then load them instead of compiling. One run per word storage
 # (the 8-, 16- and 32-bit presets keep their words in int8, int16 and int32 arrays: a specialisation each, about
 # 1.5 minutes each); sequential, so no two processes rewrite a kernel's cache index at once

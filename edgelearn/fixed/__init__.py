@@ -1,6 +1,10 @@
 """Bit-exact fixed-point arithmetic (Xilinx ap_fixed semantics); definition in docs/arithmetic.md."""
 
-from edgelearn.fixed.formats import (  # noqa: F401
+from edgelearn.fixed import numba_cache
+
+numba_cache.configure()  # before any kernel is decorated: the cache folder is chosen at decoration
+
+from edgelearn.fixed.formats import (  # noqa: E402,F401
     OVERFLOW,
     ROUNDING,
     AccumulatorFormat,
