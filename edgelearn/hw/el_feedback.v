@@ -22,6 +22,9 @@
 // with W's own increment delta_i x_j rounded to B's LSB, no P memory, no Oja step; with QPAR a word of QP entries
 // per cycle (QP multipliers), so B keeps pace with W's update instead of taking n_in x n_out cycles.
 // Every increment touches its own word once and rounds RND / TRN (no draws), so the loop order does not change a bit.
+// el_convert's ovf (the overflow event of docs/arithmetic.md §13) has no counter in this datapath: its instances
+// leave it open
+/* verilator lint_off PINCONNECTEMPTY */
 module el_feedback #(
     parameter integer NQ = 8, parameter integer R = 2, parameter integer M = 4,
     parameter integer QP = 2,              // lanes of a Q word (the layer below's MAC lanes)
@@ -65,21 +68,31 @@ module el_feedback #(
     output wire [R*EW-1:0]      u_out,
     input  wire                 proj_done,
     // Q words for the layer below's projection (data one cycle after the address)
+    /* verilator lint_off UNUSEDSIGNAL */  // the layer's 32-bit word address: Q has NQW words
     input  wire [31:0]          q_ra,
+    /* verilator lint_on UNUSEDSIGNAL */
     output reg  [QP*QW-1:0]     q_rd,
     // read-back (data one cycle after rd_addr): Q word rd_addr, P entry rd_addr (t*M + i)
+    /* verilator lint_off UNUSEDSIGNAL */  // the top level's read-back address, as wide as its largest memory
     input  wire [RAW-1:0]       rd_addr,
+    /* verilator lint_on UNUSEDSIGNAL */
     output reg  [QP*QW-1:0]     rd_q,
     output reg  [PW-1:0]        rd_p,
     output wire                 idle
 );
     localparam integer NQW = R * QG;                  // Q words
-    localparam integer NP = HAS_P ? R * M : 1;        // P entries
+    localparam integer NP = (HAS_P != 0) ? R * M : 1;        // P entries
     localparam integer MW = (M > 1) ? $clog2(M) : 1;
     localparam integer TW = (R > 1) ? $clog2(R) : 1;
     localparam integer QAW = (NQW > 1) ? $clog2(NQW) : 1;
     localparam integer PAW = (NP > 1) ? $clog2(NP) : 1;
     localparam integer LNW = (QP > 1) ? $clog2(QP) : 1;
+    // the counters' last values at the counters' widths (a part-select of a value that fits), compared unwidened
+    localparam integer R_M1 = R - 1, M_M1 = M - 1, SG_M1 = SG - 1, QP_M1 = QP - 1;
+    localparam [TW:0]  R_LAST = R_M1[TW:0];
+    localparam [MW:0]  M_LAST = M_M1[MW:0];
+    localparam [SGW:0] SG_LAST = SG_M1[SGW:0];
+    localparam [LNW:0] QP_LAST = QP_M1[LNW:0];
     localparam integer SF = EW + 1;                   // fractional bits of the normalised source s (|s| < 1/2)
     localparam integer FA = PF + KF;                  // P^T a
     localparam integer FR = (FA > SF) ? FA : SF;      // rho's exact sum
@@ -107,7 +120,7 @@ module el_feedback #(
     reg [PW-1:0]    pmem [0:NP-1];
     initial begin
         $readmemh(Q_INIT, qmem);
-        if (HAS_P) $readmemh(P_INIT, pmem);
+        if (HAS_P != 0) $readmemh(P_INIT, pmem);
     end
     reg [XW-1:0]    xv [0:NQ-1];
     reg [NQ-1:0]    xbit;                             // x_j was written this sample (else x_j = 0)
@@ -115,11 +128,10 @@ module el_feedback #(
     reg [EW-1:0]    uv [0:R-1];
     reg [KW-1:0]    av [0:R-1];
     reg [LW-1:0]    label;
-    reg             train;
     genvar gt;
     generate
         for (gt = 0; gt < R; gt = gt + 1) begin : g_u
-            if (HAS_P) begin : g_p
+            if (HAS_P != 0) begin : g_p
                 assign u_out[gt*EW +: EW] = uv[gt];
             end else begin : g_kp  // kp: u is delta itself
                 assign u_out[gt*EW +: EW] = sm[gt];
@@ -149,25 +161,44 @@ module el_feedback #(
 
     // ---- operands (asynchronous reads of the small memories)
     wire [PW-1:0] p_raw = pmem[pa[PAW-1:0]];
-    wire signed [PW:0] pv = PS ? $signed({p_raw[PW-1], p_raw}) : $signed({1'b0, p_raw});
+    wire signed [PW:0] pv = (PS != 0) ? $signed({p_raw[PW-1], p_raw}) : $signed({1'b0, p_raw});
     wire [EW-1:0] src_raw = sm[i[MW-1:0]];
-    wire signed [EW:0] srcv = ES ? $signed({src_raw[EW-1], src_raw}) : $signed({1'b0, src_raw});
+    wire signed [EW:0] srcv = (ES != 0) ? $signed({src_raw[EW-1], src_raw}) : $signed({1'b0, src_raw});
     wire signed [EW:0] srcabs = (srcv < 0) ? -srcv : srcv;
+    wire signed [EW+1:0] srcabs_x;
+    el_resize #(.IW(EW + 1), .OW(EW + 2)) u_sax (.din(srcabs), .dout(srcabs_x));
+    wire signed [SF+1:0] srcv_s;
+    el_resize #(.IW(EW + 1), .OW(SF + 2)) u_svs (.din(srcv), .dout(srcv_s));
     // s_i with SF fractional bits: the source raw read with fs fractional bits, or 1/4 at the label (exact)
-    wire signed [SF+1:0] s_i = OJA_TGT ? ((i[MW-1:0] == label) ? $signed({{(SF+1){1'b0}}, 1'b1}) <<< (SF - 2)
+    localparam integer CMW = (MW > LW) ? MW : LW;
+    wire [CMW-1:0] i_c, label_c;                      // column and label at a common width
+    el_resize #(.IW(MW), .OW(CMW), .SX(0)) u_ic (.din(i[MW-1:0]), .dout(i_c));
+    el_resize #(.IW(LW), .OW(CMW), .SX(0)) u_lc (.din(label), .dout(label_c));
+    localparam [31:0] SF_32 = SF;
+    wire [31:0] fs32;                                 // the shift SF - fs at the integers' width
+    el_resize #(.IW(8), .OW(32), .SX(0)) u_fs32 (.din(fs), .dout(fs32));
+    wire signed [SF+1:0] s_i = (OJA_TGT != 0) ? ((i_c == label_c) ? $signed({{(SF+1){1'b0}}, 1'b1}) <<< (SF - 2)
                                                                  : $signed({(SF+2){1'b0}}))
-                                       : $signed(srcv) <<< (SF - fs);
-    wire [EW-1:0] u_cur = HAS_P ? uv[t[TW-1:0]] : sm[t[TW-1:0]];  // kp: u = delta
+                                       : srcv_s <<< (SF_32 - fs32);
+    wire [MW-1:0] t_m;                                // t as an index of sm (kp: R = M)
+    el_resize #(.IW(TW), .OW(MW), .SX(0)) u_tm (.din(t[TW-1:0]), .dout(t_m));
+    wire [EW-1:0] u_cur = (HAS_P != 0) ? uv[t[TW-1:0]] : sm[t_m];  // kp: u = delta
     wire [KW-1:0] a_cur = av[t[TW-1:0]];
-    wire signed [EW:0] uev = ES ? $signed({u_cur[EW-1], u_cur}) : $signed({1'b0, u_cur});
-    wire signed [KW:0] aev = KS ? $signed({a_cur[KW-1], a_cur}) : $signed({1'b0, a_cur});
+    wire signed [EW:0] uev = (ES != 0) ? $signed({u_cur[EW-1], u_cur}) : $signed({1'b0, u_cur});
+    wire signed [KW:0] aev = (KS != 0) ? $signed({a_cur[KW-1], a_cur}) : $signed({1'b0, a_cur});
 
     // ---- the P multiply-accumulate: u, Oja's a and P^T a each multiply the P entry pv, in different states, so
     // one multiplier takes the state's operand: delta_i (F_U), s_i (F_OA) or a_t (F_ORHO, the column walk over t)
-    wire signed [MOW-1:0] mop = (state == F_U) ? srcv : (state == F_OA) ? s_i : aev;
+    wire signed [MOW-1:0] srcv_m, s_i_m, aev_m;
+    el_resize #(.IW(EW + 1), .OW(MOW)) u_svm (.din(srcv), .dout(srcv_m));
+    el_resize #(.IW(SF + 2), .OW(MOW)) u_sim (.din(s_i), .dout(s_i_m));
+    el_resize #(.IW(KW + 1), .OW(MOW)) u_aem (.din(aev), .dout(aev_m));
+    wire signed [MOW-1:0] mop = (state == F_U) ? srcv_m : (state == F_OA) ? s_i_m : aev_m;
     wire signed [PW+MOW:0] pm = pv * mop;
+    wire signed [XAW-1:0] pm_x;
+    el_resize #(.IW(PW + MOW + 1), .OW(XAW)) u_pmx (.din(pm), .dout(pm_x));
     wire acc_first = (state == F_ORHO) ? (t == 0) : (i == 0);
-    wire signed [XAW-1:0] acc_new = (acc_first ? $signed({XAW{1'b0}}) : acc) + pm;
+    wire signed [XAW-1:0] acc_new = (acc_first ? $signed({XAW{1'b0}}) : acc) + pm_x;
 
     // ---- U: u_t = sum_i P[t,i] delta_i, assigned to the error format
     wire signed [UAW-1:0] uacc_new = acc_new[UAW-1:0];
@@ -183,13 +214,16 @@ module el_feedback #(
 
     // ---- Oja rho: rho_i = s_i - sum_t P[t,i] a_t, the two aligned to FR fractional bits
     wire signed [BAW-1:0] bacc_new = acc_new[BAW-1:0];
-    wire signed [RHW-1:0] rho_x = ($signed(s_i) <<< (FR - SF)) - ($signed(bacc_new) <<< (FR - FA));
+    wire signed [RHW-1:0] s_i_r, bacc_r;
+    el_resize #(.IW(SF + 2), .OW(RHW)) u_sir (.din(s_i), .dout(s_i_r));
+    el_resize #(.IW(BAW), .OW(RHW)) u_bar (.din(bacc_new), .dout(bacc_r));
+    wire signed [RHW-1:0] rho_x = (s_i_r <<< (FR - SF)) - (bacc_r <<< (FR - FA));
     wire [KW-1:0] rho_conv;
     el_convert #(.IW(RHW), .S(FR - KF), .RMODE(KR), .OW(KW), .OSIGNED(KS), .OMODE(KO))
         u_cr (.din(rho_x), .rnd(32'd0), .dout(rho_conv), .ovf());
 
     // ---- P's increment: P[t,i] + round(a_t rho_i 2^-PLR), then P's overflow
-    wire signed [KW:0] rhov = KS ? $signed({rho_q[KW-1], rho_q}) : $signed({1'b0, rho_q});
+    wire signed [KW:0] rhov = (KS != 0) ? $signed({rho_q[KW-1], rho_q}) : $signed({1'b0, rho_q});
     wire signed [PIW-1:0] pprod = aev * rhov;
     wire [PW-1:0] p_new;
     el_fb_step #(.IW(PIW), .S(2 * KF + PLR - PF), .RMODE(PR), .W(PW), .WSIGNED(PS), .WMODE(PO))
@@ -197,27 +231,32 @@ module el_feedback #(
 
     // ---- Q's increment: lane ql of word qa, input j = qj: Q + round(u_t x_j 2^-LR), then Q's overflow
     wire [QP*QW-1:0] q_word = qmem[qa[QAW-1:0]];
-    wire [QW-1:0] q_raw = q_word >> (ql * QW);
-    wire signed [QW:0] qv = QS ? $signed({q_raw[QW-1], q_raw}) : $signed({1'b0, q_raw});
+    wire [QW-1:0] q_raw;
+    el_resize #(.IW(QP * QW), .OW(QW), .SX(0)) u_qr (.din(q_word >> (ql * QW)), .dout(q_raw));
+    wire signed [QW:0] qv = (QS != 0) ? $signed({q_raw[QW-1], q_raw}) : $signed({1'b0, q_raw});
     wire [XW-1:0] x_raw = xv[qj[IDXW-1:0]];
-    wire signed [XW:0] xsv = XS ? $signed({x_raw[XW-1], x_raw}) : $signed({1'b0, x_raw});
+    wire signed [XW:0] xsv = (XS != 0) ? $signed({x_raw[XW-1], x_raw}) : $signed({1'b0, x_raw});
     wire signed [QIW-1:0] qprod = uev * xsv;
     wire [QW-1:0] q_new;
     el_fb_step #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .W(QW), .WSIGNED(QS), .WMODE(QO))
         u_qn (.prod(qprod), .v(qv), .v_new(q_new));
-    wire q_live = (qj < NQ) && xbit[qj[IDXW-1:0]];
+    localparam integer NQ_I = NQ, QP_I = QP;
+    localparam [IDXW:0] NQ_J = NQ_I[IDXW:0], QP_STEP = QP_I[IDXW:0];   // at qj's width (NQ <= 2^IDXW)
+    wire q_live = (qj < NQ_J) && xbit[qj[IDXW-1:0]];
     // QPAR: lane l of word qa is input j = qj + l (a zero or padding input leaves its entry as it is)
     wire [QP*QW-1:0] q_word_par;
     genvar gq;
     generate
         for (gq = 0; gq < QP; gq = gq + 1) begin : g_qpar
-            if (QPAR) begin : g_on
-                wire [31:0] jl = qj + gq;
+            if (QPAR != 0) begin : g_on
+                wire [31:0] qj32;
+                el_resize #(.IW(IDXW + 1), .OW(32), .SX(0)) u_qj32 (.din(qj), .dout(qj32));
+                wire [31:0] jl = qj32 + gq;
                 wire live = (jl < NQ) && xbit[jl[IDXW-1:0]];
                 wire [XW-1:0] xl_raw = xv[jl[IDXW-1:0]];
-                wire signed [XW:0] xl = XS ? $signed({xl_raw[XW-1], xl_raw}) : $signed({1'b0, xl_raw});
+                wire signed [XW:0] xl = (XS != 0) ? $signed({xl_raw[XW-1], xl_raw}) : $signed({1'b0, xl_raw});
                 wire [QW-1:0] ql_raw = q_word[gq*QW +: QW];
-                wire signed [QW:0] qlv = QS ? $signed({ql_raw[QW-1], ql_raw}) : $signed({1'b0, ql_raw});
+                wire signed [QW:0] qlv = (QS != 0) ? $signed({ql_raw[QW-1], ql_raw}) : $signed({1'b0, ql_raw});
                 wire signed [QIW-1:0] lprod = uev * xl;
                 wire [QW-1:0] lnew;
                 el_fb_step #(.IW(QIW), .S(EF + XF + LR - QF), .RMODE(QR), .W(QW), .WSIGNED(QS), .WMODE(QO))
@@ -237,8 +276,15 @@ module el_feedback #(
     always @* begin
         fs_lead = 8'd1;
         for (b = 0; b <= EW; b = b + 1)
-            if (big[b]) fs_lead = b + 2;
+            if (big[b]) fs_lead = b[7:0] + 8'd2;
     end
+
+    wire [31:0] qa32;                                 // the Q word's index at the integers' width
+    el_resize #(.IW(QAW + 1), .OW(32), .SX(0)) u_qa32 (.din(qa), .dout(qa32));
+    wire [PAW:0] i_pa;                                // column i at pa's width (the column walk starts at i)
+    el_resize #(.IW(MW + 1), .OW(PAW + 1), .SX(0)) u_ipa (.din(i), .dout(i_pa));
+    localparam integer M_I = M;
+    localparam [PAW:0] M_STEP = M_I[PAW:0];           // pa + M at pa's width (mod 2^(PAW+1), as the add was)
 
     integer z;
     always @(posedge clk) begin
@@ -255,7 +301,6 @@ module el_feedback #(
                     end
                     if (x_done) begin
                         label <= x_label;
-                        train <= x_train;
                         sgc <= 0;
                         if (x_train) state <= F_SRC;
                         else xbit <= 0;
@@ -265,22 +310,22 @@ module el_feedback #(
                     for (z = 0; z < SPL; z = z + 1)
                         if (s_g * SPL + z < M) sm[s_g * SPL + z] <= s_word[z*EW +: EW];
                     sgc <= sgc + 1'b1;
-                    if (sgc == SG - 1) begin
+                    if (sgc == SG_LAST) begin
                         t <= 0;
                         i <= 0;
                         pa <= 0;
-                        state <= HAS_P ? F_U : F_UOUT;
+                        state <= (HAS_P != 0) ? F_U : F_UOUT;
                     end
                 end
                 F_U, F_OA: begin  // one walk over P (pa = t*M + i): u = P delta (F_U) or Oja's a = P s (F_OA)
                     acc <= acc_new;
                     pa <= pa + 1'b1;
-                    if (i == M - 1) begin
+                    if (i == M_LAST) begin
                         if (state == F_U) uv[t[TW-1:0]] <= u_conv;
                         else av[t[TW-1:0]] <= a_conv;
                         i <= 0;
                         t <= t + 1'b1;
-                        if (t == R - 1) begin
+                        if (t == R_LAST) begin
                             t <= 0;
                             pa <= 0;
                             state <= (state == F_U) ? F_UOUT : F_ORHO;
@@ -300,32 +345,32 @@ module el_feedback #(
                     qj <= 0;
                     i <= 0;
                     big <= 0;
-                    state <= LEARN_Q ? F_Q : (LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END);
+                    state <= (LEARN_Q != 0) ? F_Q : ((LEARN_P != 0) ? ((OJA_TGT != 0) ? F_OLEAD : F_OMAX) : F_END);
                 end
-                F_Q: if (QPAR) begin  // rows t outer, Q words of the row: one word per cycle
+                F_Q: if (QPAR != 0) begin  // rows t outer, Q words of the row: one word per cycle
                     qmem[qa[QAW-1:0]] <= q_word_par;
                     qa <= qa + 1'b1;
-                    if (qa % QG == QG - 1) begin
+                    if (qa32 % QG == QG - 1) begin
                         qj <= 0;
                         t <= t + 1'b1;
-                        if (t == R - 1) begin
+                        if (t == R_LAST) begin
                             t <= 0;
-                            state <= LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END;
+                            state <= (LEARN_P != 0) ? ((OJA_TGT != 0) ? F_OLEAD : F_OMAX) : F_END;
                         end
                     end else begin
-                        qj <= qj + QP;
+                        qj <= qj + QP_STEP;
                     end
                 end else begin  // rows t outer, Q words of the row, lanes inner: one lane per cycle
                     if (q_live) qmem[qa[QAW-1:0]] <= q_word_new;
-                    if (ql == QP - 1) begin
+                    if (ql == QP_LAST) begin
                         ql <= 0;
                         qa <= qa + 1'b1;
-                        if (qa % QG == QG - 1) begin
+                        if (qa32 % QG == QG - 1) begin
                             qj <= 0;
                             t <= t + 1'b1;
-                            if (t == R - 1) begin
+                            if (t == R_LAST) begin
                                 t <= 0;
-                                state <= LEARN_P ? (OJA_TGT ? F_OLEAD : F_OMAX) : F_END;
+                                state <= (LEARN_P != 0) ? ((OJA_TGT != 0) ? F_OLEAD : F_OMAX) : F_END;
                             end
                         end else begin
                             qj <= qj + 1'b1;
@@ -336,8 +381,8 @@ module el_feedback #(
                     end
                 end
                 F_OMAX: begin
-                    if (srcabs > $signed({1'b0, big})) big <= srcabs;
-                    if (i == M - 1) begin
+                    if (srcabs_x > $signed({1'b0, big})) big <= srcabs;
+                    if (i == M_LAST) begin
                         i <= 0;
                         state <= F_OLEAD;
                     end else begin
@@ -345,38 +390,38 @@ module el_feedback #(
                     end
                 end
                 F_OLEAD: begin
-                    fs <= OJA_TGT ? 8'd2 : fs_lead;
+                    fs <= (OJA_TGT != 0) ? 8'd2 : fs_lead;
                     t <= 0;
                     i <= 0;
                     pa <= 0;
-                    state <= (OJA_TGT || big != 0) ? F_OA : F_END;  // a zero source takes no step
+                    state <= ((OJA_TGT != 0) || big != 0) ? F_OA : F_END;  // a zero source takes no step
                 end
                 F_ORHO: begin  // column i: sum over t of P[t,i] a_t (pa = t*M + i)
                     acc <= acc_new;
-                    if (t == R - 1) begin
+                    if (t == R_LAST) begin
                         rho_q <= rho_conv;
                         t <= 0;
-                        pa <= i;
+                        pa <= i_pa;
                         state <= F_OUPD;
                     end else begin
                         t <= t + 1'b1;
-                        pa <= pa + M;
+                        pa <= pa + M_STEP;
                     end
                 end
                 F_OUPD: begin  // column i: P[t,i] for t ascending
                     pmem[pa[PAW-1:0]] <= p_new;
-                    if (t == R - 1) begin
+                    if (t == R_LAST) begin
                         t <= 0;
-                        if (i == M - 1) begin
+                        if (i == M_LAST) begin
                             state <= F_END;
                         end else begin
                             i <= i + 1'b1;
-                            pa <= i + 1'b1;
+                            pa <= i_pa + 1'b1;
                             state <= F_ORHO;
                         end
                     end else begin
                         t <= t + 1'b1;
-                        pa <= pa + M;
+                        pa <= pa + M_STEP;
                     end
                 end
                 F_END: begin
@@ -393,6 +438,8 @@ endmodule
 // One learning step of a feedback word (Q, B or P; docs/arithmetic.md §16, arith.update_weight): the increment
 // prod 2^-S rounded with the word's rounding into an exact width, added to the word v (sign- or zero-extended by
 // one bit), then the word's overflow. Q's serial and per-lane steps and P's Oja step share it.
+// (a helper of el_feedback only, so it lives in el_feedback's file)
+/* verilator lint_off DECLFILENAME */
 module el_fb_step #(
     parameter integer IW      = 16,
     parameter integer S       = 0,
@@ -412,7 +459,10 @@ module el_fb_step #(
     wire [DW-1:0] d;
     el_convert #(.IW(IW), .S(S), .RMODE(RMODE), .OW(DW), .OSIGNED(1), .OMODE(0))
         u_d (.din(prod), .rnd(32'd0), .dout(d), .ovf());
-    wire signed [VW-1:0] sum = $signed(v) + $signed(d);
+    wire signed [VW-1:0] vx, dx;
+    el_resize #(.IW(W + 1), .OW(VW)) u_vx (.din(v), .dout(vx));
+    el_resize #(.IW(DW), .OW(VW)) u_dx (.din(d), .dout(dx));
+    wire signed [VW-1:0] sum = vx + dx;
     el_convert #(.IW(VW), .S(0), .RMODE(0), .OW(W), .OSIGNED(WSIGNED), .OMODE(WMODE))
         u_n (.din(sum), .rnd(32'd0), .dout(v_new), .ovf());
 endmodule

@@ -13,10 +13,16 @@
 // Pipeline: I (counters, addresses) -> A (image / kernel / bias reads) -> B (multiply-accumulate) -> Z -> T (table
 // read, assignment) -> F (pool, feature); one global enable stalls it while a feature waits for the layer below
 // to take it (the next sample's first feature while layer 0 still works on the previous one).
+// el_convert's ovf (the overflow event of docs/arithmetic.md §13) has no counter in this datapath: its instances
+// leave it open
+/* verilator lint_off PINCONNECTEMPTY */
 module el_front #(
     parameter integer C = 1, parameter integer H = 8, parameter integer WD = 8,       // input (C, H, W)
     parameter integer CO = 2, parameter integer K = 3, parameter integer S = 1, parameter integer PAD = 0,
+    // the conv output's size: passed with the shape, the counters need only the features' (HP, WP)
+    /* verilator lint_off UNUSEDPARAM */
     parameter integer HO = 6, parameter integer WO = 6,                                // conv output
+    /* verilator lint_on UNUSEDPARAM */
     parameter integer POOL = 1,          // 0 none, 1 max, 2 average
     parameter integer PK = 2, parameter integer PS = 2, parameter integer PSH = 2,     // window, stride, log2(PK*PK)
     parameter integer HP = 3, parameter integer WP = 3,                                // features (CO, HP, WP)
@@ -63,7 +69,7 @@ module el_front #(
     localparam integer NK = CO * C * K * K;
     localparam integer KAW = (NK > 1) ? $clog2(NK) : 1;
     localparam integer TN = 1 << TB;
-    localparam integer TABLE = (ACT == A_TANH || ACT == A_SIGMOID) ? 1 : 0;
+    localparam [0:0] TABLE = (ACT == A_TANH || ACT == A_SIGMOID);
     localparam integer SAW = 32;                           // address arithmetic
 
     localparam [1:0] ST_IN = 2'd0, ST_RUN = 2'd1, ST_DRAIN = 2'd2;
@@ -90,9 +96,11 @@ module el_front #(
     // stage I: loop counters, image and kernel addresses
     reg [CW-1:0] o, py, px, wy, wx, c, ky, kx;
     reg [FIW-1:0] fi;                                      // index of the feature being computed
-    wire kx_w = (kx == K - 1), ky_w = (ky == K - 1), c_w = (c == C - 1);
-    wire wx_w = (wx == PK - 1), wy_w = (wy == PK - 1);
-    wire px_w = (px == WP - 1), py_w = (py == HP - 1), o_w = (o == CO - 1);
+    // the counters' last values at CW bits (the extents are below 2^CW), compared unwidened
+    localparam integer K_M1 = K - 1, C_M1 = C - 1, PK_M1 = PK - 1, WP_M1 = WP - 1, HP_M1 = HP - 1, CO_M1 = CO - 1;
+    wire kx_w = (kx == K_M1[CW-1:0]), ky_w = (ky == K_M1[CW-1:0]), c_w = (c == C_M1[CW-1:0]);
+    wire wx_w = (wx == PK_M1[CW-1:0]), wy_w = (wy == PK_M1[CW-1:0]);
+    wire px_w = (px == WP_M1[CW-1:0]), py_w = (py == HP_M1[CW-1:0]), o_w = (o == CO_M1[CW-1:0]);
     wire t_first = (kx == 0) && (ky == 0) && (c == 0);
     wire t_last = kx_w && ky_w && c_w;                     // last tap of a conv output
     wire w_first = (wx == 0) && (wy == 0);
@@ -102,11 +110,35 @@ module el_front #(
     wire i_last = t_last && w_last && f_end;
 
     // input row / column plus the padding (never negative): a tap inside the image when PAD <= iyp < H + PAD
-    wire [SAW-1:0] iyp = (py * PS + wy) * S + ky;
-    wire [SAW-1:0] ixp = (px * PS + wx) * S + kx;
-    wire inb = (iyp >= PAD) && (iyp < H + PAD) && (ixp >= PAD) && (ixp < WD + PAD);
-    wire [SAW-1:0] iaddr = inb ? (c * H + (iyp - PAD)) * WD + (ixp - PAD) : {SAW{1'b0}};
-    wire [SAW-1:0] kaddr = ((o * C + c) * K + ky) * K + kx;
+    // (the counters at the address arithmetic's width, zero-extended as the integer parameters take them)
+    wire [SAW-1:0] o_a, py_a, px_a, wy_a, wx_a, c_a, ky_a, kx_a;
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_oa (.din(o), .dout(o_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_pya (.din(py), .dout(py_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_pxa (.din(px), .dout(px_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_wya (.din(wy), .dout(wy_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_wxa (.din(wx), .dout(wx_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_ca (.din(c), .dout(c_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_kya (.din(ky), .dout(ky_a));
+    el_resize #(.IW(CW), .OW(SAW), .SX(0)) u_kxa (.din(kx), .dout(kx_a));
+    wire [SAW-1:0] iyp = (py_a * PS + wy_a) * S + ky_a;
+    wire [SAW-1:0] ixp = (px_a * PS + wx_a) * S + kx_a;
+    wire inb;
+    generate
+        if (PAD == 0) begin : g_nopad   // iyp >= 0 always
+            assign inb = (iyp < H) && (ixp < WD);
+        end else begin : g_pad
+            assign inb = (iyp >= PAD) && (iyp < H + PAD) && (ixp >= PAD) && (ixp < WD + PAD);
+        end
+    endgenerate
+    wire [SAW-1:0] iaddr_w = inb ? (c_a * H + (iyp - PAD)) * WD + (ixp - PAD) : {SAW{1'b0}};
+    wire [SAW-1:0] kaddr_w = ((o_a * C + c_a) * K + ky_a) * K + kx_a;
+    localparam integer OAW = (CO > 1) ? $clog2(CO) : 1;
+    wire [IAW-1:0] iaddr;                                  // the addresses at the memories' widths
+    wire [KAW-1:0] kaddr;
+    wire [OAW-1:0] baddr;
+    el_resize #(.IW(SAW), .OW(IAW), .SX(0)) u_ia (.din(iaddr_w), .dout(iaddr));
+    el_resize #(.IW(SAW), .OW(KAW), .SX(0)) u_ka (.din(kaddr_w), .dout(kaddr));
+    el_resize #(.IW(CW), .OW(OAW), .SX(0)) u_ba (.din(o), .dout(baddr));
 
     always @(posedge clk) begin
         if (rst || state == ST_IN) begin
@@ -144,9 +176,9 @@ module el_front #(
     reg           a_valid, a_pad, a_first, a_last, a_wf, a_wl, a_fe;
     reg [FIW-1:0] a_fi;
     always @(posedge clk) if (en) begin
-        a_x <= img[iaddr[IAW-1:0]];
-        a_w <= krom[kaddr[KAW-1:0]];
-        a_b <= brom[o];
+        a_x <= img[iaddr];
+        a_w <= krom[kaddr];
+        a_b <= brom[baddr];
         a_pad <= !inb;
         a_first <= t_first;
         a_last <= t_last;
@@ -166,19 +198,20 @@ module el_front #(
     localparam integer FP = WF + XF;
     localparam integer FS = (AF > FP) ? AF : FP;
     localparam integer SW = (((AW + 1 + FS - AF) > (PW + FS - FP)) ? (AW + 1 + FS - AF) : (PW + FS - FP)) + 1;
-    wire signed [WW:0] wv = WS ? {a_w[WW-1], a_w} : {1'b0, a_w};
+    wire signed [WW:0] wv = (WS != 0) ? {a_w[WW-1], a_w} : {1'b0, a_w};
     wire [XW-1:0] xr = a_pad ? {XW{1'b0}} : a_x;
-    wire signed [XW:0] xv = XS ? {xr[XW-1], xr} : {1'b0, xr};
+    wire signed [XW:0] xv = (XS != 0) ? {xr[XW-1], xr} : {1'b0, xr};
     wire signed [PW-1:0] prod = wv * xv;
-    wire signed [BW:0] bv = BS ? {a_b[BW-1], a_b} : {1'b0, a_b};
+    wire signed [BW:0] bv = (BS != 0) ? {a_b[BW-1], a_b} : {1'b0, a_b};
     wire [AW-1:0] binit;
     el_convert #(.IW(BW + 1), .S(BF - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
         u_bias (.din(bv), .rnd(32'd0), .dout(binit), .ovf());
     reg  [AW-1:0] acc;
     wire [AW-1:0] a_cur = a_first ? binit : acc;
-    wire signed [AW:0] av = AS ? {a_cur[AW-1], a_cur} : {1'b0, a_cur};
-    wire signed [SW-1:0] a_al = av;
-    wire signed [SW-1:0] p_al = prod;
+    wire signed [AW:0] av = (AS != 0) ? {a_cur[AW-1], a_cur} : {1'b0, a_cur};
+    wire signed [SW-1:0] a_al, p_al;
+    el_resize #(.IW(AW + 1), .OW(SW)) u_aal (.din(av), .dout(a_al));
+    el_resize #(.IW(PW), .OW(SW)) u_pal (.din(prod), .dout(p_al));
     wire signed [SW-1:0] sum = (a_al <<< (FS - AF)) + (p_al <<< (FS - FP));
     wire [AW-1:0] acc_new;
     el_convert #(.IW(SW), .S(FS - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
@@ -202,24 +235,36 @@ module el_front #(
 
     // ---------------------------------------------------------------------------------------------------------
     // stage T: y = f(z) (table index, clamp and ROM read as el_layer.v; or an assignment)
-    wire signed [AW:0] zv = AS ? {zr[AW-1], zr} : {1'b0, zr};
+    wire signed [AW:0] zv = (AS != 0) ? {zr[AW-1], zr} : {1'b0, zr};
     localparam integer TSH = AF - (TB - RB - 1);
     localparam integer IXW = AW + TB + 4 + ((TSH < 0) ? -TSH : 0);
     wire signed [IXW-1:0] t_idx_w;
+    localparam [31:0] TN_HALF = TN / 2, TN_M1 = TN - 1;
+    wire signed [IXW-1:0] tn_half, tn_m1;          // 2^(TB-1) and 2^TB - 1 at the index's width (IXW > TB)
+    el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnh (.din(TN_HALF), .dout(tn_half));
+    el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnm (.din(TN_M1), .dout(tn_m1));
     generate
         if (TSH >= 0) begin : g_ix_r
             wire signed [AW:0] zs = zv >>> TSH;
-            assign t_idx_w = $signed(zs) + $signed(TN / 2);
+            wire signed [IXW-1:0] zsx;
+            el_resize #(.IW(AW + 1), .OW(IXW)) u_zsx (.din(zs), .dout(zsx));
+            assign t_idx_w = zsx + tn_half;
         end else begin : g_ix_l
-            wire signed [IXW-1:0] zx = zv;
-            wire signed [IXW-1:0] zc = (zx > TN) ? TN : ((zx < -TN) ? -TN : zx);
-            assign t_idx_w = (zc <<< (-TSH)) + $signed(TN / 2);
+            localparam [31:0] TN_32 = TN;
+            wire signed [IXW-1:0] zx, tn_x;
+            el_resize #(.IW(AW + 1), .OW(IXW)) u_zx (.din(zv), .dout(zx));
+            el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnx (.din(TN_32), .dout(tn_x));
+            wire signed [IXW-1:0] zc = (zx > tn_x) ? tn_x : ((zx < -tn_x) ? -tn_x : zx);
+            assign t_idx_w = (zc <<< (-TSH)) + tn_half;
         end
     endgenerate
-    wire [TB-1:0] t_idx = (t_idx_w < 0) ? {TB{1'b0}} : ((t_idx_w > TN - 1) ? {TB{1'b1}} : t_idx_w[TB-1:0]);
+    /* verilator lint_off UNUSEDSIGNAL */  // read where the activation has a table
+    wire [TB-1:0] t_idx = (t_idx_w < 0) ? {TB{1'b0}} : ((t_idx_w > tn_m1) ? {TB{1'b1}} : t_idx_w[TB-1:0]);
+    /* verilator lint_on UNUSEDSIGNAL */
     localparam integer ONE_AF = (AF >= 0) ? AF : 0;
     wire signed [AW+2:0] one_a = $signed({{(AW+2){1'b0}}, 1'b1}) <<< ONE_AF;
-    wire signed [AW+2:0] zvx = zv;
+    wire signed [AW+2:0] zvx;
+    el_resize #(.IW(AW + 1), .OW(AW + 3)) u_zvx (.din(zv), .dout(zvx));
     wire signed [AW+2:0] ht_src = (zvx >= one_a) ? one_a : ((zvx <= -one_a) ? -one_a : zvx);
     wire [YW-1:0] y_conv;
     el_convert #(.IW(AW + 3), .S(AF - YF), .RMODE(YR), .OW(YW), .OSIGNED(YS), .OMODE(YO))
@@ -253,7 +298,8 @@ module el_front #(
     // stage F: pooling over the window, the feature
     localparam integer PMW = YW + 2 * PSH + 2;             // exact window sum
     wire [YW-1:0] y = TABLE ? t_q : yc_q;
-    wire signed [PMW-1:0] yv = YS ? $signed(y) : $signed({1'b0, y});
+    wire signed [PMW-1:0] yv;
+    el_resize #(.IW(YW), .OW(PMW), .SX(YS)) u_yv (.din(y), .dout(yv));
     reg  signed [PMW-1:0] pm;
     wire signed [PMW-1:0] pnew = t_wf ? yv : ((POOL == 2) ? pm + yv : ((yv > pm) ? yv : pm));
     wire [YW-1:0] avg;

@@ -18,6 +18,9 @@
 // A DRTP hidden layer updates right after its own forward pass, while the layer above already runs its forward:
 // DRTP's update unlocking.  Formats are ap_fixed<W, W-F> (width, fractional bits, signedness, rounding and overflow
 // codes of el_convert.v); every narrowing is an el_convert, every product is exact.
+// el_convert's ovf (the overflow event of docs/arithmetic.md §13) has no counter in this datapath: its instances
+// leave it open
+/* verilator lint_off PINCONNECTEMPTY */
 module el_layer #(
     parameter integer N_IN = 16, parameter integer N_OUT = 8, parameter integer P = 4,
     parameter integer UQ = P,            // update lanes (divides P): a word of P weights updates in P / UQ cycles
@@ -25,7 +28,10 @@ module el_layer #(
     // rule and activation codes: edgelearn.program's RuleCode / ActCode, passed by the generated top level (the
     // defaults match no code)
     parameter integer R_DRTP = -1, parameter integer R_SDFA = -1, parameter integer R_DFA = -1,
+    // R_OUTPUT is the output layer's RULE value: passed with the other codes, no branch needs to name it
+    /* verilator lint_off UNUSEDPARAM */
     parameter integer R_SHALLOW = -1, parameter integer R_OUTPUT = -1,
+    /* verilator lint_on UNUSEDPARAM */
     parameter integer R_LDFA = -1,       // ldfa hidden layer: its signal through the factors Q P of the layer above
     // kp hidden layer: through B of the layer above (its el_feedback, u = delta); dldfa: through its own Q P
     parameter integer R_KP = -1, parameter integer R_DLDFA = -1,
@@ -80,7 +86,8 @@ module el_layer #(
     parameter integer IDXW = (N_IN > 1) ? $clog2(N_IN) : 1,
     parameter integer OIDXW = (N_OUT > 1) ? $clog2(N_OUT) : 1,
     parameter integer WAW = (N_IN * G > 1) ? $clog2(N_IN * G) : 1,
-    parameter integer LW = (NCLS > 1) ? $clog2(NCLS) : 1
+    parameter integer LW = (NCLS > 1) ? $clog2(NCLS) : 1,
+    parameter integer LQ = (RULE != R_SHALLOW) ? UQ : P    // load lanes: the update lanes, all lanes when frozen
 ) (
     input  wire                 clk,
     input  wire                 rst,
@@ -118,13 +125,15 @@ module el_layer #(
     // s*LQ .. s*LQ+LQ-1 at its s-th write (LQ: the update lanes of a learning layer, all P lanes of a frozen one)
     input  wire                 wr_wen,
     input  wire                 wr_ben,
-    input  wire [((RULE != R_SHALLOW) ? UQ : P)*WW-1:0] wr_wdata,
-    input  wire [((RULE != R_SHALLOW) ? UQ : P)*BW-1:0] wr_bdata,
+    input  wire [LQ*WW-1:0]     wr_wdata,
+    input  wire [LQ*BW-1:0]     wr_bdata,
     output wire                 idle,
     // ldfa: the Q word of the projection (word fb_ra, data fb_rd one cycle later), and the modulatory words as the
     // projection writes them (dw_*; dw_done once all are written) for the layer's own trained feedback
     output wire [31:0]          fb_ra,
+    /* verilator lint_off UNUSEDSIGNAL */  // read only by a layer whose signal comes through an el_feedback
     input  wire [P*FBW-1:0]     fb_rd,
+    /* verilator lint_on UNUSEDSIGNAL */
     output reg                  dw_valid,
     output reg  [OIDXW-1:0]     dw_g,
     output reg  [P*EW-1:0]      dw_data,
@@ -137,16 +146,23 @@ module el_layer #(
     localparam integer LNW = (P > 1) ? $clog2(P) : 1;
     localparam integer NNZW = $clog2(N_IN + 1);
     localparam integer TN = 1 << TB;
-    localparam integer STOCH_W = (WR == 7) ? 1 : 0;
-    localparam integer STOCH_B = (BR == 7) ? 1 : 0;
-    localparam integer LEARN = (RULE != R_SHALLOW) ? 1 : 0;
+    localparam [0:0] STOCH_W = (WR == 7);
+    localparam [0:0] STOCH_B = (BR == 7);
+    localparam [0:0] LEARN = (RULE != R_SHALLOW);
     // the projection words come from an el_feedback (fb_ra / fb_rd): ldfa's and kp's above, dldfa's own
-    localparam integer FB_EXT = (RULE == R_LDFA || RULE == R_KP || RULE == R_DLDFA) ? 1 : 0;
-    localparam integer DIRECT = (RULE == R_SDFA || RULE == R_DFA || FB_EXT) ? 1 : 0;  // projected signal
-    localparam integer LINEAR = (RULE == R_DFA || FB_EXT) ? 1 : 0;  // projects e itself, not sign(e)
-    localparam integer TABLE = (ACT == A_TANH || ACT == A_SIGMOID) ? 1 : 0;
-    localparam integer NEED_G = (IS_OUT == 0) || (LOSS == 1);
-    localparam integer CE = (IS_OUT != 0) && (LOSS == 2) && (RULE != R_SHALLOW);  // the error waits for el_softmax
+    localparam [0:0] FB_EXT = (RULE == R_LDFA || RULE == R_KP || RULE == R_DLDFA);
+    localparam [0:0] DIRECT = (RULE == R_SDFA || RULE == R_DFA || FB_EXT);  // projected signal
+    localparam [0:0] LINEAR = (RULE == R_DFA || FB_EXT);  // projects e itself, not sign(e)
+    localparam [0:0] TABLE = (ACT == A_TANH || ACT == A_SIGMOID);
+    localparam [0:0] CE = (IS_OUT != 0) && (LOSS == 2) && (RULE != R_SHALLOW);  // the error waits for el_softmax
+    // the last value of each counter (and the list's row stride) at the counter's width: a part-select of an integer
+    // value that fits (the counters hold it), so that comparisons and adds need no widening
+    localparam integer R_M1 = R - 1, G_M1 = G - 1, P_M1 = P - 1, N_OUT_M1 = N_OUT - 1, N_IN_I = N_IN;
+    localparam [SUBW-1:0]  R_LAST = R_M1[SUBW-1:0];
+    localparam [GAW-1:0]   G_LAST = G_M1[GAW-1:0];
+    localparam [LNW-1:0]   P_LAST = P_M1[LNW-1:0];
+    localparam [OIDXW-1:0] N_OUT_LAST = N_OUT_M1[OIDXW-1:0];
+    localparam [WAW-1:0]   N_IN_STEP = N_IN_I[WAW-1:0];   // mod 2^WAW: the same low bits of an address + N_IN
 
     localparam [3:0] ST_IDLE = 4'd0, ST_READY = 4'd1, ST_FWD = 4'd2, ST_FDRAIN = 4'd3, ST_UPD = 4'd4,
                      ST_UDRAIN = 4'd5, ST_BIAS = 4'd6, ST_WAITE = 4'd7, ST_PROJ = 4'd8, ST_PDRAIN = 4'd9,
@@ -160,7 +176,7 @@ module el_layer #(
     reg [IDXW+XW-1:0] lst [0:N_IN-1];
     reg [IDXW+XW-1:0] lst_q;
     reg [NNZW-1:0]    nnz;
-    reg [NNZW-1:0]    lst_ra;
+    reg [IDXW-1:0]    lst_ra;      // a token t < nnz <= N_IN
 
     reg [P*WW-1:0] wmem [0:N_IN*G-1];
     reg [P*WW-1:0] w_q;
@@ -181,14 +197,14 @@ module el_layer #(
     wire ld = !rst && wr_wen && state == ST_IDLE;
     wire bld = !rst && wr_ben && state == ST_IDLE;
     reg [SUBW-1:0] ld_s;                 // the load's sub-word (learning layers with R > 1)
-    wire ld_last = !LEARN || R == 1 || ld_s == R - 1;
+    wire ld_last = !LEARN || R == 1 || ld_s == R_LAST;
     always @(posedge clk)
         if (rst || state != ST_IDLE) ld_s <= {SUBW{1'b0}};    // a load always starts at sub-word 0
         else if (ld || bld) ld_s <= ld_last ? {SUBW{1'b0}} : ld_s + 1'b1;
     wire w_hold;                         // the read word stays while the update takes its sub-words
     always @(posedge clk) begin
         if (in_we && state == ST_IDLE) lst[nnz[IDXW-1:0]] <= {in_idx, in_val};
-        lst_q <= lst[lst_ra[IDXW-1:0]];
+        lst_q <= lst[lst_ra];
         if (!w_hold) w_q <= wmem[w_ra];
         if (w_we) wmem[w_wa] <= w_wd;
     end
@@ -220,7 +236,6 @@ module el_layer #(
     reg            y_valid, y_lastlane;
     reg [AW-1:0]   y_z;
     reg [OIDXW-1:0] y_i;
-    reg [LNW-1:0]  y_l;
     reg [GAW-1:0]  y_g;
     reg [P*EW-1:0] dstage;
     reg [OIDXW-1:0] ce_c;          // loss ce: the class, lane and group of the next error from el_softmax
@@ -254,14 +269,16 @@ module el_layer #(
     wire u_issue = LEARN && (state == ST_UPD) && (R == 1 || u_ph == 0);
     reg [GAW-1:0]  bias_g;
 
+    wire [WAW-1:0] lst_j;                // the list entry's input index at the address width
+    el_resize #(.IW(IDXW), .OW(WAW), .SX(0)) u_lj (.din(lst_q[IDXW+XW-1:XW]), .dout(lst_j));
     always @* begin
-        lst_ra = 0;
-        if (state == ST_FWD) lst_ra = f_t;
-        else if (state == ST_UPD) lst_ra = u_t;
+        lst_ra = {IDXW{1'b0}};
+        if (state == ST_FWD) lst_ra = f_t[IDXW-1:0];
+        else if (state == ST_UPD) lst_ra = u_t[IDXW-1:0];
         // stage B of either pass: the word of input lst_q in its group (the update's list entry is lst_q too: in
         // ST_UPD the list reads row u_t, which moves on only after the row's last word has issued), one adder
         if (state == ST_IDLE) w_ra = rd_addr;
-        else w_ra = (ub_valid ? ub_base : b_base) + lst_q[IDXW+XW-1:XW];
+        else w_ra = (ub_valid ? ub_base : b_base) + lst_j;
     end
 
     // ---------------------------------------------------------------------------------------------------------
@@ -275,16 +292,18 @@ module el_layer #(
     //               the ring rotates by one slot, so that slot 0 holds the next sub-word's states; G*R sub-words (a
     //               row, or the biases) turn it once round.  The slots are RNG_INIT's neuron order whatever UQ.
     // Generators are learned state, like the weights: no reset rewinds them (initial values only).
-    localparam integer DRAWS = (LEARN && (STOCH_W || STOCH_B)) ? 1 : 0;
+    localparam [0:0] DRAWS = (LEARN && (STOCH_W || STOCH_B));
     reg  [31:0]     st;
     initial st = RND_SEED;
+    /* verilator lint_off UNUSEDSIGNAL */  // the DSP update path rounds with a draw's top SWU bits only
     reg  [UQ*32-1:0] dq;
+    /* verilator lint_on UNUSEDSIGNAL */
     wire [UQ*32-1:0] draws;
     wire [31:0]     st_full, st_rem;
     wire            rng_step;                             // dq takes a draw word this cycle
     genvar gd;
     generate
-        if (DRAWS && RNG_NEURON) begin : g_ring
+        if (DRAWS && (RNG_NEURON != 0)) begin : g_ring
             reg [G*P*32-1:0] ring;
             initial ring = RNG_INIT;
             for (gd = 0; gd < UQ * 32; gd = gd + 1) begin : g_xs
@@ -313,15 +332,16 @@ module el_layer #(
     endgenerate
     // the sub-word whose draws dq takes: word tg, sub-word ts (the update's next stage-C sub-word, bias word 0 in
     // ST_BPRE, the next bias sub-word in ST_BIAS); st advances by its valid lanes: UQ, REM % UQ (MR) or none
-    assign rng_step = !rst && ((STOCH_W && (ub_valid || (R > 1 && uc_valid && uc_s != R - 1)))
+    assign rng_step = !rst && ((STOCH_W && (ub_valid || (R > 1 && uc_valid && uc_s != R_LAST)))
                                || (STOCH_B && (state == ST_BPRE
-                                               || (state == ST_BIAS && !(bias_g == G - 1 && bias_s == R - 1)))));
-    wire            bias_nx = (state == ST_BIAS) && (R == 1 || bias_s == R - 1);
+                                               || (state == ST_BIAS && !(bias_g == G_LAST && bias_s == R_LAST)))));
+    wire            bias_nx = (state == ST_BIAS) && (R == 1 || bias_s == R_LAST);
     wire [GAW-1:0]  tg = (state == ST_BPRE) ? {GAW{1'b0}} : ((state == ST_BIAS) ? (bias_nx ? bias_g + 1'b1 : bias_g)
                                                                                  : (ub_valid ? ub_g : uc_g));
     wire [SUBW-1:0] ts = (R == 1 || state == ST_BPRE || (state == ST_BIAS && bias_nx) || (state != ST_BIAS && ub_valid))
                          ? {SUBW{1'b0}} : ((state == ST_BIAS) ? bias_s + 1'b1 : uc_s + 1'b1);
-    wire [31:0]     st_next = (tg == G - 1 && (ts + 1) * UQ > REM) ? ((ts * UQ < REM) ? st_rem : st) : st_full;
+    wire [31:0]     ts_i = {{(32-SUBW){1'b0}}, ts};
+    wire [31:0]     st_next = (tg == G_LAST && (ts_i + 1) * UQ > REM) ? ((ts_i * UQ < REM) ? st_rem : st) : st_full;
     always @(posedge clk) if (rng_step) begin
         dq <= draws;
         st <= st_next;
@@ -340,7 +360,7 @@ module el_layer #(
                              : ((SWB > 0) ? (EW + 1 - SWB + 2) : (EW + 1 - SWB + 1));
     localparam integer VWB = ((BW + 1 > DWB) ? BW + 1 : DWB) + 1;
     localparam integer MW = ((WW > EW) ? WW : EW) + 1;   // shared multiplier operand
-    localparam integer SHARE_B = (BW == WW && BF == WF && BS == WS && BR == WR && BO == WO && XF >= 0) ? 1 : 0;
+    localparam [0:0] SHARE_B = (BW == WW && BF == WF && BS == WS && BR == WR && BO == WO && XF >= 0);
     localparam integer UIW = (((UW > EW + 1 + XF) ? UW : EW + 1 + XF) > MW + XW + 1
                               ? ((UW > EW + 1 + XF) ? UW : EW + 1 + XF) : MW + XW + 1) + 1;
     localparam integer DWU = ((SWU > 0) ? (UIW - SWU + 2) : (UIW - SWU + 1)) < 2 ? 2
@@ -350,15 +370,17 @@ module el_layer #(
     // multiplier's post-add: P = (old << SWU) + radd + delta * x, so floor(P * 2^-SWU) = old + round(delta * x *
     // 2^-(SWU)) for the rounding modes that are an addend (RND: half an LSB, STOCH: the draw, el_convert.v), and
     // only the overflow stays in LUTs.  The bias update (a shared format) multiplies delta by x = 2^XF.
-    localparam integer DSP_UPD = (LEARN && UPD_MUL == 0 && SWU > 0 && (WR == 2 || WR == 7)) ? 1 : 0;
-    localparam integer DSP_B = (DSP_UPD && SHARE_B) ? 1 : 0;
+    localparam [0:0] DSP_UPD = (LEARN && UPD_MUL == 0 && SWU > 0 && (WR == 2 || WR == 7));
+    localparam [0:0] DSP_B = (DSP_UPD && SHARE_B);
     localparam integer CXW = (DSP_B && XF + 2 > XW + 1) ? XF + 2 : XW + 1;   // the x operand, signed
     localparam integer UCW = ((VWW + SWU > MW + CXW) ? VWW + SWU : MW + CXW) + 1;
     localparam integer SWX = (DSP_UPD && UCW + FS - FP > SW) ? UCW + FS - FP : SW;
     wire bias_ph = LEARN && (state == ST_BIAS);
     // c_x is the multiplier's x operand in both passes, sign- or zero-extended (2^XF in the bias phase of DSP_B)
     reg  signed [CXW-1:0] c_x;
-    wire signed [XW:0] lst_xv = XS ? $signed({lst_q[XW-1], lst_q[XW-1:0]}) : $signed({1'b0, lst_q[XW-1:0]});
+    wire signed [XW:0] lst_xv = (XS != 0) ? $signed({lst_q[XW-1], lst_q[XW-1:0]}) : $signed({1'b0, lst_q[XW-1:0]});
+    wire signed [CXW-1:0] lst_xc;
+    el_resize #(.IW(XW + 1), .OW(CXW)) u_lxc (.din(lst_xv), .dout(lst_xc));
     wire signed [CXW-1:0] x_one = $signed({{(CXW-1){1'b0}}, 1'b1}) <<< ((XF > 0) ? XF : 0);
 
     wire [P*AW-1:0] acc_new;
@@ -378,10 +400,12 @@ module el_layer #(
     // one write port too (the load while idle, the bias update in its phase: never at once), so that bmem stays a
     // LUT RAM: with a port for each, synthesis builds it of FFs with a data mux per bit (~1,000 LUTs at P = 16)
     // (a bias word of the shared path is written after its last sub-word, one of its own path at every sub-word)
-    wire b_we = !rst && ((bld && (!LEARN || !SHARE_B || ld_last)) || (bd_valid && (R == 1 || bd_s == R - 1))
+    wire b_we = !rst && ((bld && (!LEARN || !SHARE_B || ld_last)) || (bd_valid && (R == 1 || bd_s == R_LAST))
                          || (LEARN && !SHARE_B && state == ST_BIAS));
     wire [GAW-1:0] b_wa = (!LEARN || state == ST_IDLE) ? rd_addr[GAW-1:0] : (SHARE_B ? bd_g : bias_g);
-    wire [P*BW-1:0] b_wd = LEARN ? b_full : wr_bdata;
+    wire [P*BW-1:0] wr_bword;
+    el_resize #(.IW(LQ*BW), .OW(P*BW), .SX(0)) u_wrb (.din(wr_bdata), .dout(wr_bword));
+    wire [P*BW-1:0] b_wd = LEARN ? b_full : wr_bword;
     always @(posedge clk) if (b_we) bmem[b_wa] <= b_wd;
     reg  [P*BW-1:0] b_fq;
     always @(posedge clk) b_fq <= b_rd;
@@ -389,23 +413,28 @@ module el_layer #(
     // sub-word counters, constant 0 when a word is one sub-word (R = 1)
     wire [SUBW-1:0] bias_sv = (R > 1) ? ((state == ST_IDLE) ? ld_s : bias_s) : {SUBW{1'b0}};
     wire [SUBW-1:0] ud_sv = (R > 1) ? ud_s : {SUBW{1'b0}};
+    /* verilator lint_off UNUSEDSIGNAL */  // read by the shared bias path only
     wire [SUBW-1:0] bd_sv = (R > 1) ? bd_s : {SUBW{1'b0}};
-    wire [UQ*BW-1:0] b_upd_cur = b_rd >> (bias_sv * UQ * BW);    // bias sub-word bias_s
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [UQ*BW-1:0] b_upd_cur;          // bias sub-word bias_s
+    el_resize #(.IW(P*BW), .OW(UQ*BW), .SX(0)) u_bsub (.din(b_rd >> (bias_sv * UQ * BW)), .dout(b_upd_cur));
     // d_q: the modulatory word of the next update word (read at stage B) or bias word (read the cycle before)
     wire [P*EW-1:0] d_rd = dmem[(state == ST_BPRE) ? {GAW{1'b0}} : (bias_ph ? bias_g + 1'b1 : ub_g)];
     // d_q is loaded under one enable, in a block of its own: inside the control's reset branch synthesis kept each
     // load condition as a mux per bit (~1 LUT per bit)
     wire d_load = !rst && (ub_valid || (LEARN && (state == ST_BPRE
-                                                  || (state == ST_BIAS && (R == 1 || bias_s == R - 1)))));
+                                                  || (state == ST_BIAS && (R == 1 || bias_s == R_LAST)))));
     always @(posedge clk) if (d_load) d_q <= d_rd;
 
     // the update's sub-word of the weight word and of its modulatory word: the read word (w_q held over the
     // sub-words, d_q loaded once) through an R-way select of UQ lanes (one LUT6 per bit up to R = 4), not a shift of
     // the whole word per sub-word
     wire [SUBW-1:0] uc_sv = (R > 1) ? uc_s : {SUBW{1'b0}};
-    assign w_hold = R > 1 && uc_valid && uc_s != R - 1;
-    wire [P*WW-1:0] w_cur = w_q >> (uc_sv * UQ * WW);
-    wire [P*EW-1:0] d_sub = d_q >> ((bias_ph ? bias_sv : uc_sv) * UQ * EW);
+    assign w_hold = R > 1 && uc_valid && uc_s != R_LAST;
+    wire [UQ*WW-1:0] w_cur;
+    el_resize #(.IW(P*WW), .OW(UQ*WW), .SX(0)) u_wsub (.din(w_q >> (uc_sv * UQ * WW)), .dout(w_cur));
+    wire [SUBW-1:0] d_sv = bias_ph ? bias_sv : uc_sv;
+    wire [P*EW-1:0] d_sub = d_q >> (d_sv * UQ * EW);
 
     genvar gl;
     generate
@@ -413,37 +442,46 @@ module el_layer #(
             // one multiplier per lane, shared: w * x in the forward pass, delta * x in the update (never both; the
             // update uses lanes 0 .. UQ-1)
             wire [WW-1:0] w_raw = w_q[gl*WW +: WW];
-            wire signed [WW:0] wv = WS ? {w_raw[WW-1], w_raw} : {1'b0, w_raw};
+            wire signed [WW:0] wv = (WS != 0) ? {w_raw[WW-1], w_raw} : {1'b0, w_raw};
             wire [EW-1:0] d_raw = d_sub[gl*EW +: EW];
-            wire signed [EW:0] dv = ES ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
+            wire signed [EW:0] dv = (ES != 0) ? {d_raw[EW-1], d_raw} : {1'b0, d_raw};
             wire upd = LEARN && uc_valid && (gl < UQ);
             wire lph = DSP_UPD && (gl < UQ) && (upd || (DSP_B && bias_ph));  // the post-add takes c_upd
             wire signed [CXW-1:0] mxv = c_x;
-            wire signed [MW+CXW-1:0] prod, uprod;
+            wire signed [MW+CXW-1:0] prod;
+            /* verilator lint_off UNUSEDSIGNAL */  // read by the LUT update path only
+            wire signed [MW+CXW-1:0] uprod;
+            /* verilator lint_on UNUSEDSIGNAL */
             wire signed [SWX-1:0] c_upd;
-            if (UPD_MUL && LEARN && gl < UQ) begin : g_umul
+            if ((UPD_MUL != 0) && LEARN && gl < UQ) begin : g_umul
                 assign prod = wv * mxv;
                 assign uprod = dv * mxv;
             end else begin : g_smul
                 // only the update lanes take delta: lanes UQ .. P-1 keep w in the bias phase too (their product
                 // goes nowhere there), so they need no operand mux (~9 LUTs a lane)
-                wire signed [MW-1:0] ma = (upd || (DSP_B && bias_ph && gl < UQ)) ? $signed(dv) : $signed(wv);
+                wire signed [MW-1:0] dvm, wvm;
+                el_resize #(.IW(EW + 1), .OW(MW)) u_dvm (.din(dv), .dout(dvm));
+                el_resize #(.IW(WW + 1), .OW(MW)) u_wvm (.din(wv), .dout(wvm));
+                wire signed [MW-1:0] ma = (upd || (DSP_B && bias_ph && gl < UQ)) ? dvm : wvm;
                 assign prod = ma * mxv;
                 assign uprod = prod;
             end
 
             // ---- forward: acc = (first ? b -> acc : acc) + w * x, assigned to the accumulator
             wire [BW-1:0] b_raw = b_cur[gl*BW +: BW];
-            wire signed [BW:0] bv = BS ? {b_raw[BW-1], b_raw} : {1'b0, b_raw};
+            wire signed [BW:0] bv = (BS != 0) ? {b_raw[BW-1], b_raw} : {1'b0, b_raw};
             wire [AW-1:0] binit;
             el_convert #(.IW(BW + 1), .S(BF - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
                 u_bias (.din(bv), .rnd(32'd0), .dout(binit), .ovf());
             wire [AW-1:0] a_cur = c_first ? binit : acc_r[gl*AW +: AW];
-            wire signed [AW:0] av = AS ? {a_cur[AW-1], a_cur} : {1'b0, a_cur};
-            wire signed [SWX-1:0] a_al = av;
-            wire signed [SWX-1:0] p_al = prod;
+            wire signed [AW:0] av = (AS != 0) ? {a_cur[AW-1], a_cur} : {1'b0, a_cur};
+            wire signed [SWX-1:0] a_al, p_al;
+            el_resize #(.IW(AW + 1), .OW(SWX)) u_aal (.din(av), .dout(a_al));
+            el_resize #(.IW(MW + CXW), .OW(SWX)) u_pal (.din(prod), .dout(p_al));
             // no multiplier output but this sum, so that synthesis packs the add into the DSP (its post-adder)
+            /* verilator lint_off UNUSEDSIGNAL */  // SWX bits for the post-add; the forward pass reads the low SW
             wire signed [SWX-1:0] sum = (lph ? c_upd : (a_al <<< (FS - AF))) + (p_al <<< (FS - FP));
+            /* verilator lint_on UNUSEDSIGNAL */
             el_convert #(.IW(SW), .S(FS - AF), .RMODE(AR), .OW(AW), .OSIGNED(AS), .OMODE(AO))
                 u_acc (.din(sum[SW-1:0]), .rnd(32'd0), .dout(acc_new[gl*AW +: AW]), .ovf());
           if (gl >= UQ || !DSP_UPD) begin : g_nopost
@@ -455,13 +493,14 @@ module el_layer #(
             // round(delta * 2^-LR) at the bias LSB = round((delta << XF) * 2^-LR) at F_e + F_x (exact scaling).
             wire [WW-1:0] wu_raw = w_cur[gl*WW +: WW];
             wire [BW-1:0] bo_raw = b_upd_cur[gl*BW +: BW];
-            wire signed [BW:0] bov = BS ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
           if (DSP_UPD) begin : g_post
             // stage C: the post-add, (old << SWU) + radd + delta * x; stage E: its overflow; stage D: the word.
             // The bias phase adds in the cycle of its read, with its overflow a cycle later (stage D)
             wire [SWU-1:0] radd;
-            if (WR != 7) begin : g_half
-                assign radd = {SWU{1'b0}} | (1'b1 << (SWU - 1));
+            if (WR != 7 && SWU == 1) begin : g_half1
+                assign radd = 1'b1;
+            end else if (WR != 7) begin : g_half   // half an LSB of the weight
+                assign radd = {1'b1, {(SWU-1){1'b0}}};
             end else if (SWU <= 32) begin : g_top
                 assign radd = dq[gl*32 + 32 - SWU +: SWU];
             end else begin : g_wide
@@ -471,8 +510,9 @@ module el_layer #(
             reg [VWW-1:0] up_v;
             reg [WW-1:0] we_q, wn_q, wo_q;
             wire [WW-1:0] o_raw = (DSP_B && bias_ph) ? bo_raw : wu_raw;
-            wire signed [WW:0] ov = WS ? {o_raw[WW-1], o_raw} : {1'b0, o_raw};
-            wire signed [SWX-1:0] cu = $signed({ov, radd});
+            wire signed [WW:0] ov = (WS != 0) ? {o_raw[WW-1], o_raw} : {1'b0, o_raw};
+            wire signed [SWX-1:0] cu;
+            el_resize #(.IW(WW + 1 + SWU), .OW(SWX)) u_cu (.din({ov, radd}), .dout(cu));
             assign c_upd = cu <<< (FS - FP);
             always @(posedge clk) begin
                 up_v <= sum[FS - FP + SWU +: VWW];
@@ -487,10 +527,10 @@ module el_layer #(
             end
             // padding lanes keep 0
             assign w_new[gl*WW +: WW] = ld ? wr_wdata[gl*WW +: WW]
-                                      : (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn_q : wo_q;
+                                      : (ud_sv * UQ + gl < REM || ud_g != G_LAST) ? wn_q : wo_q;
             if (SHARE_B) begin : g_bias_shared
                 assign b_new[gl*BW +: BW] = bld ? wr_bdata[gl*BW +: BW]
-                                          : (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : we_q;
+                                          : (bd_sv * UQ + gl < REM || bd_g != G_LAST) ? wn : we_q;
             end
           end else begin : g_lut
             // stage E (a cycle after the multiply): the rounding; the bias phase rounds delta << XF, which needs no
@@ -504,8 +544,10 @@ module el_layer #(
                 we_q <= wu_raw;
                 dq_e <= dq[gl*32 +: 32];
             end
-            wire signed [MW+XW:0] pe = up_q;
-            wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? ($signed(dv) <<< ((XF > 0) ? XF : 0)) : pe;
+            wire signed [UIW-1:0] pe, dvu;
+            el_resize #(.IW(MW + XW + 1), .OW(UIW)) u_pe (.din(up_q), .dout(pe));
+            el_resize #(.IW(EW + 1), .OW(UIW)) u_dvu (.din(dv), .dout(dvu));
+            wire signed [UIW-1:0] u = (SHARE_B && bias_ph) ? (dvu <<< ((XF > 0) ? XF : 0)) : pe;
             wire [31:0] du = (SHARE_B && bias_ph) ? dq[gl*32 +: 32] : dq_e;
             wire [DWU-1:0] dw;
             el_convert #(.IW(UIW), .S(SWU), .RMODE(WR), .OW(DWU), .OSIGNED(1), .OMODE(0))
@@ -516,31 +558,38 @@ module el_layer #(
                 wo_q <= (SHARE_B && bias_ph) ? bo_raw : we_q;
             end
             wire [WW-1:0] wo_raw = wo_q;
-            wire signed [VWW-1:0] wold = WS ? $signed({wo_raw[WW-1], wo_raw}) : $signed({1'b0, wo_raw});
-            wire signed [VWW-1:0] wsum = wold + $signed(dw_q);
+            wire signed [WW:0] wov = (WS != 0) ? {wo_raw[WW-1], wo_raw} : {1'b0, wo_raw};
+            wire signed [VWW-1:0] wold, dwx;
+            el_resize #(.IW(WW + 1), .OW(VWW)) u_wold (.din(wov), .dout(wold));
+            el_resize #(.IW(DWU), .OW(VWW)) u_dwx (.din(dw_q), .dout(dwx));
+            wire signed [VWW-1:0] wsum = wold + dwx;
             wire [WW-1:0] wn;
             el_convert #(.IW(VWW), .S(0), .RMODE(0), .OW(WW), .OSIGNED(WS), .OMODE(WO))
                 u_w (.din(wsum), .rnd(32'd0), .dout(wn), .ovf());
             // padding lanes keep 0
             assign w_new[gl*WW +: WW] = ld ? wr_wdata[gl*WW +: WW]
-                                      : (ud_sv * UQ + gl < REM || ud_g != G - 1) ? wn : wo_raw;
+                                      : (ud_sv * UQ + gl < REM || ud_g != G_LAST) ? wn : wo_raw;
 
             if (SHARE_B) begin : g_bias_shared
                 assign b_new[gl*BW +: BW] = bld ? wr_bdata[gl*BW +: BW]
-                                          : (bd_sv * UQ + gl < REM || bd_g != G - 1) ? wn : wo_raw;
+                                          : (bd_sv * UQ + gl < REM || bd_g != G_LAST) ? wn : wo_raw;
             end
           end
           if (!SHARE_B) begin : g_bias_own
             // ---- bias update with its own format (either update path): b + round(delta * 2^-LR)
+            wire signed [BW:0] bov = (BS != 0) ? {bo_raw[BW-1], bo_raw} : {1'b0, bo_raw};
             wire [DWB-1:0] db;
             el_convert #(.IW(EW + 1), .S(SWB), .RMODE(BR), .OW(DWB), .OSIGNED(1), .OMODE(0))
                 u_db (.din(dv), .rnd(STOCH_B ? dq[gl*32 +: 32] : 32'd0), .dout(db), .ovf());
-            wire signed [VWB-1:0] bsum = $signed(bov) + $signed(db);
+            wire signed [VWB-1:0] bovx, dbx;
+            el_resize #(.IW(BW + 1), .OW(VWB)) u_bovx (.din(bov), .dout(bovx));
+            el_resize #(.IW(DWB), .OW(VWB)) u_dbx (.din(db), .dout(dbx));
+            wire signed [VWB-1:0] bsum = bovx + dbx;
             wire [BW-1:0] bn;
             el_convert #(.IW(VWB), .S(0), .RMODE(0), .OW(BW), .OSIGNED(BS), .OMODE(BO))
                 u_b (.din(bsum), .rnd(32'd0), .dout(bn), .ovf());
             assign b_new[gl*BW +: BW] = bld ? wr_bdata[gl*BW +: BW]
-                                      : (bias_sv * UQ + gl < REM || bias_g != G - 1) ? bn : bo_raw;
+                                      : (bias_sv * UQ + gl < REM || bias_g != G_LAST) ? bn : bo_raw;
           end
           end
         end
@@ -550,46 +599,62 @@ module el_layer #(
             assign w_full = w_new;
             assign b_full = b_new;
         end else begin : g_fullr
-            reg [P*WW-1:0] w_asm;
-            reg [P*BW-1:0] b_asm;
-            assign w_full = {w_new, w_asm[P*WW-1:UQ*WW]};
+            reg [(P-UQ)*WW-1:0] w_asm;  // the word's lanes above the sub-word, shifted down a sub-word at a time
+            reg [(P-UQ)*BW-1:0] b_asm;
+            assign w_full = {w_new, w_asm};
             always @(posedge clk) begin
-                if (ud_valid || LEARN && ld) w_asm <= w_full;
-                if (SHARE_B && (bd_valid || LEARN && bld)) b_asm <= b_full;
+                if (ud_valid || LEARN && ld) w_asm <= w_full[P*WW-1:UQ*WW];
+                if (SHARE_B && (bd_valid || LEARN && bld)) b_asm <= b_full[P*BW-1:UQ*BW];
             end
             wire [P*BW-1:0] b_sh = {{(P*BW-UQ*BW){1'b0}}, b_new} << (bias_sv * UQ * BW);
             wire [P*BW-1:0] b_mk = {{(P*BW-UQ*BW){1'b0}}, {(UQ*BW){1'b1}}} << (bias_sv * UQ * BW);
-            assign b_full = SHARE_B ? {b_new, b_asm[P*BW-1:UQ*BW]} : ((b_rd & ~b_mk) | b_sh);
+            assign b_full = SHARE_B ? {b_new, b_asm} : ((b_rd & ~b_mk) | b_sh);
         end
     endgenerate
     // the written word: a learning layer's always from its update lanes (w_full), a frozen layer's from the port
+    wire [P*WW-1:0] wr_wword;
+    el_resize #(.IW(LQ*WW), .OW(P*WW), .SX(0)) u_wrw (.din(wr_wdata), .dout(wr_wword));
     always @(posedge clk)
-        if (ud_valid && (R == 1 || ud_s == R - 1) || ld && ld_last) w_wd <= LEARN ? w_full : wr_wdata;
+        if (ud_valid && (R == 1 || ud_s == R_LAST) || ld && ld_last) w_wd <= LEARN ? w_full : wr_wword;
 
     // ---------------------------------------------------------------------------------------------------------
     // activation stage X: table index, table and feedback reads
     wire [AW-1:0] x_z = zbank[act_l*AW +: AW];
-    wire signed [AW:0] x_zv = AS ? {x_z[AW-1], x_z} : {1'b0, x_z};
+    wire signed [AW:0] x_zv = (AS != 0) ? {x_z[AW-1], x_z} : {1'b0, x_z};
     localparam integer TSH = AF - (TB - RB - 1);         // table index = (z >> TSH) + 2^(TB-1), clamped
     localparam integer IXW = AW + TB + 4 + ((TSH < 0) ? -TSH : 0);
     wire signed [IXW-1:0] t_idx_w;
+    localparam [31:0] TN_HALF = TN / 2, TN_M1 = TN - 1;
+    wire signed [IXW-1:0] tn_half, tn_m1;          // 2^(TB-1) and 2^TB - 1 at the index's width (IXW > TB)
+    el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnh (.din(TN_HALF), .dout(tn_half));
+    el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnm (.din(TN_M1), .dout(tn_m1));
     generate
         if (TSH >= 0) begin : g_ix_r
             wire signed [AW:0] zs = x_zv >>> TSH;
-            assign t_idx_w = $signed(zs) + $signed(TN / 2);
+            wire signed [IXW-1:0] zsx;
+            el_resize #(.IW(AW + 1), .OW(IXW)) u_zsx (.din(zs), .dout(zsx));
+            assign t_idx_w = zsx + tn_half;
         end else begin : g_ix_l
-            wire signed [IXW-1:0] zx = x_zv;
-            wire signed [IXW-1:0] zc = (zx > TN) ? TN : ((zx < -TN) ? -TN : zx);
-            assign t_idx_w = (zc <<< (-TSH)) + $signed(TN / 2);
+            localparam [31:0] TN_32 = TN;
+            wire signed [IXW-1:0] zx, tn_x;
+            el_resize #(.IW(AW + 1), .OW(IXW)) u_zx (.din(x_zv), .dout(zx));
+            el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnx (.din(TN_32), .dout(tn_x));
+            wire signed [IXW-1:0] zc = (zx > tn_x) ? tn_x : ((zx < -tn_x) ? -tn_x : zx);
+            assign t_idx_w = (zc <<< (-TSH)) + tn_half;
         end
     endgenerate
-    wire [TB-1:0] t_idx = (t_idx_w < 0) ? {TB{1'b0}} : ((t_idx_w > TN - 1) ? {TB{1'b1}} : t_idx_w[TB-1:0]);
-    wire [LNW-1:0] bank_nv_m1 = (bank_g == G - 1) ? REM - 1 : P - 1;
+    /* verilator lint_off UNUSEDSIGNAL */  // read where the activation has a table
+    wire [TB-1:0] t_idx = (t_idx_w < 0) ? {TB{1'b0}} : ((t_idx_w > tn_m1) ? {TB{1'b1}} : t_idx_w[TB-1:0]);
+    /* verilator lint_on UNUSEDSIGNAL */
+    localparam integer REM_M1 = REM - 1;
+    wire [LNW-1:0] bank_nv_m1 = (bank_g == G_LAST) ? REM_M1[LNW-1:0] : P_LAST;
 
     reg [YW-1:0]  t_q;
     reg [FBW-1:0] fb_q;
+    /* verilator lint_off UNUSEDSIGNAL */  // DRTP's feedback row (ROM) and generator state (LFSR): no other reader
     reg [OIDXW+LW+1:0] fb_base;
     reg [31:0] fb_state;
+    /* verilator lint_on UNUSEDSIGNAL */
     generate
         if (TABLE) begin : g_table
             // a block RAM: left to itself, synth_xilinx builds a LUT ROM (~150 LUTs, ~90 MUXFs; rom_style: yosys and
@@ -602,17 +667,19 @@ module el_layer #(
         end
     endgenerate
 
-    wire need_fb = (RULE == R_DRTP);
     wire [31:0] fbst_label;
-    wire [FBW-1:0] fb_draw;
     wire [31:0] fb_next;
     generate
         if (RULE == R_DRTP && FB_LFSR == 0) begin : g_fb_rom
             reg [FBW-1:0] fbrom [0:NCLS*N_OUT-1];
             initial $readmemh(FB_INIT, fbrom);
-            always @(posedge clk) fb_q <= fbrom[fb_base + act_i];
+            localparam integer FBAW = (NCLS * N_OUT > 1) ? $clog2(NCLS * N_OUT) : 1;
+            wire [OIDXW+LW+1:0] act_ix;
+            wire [FBAW-1:0] fb_a;                 // B[label, i]'s word: below NCLS * N_OUT
+            el_resize #(.IW(OIDXW), .OW(OIDXW + LW + 2), .SX(0)) u_aix (.din(act_i), .dout(act_ix));
+            el_resize #(.IW(OIDXW + LW + 2), .OW(FBAW), .SX(0)) u_fba (.din(fb_base + act_ix), .dout(fb_a));
+            always @(posedge clk) fb_q <= fbrom[fb_a];
             assign fbst_label = 0;
-            assign fb_draw = 0;
             assign fb_next = 0;
         end else if (RULE == R_DRTP) begin : g_fb_lfsr
             // B regenerated on the fly: row `label` starts at its stored row state; one FBW-bit draw per entry
@@ -626,16 +693,15 @@ module el_layer #(
                 s = fb_state;
                 d = 0;
                 for (k = 0; k < FBW; k = k + 1) begin
-                    d = {d, s[0]};
+                    d = d << 1;
+                    d[0] = s[0];
                     s = s[0] ? ((s >> 1) ^ 32'h80200003) : (s >> 1);
                 end
             end
-            assign fb_draw = d;
             assign fb_next = s;
             always @(posedge clk) if (bank_full) fb_q <= d;
         end else begin : g_fb_none
             assign fbst_label = 0;
-            assign fb_draw = 0;
             assign fb_next = 0;
             always @(posedge clk) fb_q <= 0;
         end
@@ -643,11 +709,12 @@ module el_layer #(
 
     // ---------------------------------------------------------------------------------------------------------
     // activation stage Y: y = f(z), g = f'(z), modulatory signal
-    wire signed [AW:0] zv = AS ? {y_z[AW-1], y_z} : {1'b0, y_z};
-    wire signed [YW:0] tv = YS ? {t_q[YW-1], t_q} : {1'b0, t_q};
+    wire signed [AW:0] zv = (AS != 0) ? {y_z[AW-1], y_z} : {1'b0, y_z};
+    wire signed [YW:0] tv = (YS != 0) ? {t_q[YW-1], t_q} : {1'b0, t_q};
     localparam integer ONE_AF = (AF >= 0) ? AF : 0;
     wire signed [AW+2:0] one_a = $signed({{(AW+2){1'b0}}, 1'b1}) <<< ONE_AF;
-    wire signed [AW+2:0] zvx = zv;
+    wire signed [AW+2:0] zvx;
+    el_resize #(.IW(AW + 1), .OW(AW + 3)) u_zvx (.din(zv), .dout(zvx));
     wire z_ge_one = zvx >= one_a;
     wire z_le_mone = zvx <= -one_a;
     wire z_pos = zvx > 0;
@@ -663,18 +730,23 @@ module el_layer #(
     localparam integer DTW = 2 * YW + 4;
     wire signed [DTW-1:0] one_y2 = $signed({{(DTW-1){1'b0}}, 1'b1}) <<< (2 * ((YF > 0) ? YF : 0));
     wire signed [DTW-1:0] one_y = $signed({{(DTW-1){1'b0}}, 1'b1}) <<< ((YF > 0) ? YF : 0);
-    wire signed [DTW-1:0] tvx = tv;
+    wire signed [DTW-1:0] tvx;
+    el_resize #(.IW(YW + 1), .OW(DTW)) u_tvx (.din(tv), .dout(tvx));
     wire signed [DTW-1:0] dtab = (ACT == A_TANH) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx));
+    /* verilator lint_off UNUSEDSIGNAL */  // read where the activation has a table
     wire [GW-1:0] g_tab;
+    /* verilator lint_on UNUSEDSIGNAL */
     el_convert #(.IW(DTW), .S(2 * YF - GF), .RMODE(GR), .OW(GW), .OSIGNED(GS), .OMODE(GO))
         u_deriv (.din(dtab), .rnd(32'd0), .dout(g_tab), .ovf());
     localparam integer GVW = (TABLE ? GW : 1) + 1;
     localparam integer FG = TABLE ? GF : 0;
+    /* verilator lint_off UNUSEDSIGNAL */  // read where it has none
     wire g_mask = (ACT == A_HARDTANH) ? (!z_ge_one && !z_le_mone) : ((ACT == A_RELU) ? z_pos : 1'b1);
+    /* verilator lint_on UNUSEDSIGNAL */
     wire signed [GVW-1:0] gv;
     generate
         if (TABLE) begin : g_gv_t
-            assign gv = GS ? {g_tab[GW-1], g_tab} : {1'b0, g_tab};
+            assign gv = (GS != 0) ? {g_tab[GW-1], g_tab} : {1'b0, g_tab};
         end else begin : g_gv_m
             assign gv = {1'b0, g_mask};
         end
@@ -682,11 +754,15 @@ module el_layer #(
 
     // activation stage Z (a cycle after Y, so that f'(z) and the product below are not one chained path):
     // hidden (DRTP): delta = B[label, i] * g -> error format; output: e = y* - y (bce) or (y* - y) g (mse)
-    wire signed [YW+2:0] tgt = (y_i == label) ? ($signed({{(YW+2){1'b0}}, 1'b1}) <<< ((YF > 0) ? YF : 0)) : 0;
-    wire signed [YW+2:0] ydiff = tgt - $signed({y_val[YW-1] & (YS != 0), y_val});
+    localparam integer CMW = (OIDXW > LW) ? OIDXW : LW;
+    wire [CMW-1:0] y_ic, label_c;                     // output index and label at a common width
+    el_resize #(.IW(OIDXW), .OW(CMW), .SX(0)) u_yic (.din(y_i), .dout(y_ic));
+    el_resize #(.IW(LW), .OW(CMW), .SX(0)) u_lbc (.din(label), .dout(label_c));
+    wire signed [YW+2:0] tgt = (y_ic == label_c) ? ($signed({{(YW+2){1'b0}}, 1'b1}) <<< ((YF > 0) ? YF : 0)) : 0;
+    wire signed [YW+2:0] yvx;
+    el_resize #(.IW(YW + 1), .OW(YW + 3)) u_yvx (.din({y_val[YW-1] & (YS != 0), y_val}), .dout(yvx));
+    wire signed [YW+2:0] ydiff = tgt - yvx;
     reg                  z_valid, z_lastlane;
-    reg [OIDXW-1:0]      z_i;
-    reg [LNW-1:0]        z_l;
     reg [GAW-1:0]        z_g;
     reg [FBW-1:0]        z_fb;
     reg signed [GVW-1:0] z_gv;
@@ -694,13 +770,15 @@ module el_layer #(
     localparam integer HPW = FBW + GVW + 1;
     wire signed [HPW-1:0] h_prod = $signed(z_fb) * z_gv;
     localparam integer OEW = YW + 3 + GVW;
-    wire signed [OEW-1:0] o_prod = (LOSS == 1) ? z_ydiff * z_gv : z_ydiff;
+    wire signed [OEW-1:0] ydx;
+    el_resize #(.IW(YW + 3), .OW(OEW)) u_ydx (.din(z_ydiff), .dout(ydx));
+    wire signed [OEW-1:0] o_prod = (LOSS == 1) ? z_ydiff * z_gv : ydx;
     wire [EW-1:0] sig_h, sig_o;
     el_convert #(.IW(HPW), .S(FBF + FG - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
         u_eh (.din(h_prod), .rnd(32'd0), .dout(sig_h), .ovf());
     el_convert #(.IW(OEW), .S(YF + ((LOSS == 1) ? FG : 0) - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
         u_eo (.din(o_prod), .rnd(32'd0), .dout(sig_o), .ovf());
-    wire [EW-1:0] sig = IS_OUT ? sig_o : sig_h;
+    wire [EW-1:0] sig = (IS_OUT != 0) ? sig_o : sig_h;
     // a modulatory word shifted in lane by lane (below) holds its last lane at the top: the last group, REM < P lanes,
     // moves down by P - REM lanes (a constant shift, free where every word is the last, G = 1)
     function [P*EW-1:0] d_align(input [P*EW-1:0] word, input last_group);
@@ -712,9 +790,12 @@ module el_layer #(
     // p_i = sum_c B[c, i] s_c (s_c = sign(e_c) for sdfa, e_c for dfa; c ascending, exact), delta_i = p_i f'(z_i)
     // assigned to the error format; one word of P feedback entries per cycle, rows c outer, groups inner.
     localparam integer CLW = (NPR > 1) ? $clog2(NPR) : 1;
+    localparam integer NPR_M1 = NPR - 1;
+    localparam [CLW-1:0] NPR_LAST = NPR_M1[CLW-1:0];
     localparam integer SVW = LINEAR ? EOW + 1 : 2;                      // s_c
     localparam integer PPW = FBW + 1 + SVW + CLW + 1;                   // p_i
     localparam integer FPP = LINEAR ? FBF + EOF : FBF;
+    /* verilator lint_off UNUSEDSIGNAL */  // the projection's state: read by sdfa / dfa / ldfa / kp / dldfa only
     reg [NPR*EOW-1:0] e_lat;
     reg [CLW-1:0] pc, pc2;
     reg [GAW-1:0] pg, pg2;
@@ -728,22 +809,26 @@ module el_layer #(
     wire [31:0] pw_state_next;
     wire [31:0] pfbst0;
     reg [31:0] pstate;
+    wire [CLW+GAW+1:0] pgx;                       // pg at pbase's width
+    /* verilator lint_on UNUSEDSIGNAL */
+    el_resize #(.IW(GAW), .OW(CLW + GAW + 2), .SX(0)) u_pgx (.din(pg), .dout(pgx));
     generate
         if (DIRECT) begin : g_direct
             reg [P*GVW-1:0] gstage;
             reg [P*GVW-1:0] gmem [0:G-1];
             reg [P*PPW-1:0] pacc [0:G-1];
+            wire [P*GVW-1:0] gstage_in;
+            el_resize #(.IW((P + 1) * GVW), .OW(P * GVW), .SX(0)) u_gin (.din({gv, gstage} >> GVW), .dout(gstage_in));
             always @(posedge clk) begin
                 if (y_valid) begin  // lanes ascending: shifted in, as the modulatory signals (d_align)
-                    gstage <= {gv, gstage} >> GVW;
+                    gstage <= gstage_in;
                     if (y_lastlane)
-                        gmem[y_g] <= (REM < P && y_g == G - 1) ? ({gv, gstage} >> GVW) >> ((P - REM) * GVW)
-                                                               : ({gv, gstage} >> GVW);
+                        gmem[y_g] <= (REM < P && y_g == G_LAST) ? gstage_in >> ((P - REM) * GVW) : gstage_in;
                 end
-                if (p2_valid && pc2 != NPR - 1) pacc[pg2] <= pacc_new;
+                if (p2_valid && pc2 != NPR_LAST) pacc[pg2] <= pacc_new;
             end
             wire [EOW-1:0] ec = e_lat[pc2*EOW +: EOW];
-            wire signed [EOW:0] ecv = EOS ? {ec[EOW-1], ec} : {1'b0, ec};
+            wire signed [EOW:0] ecv = (EOS != 0) ? {ec[EOW-1], ec} : {1'b0, ec};
             wire signed [SVW-1:0] sv;
             if (LINEAR) begin : g_dfa
                 assign sv = ecv;
@@ -759,20 +844,24 @@ module el_layer #(
                 if (LINEAR) begin : g_mul
                     assign term = bl * sv;
                 end else begin : g_sel  // sign(e_c) B: a sign select, no multiplier
-                    wire signed [PPW-1:0] blx = bl;
+                    wire signed [PPW-1:0] blx;
+                    el_resize #(.IW(FBW), .OW(PPW)) u_blx (.din(bl), .dout(blx));
                     assign term = (sv > 0) ? blx : ((sv < 0) ? -blx : {PPW{1'b0}});
                 end
                 wire signed [PPW-1:0] pold = prev[pl*PPW +: PPW];
                 wire signed [PPW-1:0] pn = ((pc2 == 0) ? $signed({PPW{1'b0}}) : pold) + term;
                 assign pacc_new[pl*PPW +: PPW] = pn;
-                wire signed [GVW-1:0] gl = gword[pl*GVW +: GVW];
-                wire signed [PPW+GVW-1:0] pgp = pn * gl;
+                wire signed [GVW-1:0] gpl = gword[pl*GVW +: GVW];
+                wire signed [PPW+GVW-1:0] pgp = pn * gpl;
                 el_convert #(.IW(PPW + GVW), .S(FPP + FG - EF), .RMODE(ER), .OW(EW), .OSIGNED(ES), .OMODE(EO))
                     u_pd (.din(pgp), .rnd(32'd0), .dout(pdelta[pl*EW +: EW]), .ovf());
             end
             if (FB_EXT) begin : g_pw_ext
                 // Q of the layer above (it learns there): word t*G + g, read in the cycle the ROM would be
-                assign fb_ra = pbase + pg;
+                wire [31:0] pbase32, pg32;
+                el_resize #(.IW(CLW + GAW + 2), .OW(32), .SX(0)) u_pb32 (.din(pbase), .dout(pbase32));
+                el_resize #(.IW(GAW), .OW(32), .SX(0)) u_pg32 (.din(pg), .dout(pg32));
+                assign fb_ra = pbase32 + pg32;
                 always @* pw_q = fb_rd;
                 assign pfbst_next = 0;
                 assign pfbst0 = 0;
@@ -783,7 +872,10 @@ module el_layer #(
                 assign fb_ra = 0;
                 reg [P*FBW-1:0] fbw [0:NCLS*G-1];
                 initial $readmemh(FBW_INIT, fbw);
-                always @(posedge clk) pw_q <= fbw[pbase + pg];
+                localparam integer FWAW = (NCLS * G > 1) ? $clog2(NCLS * G) : 1;
+                wire [FWAW-1:0] fbw_a;            // word c*G + g: below NCLS * G
+                el_resize #(.IW(CLW + GAW + 2), .OW(FWAW), .SX(0)) u_fwa (.din(pbase + pgx), .dout(fbw_a));
+                always @(posedge clk) pw_q <= fbw[fbw_a];
                 assign pfbst_next = 0;
                 assign pfbst0 = 0;
                 assign pw_draw = 0;
@@ -793,7 +885,7 @@ module el_layer #(
                 assign fb_ra = 0;
                 reg [31:0] fbst [0:NCLS-1];
                 initial $readmemh(FBST_INIT, fbst);
-                assign pfbst_next = (pc == NCLS - 1) ? 32'd0 : fbst[pc + 1'b1];
+                assign pfbst_next = (pc == NPR_LAST) ? 32'd0 : fbst[pc + 1'b1];  // NPR = NCLS rows of B here
                 assign pfbst0 = fbst[0];
                 reg [31:0] s;
                 reg [P*FBW-1:0] d;
@@ -824,10 +916,23 @@ module el_layer #(
             assign pw_state_next = 0;
         end
     endgenerate
-    wire signed [AW:0] bestv = AS ? {best_z[AW-1], best_z} : {1'b0, best_z};
+    wire signed [AW:0] bestv = (AS != 0) ? {best_z[AW-1], best_z} : {1'b0, best_z};
 
     // ---------------------------------------------------------------------------------------------------------
     // control
+
+    // a signal shifted in from the top of a word of lanes (stage Z, el_softmax's e_c), the next group's word
+    wire [NCLS*EW-1:0] e_out_in;
+    wire [P*EW-1:0] dstage_in, dstage_ce;
+    el_resize #(.IW((NCLS + 1) * EW), .OW(NCLS * EW), .SX(0)) u_eoi (.din({sig, e_out} >> EW), .dout(e_out_in));
+    el_resize #(.IW((P + 1) * EW), .OW(P * EW), .SX(0)) u_dsi (.din({sig, dstage} >> EW), .dout(dstage_in));
+    el_resize #(.IW((P + 1) * EW), .OW(P * EW), .SX(0)) u_dsc (.din({e_in[EW-1:0], dstage} >> EW), .dout(dstage_ce));
+    wire [OIDXW-1:0] pg2_o;
+    el_resize #(.IW(GAW), .OW(OIDXW), .SX(0)) u_pg2 (.din(pg2), .dout(pg2_o));
+    wire [OIDXW+LW+1:0] fb_row;                   // label * N_OUT: DRTP's feedback row
+    el_resize #(.IW(32), .OW(OIDXW + LW + 2), .SX(0)) u_fbr (.din(label * N_OUT), .dout(fb_row));
+    localparam integer G_I = G;
+    localparam [CLW+GAW+1:0] G_STEP = G_I[CLW+GAW+1:0];
 
     // the update starts at the first non-zero input's first word (three states enter it: after the forward pass,
     // after the output error arrives, after the DFA projection drains); the bias pass alone when no input is
@@ -873,9 +978,9 @@ module el_layer #(
             c_g <= b_g;
             // c_x is the multiplier's x operand in both passes (never at once; the update's x_j from stage B, held
             // over the word's sub-words): no mux between the register and the LUT multiplier
-            if (ub_valid) c_x <= lst_xv;
+            if (ub_valid) c_x <= lst_xc;
             else if (DSP_B && (state == ST_BPRE || state == ST_BIAS)) c_x <= x_one;
-            else if (!(R > 1 && uc_valid && uc_s != R - 1)) c_x <= b_dummy ? {CXW{1'b0}} : lst_xv;
+            else if (!(R > 1 && uc_valid && uc_s != R_LAST)) c_x <= b_dummy ? {CXW{1'b0}} : lst_xc;
             if (c_valid) begin
                 acc_r <= acc_new;
                 if (c_last) begin
@@ -895,8 +1000,8 @@ module el_layer #(
                 if (f_last_tok) begin
                     f_t <= 0;
                     f_g <= f_g + 1'b1;
-                    f_base <= f_base + N_IN;
-                    if (f_g == G - 1) state <= ST_FDRAIN;
+                    f_base <= f_base + N_IN_STEP;
+                    if (f_g == G_LAST) state <= ST_FDRAIN;
                 end else begin
                     f_t <= f_t + 1'b1;
                 end
@@ -906,7 +1011,6 @@ module el_layer #(
             if (bank_full) begin
                 y_z <= x_z;
                 y_i <= act_i;
-                y_l <= act_l;
                 y_g <= bank_g;
                 y_lastlane <= (act_l == bank_nv_m1);
                 act_i <= act_i + 1'b1;
@@ -915,12 +1019,12 @@ module el_layer #(
                 else act_l <= act_l + 1'b1;
             end
             if (y_valid) begin
-                if ((!IS_OUT && y_val != 0) || CE) begin  // ce: every logit, to el_softmax
+                if (((IS_OUT == 0) && y_val != 0) || CE) begin  // ce: every logit, to el_softmax
                     out_we <= 1'b1;
                     out_idx <= y_i;
                     out_val <= y_val;
                 end
-                if (IS_OUT && (y_i == 0 || (zv > bestv))) begin
+                if ((IS_OUT != 0) && (y_i == 0 || (zv > bestv))) begin
                     best_z <= y_z;
                     pred <= y_i;
                 end
@@ -928,8 +1032,6 @@ module el_layer #(
             // ---- activation stage Y -> Z: the modulatory signal
             z_valid <= y_valid && LEARN && !CE;  // stage Z computes only the modulatory signal / error
             if (y_valid) begin
-                z_i <= y_i;
-                z_l <= y_l;
                 z_g <= y_g;
                 z_lastlane <= y_lastlane;
                 z_fb <= fb_q;
@@ -939,20 +1041,20 @@ module el_layer #(
             // the signals arrive lane by lane, ascending (outputs 0 .. N_OUT-1 of the sample): shifted in from the
             // top, so that no lane index selects where a signal goes (a demux and merge of every bit otherwise)
             if (z_valid) begin
-                if (IS_OUT) e_out <= {sig, e_out} >> EW;
-                if (LEARN && !DIRECT) dstage <= {sig, dstage} >> EW;
-                if (LEARN && !DIRECT && z_lastlane) dmem[z_g] <= d_align({sig, dstage} >> EW, z_g == G - 1);
+                if (IS_OUT != 0) e_out <= e_out_in;
+                if (LEARN && !DIRECT) dstage <= dstage_in;
+                if (LEARN && !DIRECT && z_lastlane) dmem[z_g] <= d_align(dstage_in, z_g == G_LAST);
             end
             // ---- sdfa / dfa projection: stage 2 (the last row c writes the modulatory signals)
             p2_valid <= DIRECT && (state == ST_PROJ);
             pc2 <= pc;
             pg2 <= pg;
-            if (DIRECT && p2_valid && pc2 == NPR - 1) dmem[pg2] <= pdelta;
-            dw_valid <= DIRECT && p2_valid && pc2 == NPR - 1;
-            dw_g <= pg2;
+            if (DIRECT && p2_valid && pc2 == NPR_LAST) dmem[pg2] <= pdelta;
+            dw_valid <= DIRECT && p2_valid && pc2 == NPR_LAST;
+            dw_g <= pg2_o;
             dw_data <= pdelta;
             // ---- update pipeline: B -> C (R sub-words) -> E -> D -> write
-            uc_valid <= ub_valid || (R > 1 && uc_valid && uc_s != R - 1);
+            uc_valid <= ub_valid || (R > 1 && uc_valid && uc_s != R_LAST);
             uc_s <= (R == 1 || ub_valid) ? {SUBW{1'b0}} : uc_s + 1'b1;  // constant 0 when R = 1
             if (ub_valid) begin
                 uc_g <= ub_g;
@@ -966,26 +1068,26 @@ module el_layer #(
             ud_s <= ue_s;
             ud_g <= ue_g;
             ud_wa <= ue_wa;
-            if (ud_valid && (R == 1 || ud_s == R - 1)) begin
+            if (ud_valid && (R == 1 || ud_s == R_LAST)) begin
                 w_we <= 1'b1;
                 w_wa <= ud_wa;
             end
             bd_valid <= LEARN && SHARE_B && bias_ph;
             bd_g <= bias_g;
             bd_s <= bias_s;
-            if (state == ST_UPD) u_ph <= (u_ph == R - 1) ? {SUBW{1'b0}} : u_ph + 1'b1;
+            if (state == ST_UPD) u_ph <= (u_ph == R_LAST) ? {SUBW{1'b0}} : u_ph + 1'b1;
             ub_valid <= u_issue;
             if (u_issue) begin
                 ub_g <= u_g;
                 ub_base <= u_base;
-                if (u_g == G - 1) begin
+                if (u_g == G_LAST) begin
                     u_g <= 0;
                     u_base <= 0;
                     u_t <= u_t + 1'b1;
                     if (u_t == nnz - 1) state <= ST_UDRAIN;
                 end else begin
                     u_g <= u_g + 1'b1;
-                    u_base <= u_base + N_IN;
+                    u_base <= u_base + N_IN_STEP;
                 end
             end
 
@@ -999,7 +1101,7 @@ module el_layer #(
                     end
                     if (in_done) begin
                         label <= in_label;
-                        train <= in_train && TRAIN;
+                        train <= in_train && (TRAIN != 0);
                         state <= ST_READY;
                     end
                 end
@@ -1008,17 +1110,17 @@ module el_layer #(
                     f_g <= 0;
                     f_base <= 0;
                     act_i <= 0;
-                    fb_base <= label * N_OUT;
+                    fb_base <= fb_row;
                     if (RULE == R_DRTP && FB_LFSR != 0) fb_state <= fbst_label;
                     state <= ST_FWD;
                 end
                 ST_FDRAIN: if (!b_valid && !c_valid && !bank_full && !y_valid && !z_valid) begin
-                    if (!IS_OUT || CE) begin
+                    if ((IS_OUT == 0) || CE) begin
                         out_done <= 1'b1;
                         out_label <= label;
                         out_train <= train;
                     end
-                    if (IS_OUT) begin
+                    if (IS_OUT != 0) begin
                         pred_valid <= 1'b1;
                         e_valid_out <= train && LEARN && !CE;
                     end
@@ -1044,27 +1146,27 @@ module el_layer #(
                     state <= ST_PROJ;
                 end else if (CE && e_valid_in) begin  // loss ce: e_c from el_softmax, c ascending, one per cycle
                     e_out[ce_c*EW +: EW] <= e_in[EW-1:0];
-                    dstage <= {e_in[EW-1:0], dstage} >> EW;  // lanes ascending: shifted in, as in stage Z
-                    if (ce_l == P - 1 || ce_c == N_OUT - 1) begin
-                        dmem[ce_g] <= d_align({e_in[EW-1:0], dstage} >> EW, ce_g == G - 1);
+                    dstage <= dstage_ce;  // lanes ascending: shifted in, as in stage Z
+                    if (ce_l == P_LAST || ce_c == N_OUT_LAST) begin
+                        dmem[ce_g] <= d_align(dstage_ce, ce_g == G_LAST);
                         ce_l <= 0;
                         ce_g <= ce_g + 1'b1;
                     end else begin
                         ce_l <= ce_l + 1'b1;
                     end
                     ce_c <= ce_c + 1'b1;
-                    if (ce_c == N_OUT - 1) begin
+                    if (ce_c == N_OUT_LAST) begin
                         e_valid_out <= 1'b1;
                         start_update;
                     end
                 end
                 ST_PROJ: if (DIRECT) begin
-                    if (FB_LFSR != 0) pstate <= (pg == G - 1) ? pfbst_next : pw_state_next;
-                    if (pg == G - 1) begin
+                    if (FB_LFSR != 0) pstate <= (pg == G_LAST) ? pfbst_next : pw_state_next;
+                    if (pg == G_LAST) begin
                         pg <= 0;
                         pc <= pc + 1'b1;
-                        pbase <= pbase + G;
-                        if (pc == NPR - 1) state <= ST_PDRAIN;
+                        pbase <= pbase + G_STEP;
+                        if (pc == NPR_LAST) state <= ST_PDRAIN;
                     end else begin
                         pg <= pg + 1'b1;
                     end
@@ -1078,9 +1180,9 @@ module el_layer #(
                     state <= ST_BIAS;
                 end
                 ST_BIAS: if (LEARN) begin  // bias sub-word bias_s of word bias_g
-                    if (R == 1 || bias_s == R - 1) begin  // d_q: bias word bias_g + 1 (unused after the last)
+                    if (R == 1 || bias_s == R_LAST) begin  // d_q: bias word bias_g + 1 (unused after the last)
                         bias_s <= 0;
-                        if (bias_g == G - 1) begin
+                        if (bias_g == G_LAST) begin
                             nnz <= 0;
                             state <= ST_BDRAIN;
                         end else begin

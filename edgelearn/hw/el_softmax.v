@@ -11,6 +11,9 @@
 //         format, out on e_we / e_val (c ascending, one class every PF + 2 cycles).
 // E_c (XW bits, the table's ufixed<XW,1>), S (SW bits) and the dividend / divisor (NW bits) are exact: their widths
 // come from edgelearn.hls.kernel.softmax_words, the HLS kernel's.
+// el_convert's ovf (the overflow event of docs/arithmetic.md §13) has no counter in this datapath: its instances
+// leave it open
+/* verilator lint_off PINCONNECTEMPTY */
 module el_softmax #(
     parameter integer NCLS = 10,
     parameter integer YW = 8, parameter integer YF = 4, parameter integer YS = 1,           // logits
@@ -47,6 +50,8 @@ module el_softmax #(
     reg [YW-1:0] m;
     reg [LW-1:0] lab;
     reg [1:0]    state;
+    localparam integer NCLS_M1 = NCLS - 1;
+    localparam [LW-1:0] C_LAST = NCLS_M1[LW-1:0];  // the last class at c's width
     reg [LW-1:0] c;                 // the class issued (EXP) or divided (LOAD / DIV)
     reg          x_valid;           // xrom read of class xc in flight
     reg [LW-1:0] xc;
@@ -57,24 +62,37 @@ module el_softmax #(
     reg [QW-1:0] q;
     reg [QCW-1:0] qb;
 
-    wire signed [YW:0] yv = YS ? {y_val[YW-1], y_val} : {1'b0, y_val};
-    wire signed [YW:0] mv = YS ? {m[YW-1], m} : {1'b0, m};
+    wire signed [YW:0] yv = (YS != 0) ? {y_val[YW-1], y_val} : {1'b0, y_val};
+    wire signed [YW:0] mv = (YS != 0) ? {m[YW-1], m} : {1'b0, m};
 
     // EXP: index of class c
     wire [YW-1:0] yc = ym[c];
-    wire signed [YW:0] ycv = YS ? {yc[YW-1], yc} : {1'b0, yc};
+    wire signed [YW:0] ycv = (YS != 0) ? {yc[YW-1], yc} : {1'b0, yc};
     wire [DW-1:0] d = mv - ycv;
-    wire [IXW-1:0] dx = d;
+    wire [IXW-1:0] dx;
+    el_resize #(.IW(DW), .OW(IXW), .SX(0)) u_dx (.din(d), .dout(dx));
     wire [IXW-1:0] ish = (SH >= 0) ? (dx >> SH) : (dx << ((SH < 0) ? -SH : 0));
-    wire [TB-1:0] idx = (ish > TN - 1) ? TN - 1 : ish[TB-1:0];
+    localparam [31:0] TN_M1 = TN - 1;
+    wire [IXW-1:0] tn_m1;             // 2^TB - 1 at the index's width (all ones where IXW < TB: the same test)
+    el_resize #(.IW(32), .OW(IXW), .SX(0)) u_tnm (.din(TN_M1), .dout(tn_m1));
+    wire [TB-1:0] idx = (ish > tn_m1) ? {TB{1'b1}} : ish[TB-1:0];
 
     // DIV: one restoring step; e_c from the final quotient
-    wire [NW+QW-1:0] remx = rem;
+    wire [NW+QW-1:0] remx;
+    el_resize #(.IW(NW), .OW(NW + QW), .SX(0)) u_remx (.din(rem), .dout(remx));
     wire             qbit = (remx >= dsh);
-    wire [QW:0]      qx = {q, qbit};
-    wire [QW-1:0]    q_fin = qx[QW-1:0];
+    wire [QW-1:0]    q_fin;           // {q, qbit}'s low QW bits
+    el_resize #(.IW(QW + 1), .OW(QW), .SX(0)) u_qf (.din({q, qbit}), .dout(q_fin));
     wire [XW-1:0]    ec = em[c];
-    wire [NW-1:0]    num = ({{(NW-XW){1'b0}}, ec} << (PF + 1)) + S;
+    wire [NW-1:0]    sx;
+    el_resize #(.IW(SW), .OW(NW), .SX(0)) u_sx (.din(S), .dout(sx));
+    wire [NW-1:0]    num = ({{(NW-XW){1'b0}}, ec} << (PF + 1)) + sx;
+    wire [SW-1:0]    x_qs;
+    el_resize #(.IW(XW), .OW(SW), .SX(0)) u_xqs (.din(x_q), .dout(x_qs));
+    wire [NW+QW-1:0] s2;              // 2S at the divisor register's width
+    el_resize #(.IW(QW + SW + 1), .OW(NW + QW), .SX(0)) u_s2 (.din({{QW{1'b0}}, S, 1'b0}), .dout(s2));
+    localparam integer QW_M1 = QW - 1;
+    localparam [QCW-1:0] QB_LAST = QW_M1[QCW-1:0];
     wire signed [QW+2:0] tmq = ((c == lab) ? ($signed({{(QW+2){1'b0}}, 1'b1}) <<< PF) : 0)
                                - $signed({3'b000, q_fin});
     wire [EW-1:0]    e_conv;
@@ -99,7 +117,7 @@ module el_softmax #(
             // EXP's second stage: E_c read, S accumulated
             xc <= c;
             x_valid <= (state == S_EXP);
-            if (x_valid) S <= S + x_q;
+            if (x_valid) S <= S + x_qs;
             case (state)
                 S_IDLE: if (start) begin
                     lab <= label;
@@ -108,13 +126,13 @@ module el_softmax #(
                     state <= S_EXP;
                 end
                 S_EXP: begin
-                    if (c == NCLS - 1) c <= 0;
+                    if (c == C_LAST) c <= 0;
                     else c <= c + 1'b1;
-                    if (c == NCLS - 1) state <= S_LOAD;
+                    if (c == C_LAST) state <= S_LOAD;
                 end
                 S_LOAD: if (!x_valid) begin  // S complete (the last E_c was added a cycle ago)
                     rem <= num;
-                    dsh <= {{QW{1'b0}}, S, 1'b0} << (QW - 1);
+                    dsh <= s2 << (QW - 1);
                     q <= 0;
                     qb <= 0;
                     state <= S_DIV;
@@ -124,10 +142,10 @@ module el_softmax #(
                     dsh <= dsh >> 1;
                     q <= q_fin;
                     qb <= qb + 1'b1;
-                    if (qb == QW - 1) begin
+                    if (qb == QB_LAST) begin
                         e_we <= 1'b1;
                         e_val <= e_conv;
-                        if (c == NCLS - 1) begin
+                        if (c == C_LAST) begin
                             state <= S_IDLE;
                         end else begin
                             c <= c + 1'b1;
