@@ -282,7 +282,7 @@ def test_an_empty_out_is_refused_not_the_working_directory(capsys, tmp_path, mon
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("top", ["module", "logic", "el_softmax", "el_feedback"])
+@pytest.mark.parametrize("top", ["module", "logic", "el_softmax", "el_feedback", "el_resize", "el_fb_step"])
 def test_rtl_top_must_not_be_a_verilog_keyword_or_a_hardware_module(capsys, tmp_path, top):
     out = tmp_path / "rtl"
     cli_one_line_error(capsys, ["rtl", "--top", top, "--out", str(out)], f"--top {top!r} is not a usable Verilog")

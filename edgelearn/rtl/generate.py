@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,15 @@ HW_FEEDBACK_FILES = ("el_feedback.v",)
 HW_SOFTMAX_FILES = ("el_softmax.v",)
 #: el_layer's LOSS codes: the engine's (the loss a design implements is the engine's loss)
 HW_LOSS_CODES = LOSS_CODES
+
+
+def hw_module_names() -> set[str]:
+    """Every module the hw files define (a file may hold helpers beside its own module): names a generated top
+    level must not take."""
+    names = set()
+    for f in HW_FILES + HW_FRONT_FILES + HW_FEEDBACK_FILES + HW_SOFTMAX_FILES:
+        names.update(re.findall(r"^\s*module\s+([A-Za-z_][A-Za-z0-9_$]*)", (HW_DIR / f).read_text(), re.M))
+    return names
 #: the codes el_layer.v distinguishes, passed to every instance as parameters (R_*, A_*)
 HW_RULE_CODES = (RuleCode.DRTP, RuleCode.SDFA, RuleCode.DFA, RuleCode.SHALLOW, RuleCode.OUTPUT)
 HW_ACT_CODES = (ActCode.TANH, ActCode.SIGMOID, ActCode.HARDTANH, ActCode.RELU)
@@ -204,7 +214,7 @@ class RtlDesign:
             raise ConfigError(f"update lanes must divide the {parallel} MAC lanes (1..{parallel}), "
                               f"got {update_lanes!r}")
         self.update_lanes = int(update_lanes)
-        hw_modules = {f[:-2] for f in HW_FILES + HW_FRONT_FILES + HW_FEEDBACK_FILES + HW_SOFTMAX_FILES}
+        hw_modules = hw_module_names()
         if not top.isidentifier() or not top.isascii() or top in hw_modules or top in VERILOG_KEYWORDS:
             raise ConfigError(f"--top {top!r} is not a usable Verilog module name (an identifier that is neither a "
                               f"Verilog keyword nor one of the modules {', '.join(sorted(hw_modules))})")
