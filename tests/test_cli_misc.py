@@ -69,6 +69,14 @@ def test_export_hls_refuses_a_dataset_that_does_not_fit(capsys, tmp_path):
     assert _files(out) == []
 
 
+@pytest.mark.parametrize("opt", [["--reuse-factor", "4"], ["--strategy", "Resource"]])
+def test_export_hls_refuses_hls4ml_options_without_hls4ml(capsys, tmp_path, opt):
+    out = tmp_path / "prj"
+    cli_one_line_error(capsys, ["export-hls", "--no-hls4ml", *opt, "--out", str(out)],
+                       "--strategy and --reuse-factor set the hls4ml project, which --no-hls4ml leaves out")
+    assert _files(out) == []
+
+
 def test_export_hls_without_data_options_still_falls_back(monkeypatch, tmp_path):
     """A config whose dataset is not on this machine still exports (the testbench needs any inputs)."""
     from edgelearn.fixed import FixedEngine

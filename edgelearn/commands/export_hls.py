@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--qat-epochs must be >= 0, got {args.qat_epochs}")
     if args.no_hls4ml and args.no_kernel:
         raise ConfigError("--no-hls4ml and --no-kernel together leave nothing to export")
+    if args.no_hls4ml and (args.strategy is not None or args.reuse_factor is not None):
+        raise ConfigError("--strategy and --reuse-factor set the hls4ml project, which --no-hls4ml leaves out "
+                          "(the learning kernel's parallelism is --lanes)")
     if not args.no_hls4ml:
         try:
             require("hls4ml", "brevitas", "qonnx", "onnx")
