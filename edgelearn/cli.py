@@ -44,9 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: options whose value may start with '-' (a layer counted from the end: --layer-rule -1=bp), which argparse would
+#: otherwise take for an option
+DASH_VALUE_OPTIONS = ("--layer-rule",)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--layer-rule -1=bp`` -> ``--layer-rule=-1=bp``."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in DASH_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1][:1] == "-" and argv[i + 1][1:2].isdigit():
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_dash_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

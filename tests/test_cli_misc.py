@@ -391,3 +391,12 @@ def test_stop_pool_ends_running_and_queued_runs():
     while not all(f.done() for f in futs) and time.perf_counter() - t0 < 30:  # the executor's thread settles them
         time.sleep(0.05)
     assert all(f.cancelled() or isinstance(f.exception(), BrokenProcessPool) for f in futs), futs  # none runs
+
+
+def test_a_layer_rule_counted_from_the_end_needs_no_equals_sign():
+    """``--layer-rule -1=bp`` (a layer index from the end): argparse alone takes '-1=bp' for an option."""
+    from edgelearn.cli import _join_dash_values, build_parser
+
+    argv = ["simulate", "--layer-rule", "-1=bp", "--layer-rule", "fc1=dfa", "--seed", "-3"]
+    assert _join_dash_values(argv) == ["simulate", "--layer-rule=-1=bp", "--layer-rule", "fc1=dfa", "--seed", "-3"]
+    assert build_parser().parse_args(_join_dash_values(argv[:5])).layer_rule == ["-1=bp", "fc1=dfa"]
