@@ -228,6 +228,9 @@ class LayerProgram:
     fb_q: Any = None
     fb_p: Any = None
     oja_src: int = OJA_OWN
+    #: ``(lo, hi)``: a table output ``t <= lo`` or ``t >= hi`` (raw) reads as saturated and f' is exactly 0 there
+    #: (docs/arithmetic.md §11, ``activations.table_sat_bounds``); ``(0, 0)`` without a table
+    table_sat: tuple[int, int] = (0, 0)
 
     @property
     def learns_feedback(self) -> bool:

@@ -324,9 +324,10 @@ def ref_conv_step(eng, W, b, state, x_raw, label, e_out):
                 r[o, 2 * py + a // 2, 2 * px + a % 2] += p[o, py, px]
     mode = lambda fmt: (fmt.width, fmt.frac, fmt.signed, ROUNDING[fmt.rounding], 1)  # noqa: E731 (SAT everywhere)
     fy = fp.act.frac
+    top = min(1 << fy, (1 << (fp.act.width - 1)) - 1)  # tanh output read as saturated (arithmetic.md §11)
     delta = np.zeros_like(r)
     for i in zip(*np.nonzero(r)):
-        g = convert(int((1 << 2 * fy) - y[i] * y[i]), 2 * fy, *mode(fp.deriv), 0)
+        g = convert(int((1 << 2 * fy) - y[i] * y[i]) if abs(int(y[i])) < top else 0, 2 * fy, *mode(fp.deriv), 0)
         delta[i] = convert(int(r[i] * g), fsig + fp.deriv.frac, *mode(fp.error), 0)
     k, pad = fp.kernel, fp.padding
     xp = np.pad(np.asarray(x_raw, dtype=np.int64).reshape(fp.in_shape), ((0, 0), (pad, pad), (pad, pad)))

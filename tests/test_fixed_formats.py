@@ -554,14 +554,36 @@ def test_lut_index_is_floor_of_bins(in_frac):
 
 def test_derivatives_exact():
     rng = np.random.default_rng(4)
-    for t in rng.integers(-(1 << 14), (1 << 14) + 1, size=300).tolist():
+    t_sat = act.table_saturation(16, 14, True)  # fixed<16,2> holds 1: the saturation level is 1 itself
+    assert t_sat == 1 << 14
+    for t in rng.integers(-(1 << 14), (1 << 14) + 1, size=300).tolist() + [1 << 14, -(1 << 14)]:
         exact = (1 << 28) - t * t  # 1 - t^2 with 28 fractional bits
-        got = act.tanh_deriv(t, 14, 16, 14, True, ROUNDING["RND"], OVERFLOW["SAT"], 0)
+        got = act.tanh_deriv(t, 14, 16, 14, True, ROUNDING["RND"], OVERFLOW["SAT"], 0, t_sat)
         assert got == ref_convert(exact, 28, 16, 14, True, "RND", "SAT")
-    for s in rng.integers(0, 1 << 16, size=300).tolist():
+    s_sat = act.table_saturation(16, 16, False)  # ufixed<16,0> cannot hold 1: its largest value stands for it
+    assert s_sat == (1 << 16) - 1
+    for s in rng.integers(2, (1 << 16) - 1, size=300).tolist():
         exact = s * ((1 << 16) - s)
-        got = act.sigmoid_deriv(s, 16, 16, 16, False, ROUNDING["TRN"], OVERFLOW["SAT"], 0)
+        got = act.sigmoid_deriv(s, 16, 16, 16, False, ROUNDING["TRN"], OVERFLOW["SAT"], 0, s_sat)
         assert got == ref_convert(exact, 32, 16, 16, False, "TRN", "SAT")
+
+
+def test_derivatives_zero_at_saturation():
+    """An 8-bit table output cannot hold 1: its end entry reads as saturated and the derivative is exactly 0 there
+    (docs/arithmetic.md §11); one step inside it is 1 - t^2 as before."""
+    rnd, sat = ROUNDING["RND"], OVERFLOW["SAT"]
+    T = act.table_saturation(8, 7, True)  # fixed<8,1>: largest 127/128
+    assert T == 127
+    d = lambda t: act.tanh_deriv(t, 7, 8, 7, False, rnd, sat, 0, T)  # derivative ufixed<8,1>
+    assert [d(t) for t in (127, -127, -128)] == [0, 0, 0]
+    # without the rule 1 - (127/128)^2 = 255/2^14 would round to 2 LSB of ufixed<8,1>
+    assert ref_convert((1 << 14) - 127 * 127, 14, 8, 7, False, "RND", "SAT") == 2
+    assert d(126) == d(-126) == ref_convert((1 << 14) - 126 * 126, 14, 8, 7, False, "RND", "SAT") == 4
+    assert d(0) == 128  # 1 is exact in ufixed<8,1>
+    S = act.table_saturation(8, 8, False)  # ufixed<8,0> sigmoid output: largest 255/256
+    ds = lambda s: act.sigmoid_deriv(s, 8, 8, 8, False, rnd, sat, 0, S)
+    assert [ds(0), ds(1), ds(255)] == [0, 0, 0]  # both ends (s <= 1 - T and s >= T) are saturated
+    assert ds(2) == ref_convert(2 * 254, 16, 8, 8, False, "RND", "SAT") and ds(128) == 64
 
 
 def test_hard_tanh_relu_sign_step():

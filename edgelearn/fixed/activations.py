@@ -12,6 +12,9 @@
   with round-to-nearest-ties-up (AP_RND) and AP_SAT, i.e. ``ap_fixed<W,I,AP_RND,AP_SAT>(f(c_i))``.
 * tanh' = 1 - t^2 from the table output ``t`` (exact, ``2*F_t`` fractional bits) and sigmoid' =
   s * (1 - s) (exact, ``2*F_s`` fractional bits), then an ordinary assignment to the derivative format.
+  Where the output format cannot hold 1, its largest value ``T`` (the table's end entry) stands for the
+  saturated output: ``|t| >= T`` (tanh) and ``s >= T`` or ``s <= 1 - T`` (sigmoid) give a derivative of exactly
+  0 (``table_saturation``, ``table_deriv``), else a saturated 8-bit unit would keep learning at 2 LSB forever.
 * step(z) = 1 if z > 0 else 0; sign(z) in {-1, 0, +1} with sign(0) = 0 (DRTP / sign-DFA).
 """
 
@@ -32,7 +35,7 @@ RANGE_BITS = 3
 __all__ = [
     "TABLE_BITS", "RANGE_BITS", "SOFTMAX_FRAC", "softmax_exp_table", "softmax_index", "softmax_probs",
     "table_centres", "tanh_table", "sigmoid_table", "lut_index", "lut_lookup", "lut_apply_array",
-    "tanh_deriv", "sigmoid_deriv",
+    "table_saturation", "table_sat_bounds", "table_deriv", "tanh_deriv", "sigmoid_deriv",
     "hard_tanh", "hard_tanh_deriv_mask", "relu", "relu_deriv_mask", "step", "sign",
 ]
 
@@ -156,22 +159,50 @@ def softmax_probs(y, n, in_frac, table, table_bits, range_bits, p_frac, p):
         p[c] = ((p[c] << (p_frac + 1)) + S) // (2 * S)
 
 
-@numba.njit(cache=True)
-def tanh_deriv(t, t_frac, width, frac, signed, rmode, omode, rnd):
-    """``1 - t*t`` computed exactly with ``2*t_frac`` fractional bits from the tanh output ``t``
-    (``t_frac >= 0``), then assigned to the derivative format."""
-    one = np.int64(1) << (2 * t_frac)
-    d = one - np.int64(t) * np.int64(t)
-    return convert(d, 2 * t_frac, width, frac, signed, rmode, omode, rnd)
+@numba.njit(cache=True, inline="always")
+def table_saturation(width, frac, signed):
+    """The raw table output that stands for the saturated value 1 (``frac >= 0``): 1 itself (``2**frac``) where
+    the format holds it, else the format's largest value -- the end entry every input beyond the table's
+    saturation point reads (docs/arithmetic.md §11)."""
+    one = np.int64(1) << frac
+    top = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    return one if one <= top else top
+
+
+def table_sat_bounds(act: str, fmt: FixedFormat) -> tuple[int, int]:
+    """``(lo, hi)``: the raw outputs of table activation ``act`` in format ``fmt`` at or beyond which it reads as
+    saturated (``t <= lo`` or ``t >= hi``: f' = 0), as ``table_deriv`` applies them; the hardware compares these."""
+    f = max(fmt.frac, 0)
+    t_sat = int(table_saturation(fmt.width, f, fmt.signed))
+    return (-t_sat, t_sat) if act == "tanh" else ((1 << f) - t_sat, t_sat)
+
+
+@numba.njit(cache=True, inline="always")
+def table_deriv(is_tanh, t, t_frac, t_sat):
+    """The exact derivative of a table activation from its output ``t`` (``t_frac >= 0`` fractional bits), at
+    ``2*t_frac`` fractional bits: tanh ``1 - t*t``, sigmoid ``t * (1 - t)``; exactly 0 where ``t`` is saturated,
+    ``|t| >= t_sat`` (tanh) or ``t >= t_sat`` / ``t <= 1 - t_sat`` (sigmoid), ``t_sat = table_saturation(...)``."""
+    one = np.int64(1) << t_frac
+    t = np.int64(t)
+    if is_tanh:
+        if t >= t_sat or t <= -t_sat:
+            return np.int64(0)
+        return (one << t_frac) - t * t
+    if t >= t_sat or t <= one - t_sat:
+        return np.int64(0)
+    return t * (one - t)
 
 
 @numba.njit(cache=True)
-def sigmoid_deriv(s, s_frac, width, frac, signed, rmode, omode, rnd):
-    """``s * (1 - s)`` computed exactly with ``2*s_frac`` fractional bits from the sigmoid output ``s``
-    (``s_frac >= 0``), then assigned to the derivative format."""
-    one = np.int64(1) << s_frac
-    d = np.int64(s) * (one - np.int64(s))
-    return convert(d, 2 * s_frac, width, frac, signed, rmode, omode, rnd)
+def tanh_deriv(t, t_frac, width, frac, signed, rmode, omode, rnd, t_sat):
+    """tanh' from the table output ``t`` (``table_deriv``), assigned to the derivative format."""
+    return convert(table_deriv(True, t, t_frac, t_sat), 2 * t_frac, width, frac, signed, rmode, omode, rnd)
+
+
+@numba.njit(cache=True)
+def sigmoid_deriv(s, s_frac, width, frac, signed, rmode, omode, rnd, s_sat):
+    """sigmoid' from the table output ``s`` (``table_deriv``), assigned to the derivative format."""
+    return convert(table_deriv(False, s, s_frac, s_sat), 2 * s_frac, width, frac, signed, rmode, omode, rnd)
 
 
 @numba.njit(cache=True, inline="always")

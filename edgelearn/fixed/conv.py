@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, FormatError
 from ..program import CONV_FEEDBACK_STREAM, CONV_ROUNDING_STREAM, SUPPORT, act_code, rule_code
+from .activations import table_deriv, table_saturation
 from .arith import accumulate_counted, convert_counted, update_weight_counted
 from .engine_kernels import (ACT_HARDTANH, ACT_RELU, ACT_SIGMOID, ACT_TANH, NTENSORS, R_DRTP, R_SDFA, T_ACCUM, T_ACT,
                              T_BIAS, T_DERIV, T_ERROR, T_WEIGHT, piecewise_act, table_lookup)
@@ -340,13 +341,14 @@ def _route(p, y, geo, pgeo, pr):
 
 
 @numba.njit(cache=True)
-def conv_learn(x, W, b, geo, z, y, act, fa, fy, pgeo, rule, label, B, e_out, fp, rows, fx, lr, rng_n, rnd_state,
+def conv_learn(x, W, b, geo, z, y, act, fa, fy, ysat, pgeo, rule, label, B, e_out, fp, rows, fx, lr, rng_n, rnd_state,
                ns, cnt, p, pr, dl):
     """One online step of a learning conv layer (docs/arithmetic.md §15a), raw: the signal p at the layer's point
     (F = fp), routed to its outputs (pr), delta = pr * f'(z) assigned to the error format where pr != 0, the exact
     kernel and bias increments over the positions with delta != 0, then every kernel weight (C order) and every bias
     assigned with the weight / bias format (one draw each if STOCH: the layer's LFSR rnd_state[0], or output
-    channel o's xorshift32 ns[o] under rng: neuron).  rows: the deriv, error, weight, bias formats (fmt_cols)."""
+    channel o's xorshift32 ns[o] under rng: neuron).  rows: the deriv, error, weight, bias formats (fmt_cols);
+    ysat: the activation's saturation raw (activations.table_saturation; f' = 0 there)."""
     C, H, Wd, Co, K, S, PAD, Ho, Wo = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
     npos = Ho * Wo
     _signal(rule, label, B, e_out, p)
@@ -355,16 +357,14 @@ def conv_learn(x, W, b, geo, z, y, act, fa, fy, pgeo, rule, label, B, e_out, fp,
     we, fe, se, re_, oe = rows[1, 0], rows[1, 1], rows[1, 2] != 0, rows[1, 3], rows[1, 4]
     table_act = act == ACT_TANH or act == ACT_SIGMOID
     fd = fp + (fg if table_act else 0)
-    one = np.int64(1) << fy if fy >= 0 else np.int64(1)
     onea = np.int64(1) << fa if fa >= 0 else np.int64(1)
     for i in range(Co * npos):
         if pr[i] == 0:
             dl[i] = 0  # no signal routed here: delta is exactly 0, nothing computed (event-driven)
             continue
-        if act == ACT_TANH:
-            g = convert_counted(one * one - y[i] * y[i], 2 * fy, wg, fg, sg, rg, og, 0, cnt[T_DERIV])
-        elif act == ACT_SIGMOID:
-            g = convert_counted(y[i] * (one - y[i]), 2 * fy, wg, fg, sg, rg, og, 0, cnt[T_DERIV])
+        if table_act:
+            g = convert_counted(table_deriv(act == ACT_TANH, y[i], fy, ysat), 2 * fy, wg, fg, sg, rg, og, 0,
+                                cnt[T_DERIV])
         elif act == ACT_HARDTANH:
             g = np.int64(1) if -onea < z[i] < onea else np.int64(0)
         elif act == ACT_RELU:
@@ -594,7 +594,8 @@ class FrontEnd:
             rows = np.array([fmt_cols(f) for f in (fp.deriv, fp.error, fp.weight, fp.bias)], dtype=np.int64)
             B = self.B[j]
             conv_learn(x, self.W[j], self.b[j], self.geo[j], z, y, int(act_code(fp.act_name)), fp.accum.frac,
-                       fp.act.frac, self.pool_geo(j), code, int(label), B, np.asarray(e_out, dtype=np.int64), fpt,
+                       fp.act.frac, table_saturation(fp.act.width, max(fp.act.frac, 0), fp.act.signed),
+                       self.pool_geo(j), code, int(label), B, np.asarray(e_out, dtype=np.int64), fpt,
                        rows, fp.input.frac, int(fp.lr_shift), self.rng_neuron, self.rnd_state[j],
                        self.neuron_state[j], self.cnt[j], np.empty(B.shape[1], dtype=np.int64),
                        np.empty(y.shape[0], dtype=np.int64), np.empty(y.shape[0], dtype=np.int64))

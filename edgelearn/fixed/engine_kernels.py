@@ -17,7 +17,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ..program import FB_LEARN_P, FB_LEARN_Q, OJA_GAIN, OJA_TARGET, ActCode, RuleCode, StepOp
-from .activations import softmax_probs
+from .activations import softmax_probs, table_deriv, table_saturation
 from .arith import accumulate_counted, convert_counted, update_weight_counted
 from .formats import OVERFLOW, ROUNDING
 from .xorshift import xorshift32
@@ -470,13 +470,10 @@ def layer_activate(P, k, z, table, y, g, cnt):
         # the same index, entry and derivative as the element loop below, as branch-free loops
         table_lookup(z, n_out, table, fa, tb, rb, y)
         if need_g:
-            one = np.int64(1) << fy
-            if kind == ACT_TANH:
-                for i in range(n_out):
-                    g[i] = (one << fy) - y[i] * y[i]
-            else:
-                for i in range(n_out):
-                    g[i] = y[i] * (one - y[i])
+            t_sat = table_saturation(wy, fy, sy)
+            is_tanh = kind == ACT_TANH
+            for i in range(n_out):
+                g[i] = table_deriv(is_tanh, y[i], fy, t_sat)
             cv_array(g, n_out, 2 * fy, wg, fg, sg, rg, og, c_der, g)
         return
     for i in range(n_out):
@@ -502,10 +499,7 @@ def layer_activate(P, k, z, table, y, g, cnt):
             t = table[idx]
             y[i] = t
             if need_g:
-                if kind == ACT_TANH:
-                    d = (np.int64(1) << (2 * fy)) - t * t
-                else:
-                    d = t * ((np.int64(1) << fy) - t)
+                d = table_deriv(kind == ACT_TANH, t, fy, table_saturation(wy, fy, sy))
                 g[i] = cv(d, 2 * fy, wg, fg, sg, rg, og, c_der)
         elif kind == ACT_HARDTANH:
             one = np.int64(1) << fa if fa >= 0 else np.int64(1)

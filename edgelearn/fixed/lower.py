@@ -14,9 +14,9 @@ import numpy as np
 
 from ..errors import ConfigError, FormatError, RuleError
 from ..program import (DIRECT_RULES, FB_LEARN_P, FB_LEARN_Q, FEEDBACK_STREAM, LDFA_P_STREAM, OJA_OUTPUT, OJA_OWN,
-                       OJA_TARGET, GoldenTrace, LayerProgram, Program, RuleCode, act_code, layers_schedule, rule_code,
-                       unsupported)
-from .activations import sigmoid_table, softmax_exp_table, tanh_table
+                       OJA_TARGET, TABLE_ACTS, GoldenTrace, LayerProgram, Program, RuleCode, act_code, layers_schedule,
+                       rule_code, unsupported)
+from .activations import sigmoid_table, softmax_exp_table, table_sat_bounds, tanh_table
 from .engine_kernels import NTENSORS
 from .lfsr import derive_seed, row_states, seed_state
 from .weights_file import clone_engine
@@ -91,7 +91,8 @@ def lower_layers(eng) -> list[LayerProgram]:
             ldfa_rank=eng.ldfa_rank(k) if ldfa else 0,
             ldfa_p_shift=eng.ldfa_p_shift(k) if ldfa and not fb_learn & FB_LEARN_P else 0,
             ldfa_p_seed=derive_seed(eng.seed, LDFA_P_STREAM + k) if ldfa else None,
-            fb_learn=fb_learn, fb_q=lp.fb_q, fb_p=lp.fb_p, oja_src=oja_src))
+            fb_learn=fb_learn, fb_q=lp.fb_q, fb_p=lp.fb_p, oja_src=oja_src,
+            table_sat=table_sat_bounds(act, lp.act) if act in TABLE_ACTS else (0, 0)))
     return out
 
 

@@ -171,10 +171,14 @@ Activate:
         typename CFG::acc_t zi = z[i];
         if (CFG::act == EL_ACT_TANH || CFG::act == EL_ACT_SIGMOID) {
             typename CFG::act_t t;
-            t.range() = table[table_index<CFG>(zi)];
+            const typename CFG::act_raw_t traw = table[table_index<CFG>(zi)];
+            t.range() = traw;
             y[i] = t;
             if (CFG::need_g) {
-                if (CFG::act == EL_ACT_TANH)
+                // the end entry of a format that cannot hold 1 reads as saturated: f' = 0 (arithmetic.md section 11)
+                if (traw <= CFG::t_sat_lo || traw >= CFG::t_sat_hi)
+                    g[i] = 0;
+                else if (CFG::act == EL_ACT_TANH)
                     g[i] = 1 - t * t;  // exact 1 - t^2, then the derivative format
                 else
                     g[i] = t * (1 - t);  // exact s (1 - s)

@@ -59,6 +59,8 @@ module el_layer #(
     parameter integer YO = 1,                                                                                  // act
     parameter integer GW = 8, parameter integer GF = 7, parameter integer GS = 0, parameter integer GR = 2,
     parameter integer GO = 1,                                                                                  // deriv
+    // a table output (raw) <= YSAT_LO or >= YSAT_HI reads as saturated: derivative exactly 0 (arithmetic.md §11)
+    parameter integer YSAT_LO = -127, parameter integer YSAT_HI = 127,
     parameter integer EW = 8, parameter integer EF = 7, parameter integer ES = 1, parameter integer ER = 2,
     parameter integer EO = 1,                                                                                  // error
     parameter integer FBW = 8, parameter integer FBF = 7, parameter integer FB_LFSR = 0,                       // feedback
@@ -732,7 +734,10 @@ module el_layer #(
     wire signed [DTW-1:0] one_y = $signed({{(DTW-1){1'b0}}, 1'b1}) <<< ((YF > 0) ? YF : 0);
     wire signed [DTW-1:0] tvx;
     el_resize #(.IW(YW + 1), .OW(DTW)) u_tvx (.din(tv), .dout(tvx));
-    wire signed [DTW-1:0] dtab = (ACT == A_TANH) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx));
+    localparam signed [YW:0] TSAT_LO = YSAT_LO[YW:0];
+    localparam signed [YW:0] TSAT_HI = YSAT_HI[YW:0];
+    wire t_sat = (tv <= TSAT_LO) || (tv >= TSAT_HI);
+    wire signed [DTW-1:0] dtab = t_sat ? {DTW{1'b0}} : ((ACT == A_TANH) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx)));
     /* verilator lint_off UNUSEDSIGNAL */  // read where the activation has a table
     wire [GW-1:0] g_tab;
     /* verilator lint_on UNUSEDSIGNAL */

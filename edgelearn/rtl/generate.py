@@ -354,6 +354,7 @@ class RtlDesign:
         p.update(_fmt_params("A", lay.accum))
         p.update(_fmt_params("Y", lay.act_fmt))
         p.update(_fmt_params("G", lay.deriv))
+        p["YSAT_LO"], p["YSAT_HI"] = lay.table_sat
         p.update(_fmt_params("E", lay.error))
         p.update({"FBW": lay.feedback.width, "FBF": lay.feedback.frac,
                   "FB_LFSR": int(lay.fb_lfsr),

@@ -102,7 +102,11 @@ def apytypes_step_factory(eng):
         ta = fx(t, l1.act)
         one = APyFixedArray.from_float(np.ones(len(t)), int_bits=2, frac_bits=0)
         if eng.rules[0] == "drtp":
-            g = cast(one - ta * ta, l1.deriv)  # 1 - t*t >= 0
+            # 1 - t*t >= 0, except that the table's end entry reads as saturated where the act format cannot
+            # hold 1 (arithmetic.md §11): |t| >= min(1, largest value) -> f' = 0 (written out from the format here)
+            top = min(1 << l1.act.frac, (1 << (l1.act.width - 1)) - 1)
+            live = APyFixedArray.from_float(np.where(np.abs(t) >= top, 0.0, 1.0), int_bits=2, frac_bits=0)
+            g = cast((one - ta * ta) * live, l1.deriv)
             Bc = fx(eng.B[0][label], l1.feedback)
             d1 = raw_of(cast(Bc * g, l1.error), l1.error.width)
             update(0, x_raw, l1.input, d1, l1.error)
