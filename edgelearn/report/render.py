@@ -596,6 +596,15 @@ def _area_plot(out: Path, g: _Groups, rows: list[dict[str, Any]], area: dict[str
 # report
 
 
+def _shown(p: Path) -> str:
+    """``p`` as the user would type it: relative to the working directory when below it (a committed report then
+    carries no machine's absolute path)."""
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def render(out: str | Path, area: str | Path | None = None) -> dict[str, Any]:
     """Write report.md, report.html, results.json, results.csv and the PNGs into ``out`` from saved results.
     ``area``: an area file (:mod:`.area`), copied into ``out`` so that a later render draws it again."""
@@ -696,7 +705,7 @@ def render(out: str | Path, area: str | Path | None = None) -> dict[str, Any]:
     for png, caption in plots:
         lines += [f"![{caption}]({png})", "", f"*{caption}*", ""]
     lines += ["Results: `results.json`, `results.csv`; raw runs in `runs/`. Re-render without re-running: "
-              f"`edgelearn report --out {out} --render-only`.", ""]
+              f"`edgelearn report --out {_shown(out)} --render-only`.", ""]
     md = "\n".join(lines)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(_html(md))
