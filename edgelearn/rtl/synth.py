@@ -221,6 +221,10 @@ def ice40_resources(cells: dict[str, int]) -> dict[str, int]:
     return {cls: sum(n for c, n in cells.items() if c.startswith(prefixes)) for cls, prefixes in ICE40_CLASSES.items()}
 
 
+#: name prefixes of nextpnr-ice40's constant nets (its packer's GND / VCC), never a clock of the design
+CONSTANT_NETS = ("$PACKER_GND_NET", "$PACKER_VCC_NET")
+
+
 def parse_nextpnr_report(text: str, where: str = "nextpnr report") -> float:
     """The achieved fmax (MHz) of the one clock in a nextpnr ``--report`` JSON; anything else is an error."""
     try:
@@ -228,6 +232,10 @@ def parse_nextpnr_report(text: str, where: str = "nextpnr report") -> float:
     except ValueError:
         raise ConfigError(f"{where}: not a nextpnr --report file (unreadable JSON)") from None
     fmax = data.get("fmax") if isinstance(data, dict) else None
+    if isinstance(fmax, dict):
+        # nextpnr lists the constant nets it routes to clock pins (a DSP or RAM port used without its register) as
+        # clocks of their own: no clock of the design
+        fmax = {k: v for k, v in fmax.items() if not k.startswith(CONSTANT_NETS)}
     if not isinstance(fmax, dict) or len(fmax) != 1:
         n = len(fmax) if isinstance(fmax, dict) else 0
         raise ConfigError(f"{where}: {n} clocks in 'fmax', expected exactly one (clk)")
