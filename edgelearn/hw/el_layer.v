@@ -737,12 +737,15 @@ module el_layer #(
     localparam signed [YW:0] TSAT_LO = YSAT_LO[YW:0];
     localparam signed [YW:0] TSAT_HI = YSAT_HI[YW:0];
     wire t_sat = (tv <= TSAT_LO) || (tv >= TSAT_HI);
-    wire signed [DTW-1:0] dtab = t_sat ? {DTW{1'b0}} : ((ACT == A_TANH) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx)));
+    wire signed [DTW-1:0] dtab = (ACT == A_TANH) ? (one_y2 - tvx * tvx) : (tvx * (one_y - tvx));
     /* verilator lint_off UNUSEDSIGNAL */  // read where the activation has a table
-    wire [GW-1:0] g_tab;
+    wire [GW-1:0] g_tab, g_conv;
     /* verilator lint_on UNUSEDSIGNAL */
     el_convert #(.IW(DTW), .S(2 * YF - GF), .RMODE(GR), .OW(GW), .OSIGNED(GS), .OMODE(GO))
-        u_deriv (.din(dtab), .rnd(32'd0), .dout(g_tab), .ovf());
+        u_deriv (.din(dtab), .rnd(32'd0), .dout(g_conv), .ovf());
+    // a saturated word's derivative is 0, and 0 converts to 0 in every mode: the mask goes after the conversion, off
+    // the multiply -> round path (the comparison runs beside the multiply)
+    assign g_tab = t_sat ? {GW{1'b0}} : g_conv;
     localparam integer GVW = (TABLE ? GW : 1) + 1;
     localparam integer FG = TABLE ? GF : 0;
     /* verilator lint_off UNUSEDSIGNAL */  // read where it has none
