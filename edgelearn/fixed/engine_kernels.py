@@ -467,7 +467,7 @@ def layer_activate(P, k, z, table, y, g, cnt):
     c_act = cnt[k, T_ACT]
     c_der = cnt[k, T_DERIV]
     if kind == ACT_TANH or kind == ACT_SIGMOID:
-        # the same index, entry and derivative as the element loop below, as branch-free loops
+        # table index and entry (table_lookup), then the derivative (table_deriv), as branch-free loops
         table_lookup(z, n_out, table, fa, tb, rb, y)
         if need_g:
             t_sat = table_saturation(wy, fy, sy)
@@ -478,30 +478,7 @@ def layer_activate(P, k, z, table, y, g, cnt):
         return
     for i in range(n_out):
         r = z[i]
-        if kind == ACT_TANH or kind == ACT_SIGMOID:
-            # table index: arithmetic shift of the raw input, clamped (docs/arithmetic.md §11)
-            n = np.int64(1) << tb
-            sh = fa - (tb - rb - 1)
-            if sh >= 0:
-                idx = r >> (sh if sh < 63 else 63)
-            else:
-                rr = r
-                if rr > n:
-                    rr = n
-                elif rr < -n:
-                    rr = -n
-                idx = rr << (-sh if -sh < 40 else 40)
-            idx += n >> 1
-            if idx < 0:
-                idx = 0
-            elif idx > n - 1:
-                idx = n - 1
-            t = table[idx]
-            y[i] = t
-            if need_g:
-                d = table_deriv(kind == ACT_TANH, t, fy, table_saturation(wy, fy, sy))
-                g[i] = cv(d, 2 * fy, wg, fg, sg, rg, og, c_der)
-        elif kind == ACT_HARDTANH:
+        if kind == ACT_HARDTANH:
             one = np.int64(1) << fa if fa >= 0 else np.int64(1)
             y[i] = piecewise_act(kind, r, fa, wy, fy, sy, ry, oy, c_act)
             g[i] = 1 if -one < r < one else 0
