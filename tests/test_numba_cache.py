@@ -23,7 +23,13 @@ def test_the_engine_compiles_into_the_keyed_folder_unless_the_user_names_one(mon
 
     import edgelearn.fixed  # noqa: F401  (configures the cache on import)
 
-    if not os.environ.get("NUMBA_CACHE_DIR"):  # (a user's own folder wins, also over this test)
-        assert numba.config.CACHE_DIR == str(numba_cache.cache_dir())
+    ours = str(numba_cache.cache_dir())
+    if os.environ.get("NUMBA_CACHE_DIR") in (None, "", ours):  # (a user's own folder wins, also over this test)
+        assert numba.config.CACHE_DIR == ours
+        # Numba re-reads its configuration from the environment at the next compilation once any NUMBA_* variable
+        # changed; the keyed folder must survive that (it lives in the environment, not only in numba.config)
+        monkeypatch.setenv("NUMBA_OPT", "2" if os.environ.get("NUMBA_OPT") != "2" else "3")
+        numba.njit(lambda x: x + 1)(1)
+        assert numba.config.CACHE_DIR == ours
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/else")
     assert numba_cache.configure() is None

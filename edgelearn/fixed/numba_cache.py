@@ -33,22 +33,31 @@ def cache_dir(folder: Path = PACKAGE) -> Path:
 
 def configure() -> Path | None:
     """Point Numba's cache at :func:`cache_dir` (and drop the caches of earlier sources); call before any kernel
-    module is imported. Returns the folder, or None where the user's ``NUMBA_CACHE_DIR`` or an unwritable
-    package leaves Numba's own choice."""
+    module is imported. Returns the folder, or None where the user's own ``NUMBA_CACHE_DIR`` or an unwritable
+    package leaves Numba's choice.
+
+    The folder goes into the environment as ``NUMBA_CACHE_DIR``, not only into ``numba.config``: Numba re-reads its
+    whole configuration from the environment at the next compilation whenever any ``NUMBA_*`` variable changed
+    (``--threads`` sets ``NUMBA_NUM_THREADS``), which would silently reset a config-only setting to Numba's default
+    folder beside each file -- the stale-code trap this module exists to close."""
     import numba
 
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return None
     target = cache_dir()
+    named = os.environ.get("NUMBA_CACHE_DIR")
+    if named and named != str(target):
+        return None
     try:
         target.mkdir(parents=True, exist_ok=True)
-        probe = target / ".writable"
+        # a probe of this process's own: two processes configuring at once (pytest-xdist workers, a sweep's pool)
+        # must not delete each other's
+        probe = target / f".writable-{os.getpid()}"
         probe.touch()
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError:
         return None
     for old in target.parent.glob(f"{PREFIX}*"):
         if old != target and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
+    os.environ["NUMBA_CACHE_DIR"] = str(target)
     numba.config.CACHE_DIR = str(target)
     return target
