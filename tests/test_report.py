@@ -179,6 +179,63 @@ def test_online_reference_takes_the_float_twins_step(rule):
         np.testing.assert_allclose(mine["b"], b, rtol=0, atol=1e-9)
 
 
+
+def _fb_spec(rule):
+    """A 8-6-5-5 tanh MLP under a rule whose feedback learns (rank 2; torch_ref's default decay left in place: the
+    reference must set it to 0 itself, as the engine has none). Five classes: the SGD scale N C = 5 is no power of
+    two, so the Oja source's normalisation does not hide a wrong scale."""
+    layers = [{"type": "linear", "out": n, "act": "tanh", "name": f"fc{k + 1}"} for k, n in enumerate((6, 5))]
+    layers.append({"type": "linear", "out": 5, "name": "out"})
+    return network_from_dict({"name": "fb-online", "input_shape": [8], "num_classes": 5, "loss": "bce",
+                              "rule": rule, "rule_params": {"rank": 2}, "layers": layers})
+
+
+def _ref_feedback(ref, k):
+    """The reference's feedback of layer k in the twin's layout (kp's B, or Q stacked over P), or None."""
+    m = ref.sites[k].module
+    if k in ref.factors:
+        q, p = m.el_ldfa_q.detach().numpy().T, m.el_ldfa_p.detach().numpy()
+        return q, p
+    if ref.rule == "kp" and k > 0:
+        return (m.el_feedback.detach().numpy().T,)
+    return None
+
+
+@pytest.mark.parametrize("rule", ["kp", "ldfa", "dldfa"])
+def test_online_reference_of_learned_feedback_takes_the_twins_steps(rule):
+    """W, b, kp's B and ldfa's / dldfa's Q by torch_ref's SGD step, P by the written online Oja step on the
+    reference's own errors: after five samples every word equals the twin's (the engine's arithmetic in float)."""
+    spec = _fb_spec(rule)
+    twin = FixedEngine(spec, bits=16, seed=1, lr_shift=3).float_twin()
+    ref = OnlineReference(spec, rule, twin)
+    assert ref.sites[0].module.weight.shape == (6, 8)
+    B0 = [b.copy() for b in twin.B]
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        x = rng.uniform(-1, 1, 8)
+        x[rng.random(8) < 0.25] = 0.0
+        label = int(rng.integers(0, 5))
+        twin.step(x, label)
+        ref.step(x, label)
+    learned = 0
+    for k, (mine, w, b) in enumerate(zip(ref.weights(), twin.W, twin.b)):
+        np.testing.assert_allclose(mine["W"], w, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(mine["b"], b, rtol=0, atol=1e-10)
+        fb = _ref_feedback(ref, k)
+        if fb is None:
+            continue
+        if len(fb) == 1:  # kp
+            np.testing.assert_allclose(fb[0], twin.B[k], rtol=0, atol=1e-10)
+        else:
+            q, p = fb
+            n, r = q.shape
+            np.testing.assert_allclose(q, twin.B[k][:n, :r], rtol=0, atol=1e-10)
+            np.testing.assert_allclose(p, twin.B[k][n:, :p.shape[1]], rtol=0, atol=1e-10)
+            assert not np.array_equal(p, B0[k][n:, :p.shape[1]])  # P moved: the Oja step ran
+        learned += not np.array_equal(B0[k], twin.B[k])
+    assert learned == 2  # kp / ldfa: layers 1 and 2; dldfa: the hidden layers 0 and 1
+
+
 def _hand_built(x_row, lr_shift):
     """A 4-3-2 tanh MLP at 8 bits (input format ufixed<8,0>), RND updates, five copies of one sample."""
     spec = network_from_dict({"name": "hand", "input_shape": [4], "num_classes": 2, "loss": "bce", "rule": "drtp",

@@ -69,7 +69,7 @@ class SweepConfig:
     n_train: int | None = None
     n_test: int | None = None
     float_reference: bool = True   # the config's optimiser and batch (e.g. Adam, batch 60)
-    online_reference: bool = True  # the engine's online algorithm (ldfa excepted: online.ONLINE_RULES)
+    online_reference: bool = True  # the engine's online algorithm (online.ONLINE_RULES)
     curve_points: int = 10         # test-accuracy points per epoch
     curve_samples: int = 1000      # the first test samples, the held-out set of the learning curves
 
