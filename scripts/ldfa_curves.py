@@ -114,16 +114,19 @@ def main() -> int:
     fig.tight_layout()
     fig.savefig(a.out)
     print(f"wrote {a.out}: " + ", ".join(f"{s} {len(rs)} seed(s)" for s, rs in runs.items()))
-    # an unfinished setting is compared with BP over the same epochs (its last 10 so far), seed 0 of each
-    bp = {e["epoch"]: e for e in runs["bp"][0]["epochs"]} if "bp" in runs else {}
-    print("setting  epochs  test acc (last 10 ep, seed 0)  BP over the same epochs  difference  train acc")
+    # each run beside the BP run of its own seed over the same epochs (an unfinished one: its last 10 so far)
+    bp = {m.get("seed"): {e["epoch"]: e for e in m["epochs"]} for m in runs.get("bp", [])}
+    print("setting  seed  epochs  test acc (last 10 ep)  BP, same seed and epochs  difference  train acc")
     for s, rs in runs.items():
-        ep = rs[0]["epochs"][-10:]
-        acc = statistics.fmean(100 * e["test_accuracy"] for e in ep)
-        same = [bp[e["epoch"]] for e in ep if e["epoch"] in bp]
-        ref = statistics.fmean(100 * e["test_accuracy"] for e in same) if len(same) == len(ep) else None
-        print(f"{s:8s} {ep[-1]['epoch']:6d}  {acc:29.2f}  {'' if ref is None else f'{ref:.2f}':>23s}  "
-              f"{'' if ref is None else f'{acc - ref:+.2f}':>10s}  {100 * ep[-1]['train_accuracy']:9.1f}")
+        for m in rs:
+            ep = m["epochs"][-10:]
+            acc = statistics.fmean(100 * e["test_accuracy"] for e in ep)
+            mine = bp.get(m.get("seed"), {})
+            same = [mine[e["epoch"]] for e in ep if e["epoch"] in mine]
+            ref = statistics.fmean(100 * e["test_accuracy"] for e in same) if len(same) == len(ep) else None
+            print(f"{s:8s} {m.get('seed')!s:>4s}  {ep[-1]['epoch']:6d}  {acc:21.2f}  "
+                  f"{'' if ref is None else f'{ref:.2f}':>24s}  {'' if ref is None else f'{acc - ref:+.2f}':>10s}  "
+                  f"{100 * ep[-1]['train_accuracy']:9.1f}")
     return 0
 
 
