@@ -107,3 +107,23 @@ def test_el_convert_bit_exact(sim, tmp_path):
     ntests, nfail = rsim.test(runner, "conv_bank", "test_convert", tmp_path / "build", {"EL_VECTORS": str(vec)},
                               module_dir=Path(__file__).resolve().parent)
     assert ntests == 1 and nfail == 0
+
+
+def test_el_select_is_a_mux_not_a_shifter(tmp_path):
+    """el_select (edgelearn/hw/el_convert.v): word `sel` of N words, 0 past the last, elaborated without a shifter
+    (the indexed part-select it replaces became a shifter over the whole input: +448 LUTs at 784 inputs)."""
+    require_tool("yosys")
+    import subprocess
+
+    n, w, sw = 5, 6, 3  # W no power of two: where a part-select's shifter appeared
+    din = random.Random(3).getrandbits(n * w)
+    evals = "".join(f"tee -q -a eval.txt eval -set din {n * w}'d{din} -set sel {s} -show dout\n" for s in range(2 ** sw))
+    (tmp_path / "m.ys").write_text(
+        f"read_verilog {rsim.HW_DIR / 'el_convert.v'}\nchparam -set N {n} -set W {w} -set SW {sw} el_select\n"
+        "hierarchy -top el_select\nproc\nflatten\nopt -fast\n"
+        "tee -q -o count.txt select -count t:$shiftx t:$shr t:$shl t:$sshr t:$shift\n" + evals)
+    subprocess.run(["yosys", "-q", "-s", "m.ys"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "count.txt").read_text().split()[0] == "0"
+    got = [int(line.rsplit("'", 1)[1].rstrip("."), 2) for line in (tmp_path / "eval.txt").read_text().splitlines()
+           if line.startswith("Eval result")]
+    assert got == [(din >> (s * w)) & (2 ** w - 1) if s < n else 0 for s in range(2 ** sw)]

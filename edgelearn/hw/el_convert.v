@@ -146,3 +146,21 @@ module el_resize #(
         end
     endgenerate
 endmodule
+
+// Word `sel` of the N words of W bits in din (word 0 in the least significant bits; N <= 2^SW), 0 when sel >= N:
+// an N-way select written as an AND-OR of decoded words, so that synthesis builds an N:1 mux per output bit. An
+// indexed part-select with a variable base (`din[sel*W +: W]`) elaborates as a shifter over all of din by sel*W bits.
+module el_select #(
+    parameter integer N = 2, parameter integer W = 1, parameter integer SW = 1
+) (
+    input  wire [N*W-1:0] din,
+    input  wire [SW-1:0]  sel,
+    output reg  [W-1:0]   dout
+);
+    integer i;
+    always @* begin
+        dout = {W{1'b0}};
+        for (i = 0; i < N; i = i + 1)
+            dout = dout | (din[i*W +: W] & {W{sel == i[SW-1:0]}});
+    end
+endmodule

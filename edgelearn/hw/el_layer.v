@@ -419,7 +419,7 @@ module el_layer #(
     wire [SUBW-1:0] bd_sv = (R > 1) ? bd_s : {SUBW{1'b0}};
     /* verilator lint_on UNUSEDSIGNAL */
     wire [UQ*BW-1:0] b_upd_cur;          // bias sub-word bias_s
-    el_resize #(.IW(P*BW), .OW(UQ*BW), .SX(0)) u_bsub (.din(b_rd >> (bias_sv * UQ * BW)), .dout(b_upd_cur));
+    el_select #(.N(R), .W(UQ*BW), .SW(SUBW)) u_bsub (.din(b_rd), .sel(bias_sv), .dout(b_upd_cur));
     // d_q: the modulatory word of the next update word (read at stage B) or bias word (read the cycle before)
     wire [P*EW-1:0] d_rd = dmem[(state == ST_BPRE) ? {GAW{1'b0}} : (bias_ph ? bias_g + 1'b1 : ub_g)];
     // d_q is loaded under one enable, in a block of its own: inside the control's reset branch synthesis kept each
@@ -429,14 +429,17 @@ module el_layer #(
     always @(posedge clk) if (d_load) d_q <= d_rd;
 
     // the update's sub-word of the weight word and of its modulatory word: the read word (w_q held over the
-    // sub-words, d_q loaded once) through an R-way select of UQ lanes (one LUT6 per bit up to R = 4), not a shift of
-    // the whole word per sub-word
+    // sub-words, d_q loaded once) through an R-way select of UQ lanes (el_select: one LUT6 per bit up to R = 4), not
+    // a shift of the whole word per sub-word
     wire [SUBW-1:0] uc_sv = (R > 1) ? uc_s : {SUBW{1'b0}};
     assign w_hold = R > 1 && uc_valid && uc_s != R_LAST;
     wire [UQ*WW-1:0] w_cur;
-    el_resize #(.IW(P*WW), .OW(UQ*WW), .SX(0)) u_wsub (.din(w_q >> (uc_sv * UQ * WW)), .dout(w_cur));
+    el_select #(.N(R), .W(UQ*WW), .SW(SUBW)) u_wsub (.din(w_q), .sel(uc_sv), .dout(w_cur));
     wire [SUBW-1:0] d_sv = bias_ph ? bias_sv : uc_sv;
-    wire [P*EW-1:0] d_sub = d_q >> (d_sv * UQ * EW);
+    wire [UQ*EW-1:0] d_subq;             // lanes UQ .. P-1 of d_sub are 0 (read only by the update lanes)
+    el_select #(.N(R), .W(UQ*EW), .SW(SUBW)) u_dsub (.din(d_q), .sel(d_sv), .dout(d_subq));
+    wire [P*EW-1:0] d_sub;
+    el_resize #(.IW(UQ*EW), .OW(P*EW), .SX(0)) u_dsubx (.din(d_subq), .dout(d_sub));
 
     genvar gl;
     generate
@@ -621,7 +624,10 @@ module el_layer #(
 
     // ---------------------------------------------------------------------------------------------------------
     // activation stage X: table index, table and feedback reads
-    wire [AW-1:0] x_z = zbank[act_l*AW +: AW];
+    // lane act_l's z: a P-way select (as an indexed part-select it elaborated as a shifter over the bank: 448 more
+    // LUTs in the inference design at 784 inputs, 16 lanes, AW = 26)
+    wire [AW-1:0] x_z;
+    el_select #(.N(P), .W(AW), .SW(LNW)) u_xz (.din(zbank), .sel(act_l), .dout(x_z));
     wire signed [AW:0] x_zv = (AS != 0) ? {x_z[AW-1], x_z} : {1'b0, x_z};
     localparam integer TSH = AF - (TB - RB - 1);         // table index = (z >> TSH) + 2^(TB-1), clamped
     localparam integer IXW = AW + TB + 4 + ((TSH < 0) ? -TSH : 0);
