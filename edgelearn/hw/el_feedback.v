@@ -232,7 +232,7 @@ module el_feedback #(
     // ---- Q's increment: lane ql of word qa, input j = qj: Q + round(u_t x_j 2^-LR), then Q's overflow
     wire [QP*QW-1:0] q_word = qmem[qa[QAW-1:0]];
     wire [QW-1:0] q_raw;
-    el_resize #(.IW(QP * QW), .OW(QW), .SX(0)) u_qr (.din(q_word >> (ql * QW)), .dout(q_raw));
+    el_select #(.N(QP), .W(QW), .SW(LNW + 1)) u_qr (.din(q_word), .sel(ql), .dout(q_raw));
     wire signed [QW:0] qv = (QS != 0) ? $signed({q_raw[QW-1], q_raw}) : $signed({1'b0, q_raw});
     wire [XW-1:0] x_raw = xv[qj[IDXW-1:0]];
     wire signed [XW:0] xsv = (XS != 0) ? $signed({x_raw[XW-1], x_raw}) : $signed({1'b0, x_raw});
@@ -267,8 +267,14 @@ module el_feedback #(
             end
         end
     endgenerate
-    wire [QP*QW-1:0] q_mask = {{(QP*QW-QW){1'b0}}, {QW{1'b1}}} << (ql * QW);
-    wire [QP*QW-1:0] q_word_new = (q_word & ~q_mask) | (({{(QP*QW-QW){1'b0}}, q_new} << (ql * QW)) & q_mask);
+    // the serial pass writes lane ql of the word: a decoded write per lane, not a shifted mask (el_select's reason)
+    wire [QP*QW-1:0] q_word_new;
+    generate
+        for (gq = 0; gq < QP; gq = gq + 1) begin : g_qnew
+            localparam [LNW:0] QL = gq;
+            assign q_word_new[gq*QW +: QW] = (ql == QL) ? q_new : q_word[gq*QW +: QW];
+        end
+    endgenerate
 
     // leading one of max |delta_i|: fs = its position + 2 (2^(fs-2) <= big < 2^(fs-1))
     reg [7:0] fs_lead;
