@@ -93,14 +93,14 @@ class OnlineReference:
         self._grads.clear()
         self.learner.train_step(xt, torch.tensor([int(label)]))
         with torch.no_grad():
-            if self.train_p:  # from the pre-update words, as the twin's feedback step
-                steps = [self._oja_step(k, int(label)) for k in range(len(self.sites))]
+            # P's steps from the pre-update words, as the twin's feedback step
+            steps = [self._oja_step(k, int(label)) if self.train_p else None for k in range(len(self.sites))]
             for k, (lr, s) in enumerate(zip(self.lrs, self.sites)):
                 m = s.module
                 for t in (m.weight, m.bias, getattr(m, "el_feedback", None), getattr(m, "el_ldfa_q", None)):
                     if t is not None and t.grad is not None:
                         t -= lr * t.grad
-                if self.train_p and steps[k] is not None:
+                if steps[k] is not None:
                     m.el_ldfa_p += torch.from_numpy(steps[k])
 
     def _keep_output_grad(self, k: int):
